@@ -1,0 +1,57 @@
+"""alma_store: persistent, crash-safe, out-of-core bookkeeping for active learning.
+
+Keep the dataset ``D`` where it is, keep a labeled mask and the labels on disk,
+and see the Labeled and Unlabeled parts as views of ``D``::
+
+    import alma_store
+    store = alma_store.create("campaign.alma", "features.npy")
+    pos = my_acquisition(store.unlabeled)          # positions in the Unlabeled view
+    store.add_labels(pos, labels_for(pos), expected_version=store.version)
+"""
+
+from __future__ import annotations
+
+from .compat import ActiveLearningManager
+from .errors import (
+    AlmaError,
+    AlreadyLabeledError,
+    CorruptStoreError,
+    InvalidIndexError,
+    InvalidInputError,
+    LockTimeoutError,
+    ReadOnlyError,
+    SourceChangedError,
+    SourceMissingError,
+    StaleIndexError,
+    StoreExistsError,
+    StoreNotFoundError,
+)
+from .journal import LabelEvent
+from .store import Store, create, open
+from .views import LabeledMask, LabeledView, UnlabeledView
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActiveLearningManager",
+    "AlmaError",
+    "AlreadyLabeledError",
+    "CorruptStoreError",
+    "InvalidIndexError",
+    "InvalidInputError",
+    "LabelEvent",
+    "LabeledMask",
+    "LabeledView",
+    "LockTimeoutError",
+    "ReadOnlyError",
+    "SourceChangedError",
+    "SourceMissingError",
+    "StaleIndexError",
+    "Store",
+    "StoreExistsError",
+    "StoreNotFoundError",
+    "UnlabeledView",
+    "__version__",
+    "create",
+    "open",
+]

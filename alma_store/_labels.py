@@ -1,0 +1,125 @@
+"""Validation of label dtypes and label values (pure, no I/O)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidInputError
+
+STR_DTYPE = np.dtypes.StringDType()
+
+
+def parse_label_dtype(value: object) -> np.dtype:
+    """Normalise a label dtype: numeric, bool, fixed ``"U<n>"``, or ``"str"`` (variable length).
+
+    >>> parse_label_dtype("str")
+    StringDType()
+    >>> parse_label_dtype("int16")
+    dtype('int16')
+    """
+    if value is str or value == "str" or isinstance(value, np.dtypes.StringDType):
+        return STR_DTYPE
+    try:
+        dtype = np.dtype(value)  # type: ignore[call-overload]
+    except TypeError as exc:
+        raise InvalidInputError(f"label_dtype {value!r} is not a numpy dtype: {exc}") from None
+    if dtype.kind not in "biufcU" or dtype.fields is not None or dtype.itemsize == 0:
+        raise InvalidInputError(
+            "label_dtype must be numeric, bool, fixed-width 'U<n>' or 'str', "
+            f"got {value!r} ({dtype})"
+        )
+    return dtype
+
+
+def dtype_to_meta(dtype: np.dtype) -> str:
+    """The string recorded in ``meta.json`` for a label dtype."""
+    return "str" if dtype.kind == "T" else dtype.str
+
+
+def parse_label_shape(value: object) -> tuple[int, ...]:
+    """Validate ``label_shape``: a tuple of positive ints (``()`` for scalar labels)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value,)
+    if not isinstance(value, tuple | list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+    ):
+        raise InvalidInputError(f"label_shape must be a tuple of positive ints, got {value!r}")
+    return tuple(value)
+
+
+def parse_label_values(values: Any, n: int, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """Validate labels for ``n`` items and return them as an array of ``dtype``.
+
+    Nothing is coerced: a value that would change when stored (``1.5`` into an
+    integer dtype, ``300`` into ``uint8``, a string into a number, a string
+    longer than a ``U<n>`` dtype holds) is an error.
+
+    >>> parse_label_values([1, 2], 2, np.dtype("int8"), ())
+    array([1, 2], dtype=int8)
+    >>> parse_label_values([1.5], 1, np.dtype("int64"), ())
+    Traceback (most recent call last):
+    ...
+    alma_store.errors.InvalidInputError: labels cannot be stored as int64 without change: 1.5
+    """
+    want = (n, *shape)
+    if dtype.kind in "TU":
+        flat = values.reshape(-1).tolist() if isinstance(values, np.ndarray) else values
+        if shape == () and isinstance(flat, list | tuple):
+            bad = [v for v in flat if not isinstance(v, str)]
+            if bad:
+                raise InvalidInputError(f"labels must be strings for label dtype {dtype}, got {bad[0]!r}")
+        arr = np.array(values, dtype=STR_DTYPE if dtype.kind == "T" else object)
+        if arr.shape != want:
+            raise InvalidInputError(f"labels has shape {arr.shape}, expected {want}")
+        if arr.dtype == object:
+            bad = [v for v in arr.reshape(-1) if not isinstance(v, str)]
+            if bad:
+                raise InvalidInputError(f"labels must be strings for label dtype {dtype}, got {bad[0]!r}")
+            width = dtype.itemsize // 4
+            long = [v for v in arr.reshape(-1) if len(v) > width]
+            if long:
+                raise InvalidInputError(
+                    f"label {long[0]!r} is longer than the {width} characters label dtype {dtype} holds"
+                )
+        return arr.astype(dtype)
+    try:
+        arr = np.asarray(values)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"labels is not an array of numbers: {exc}") from None
+    if arr.shape != want:
+        raise InvalidInputError(f"labels has shape {arr.shape}, expected {want}")
+    if arr.dtype.kind not in "biufc":
+        raise InvalidInputError(
+            f"labels must be numbers for label dtype {dtype}, got dtype {arr.dtype}"
+            + (f" (e.g. {arr.reshape(-1)[0]!r})" if arr.size else "")
+        )
+    with np.errstate(all="ignore"):
+        out = arr.astype(dtype)
+        back = out.astype(arr.dtype)
+    if not np.array_equal(back, arr, equal_nan=arr.dtype.kind in "fc"):
+        bad = arr.reshape(-1)[(back != arr).reshape(-1)]
+        raise InvalidInputError(
+            f"labels cannot be stored as {dtype} without change: {bad[0]!r}"
+        )
+    return out
+
+
+def infer_label_dtype(values: list[Any]) -> np.dtype:
+    """The label dtype for a first batch of untyped labels (the compatibility layer).
+
+    Strings give ``"str"``, booleans ``bool``, integers ``int64``, other numbers ``float64``.
+    """
+    if values and all(isinstance(v, str) for v in values):
+        return STR_DTYPE
+    arr = np.asarray(values)
+    if arr.dtype.kind == "b":
+        return np.dtype(bool)
+    if arr.dtype.kind in "iu":
+        return np.dtype(np.int64)
+    if arr.dtype.kind == "f":
+        return np.dtype(np.float64)
+    raise InvalidInputError(
+        f"cannot infer a label dtype from labels of dtype {arr.dtype}; pass labels_dtype"
+    )

@@ -1,0 +1,123 @@
+"""Pure replay of journal events over chunk data (no I/O).
+
+The checkpoint on disk holds the per-chunk labeled counts at version ``c0``,
+while the Zarr chunks themselves may be at *any* version between ``c0`` and
+the newest one, because a checkpoint in progress (by this or another process)
+rewrites them one by one. Every event sets an absolute state for its dataset
+indices, so the state of a chunk at version ``v`` can be computed from a chunk
+at any version in ``[c0, now]``:
+
+1. undo, newest first, every event in ``(v, now]`` that touches the chunk
+   (setting each index back to its state before the event), then
+2. set every index touched in ``(c0, v]`` to its last state at or before ``v``.
+
+Indices touched by no event in ``(c0, now]`` are the same at every version in
+that range, so the chunk already holds their state. ``now`` must be read
+*after* the chunk was, so no event reflected in the chunk is missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._types import BoolArray, IndexArray
+from .journal import LabelEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Overlay:
+    """Net effect of the events in ``(c0, version]`` and the per-chunk counts at ``version``.
+
+    Immutable: applying an event returns a new overlay, so a snapshot holding an
+    older one is never disturbed.
+    """
+
+    version: int
+    indices: IndexArray  # dataset indices touched since c0, sorted, unique
+    labeled: BoolArray  # their state at version
+    values: np.ndarray  # their label at version, where labeled
+    counts: IndexArray  # labeled rows per chunk at version
+
+    @classmethod
+    def empty(
+        cls, version: int, counts: IndexArray, label_dtype: np.dtype, label_shape: tuple[int, ...]
+    ) -> Overlay:
+        """The overlay of a checkpoint: nothing touched since it."""
+        return cls(
+            version=version,
+            indices=np.empty(0, np.int64),
+            labeled=np.empty(0, bool),
+            values=np.empty((0, *label_shape), label_dtype),
+            counts=counts,
+        )
+
+    def apply(self, event: LabelEvent, chunk_rows: int) -> Overlay:
+        """The overlay one event later.
+
+        An ``"add"`` event only touches indices that were unlabeled, so they are
+        new to the overlay and each adds one to its chunk's count.
+        """
+        if event.version != self.version + 1:
+            raise ValueError(f"event version {event.version} does not follow {self.version}")
+        new = event.dataset_indices
+        order = np.argsort(new, kind="stable")
+        new_sorted = new[order]
+        at = np.searchsorted(self.indices, new_sorted)
+        counts = self.counts.copy()
+        np.add.at(counts, new_sorted // chunk_rows, 1)
+        return Overlay(
+            version=event.version,
+            indices=np.insert(self.indices, at, new_sorted),
+            labeled=np.insert(self.labeled, at, True),
+            values=np.insert(self.values, at, event.values[order], axis=0),
+            counts=counts,
+        )
+
+    def in_range(self, lo: int, hi: int) -> slice:
+        """Slice of the entries whose dataset index lies in ``[lo, hi)``."""
+        a, b = np.searchsorted(self.indices, [lo, hi])
+        return slice(int(a), int(b))
+
+
+def undo_in_range(events: list[LabelEvent], lo: int, hi: int) -> tuple[IndexArray, BoolArray]:
+    """Dataset indices in ``[lo, hi)`` touched by ``events``, with their state before.
+
+    Returned newest event first, so applying them in order leaves each index in
+    its state before the oldest event that touched it.
+    """
+    idx_parts = []
+    for event in reversed(events):
+        idx = event.dataset_indices[::-1]
+        idx_parts.append(idx[(idx >= lo) & (idx < hi)])
+    idx = np.concatenate(idx_parts) if idx_parts else np.empty(0, np.int64)
+    return idx, np.zeros(idx.shape, bool)  # before an "add", an index is unlabeled
+
+
+def chunk_state(
+    disk_mask: BoolArray,
+    disk_labels: np.ndarray | None,
+    lo: int,
+    overlay: Overlay,
+    undo: tuple[IndexArray, BoolArray],
+) -> tuple[BoolArray, np.ndarray | None]:
+    """State at ``overlay.version`` of the chunk starting at dataset index ``lo``.
+
+    ``disk_mask``/``disk_labels`` may be at any version in ``[c0, now]``;
+    ``undo`` comes from :func:`undo_in_range` over the events in
+    ``(overlay.version, now]``.
+    """
+    mask = disk_mask.copy()
+    labels = None if disk_labels is None else disk_labels.copy()
+    u_idx, u_labeled = undo
+    if u_idx.size:
+        # Assign one at a time from oldest to newest prior state is what the order
+        # encodes; numpy applies repeated fancy indices in order, so the last wins.
+        mask[u_idx - lo] = u_labeled
+    sl = overlay.in_range(lo, lo + len(mask))
+    local = overlay.indices[sl] - lo
+    mask[local] = overlay.labeled[sl]
+    if labels is not None:
+        labels[local] = overlay.values[sl]
+    return mask, labels

@@ -1,0 +1,155 @@
+"""The alma_store exception tree.
+
+Every error the library raises on purpose derives from :class:`AlmaError`. Where a
+builtin exception describes the same situation it is a second parent, so
+``except IndexError`` or ``except FileNotFoundError`` keeps working::
+
+    AlmaError
+    ├── StoreNotFoundError        (FileNotFoundError)  no store at the path
+    ├── StoreExistsError          (FileExistsError)    create() over an existing store
+    ├── ReadOnlyError                                  writing through mode="r"
+    ├── InvalidInputError         (ValueError)         bad shape, dtype, length, value
+    │   └── SourceChangedError                         feature source differs from the record
+    ├── SourceMissingError        (FileNotFoundError)  feature source is gone
+    ├── InvalidIndexError         (IndexError)         negative, out of range, duplicate
+    │   └── AlreadyLabeledError                        dataset index labeled already
+    ├── StaleIndexError                                the store moved past expected_version
+    ├── LockTimeoutError          (TimeoutError)       the writer lock was not obtained
+    └── CorruptStoreError                              a damaged or truncated file
+
+Errors carry the offending values as attributes and pickle, so they cross
+process boundaries (multiprocessing, Dask) intact.
+
+Examples
+--------
+>>> err = InvalidIndexError("positions", [7], upper=5)
+>>> isinstance(err, IndexError), err.positions
+(True, [7])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AlmaError",
+    "AlreadyLabeledError",
+    "CorruptStoreError",
+    "InvalidIndexError",
+    "InvalidInputError",
+    "LockTimeoutError",
+    "ReadOnlyError",
+    "SourceChangedError",
+    "SourceMissingError",
+    "StaleIndexError",
+    "StoreExistsError",
+    "StoreNotFoundError",
+]
+
+
+class AlmaError(Exception):
+    """Base class of every error raised by alma_store."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[AlmaError], args: tuple[Any, ...], state: dict[str, Any]) -> AlmaError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
+
+
+class StoreNotFoundError(AlmaError, FileNotFoundError):
+    """No alma_store exists at the given path."""
+
+
+class StoreExistsError(AlmaError, FileExistsError):
+    """A store already exists where ``create`` was asked to make one."""
+
+
+class ReadOnlyError(AlmaError):
+    """A write was attempted through a store opened with ``mode="r"``."""
+
+
+class InvalidInputError(AlmaError, ValueError):
+    """An argument has the wrong type, shape, dtype, length or value."""
+
+
+class SourceChangedError(InvalidInputError):
+    """The feature source no longer matches the fingerprint recorded at create."""
+
+
+class SourceMissingError(AlmaError, FileNotFoundError):
+    """The feature source recorded at create cannot be found."""
+
+
+class InvalidIndexError(AlmaError, IndexError):
+    """Indices are negative, out of range, not integers, or repeated in one batch.
+
+    Parameters
+    ----------
+    name
+        The argument the indices came from (``"positions"``, ``"dataset_indices"``).
+    positions
+        The offending values.
+    upper
+        The exclusive upper bound that applied, when one did.
+    reason
+        What is wrong with them; a default message is built from the other fields.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        positions: list[Any],
+        *,
+        upper: int | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.name = name
+        self.positions = list(positions)
+        self.upper = upper
+        if reason is None:
+            shown = _show(self.positions)
+            reason = f"{name} must lie in [0, {upper}), got {shown}"
+        super().__init__(reason)
+
+
+class AlreadyLabeledError(InvalidIndexError):
+    """A dataset index in the batch is labeled already (corrections are explicit)."""
+
+    def __init__(self, dataset_indices: list[int]) -> None:
+        shown = _show(dataset_indices)
+        super().__init__(
+            "dataset_indices",
+            dataset_indices,
+            reason=f"dataset indices {shown} are labeled already; nothing was written",
+        )
+
+
+class StaleIndexError(AlmaError):
+    """The store's version moved past the ``expected_version`` a caller's indices refer to."""
+
+    def __init__(self, expected_version: int, actual_version: int) -> None:
+        self.expected_version = expected_version
+        self.actual_version = actual_version
+        super().__init__(
+            f"expected_version is {expected_version} but the store is at version "
+            f"{actual_version}; positions taken from an older view are stale, take a new view"
+        )
+
+
+class LockTimeoutError(AlmaError, TimeoutError):
+    """The store's writer lock could not be obtained in time."""
+
+
+class CorruptStoreError(AlmaError):
+    """A store file is damaged, truncated, or belongs to another store."""
+
+
+def _show(values: list[Any], limit: int = 8) -> str:
+    head = ", ".join(repr(v) for v in values[:limit])
+    more = f", ... ({len(values)} in all)" if len(values) > limit else ""
+    return f"[{head}{more}]"

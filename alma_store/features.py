@@ -1,0 +1,303 @@
+"""Read-only feature sources: a memory-mapped ``.npy``, a Zarr array, an HDF5 dataset.
+
+A source is never loaded whole and never copied: rows are read on demand,
+either a contiguous range (:meth:`FeatureSource.read_range`) or a sorted set of
+dataset indices (:meth:`FeatureSource.read_rows`). At create the store records
+:meth:`FeatureSource.describe` — where the source is and its fingerprint
+(shape, dtype, size in bytes) — and :func:`open_source` refuses to reopen a
+source that is missing or no longer matches it.
+
+``h5py`` is imported only when an HDF5 source is used.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import zarr
+
+from ._types import IndexArray, PathLike
+from .errors import InvalidInputError, SourceChangedError, SourceMissingError
+
+if TYPE_CHECKING:
+    import h5py
+
+__all__ = ["FeatureSource", "HDF5Source", "NpySource", "ZarrSource", "open_source", "source_from"]
+
+
+class FeatureSource:
+    """A read-only 2-D-or-more array of features, one row per dataset item."""
+
+    kind: str = ""
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def read_range(self, lo: int, hi: int) -> np.ndarray:
+        """Rows ``[lo, hi)`` as an in-memory array."""
+        raise NotImplementedError
+
+    def read_rows(self, dataset_indices: IndexArray) -> np.ndarray:
+        """Rows at sorted, unique ``dataset_indices``, in that order."""
+        raise NotImplementedError
+
+    @property
+    def array(self) -> Any:
+        """The underlying array object (memmap, ``zarr.Array`` or ``h5py.Dataset``)."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """Location and fingerprint, as recorded in the store's metadata."""
+        raise NotImplementedError
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What must not change: shape, dtype, size in bytes."""
+        return {
+            "shape": list(self.shape),
+            "dtype": self.dtype.str,
+            "nbytes": int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize,
+        }
+
+    def close(self) -> None:
+        """Release file handles."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(shape={self.shape}, dtype={self.dtype})"
+
+
+class NpySource(FeatureSource):
+    """A ``.npy`` file opened with ``np.load(mmap_mode="r")``.
+
+    >>> import numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.npy")
+    >>> np.save(path, np.arange(6.0).reshape(3, 2))
+    >>> NpySource(path).read_rows(np.array([0, 2]))
+    array([[0., 1.],
+           [4., 5.]])
+    """
+
+    kind = "npy"
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = Path(path).resolve()
+        try:
+            self._mm = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            raise SourceMissingError(f"feature file {self.path} does not exist") from None
+        except ValueError as exc:
+            raise InvalidInputError(f"features {self.path} is not a readable .npy file: {exc}") from None
+        _check_rows(self._mm.shape, self.path)
+        self.shape = tuple(self._mm.shape)
+        self.dtype = self._mm.dtype
+
+    @property
+    def array(self) -> np.memmap:
+        # docstring inherited
+        return self._mm
+
+    def read_range(self, lo: int, hi: int) -> np.ndarray:
+        # docstring inherited
+        return np.array(self._mm[lo:hi])
+
+    def read_rows(self, dataset_indices: IndexArray) -> np.ndarray:
+        # docstring inherited
+        return self._mm[dataset_indices]
+
+    def describe(self) -> dict[str, Any]:
+        # docstring inherited
+        return {"kind": self.kind, "path": str(self.path), **self.fingerprint(),
+                "file_size": os.stat(self.path).st_size}
+
+    def close(self) -> None:
+        # docstring inherited
+        mm = getattr(self._mm, "_mmap", None)
+        self._mm = None  # type: ignore[assignment]
+        if mm is not None:
+            mm.close()
+
+
+class ZarrSource(FeatureSource):
+    """A Zarr v3 (or v2) array, given as a path or an open ``zarr.Array``."""
+
+    kind = "zarr"
+
+    def __init__(self, source: PathLike | zarr.Array) -> None:
+        if isinstance(source, zarr.Array):
+            self._arr = source
+            self.path = _zarr_local_path(source)
+        else:
+            self.path = Path(source).resolve()
+            if not self.path.exists():
+                raise SourceMissingError(f"feature array {self.path} does not exist")
+            try:
+                self._arr = zarr.open_array(self.path, mode="r")
+            except (FileNotFoundError, ValueError, TypeError) as exc:
+                raise InvalidInputError(f"features {self.path} is not a Zarr array: {exc}") from None
+        _check_rows(self._arr.shape, self.path)
+        self.shape = tuple(self._arr.shape)
+        self.dtype = np.dtype(self._arr.dtype)
+
+    @property
+    def array(self) -> zarr.Array:
+        # docstring inherited
+        return self._arr
+
+    def read_range(self, lo: int, hi: int) -> np.ndarray:
+        # docstring inherited
+        return np.asarray(self._arr[lo:hi])
+
+    def read_rows(self, dataset_indices: IndexArray) -> np.ndarray:
+        # docstring inherited
+        return np.asarray(self._arr.oindex[dataset_indices])
+
+    def describe(self) -> dict[str, Any]:
+        # docstring inherited
+        return {"kind": self.kind, "path": str(self.path), **self.fingerprint()}
+
+
+class HDF5Source(FeatureSource):
+    """An HDF5 dataset: ``"file.h5:/name"`` or an ``h5py.Dataset``, opened read-only."""
+
+    kind = "hdf5"
+
+    def __init__(self, source: str | h5py.Dataset, dataset: str | None = None) -> None:
+        import h5py
+
+        if isinstance(source, h5py.Dataset):
+            self.path = Path(source.file.filename).resolve()
+            self.dataset = source.name
+        else:
+            if dataset is None:
+                file_part, sep, dataset = str(source).rpartition(":")
+                if not sep or not file_part:
+                    raise InvalidInputError(
+                        f"an HDF5 source must be 'file.h5:/dataset', got {source!r}"
+                    )
+                source = file_part
+            self.path = Path(source).resolve()
+            self.dataset = dataset
+        if not self.path.exists():
+            raise SourceMissingError(f"HDF5 file {self.path} does not exist")
+        self._file = h5py.File(self.path, "r")
+        try:
+            ds = self._file[self.dataset]
+        except KeyError:
+            self._file.close()
+            raise SourceMissingError(f"HDF5 file {self.path} has no dataset {self.dataset!r}") from None
+        if not isinstance(ds, h5py.Dataset):
+            self._file.close()
+            raise InvalidInputError(f"{self.path}:{self.dataset} is a group, not a dataset")
+        self._ds = ds
+        _check_rows(ds.shape, self.path)
+        self.shape = tuple(ds.shape)
+        self.dtype = np.dtype(ds.dtype)
+
+    @property
+    def array(self) -> h5py.Dataset:
+        # docstring inherited
+        return self._ds
+
+    def read_range(self, lo: int, hi: int) -> np.ndarray:
+        # docstring inherited
+        return np.asarray(self._ds[lo:hi])
+
+    def read_rows(self, dataset_indices: IndexArray) -> np.ndarray:
+        # docstring inherited
+        if len(dataset_indices) == 0:
+            return np.empty((0, *self.shape[1:]), self.dtype)
+        return np.asarray(self._ds[dataset_indices])
+
+    def describe(self) -> dict[str, Any]:
+        # docstring inherited
+        return {"kind": self.kind, "path": str(self.path), "dataset": self.dataset, **self.fingerprint()}
+
+    def close(self) -> None:
+        # docstring inherited
+        if self._file.id.valid:
+            self._file.close()
+
+
+def _check_rows(shape: tuple[int, ...], where: object) -> None:
+    if len(shape) < 1:
+        raise InvalidInputError(f"features {where} must have at least one dimension, got a scalar")
+
+
+def _zarr_local_path(arr: zarr.Array) -> Path:
+    store = arr.store
+    root = getattr(store, "root", None)
+    if root is None:
+        raise InvalidInputError(
+            "a zarr.Array given as features must live in a local directory (LocalStore); "
+            f"got a {type(store).__name__}. Pass a numpy array to copy it into the store."
+        )
+    return (Path(root) / arr.path).resolve()
+
+
+def source_from(features: object) -> FeatureSource:
+    """Open the source a user handed to ``create``.
+
+    Accepts a ``.npy`` path, a Zarr array path or ``zarr.Array``, an
+    ``"file.h5:/name"`` string or ``h5py.Dataset``. (In-memory numpy arrays are
+    copied by the store itself, see :func:`alma_store.create`.)
+    """
+    if isinstance(features, zarr.Array):
+        return ZarrSource(features)
+    if type(features).__module__.startswith("h5py") and type(features).__name__ == "Dataset":
+        return HDF5Source(features)  # type: ignore[arg-type]
+    if isinstance(features, str | os.PathLike):
+        text = os.fspath(features)
+        path = Path(text)
+        if path.suffix == ".npy":
+            return NpySource(path)
+        if path.is_dir():
+            return ZarrSource(path)
+        file_part, sep, _ = text.rpartition(":")
+        if sep and Path(file_part).suffix in {".h5", ".hdf5", ".hdf", ".he5"}:
+            return HDF5Source(text)
+        if not path.exists():
+            raise SourceMissingError(f"features path {text!r} does not exist")
+        raise InvalidInputError(
+            f"features path {text!r} is not a .npy file, a Zarr array directory, or 'file.h5:/dataset'"
+        )
+    raise InvalidInputError(
+        "features must be a numpy array, a .npy path, a Zarr array (path or zarr.Array), "
+        f"or an HDF5 dataset ('file.h5:/name' or h5py.Dataset); got {type(features).__name__}"
+    )
+
+
+def open_source(record: dict[str, Any], store_root: Path) -> FeatureSource:
+    """Reopen a recorded source and check its fingerprint.
+
+    Raises
+    ------
+    SourceMissingError
+        The file or dataset is gone.
+    SourceChangedError
+        Its shape, dtype or size differs from what was recorded at create.
+    """
+    path = Path(record["path"])
+    if not path.is_absolute():
+        path = store_root / path
+    kind = record["kind"]
+    if kind == "npy":
+        src: FeatureSource = NpySource(path)
+    elif kind == "zarr":
+        src = ZarrSource(path)
+    elif kind == "hdf5":
+        src = HDF5Source(str(path), record["dataset"])
+    else:
+        raise InvalidInputError(f"unknown feature source kind {kind!r} in the store metadata")
+    now = src.describe()
+    for key in ("shape", "dtype", "nbytes", "file_size"):
+        if key in record and now.get(key) != record[key]:
+            src.close()
+            raise SourceChangedError(
+                f"feature source {path} has changed since the store was created: "
+                f"{key} was {record[key]!r}, now {now.get(key)!r}"
+            )
+    return src

@@ -1,0 +1,187 @@
+"""Pure index logic: the two index spaces and the per-chunk count index.
+
+alma_store names two index spaces and never mixes them:
+
+``dataset_index``
+    A row of the dataset ``D``, ``0 <= dataset_index < N``. It never changes.
+``view position``
+    A row of a view (Labeled or Unlabeled) at one store version: the
+    ``p``-th row of the view in dataset order. Positions shift whenever labels
+    are added, which is why every view is a snapshot at a version.
+
+The dataset is cut into chunks of ``chunk_rows`` rows (the chunking of the
+on-disk mask). A *count index* holds, per chunk, how many rows of that chunk
+belong to a view. Its prefix sum maps a view position to its chunk with one
+``searchsorted`` (``select``), and a dataset index to the number of view rows
+before its chunk (``rank``); only the few chunks actually hit are then read.
+No function here touches more than the count index and those chunks, so the
+cost of mapping ``k`` positions is ``O(n_chunks + k * chunk_rows)``, never
+``O(N)``.
+
+Nothing in this module does I/O: chunk masks are passed in by the caller.
+
+Examples
+--------
+>>> import numpy as np
+>>> counts = np.array([2, 0, 3])          # view rows in chunks 0, 1, 2
+>>> locate_positions(np.array([0, 1, 2, 4]), counts)
+(array([0, 0, 2, 2]), array([0, 1, 0, 2]))
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+
+import numpy as np
+
+from ._types import BoolArray, IndexArray
+from .errors import InvalidIndexError, InvalidInputError
+
+__all__ = [
+    "chunk_sizes",
+    "dataset_to_view_positions",
+    "locate_positions",
+    "parse_indices",
+    "view_to_dataset_indices",
+]
+
+
+def parse_indices(value: object, *, name: str, upper: int) -> IndexArray:
+    """Validate a batch of indices and return it as a 1-D ``int64`` array.
+
+    Accepts a Python or numpy integer, a list/tuple of them, or an integer
+    numpy array. Rejects, naming ``name``: booleans, floats (even ``3.0``),
+    strings, nested sequences, negative values, values ``>= upper`` and values
+    repeated within the batch. Nothing is coerced.
+
+    Examples
+    --------
+    >>> parse_indices([3, 1], name="positions", upper=5)
+    array([3, 1])
+    >>> parse_indices(5, name="positions", upper=5)
+    Traceback (most recent call last):
+    ...
+    alma_store.errors.InvalidIndexError: positions must lie in [0, 5), got [5]
+    """
+    if isinstance(value, bool | np.bool_):
+        raise InvalidInputError(f"{name} must be integers, got a boolean {value!r}")
+    if isinstance(value, numbers.Integral):
+        arr = np.array([int(value)], dtype=np.int64)
+    else:
+        if isinstance(value, str | bytes):
+            raise InvalidInputError(f"{name} must be integers, got a string {value!r}")
+        try:
+            raw = np.asarray(value)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"{name} must be a sequence of integers: {exc}") from None
+        if raw.ndim == 0:
+            raise InvalidInputError(f"{name} must be integers, got {value!r}")
+        if raw.ndim != 1:
+            raise InvalidInputError(
+                f"{name} must be a 1-D sequence of integers, got shape {raw.shape}"
+            )
+        raw = raw.reshape(-1)
+        if raw.size == 0:
+            return np.empty(0, dtype=np.int64)
+        if raw.dtype.kind == "O":
+            for v in raw:
+                if not isinstance(v, numbers.Integral) or isinstance(v, bool | np.bool_):
+                    raise InvalidInputError(f"{name} must be integers, got {v!r}")
+            try:
+                raw = raw.astype(np.int64)
+            except OverflowError:
+                raise InvalidIndexError(name, list(raw), upper=upper) from None
+        if raw.dtype.kind not in "iu":
+            raise InvalidInputError(
+                f"{name} must be integers, got dtype {raw.dtype} (e.g. {raw.flat[0]!r})"
+            )
+        if raw.dtype.kind == "u" and raw.size and raw.max() > np.iinfo(np.int64).max:
+            raise InvalidIndexError(name, [int(v) for v in raw if v >= upper], upper=upper)
+        arr = raw.astype(np.int64)
+    bad = (arr < 0) | (arr >= upper)
+    if bad.any():
+        raise InvalidIndexError(name, [int(v) for v in arr[bad]], upper=upper)
+    if arr.size > 1:
+        order = np.sort(arr)
+        dup = order[1:][order[1:] == order[:-1]]
+        if dup.size:
+            dups = sorted({int(v) for v in dup})
+            raise InvalidIndexError(
+                name, dups, upper=upper, reason=f"{name} repeats {dups} within one batch"
+            )
+    return arr
+
+
+def chunk_sizes(n_items: int, chunk_rows: int) -> IndexArray:
+    """Number of rows in each chunk; the last one may be short.
+
+    >>> chunk_sizes(10, 4)
+    array([4, 4, 2])
+    """
+    n_chunks = -(-n_items // chunk_rows)
+    sizes = np.full(n_chunks, chunk_rows, dtype=np.int64)
+    if n_chunks:
+        sizes[-1] = n_items - chunk_rows * (n_chunks - 1)
+    return sizes
+
+
+def locate_positions(positions: IndexArray, counts: IndexArray) -> tuple[IndexArray, IndexArray]:
+    """Select: map view positions to (chunk, rank of the row among the chunk's view rows).
+
+    ``counts[j]`` is the number of view rows in chunk ``j``. Positions must lie
+    in ``[0, counts.sum())``; that is the caller's check.
+    """
+    ends = np.cumsum(counts)
+    chunks = np.searchsorted(ends, positions, side="right")
+    offsets = positions - (ends[chunks] - counts[chunks])
+    return chunks.astype(np.int64), offsets.astype(np.int64)
+
+
+ChunkSelector = Callable[[int], BoolArray]
+"""Returns, for chunk ``j``, the boolean mask of its rows that belong to the view."""
+
+
+def view_to_dataset_indices(
+    positions: IndexArray, counts: IndexArray, chunk_rows: int, chunk_selector: ChunkSelector
+) -> IndexArray:
+    """Map view positions to dataset indices, reading only the chunks hit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> labeled = np.array([True, False, False, True, False, True])
+    >>> unlabeled = ~labeled
+    >>> counts = np.array([unlabeled[0:4].sum(), unlabeled[4:6].sum()])
+    >>> view_to_dataset_indices(np.array([2, 0]), counts, 4, lambda j: unlabeled[4*j:4*j+4])
+    array([4, 1])
+    """
+    out = np.empty(positions.shape, dtype=np.int64)
+    chunks, offsets = locate_positions(positions, counts)
+    for j in np.unique(chunks):
+        hit = chunks == j
+        members = np.flatnonzero(chunk_selector(int(j)))
+        out[hit] = int(j) * chunk_rows + members[offsets[hit]]
+    return out
+
+
+def dataset_to_view_positions(
+    dataset_indices: IndexArray, counts: IndexArray, chunk_rows: int, chunk_selector: ChunkSelector
+) -> tuple[IndexArray, BoolArray]:
+    """Rank: map dataset indices to view positions.
+
+    Returns the positions and a mask telling which indices belong to the view at
+    all; the positions of the others are meaningless (``-1``).
+    """
+    before = np.cumsum(counts) - counts
+    positions = np.full(dataset_indices.shape, -1, dtype=np.int64)
+    member = np.zeros(dataset_indices.shape, dtype=bool)
+    chunks = dataset_indices // chunk_rows
+    for j in np.unique(chunks):
+        hit = np.flatnonzero(chunks == j)
+        sel = chunk_selector(int(j))
+        local = dataset_indices[hit] - int(j) * chunk_rows
+        ranks = np.cumsum(sel) - 1
+        member[hit] = sel[local]
+        positions[hit] = np.where(sel[local], before[j] + ranks[local], -1)
+    return positions, member

@@ -1,0 +1,285 @@
+"""The append-only label journal: the store's source of truth.
+
+Every commit is one record appended to ``journal.bin``. The Zarr mask and label
+arrays are a checkpointed *view* of the journal, rebuilt from it after a crash.
+
+File format
+-----------
+The file opens with a 32-byte header: ``b"ALMAJNL1"``, the store's 16-byte
+UUID, a CRC-32 of those 24 bytes and 4 zero bytes. A journal whose UUID is not
+the store's is refused. Records follow back to back::
+
+    b"REC1" | payload_len u32 | crc32(payload) u32 | crc32(first 12 bytes) u32 | payload
+
+All integers are little-endian. The payload is ``json_len u32 | json | indices
+| values | previous``: the JSON object holds ``version``, ``kind``, ``n``,
+``time`` (Unix seconds), ``annotator``, ``round`` and, for string labels, the
+values themselves; ``indices`` are ``n`` int64 dataset indices; ``values`` (and
+``previous`` for corrections) are the raw little-endian bytes of the label
+dtype, shape ``(n, *label_shape)``.
+
+Durability
+----------
+:meth:`Journal.append` writes a record with ``write`` and returns only after
+``fdatasync``: once ``add_labels`` has returned, the record survives
+``kill -9`` and power loss. A process killed *during* an append leaves at most
+a short record at the end of the file.
+
+Replay rules
+------------
+Records carry consecutive versions starting at 1. Reading stops quietly at a
+short record at the very end: it was never acknowledged, and a writer
+holding the lock truncates it before appending. Anything else — a bad magic,
+a CRC mismatch on a complete record, a version gap, a header for another store
+— raises :class:`~alma_store.errors.CorruptStoreError` naming the file and
+byte offset. Nothing is ever silently skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ._types import IndexArray
+from .errors import CorruptStoreError, InvalidInputError
+
+__all__ = ["Journal", "LabelEvent"]
+
+FILE_MAGIC = b"ALMAJNL1"
+FILE_HEADER_SIZE = 32
+REC_MAGIC = b"REC1"
+REC_HEADER = struct.Struct("<4sIII")
+KINDS = ("add",)
+
+
+@dataclass(frozen=True, slots=True)
+class LabelEvent:
+    """One committed batch of labels: a journal record.
+
+    Parameters
+    ----------
+    version
+        The store version this commit created (1 for the first commit).
+    kind
+        What the commit did; ``"add"`` labels unlabeled items.
+    dataset_indices
+        The dataset indices the commit touched, int64, in the order given.
+    values
+        Their labels, shape ``(n, *label_shape)``.
+    time
+        Unix time of the commit, in seconds.
+    annotator, round
+        Free-form provenance given to ``add_labels``.
+    """
+
+    version: int
+    kind: str
+    dataset_indices: IndexArray
+    values: np.ndarray
+    time: float = field(default_factory=time.time)
+    annotator: str | None = None
+    round: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise InvalidInputError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.version < 1:
+            raise InvalidInputError(f"version must be >= 1, got {self.version}")
+        if len(self.values) != len(self.dataset_indices):
+            raise InvalidInputError(
+                f"values has length {len(self.values)} but dataset_indices has length "
+                f"{len(self.dataset_indices)}"
+            )
+
+    def encode(self, label_dtype: np.dtype) -> bytes:
+        """Serialise to one journal record, header included."""
+        n = len(self.dataset_indices)
+        head: dict[str, object] = {
+            "version": self.version,
+            "kind": self.kind,
+            "n": n,
+            "time": self.time,
+            "annotator": self.annotator,
+            "round": self.round,
+        }
+        parts = [np.ascontiguousarray(self.dataset_indices, dtype="<i8").tobytes()]
+        if label_dtype.kind == "T":
+            head["values"] = [str(v) for v in self.values.reshape(-1)]
+        else:
+            parts.append(np.ascontiguousarray(self.values, dtype=label_dtype.newbyteorder("<")).tobytes())
+        js = json.dumps(head, separators=(",", ":")).encode()
+        payload = b"".join([struct.pack("<I", len(js)), js, *parts])
+        first = struct.pack("<4sII", REC_MAGIC, len(payload), zlib.crc32(payload))
+        return first + struct.pack("<I", zlib.crc32(first)) + payload
+
+    @classmethod
+    def decode(
+        cls, payload: bytes, label_dtype: np.dtype, label_shape: tuple[int, ...]
+    ) -> LabelEvent:
+        """Parse a record payload (the bytes after the 16-byte record header)."""
+        (jlen,) = struct.unpack_from("<I", payload, 0)
+        head = json.loads(payload[4 : 4 + jlen])
+        n = int(head["n"])
+        pos = 4 + jlen
+        idx = np.frombuffer(payload, dtype="<i8", count=n, offset=pos).astype(np.int64)
+        pos += 8 * n
+        if label_dtype.kind == "T":
+            values = np.array(head["values"], dtype=label_dtype).reshape((n, *label_shape))
+        else:
+            count = n * int(np.prod(label_shape, dtype=np.int64))
+            values = (
+                np.frombuffer(payload, dtype=label_dtype.newbyteorder("<"), count=count, offset=pos)
+                .astype(label_dtype)
+                .reshape((n, *label_shape))
+            )
+        return cls(
+            version=int(head["version"]),
+            kind=head["kind"],
+            dataset_indices=idx,
+            values=values,
+            time=float(head["time"]),
+            annotator=head["annotator"],
+            round=head["round"],
+        )
+
+
+def _file_header(uuid: bytes) -> bytes:
+    body = FILE_MAGIC + uuid
+    return body + struct.pack("<I", zlib.crc32(body)) + b"\0\0\0\0"
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a directory entry (a create or rename inside it) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Journal:
+    """Reader and appender of one store's journal file.
+
+    Appending is only safe while holding the store's writer lock; reading is
+    always safe, concurrently with a writer.
+    """
+
+    def __init__(self, path: Path, uuid: bytes, label_dtype: np.dtype, label_shape: tuple[int, ...], *, writable: bool) -> None:
+        self.path = path
+        self.label_dtype = label_dtype
+        self.label_shape = label_shape
+        try:
+            self._fd = os.open(path, os.O_RDWR | os.O_APPEND if writable else os.O_RDONLY)
+        except FileNotFoundError:
+            raise CorruptStoreError(f"journal file {path} is missing") from None
+        head = os.pread(self._fd, FILE_HEADER_SIZE, 0)
+        if len(head) < FILE_HEADER_SIZE or head != _file_header(uuid):
+            os.close(self._fd)
+            raise CorruptStoreError(
+                f"{path} does not start with this store's journal header "
+                "(truncated, damaged, or copied from another store)"
+            )
+
+    @staticmethod
+    def create(path: Path, uuid: bytes) -> None:
+        """Write an empty journal (header only) durably."""
+        with open(path, "xb") as f:
+            f.write(_file_header(uuid))
+            f.flush()
+            os.fsync(f.fileno())
+        fsync_dir(path.parent)
+
+    def size(self) -> int:
+        """Current file size in bytes."""
+        return os.fstat(self._fd).st_size
+
+    def read(self, offset: int, first_version: int) -> tuple[list[tuple[LabelEvent, int]], int, bool]:
+        """Decode records from ``offset`` to the end of the file.
+
+        Parameters
+        ----------
+        offset
+            Byte offset of the first record to read (a record boundary).
+        first_version
+            The version the first record there must carry.
+
+        Returns
+        -------
+        records
+            ``(event, end_offset)`` pairs in file order.
+        end
+            Offset just past the last complete record.
+        torn
+            True when a short record follows ``end`` (an unacknowledged append
+            in progress or cut off by a crash).
+
+        Raises
+        ------
+        CorruptStoreError
+            A damaged record, a version gap, or a file shorter than ``offset``.
+        """
+        size = self.size()
+        if size < offset:
+            raise CorruptStoreError(
+                f"{self.path} is {size} bytes but the checkpoint refers to offset {offset}: "
+                "the journal was truncated"
+            )
+        data = os.pread(self._fd, size - offset, offset)
+        out: list[tuple[LabelEvent, int]] = []
+        pos = 0
+        expect = first_version
+        while pos < len(data):
+            if len(data) - pos < REC_HEADER.size:
+                return out, offset + pos, True
+            magic, plen, pcrc, hcrc = REC_HEADER.unpack_from(data, pos)
+            if magic != REC_MAGIC or zlib.crc32(data[pos : pos + 12]) != hcrc:
+                raise CorruptStoreError(f"{self.path}: damaged record header at byte {offset + pos}")
+            start = pos + REC_HEADER.size
+            if len(data) - start < plen:
+                return out, offset + pos, True
+            payload = data[start : start + plen]
+            if zlib.crc32(payload) != pcrc:
+                raise CorruptStoreError(
+                    f"{self.path}: checksum mismatch in the record at byte {offset + pos}"
+                )
+            try:
+                event = LabelEvent.decode(payload, self.label_dtype, self.label_shape)
+            except (ValueError, KeyError, struct.error) as exc:
+                raise CorruptStoreError(
+                    f"{self.path}: undecodable record at byte {offset + pos}: {exc}"
+                ) from None
+            if event.version != expect:
+                raise CorruptStoreError(
+                    f"{self.path}: record at byte {offset + pos} has version {event.version}, "
+                    f"expected {expect}"
+                )
+            expect += 1
+            pos = start + plen
+            out.append((event, offset + pos))
+        return out, offset + pos, False
+
+    def append(self, record: bytes) -> None:
+        """Append one encoded record and make it durable before returning."""
+        view = memoryview(record)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        os.fdatasync(self._fd)
+
+    def truncate(self, offset: int) -> None:
+        """Cut an unacknowledged torn tail off (writer lock held)."""
+        os.ftruncate(self._fd, offset)
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        """Close the file descriptor."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -1,0 +1,621 @@
+"""The persistent active-learning store.
+
+A store is a directory::
+
+    meta.json         geometry, label dtype, feature source and its fingerprint
+    journal.bin       append-only, fsynced label journal: the source of truth
+    checkpoint.bin    version and per-chunk labeled counts the Zarr arrays hold
+    state/            Zarr group: labeled mask and labels (see alma_store._state)
+    features/         a Zarr copy of the features, only when given in memory
+    lock              the writer lock file
+
+Write path (:meth:`Store.add_labels`), under the writer lock: read the journal
+tail that other processes appended, validate the whole batch against that
+state, append one record and ``fdatasync`` it, then return. The Zarr arrays are
+brought up to date later, in batches, by :meth:`Store.checkpoint` (automatic
+every ``CHECKPOINT_ROWS`` labels and when a writer closes); until then readers
+combine them with the journal tail. A crash at any point therefore loses
+nothing acknowledged, and the next reader sees every acknowledged batch whole
+and no unacknowledged one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid as uuidlib
+from pathlib import Path
+from typing import Any, Literal
+
+import filelock
+import numpy as np
+import zarr
+
+from . import _state
+from ._labels import dtype_to_meta, parse_label_dtype, parse_label_shape, parse_label_values
+from ._overlay import Overlay, chunk_state
+from ._snapshot import Snapshot
+from ._types import IndexArray, PathLike
+from .errors import (
+    AlreadyLabeledError,
+    CorruptStoreError,
+    InvalidIndexError,
+    InvalidInputError,
+    LockTimeoutError,
+    ReadOnlyError,
+    StaleIndexError,
+    StoreExistsError,
+    StoreNotFoundError,
+)
+from .features import FeatureSource, open_source, source_from
+from .index import dataset_to_view_positions, parse_indices, view_to_dataset_indices
+from .journal import FILE_HEADER_SIZE, Journal, LabelEvent
+from .views import LabeledMask, LabeledView, UnlabeledView
+
+__all__ = ["CHECKPOINT_ROWS", "Store", "create", "open", "open_store"]
+
+FORMAT_VERSION = 1
+CHECKPOINT_ROWS = 65536
+"""Journal entries after which a writer folds the tail into the Zarr arrays."""
+DEFAULT_CHUNK_BYTES = 1 << 16
+
+
+def create(
+    path: PathLike,
+    features: object,
+    *,
+    label_dtype: object = "int64",
+    label_shape: tuple[int, ...] = (),
+    chunk_rows: int | None = None,
+    overwrite: bool = False,
+) -> Store:
+    """Create a store for ``features`` at ``path`` and open it for writing.
+
+    Parameters
+    ----------
+    path
+        Directory to create. It must not exist (or be empty), unless
+        ``overwrite`` is true and it holds a store.
+    features
+        The dataset ``D``, one row per item: a ``.npy`` path (memory-mapped,
+        never copied), a Zarr array (path or ``zarr.Array``), an HDF5 dataset
+        (``"file.h5:/name"`` or ``h5py.Dataset``), or an in-memory numpy array,
+        which is copied into the store as Zarr.
+    label_dtype
+        dtype of one label: numeric, bool, fixed-width ``"U<n>"`` or ``"str"``
+        (variable-length strings).
+    label_shape
+        Shape of one label; ``()`` for scalar labels.
+    chunk_rows
+        Rows per chunk of the mask and label arrays (and of the count index).
+        Default: 65,536.
+    overwrite
+        Replace an existing store at ``path``.
+
+    Returns
+    -------
+    Store
+        The new store, opened with ``mode="r+"``.
+
+    Raises
+    ------
+    StoreExistsError
+        ``path`` exists and is not an empty directory (and not a store to overwrite).
+    InvalidInputError
+        A bad argument; nothing is created.
+    SourceMissingError
+        The feature path does not exist.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, alma_store
+    >>> d = tempfile.mkdtemp()
+    >>> with alma_store.create(d + "/s", np.zeros((10, 3))) as store:
+    ...     store.add_labels([(2, 1), (5, 0)])
+    ...     store.unlabeled.to_dataset_index([0, 2, 4])
+    array([2, 5]...)
+    array([0, 1, 4])
+    """
+    root = Path(path)
+    dtype = parse_label_dtype(label_dtype)
+    shape = parse_label_shape(label_shape)
+    if chunk_rows is not None and (
+        not isinstance(chunk_rows, int) or isinstance(chunk_rows, bool) or chunk_rows < 1
+    ):
+        raise InvalidInputError(f"chunk_rows must be a positive int, got {chunk_rows!r}")
+    if not isinstance(overwrite, bool):
+        raise InvalidInputError(f"overwrite must be a bool, got {overwrite!r}")
+    if root.exists():
+        is_store = (root / "meta.json").exists()
+        if not root.is_dir() or (any(root.iterdir()) and not (overwrite and is_store)):
+            what = "a store" if is_store else "not an empty directory"
+            raise StoreExistsError(
+                f"cannot create a store at {root}: it exists and is {what}"
+                + ("; pass overwrite=True to replace it" if is_store else "")
+            )
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.creating-"))
+    try:
+        if isinstance(features, np.ndarray):
+            if features.ndim < 1:
+                raise InvalidInputError("features must have at least one dimension, got a scalar")
+            rows = chunk_rows or DEFAULT_CHUNK_BYTES
+            zarr.create_array(
+                tmp / "features",
+                data=features,
+                chunks=(min(rows, max(1, len(features))), *features.shape[1:]),
+            )
+            source: FeatureSource = source_from(tmp / "features")
+            record = source.describe()
+            record["path"] = "features"
+        else:
+            source = source_from(features)
+            record = source.describe()
+        n_items = source.shape[0]
+        source.close()
+        rows = chunk_rows or DEFAULT_CHUNK_BYTES
+        uid = uuidlib.uuid4()
+        meta = {
+            "format": "alma_store",
+            "format_version": FORMAT_VERSION,
+            "uuid": uid.hex,
+            "n_items": n_items,
+            "chunk_rows": rows,
+            "label_dtype": dtype_to_meta(dtype),
+            "label_shape": list(shape),
+            "features": record,
+            "created": time.time(),
+        }
+        Journal.create(tmp / "journal.bin", uid.bytes)
+        _state.create_arrays(tmp, n_items, rows, dtype, shape)
+        _state.write_checkpoint(
+            tmp,
+            version=0,
+            journal_offset=FILE_HEADER_SIZE,
+            counts=np.zeros(-(-n_items // rows), np.int64),
+        )
+        _state.atomic_write(tmp / "meta.json", json.dumps(meta, indent=1).encode())
+        if root.exists():
+            trash = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.old-"))
+            os.replace(root, trash / "store")
+            os.replace(tmp, root)
+            shutil.rmtree(trash)
+        else:
+            os.replace(tmp, root)
+        _state.fsync_dir(root.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Store(root, mode="r+")
+
+
+def open_store(path: PathLike, mode: Literal["r", "r+"] = "r+", *, lock_timeout: float = 60.0) -> Store:  # noqa: A001
+    """Open an existing store.
+
+    Cost is ``O(number of chunks)`` plus the journal tail since the last
+    checkpoint; the dataset, the mask and the labels are not read.
+
+    Parameters
+    ----------
+    path
+        The store directory.
+    mode
+        ``"r+"`` to read and label, ``"r"`` to read only (no lock file is touched).
+    lock_timeout
+        Seconds a write waits for the writer lock before :class:`LockTimeoutError`.
+
+    Raises
+    ------
+    StoreNotFoundError
+        No store at ``path``.
+    CorruptStoreError
+        A store file is damaged or truncated.
+    SourceMissingError, SourceChangedError
+        The feature source is gone or differs from the one recorded at create.
+    """
+    return Store(Path(path), mode=mode, lock_timeout=lock_timeout)
+
+
+class Store:
+    """A persistent labeled/unlabeled split of a dataset. Use :func:`create` or :func:`open`.
+
+    A ``Store`` is a context manager; leaving the block closes it. One object
+    may be used from several threads; several processes may open the same
+    store and label it at the same time.
+    """
+
+    def __init__(self, root: Path, *, mode: str = "r+", lock_timeout: float = 60.0) -> None:
+        if mode not in ("r", "r+"):
+            raise InvalidInputError(f"mode must be 'r' or 'r+', got {mode!r}")
+        self.path = root
+        self.mode = mode
+        self._lock_timeout = lock_timeout
+        self._closed = True
+        meta_path = root / "meta.json"
+        if not root.is_dir():
+            raise StoreNotFoundError(f"no alma_store at {root}: the directory does not exist")
+        try:
+            self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+        except FileNotFoundError:
+            raise StoreNotFoundError(f"no alma_store at {root}: meta.json is missing") from None
+        except ValueError as exc:
+            raise CorruptStoreError(f"{meta_path} is damaged: {exc}") from None
+        if self.meta.get("format") != "alma_store":
+            raise CorruptStoreError(f"{meta_path} does not describe an alma_store")
+        if self.meta.get("format_version") != FORMAT_VERSION:
+            raise CorruptStoreError(
+                f"{root} has format version {self.meta.get('format_version')}, "
+                f"this alma_store reads version {FORMAT_VERSION}"
+            )
+        self._n = int(self.meta["n_items"])
+        self.chunk_rows = int(self.meta["chunk_rows"])
+        self.label_dtype = parse_label_dtype(self.meta["label_dtype"])
+        self.label_shape = tuple(self.meta["label_shape"])
+        self._source = open_source(self.meta["features"], root)
+        self._mutex = threading.RLock()
+        self._lock = filelock.FileLock(root / "lock") if mode == "r+" else None
+        try:
+            self._journal = Journal(
+                root / "journal.bin",
+                bytes.fromhex(self.meta["uuid"]),
+                self.label_dtype,
+                self.label_shape,
+                writable=mode == "r+",
+            )
+        except BaseException:
+            self._source.close()
+            raise
+        self._arrays = _state.StateArrays(root, self._n, self.chunk_rows)
+        self._ckpt_stat: tuple[int, int] | None = None
+        self._closed = False
+        self._load_checkpoint()
+        self._refresh()
+
+    # -- journal tail --------------------------------------------------------
+
+    def _load_checkpoint(self) -> None:
+        """(Re)base the in-memory tail on the checkpoint file."""
+        st = os.stat(self.path / "checkpoint.bin")
+        version, offset, counts = _state.read_checkpoint(self.path, -(-self._n // self.chunk_rows))
+        self._ckpt_stat = (st.st_ino, st.st_mtime_ns)
+        old_events = getattr(self, "_events", [])
+        old_ends = getattr(self, "_ends", [])
+        overlay = Overlay.empty(version, counts, self.label_dtype, self.label_shape)
+        self._events: list[LabelEvent] = []
+        self._ends: list[int] = []
+        self._read_offset = offset
+        for event, end in zip(old_events, old_ends, strict=True):
+            if event.version > version:
+                overlay = overlay.apply(event, self.chunk_rows)
+                self._events.append(event)
+                self._ends.append(end)
+                self._read_offset = end
+        self._overlay = overlay
+        self._snapshot: Snapshot | None = None
+        self._arrays.clear_cache()
+
+    def _refresh(self, *, writer: bool = False) -> None:
+        """Take in what other processes committed or checkpointed since we last looked."""
+        with self._mutex:
+            self._check_open()
+            st = os.stat(self.path / "checkpoint.bin")
+            if (st.st_ino, st.st_mtime_ns) != self._ckpt_stat:
+                self._load_checkpoint()
+            if self._journal.size() == self._read_offset:
+                return
+            records, end, torn = self._journal.read(self._read_offset, self._overlay.version + 1)
+            for event, rec_end in records:
+                self._overlay = self._overlay.apply(event, self.chunk_rows)
+                self._events.append(event)
+                self._ends.append(rec_end)
+            self._read_offset = end
+            if records:
+                self._snapshot = None
+            if torn and writer:
+                self._journal.truncate(end)  # never acknowledged: its writer died mid-append
+
+    def _events_after(self, version: int, offset: int) -> list[LabelEvent]:
+        """Every committed event newer than ``version`` (whose record ends at ``offset``)."""
+        with self._mutex:
+            self._refresh()
+            base = self._overlay.version - len(self._events)
+            if version >= base:
+                return self._events[version - base :]
+            records, _, _ = self._journal.read(offset, version + 1)
+            return [event for event, _ in records]
+
+    def _current(self) -> Snapshot:
+        with self._mutex:
+            self._refresh()
+            if self._snapshot is None:
+                offset = self._ends[-1] if self._ends else self._read_offset
+                self._snapshot = Snapshot(self, self._overlay, offset)
+            return self._snapshot
+
+    # -- basic properties ----------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def features(self) -> Any:
+        """The feature array itself: a read-only memmap, ``zarr.Array`` or ``h5py.Dataset``."""
+        return self._source.array
+
+    @property
+    def feature_source(self) -> FeatureSource:
+        """The feature source wrapper (uniform row reads over every backend)."""
+        return self._source
+
+    @property
+    def version(self) -> int:
+        """Number of commits so far (0 for a new store); +1 per ``add_labels`` batch."""
+        return self._current().version
+
+    @property
+    def num_labeled(self) -> int:
+        """Number of labeled items now."""
+        return self._current().num_labeled
+
+    @property
+    def num_unlabeled(self) -> int:
+        """Number of unlabeled items now."""
+        return self._n - self._current().num_labeled
+
+    @property
+    def labeled(self) -> LabeledView:
+        """The Labeled view ``L``, a snapshot at the current version (nothing is copied)."""
+        return LabeledView(self, self._current())
+
+    @property
+    def unlabeled(self) -> UnlabeledView:
+        """The Unlabeled view ``U``, a snapshot at the current version (nothing is copied)."""
+        return UnlabeledView(self, self._current())
+
+    @property
+    def labeled_mask(self) -> LabeledMask:
+        """The labeled mask over dataset indices, lazy; ``np.asarray`` materialises it."""
+        return LabeledMask(self._current())
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Labels of the labeled items in dataset order (materialised, size ``num_labeled``)."""
+        return self.labeled.labels
+
+    def to_unlabeled_position(self, dataset_indices: object) -> IndexArray:
+        """Positions in the current Unlabeled view of unlabeled ``dataset_indices``.
+
+        The inverse of ``store.unlabeled.to_dataset_index``.
+
+        Raises
+        ------
+        InvalidIndexError
+            An index is out of range or labeled (it has no unlabeled position).
+        """
+        snap = self._current()
+        idx = parse_indices(dataset_indices, name="dataset_indices", upper=self._n)
+        pos, member = dataset_to_view_positions(
+            idx, snap.unlabeled_counts, self.chunk_rows, snap.unlabeled_chunk
+        )
+        if not member.all():
+            bad = [int(v) for v in idx[~member]]
+            raise InvalidIndexError(
+                "dataset_indices", bad, reason=f"dataset indices {bad} are labeled, not in the Unlabeled view"
+            )
+        return pos
+
+    # -- writing -------------------------------------------------------------
+
+    def add_labels(
+        self,
+        labels: object,
+        values: object = None,
+        *,
+        relative_to: Literal["unlabeled", "dataset"] = "unlabeled",
+        annotator: str | None = None,
+        round: int | None = None,  # noqa: A002
+        expected_version: int | None = None,
+    ) -> IndexArray:
+        """Label a batch of items, atomically and durably.
+
+        Two spellings: ``add_labels((i, y))`` / ``add_labels([(i, y), ...])``
+        as in ALMa, or ``add_labels(indices, values)`` with arrays.
+
+        Parameters
+        ----------
+        labels
+            ``(index, label)`` tuples, or the indices when ``values`` is given.
+        values
+            The labels, ``(n, *label_shape)``, when ``labels`` holds the indices.
+        relative_to
+            ``"unlabeled"``: indices are positions in the Unlabeled view at the
+            current version (all of one batch refer to the view before it).
+            ``"dataset"``: indices are dataset indices.
+        annotator, round
+            Provenance recorded in the journal with the batch.
+        expected_version
+            The version the positions were taken at (``view.version``); if the
+            store has moved on, nothing is written and :class:`StaleIndexError`
+            is raised.
+
+        Returns
+        -------
+        numpy.ndarray
+            The dataset indices labeled, in the order given.
+
+        Raises
+        ------
+        InvalidIndexError
+            An index is negative, out of range, not an integer, or repeated.
+        AlreadyLabeledError
+            A dataset index is labeled already.
+        InvalidInputError
+            Labels of the wrong type, shape or value for the store's label dtype.
+        StaleIndexError
+            ``expected_version`` is not the current version.
+        ReadOnlyError
+            The store was opened with ``mode="r"``.
+        LockTimeoutError
+            Another writer held the lock for longer than ``lock_timeout``.
+
+        Notes
+        -----
+        Every check runs before anything is written: a failing batch writes
+        nothing. When the call returns, the batch is on disk (fsynced).
+        """
+        self._check_writable()
+        indices, vals = _split_batch(labels, values)
+        if relative_to not in ("unlabeled", "dataset"):
+            raise InvalidInputError(
+                f"relative_to must be 'unlabeled' or 'dataset', got {relative_to!r}"
+            )
+        if annotator is not None and not isinstance(annotator, str):
+            raise InvalidInputError(f"annotator must be a str or None, got {annotator!r}")
+        if round is not None and (not isinstance(round, int | np.integer) or isinstance(round, bool)):
+            raise InvalidInputError(f"round must be an int or None, got {round!r}")
+        if expected_version is not None and (
+            not isinstance(expected_version, int | np.integer) or isinstance(expected_version, bool)
+        ):
+            raise InvalidInputError(f"expected_version must be an int or None, got {expected_version!r}")
+        name = "positions" if relative_to == "unlabeled" else "dataset_indices"
+        # Type, sign and duplicate checks first; the range is checked under the lock.
+        idx = parse_indices(indices, name=name, upper=np.iinfo(np.int64).max)
+        vals_arr = parse_label_values(vals, len(idx), self.label_dtype, self.label_shape)
+        if len(idx) == 0:
+            return idx
+        with self._write_lock():
+            self._refresh(writer=True)
+            snap = self._current()
+            if expected_version is not None and int(expected_version) != snap.version:
+                raise StaleIndexError(int(expected_version), snap.version)
+            if relative_to == "unlabeled":
+                idx = parse_indices(idx, name="positions", upper=self._n - snap.num_labeled)
+                dataset_idx = view_to_dataset_indices(
+                    idx, snap.unlabeled_counts, self.chunk_rows, snap.unlabeled_chunk
+                )
+            else:
+                dataset_idx = parse_indices(idx, name="dataset_indices", upper=self._n)
+                _, member = dataset_to_view_positions(
+                    dataset_idx, snap.unlabeled_counts, self.chunk_rows, snap.unlabeled_chunk
+                )
+                if not member.all():
+                    raise AlreadyLabeledError([int(v) for v in dataset_idx[~member]])
+            event = LabelEvent(
+                version=snap.version + 1,
+                kind="add",
+                dataset_indices=dataset_idx,
+                values=vals_arr,
+                annotator=annotator,
+                round=None if round is None else int(round),
+            )
+            self._journal.append(event.encode(self.label_dtype))
+            self._refresh(writer=True)
+            if len(self._overlay.indices) >= CHECKPOINT_ROWS:
+                self._checkpoint_locked()
+        return dataset_idx
+
+    def checkpoint(self) -> None:
+        """Fold the journal tail into the Zarr arrays now (it also happens automatically)."""
+        self._check_writable()
+        with self._write_lock():
+            self._refresh(writer=True)
+            self._checkpoint_locked()
+
+    def _checkpoint_locked(self) -> None:
+        overlay = self._overlay
+        if not self._events:
+            return
+        touched = np.unique(overlay.indices // self.chunk_rows)
+        chunks = {}
+        empty: tuple[IndexArray, np.ndarray] = (np.empty(0, np.int64), np.empty(0, bool))
+        for j in touched:
+            lo, hi = self._arrays.chunk_bounds(int(j))
+            disk = self._arrays.read_mask_chunk(int(j))
+            labels = self._arrays.read_labels(lo, hi)
+            mask, new_labels = chunk_state(disk, labels, lo, overlay, empty)
+            chunks[int(j)] = (mask, new_labels)
+        self._arrays.write_chunks(chunks)
+        _state.write_checkpoint(
+            self.path, version=overlay.version, journal_offset=self._read_offset, counts=overlay.counts
+        )
+        self._load_checkpoint()
+
+    def _write_lock(self) -> Any:
+        assert self._lock is not None
+        try:
+            return self._lock.acquire(timeout=self._lock_timeout)
+        except filelock.Timeout:
+            raise LockTimeoutError(
+                f"could not obtain the writer lock of {self.path} within {self._lock_timeout} s"
+            ) from None
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self.mode != "r+":
+            raise ReadOnlyError(f"{self.path} was opened with mode='r'; open it with mode='r+' to label")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InvalidInputError(f"the store at {self.path} is closed")
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def close(self) -> None:
+        """Checkpoint a writer's journal tail if the lock is free, and release files."""
+        if self._closed:
+            return
+        if self.mode == "r+" and self._events and self._lock is not None:
+            try:
+                with self._lock.acquire(timeout=0.1):
+                    self._refresh(writer=True)
+                    self._checkpoint_locked()
+            except filelock.Timeout:
+                pass  # another writer is busy and will checkpoint; the journal has it all
+        self._closed = True
+        self._journal.close()
+        self._source.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"version={self.version}, labeled={self.num_labeled}"
+        return f"<alma_store.Store {str(self.path)!r} N={self._n} {state} mode={self.mode!r}>"
+
+
+def _split_batch(labels: object, values: object) -> tuple[object, object]:
+    """Normalise the two ``add_labels`` spellings to (indices, values)."""
+    if values is not None:
+        if np.ndim(labels) != 1:
+            raise InvalidInputError(
+                "with values given, labels must be a 1-D sequence of indices, "
+                f"got {type(labels).__name__} of shape {np.shape(labels)}"
+            )
+        if np.ndim(values) == 0:
+            raise InvalidInputError(f"values must be a sequence of labels, got {values!r}")
+        if len(values) != len(labels):  # type: ignore[arg-type]
+            raise InvalidInputError(
+                f"values has length {len(values)} but indices has length {len(labels)}"  # type: ignore[arg-type]
+            )
+        return labels, values
+    if isinstance(labels, tuple):
+        labels = [labels]
+    if not isinstance(labels, list):
+        raise InvalidInputError(
+            "labels must be an (index, label) tuple or a list of them, or indices with values; "
+            f"got {type(labels).__name__}"
+        )
+    for item in labels:
+        if not isinstance(item, tuple | list) or len(item) != 2:
+            raise InvalidInputError(f"each label must be an (index, label) pair, got {item!r}")
+    return [item[0] for item in labels], [item[1] for item in labels]
+
+
+open = open_store  # noqa: A001  - the public name: alma_store.open(path)

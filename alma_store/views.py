@@ -1,0 +1,291 @@
+"""Labeled and Unlabeled views of the dataset: snapshots that copy nothing.
+
+A view is taken at one store version and keeps showing that version, however
+many labels are added afterwards, exactly like ALMa's copies ``D[mask]`` did,
+but without copying: it holds the per-chunk counts of that version and reads
+mask chunks and feature rows only when asked.
+
+Positions in a view are ``0 .. len(view) - 1`` in dataset order.
+``view[...]`` follows numpy's rules (negative integers count from the end);
+:meth:`to_dataset_index`, the offset map, takes only non-negative positions,
+since a position handed to a labeler must be unambiguous.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._types import BoolArray, IndexArray
+from .errors import InvalidIndexError, InvalidInputError
+from .index import parse_indices, view_to_dataset_indices
+
+if TYPE_CHECKING:
+    from ._snapshot import Snapshot
+    from .store import Store
+
+__all__ = ["LabeledMask", "LabeledView", "UnlabeledView"]
+
+DEFAULT_BATCH_ROWS = 65536
+
+
+def _parse_key(key: object, length: int) -> tuple[IndexArray, bool]:
+    """numpy-style key (int, slice, int array) -> positions, and whether it was a scalar."""
+    if isinstance(key, slice):
+        return np.arange(*key.indices(length), dtype=np.int64), False
+    if isinstance(key, bool | np.bool_):
+        raise InvalidInputError(f"a view index must be an int, slice or int array, got {key!r}")
+    if isinstance(key, int | np.integer):
+        k = int(key)
+        if not -length <= k < length:
+            raise InvalidIndexError("index", [k], reason=f"index {k} is out of range for a view of length {length}")
+        return np.array([k % length], dtype=np.int64), True
+    arr = np.asarray(key)
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+        raise InvalidInputError(
+            f"a view index must be an int, slice or 1-D int array, got {type(key).__name__} "
+            f"with dtype {arr.dtype} and shape {arr.shape}"
+        )
+    arr = arr.astype(np.int64)
+    bad = (arr < -length) | (arr >= length)
+    if bad.any():
+        raise InvalidIndexError(
+            "index", [int(v) for v in arr[bad]],
+            reason=f"indices {arr[bad].tolist()} are out of range for a view of length {length}",
+        )
+    return arr % max(length, 1), False
+
+
+class _View:
+    """Shared machinery of the two views."""
+
+    _labeled: bool
+
+    def __init__(self, store: Store, snapshot: Snapshot) -> None:
+        self._store = store
+        self._snap = snapshot
+        self._source = store.feature_source
+        self._counts = snapshot.labeled_counts if self._labeled else snapshot.unlabeled_counts
+        self._len = int(self._counts.sum())
+
+    def _chunk(self, j: int) -> BoolArray:
+        if self._labeled:
+            return self._snap.labeled_chunk(j)
+        return self._snap.unlabeled_chunk(j)
+
+    @property
+    def version(self) -> int:
+        """The store version this view shows."""
+        return self._snap.version
+
+    def __len__(self) -> int:
+        return self._len
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``(len(view), *features.shape[1:])``."""
+        return (self._len, *self._source.shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        """dtype of the feature rows."""
+        return self._source.dtype
+
+    @property
+    def ndim(self) -> int:
+        """Number of dimensions of ``shape``."""
+        return len(self.shape)
+
+    def to_dataset_index(self, positions: object) -> IndexArray:
+        """The offset map: dataset indices of view ``positions`` (vectorised).
+
+        Parameters
+        ----------
+        positions
+            An int or a 1-D sequence/array of ints in ``[0, len(view))``.
+
+        Returns
+        -------
+        numpy.ndarray
+            int64 dataset indices, one per position (1-D, even for one int).
+
+        Raises
+        ------
+        InvalidIndexError
+            A position is negative, out of range, or repeated.
+        InvalidInputError
+            Positions that are not integers.
+        """
+        pos = parse_indices(positions, name="positions", upper=self._len)
+        return self._map(pos)
+
+    def _map(self, pos: IndexArray) -> IndexArray:
+        return view_to_dataset_indices(pos, self._counts, self._snap.chunk_rows, self._chunk)
+
+    def _read(self, dataset_indices: IndexArray) -> np.ndarray:
+        """Feature rows at ``dataset_indices`` (any order, repeats allowed)."""
+        if dataset_indices.size == 0:
+            return np.empty((0, *self._source.shape[1:]), self._source.dtype)
+        uniq, inverse = np.unique(dataset_indices, return_inverse=True)
+        lo, hi = int(uniq[0]), int(uniq[-1]) + 1
+        rows = (
+            self._source.read_range(lo, hi)[uniq - lo]
+            if hi - lo <= 2 * len(uniq)
+            else self._source.read_rows(uniq)
+        )
+        return rows if len(uniq) == len(dataset_indices) and (inverse == np.arange(len(uniq))).all() else rows[inverse]
+
+    def __getitem__(self, key: object) -> np.ndarray:
+        pos, scalar = _parse_key(key, self._len)
+        rows = self._read(self._map(pos))
+        return rows[0] if scalar else rows
+
+    def iter_dataset_indices(self, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[IndexArray]:
+        """Dataset indices of the view in order, ``batch_rows`` at a time (no feature reads)."""
+        if not isinstance(batch_rows, int) or isinstance(batch_rows, bool) or batch_rows < 1:
+            raise InvalidInputError(f"batch_rows must be a positive int, got {batch_rows!r}")
+        pending: list[IndexArray] = []
+        have = 0
+        rows = self._snap.chunk_rows
+        for j in np.flatnonzero(self._counts):
+            j = int(j)
+            lo = j * rows
+            if self._counts[j] == self._snap.chunk_sizes[j]:
+                members = np.arange(lo, lo + int(self._counts[j]), dtype=np.int64)
+            else:
+                members = lo + np.flatnonzero(self._chunk(j))
+            while members.size:
+                take = members[: batch_rows - have]
+                pending.append(take)
+                have += take.size
+                members = members[take.size :]
+                if have == batch_rows:
+                    yield np.concatenate(pending)
+                    pending, have = [], 0
+        if have:
+            yield np.concatenate(pending)
+
+    def batches(self, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[tuple[IndexArray, np.ndarray]]:
+        """Stream the view: ``(dataset_indices, rows)`` of at most ``batch_rows`` rows each.
+
+        Memory stays bounded by one batch whatever the view's length; rows are
+        read with contiguous range reads wherever the view is dense.
+        """
+        for idx in self.iter_dataset_indices(batch_rows):
+            yield idx, self._read(idx)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for _, rows in self.batches():
+            yield from rows
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """Materialise every row of the view in memory (explicit, ``O(len(view))``)."""
+        if copy is False:
+            raise ValueError("a view cannot be turned into an array without copying")
+        out = np.empty(self.shape, dtype=self.dtype)
+        at = 0
+        for _, rows in self.batches():
+            out[at : at + len(rows)] = rows
+            at += len(rows)
+        return out if dtype is None else out.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} len={self._len} version={self.version} shape={self.shape}>"
+
+
+class UnlabeledView(_View):
+    """The Unlabeled part ``U`` of the dataset at one version. See :mod:`alma_store.views`."""
+
+    _labeled = False
+
+
+class LabeledView(_View):
+    """The Labeled part ``L`` of the dataset at one version, with its labels."""
+
+    _labeled = True
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Labels of the view's rows, in view order (materialised, ``len(view)`` labels)."""
+        snap = self._snap
+        out = np.empty((self._len, *self._store.label_shape), dtype=self._store.label_dtype)
+        at = 0
+        for j in np.flatnonzero(self._counts):
+            mask, labels = snap.labels_chunk(int(j))
+            got = labels[mask]
+            out[at : at + len(got)] = got
+            at += len(got)
+        return out
+
+    def batches_with_labels(
+        self, batch_rows: int = DEFAULT_BATCH_ROWS
+    ) -> Iterator[tuple[IndexArray, np.ndarray, np.ndarray]]:
+        """Stream ``(dataset_indices, rows, labels)`` for training, ``batch_rows`` at a time."""
+        for idx, rows in self.batches(batch_rows):
+            yield idx, rows, self._labels_at(idx)
+
+    def _labels_at(self, dataset_indices: IndexArray) -> np.ndarray:
+        rows = self._snap.chunk_rows
+        out = np.empty((len(dataset_indices), *self._store.label_shape), self._store.label_dtype)
+        chunks = dataset_indices // rows
+        for j in np.unique(chunks):
+            hit = chunks == j
+            _, labels = self._snap.labels_chunk(int(j))
+            out[hit] = labels[dataset_indices[hit] - int(j) * rows]
+        return out
+
+
+class LabeledMask:
+    """The labeled mask over dataset indices at one version, read lazily.
+
+    ``mask[i]``, ``mask[a:b]`` and ``mask[int_array]`` read only the chunks
+    involved; ``np.asarray(mask)`` materialises all ``N`` booleans.
+    """
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self._snap = snapshot
+
+    def __len__(self) -> int:
+        return self._snap.n_items
+
+    @property
+    def shape(self) -> tuple[int]:
+        """``(N,)``."""
+        return (self._snap.n_items,)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """``bool``."""
+        return np.dtype(bool)
+
+    @property
+    def version(self) -> int:
+        """The store version this mask shows."""
+        return self._snap.version
+
+    def count(self) -> int:
+        """Number of True entries (labeled items), from the count index."""
+        return self._snap.num_labeled
+
+    def __getitem__(self, key: object) -> Any:
+        n = self._snap.n_items
+        pos, scalar = _parse_key(key, n)
+        out = np.empty(pos.shape, bool)
+        chunks = pos // self._snap.chunk_rows
+        for j in np.unique(chunks):
+            hit = chunks == j
+            out[hit] = self._snap.labeled_chunk(int(j))[pos[hit] - int(j) * self._snap.chunk_rows]
+        return bool(out[0]) if scalar else out
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """Materialise the whole mask (``N`` booleans)."""
+        if copy is False:
+            raise ValueError("the lazy mask cannot be turned into an array without copying")
+        parts = [self._snap.labeled_chunk(j) for j in range(len(self._snap.chunk_sizes))]
+        out = np.concatenate(parts) if parts else np.empty(0, bool)
+        return out if dtype is None else out.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"<LabeledMask N={len(self)} labeled={self.count()} version={self.version}>"
