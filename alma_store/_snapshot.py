@@ -38,7 +38,7 @@ class Snapshot:
         lo = j * self.chunk_rows
         return lo, lo + int(self.chunk_sizes[j])
 
-    def _state(self, j: int, with_labels: bool) -> tuple[BoolArray, np.ndarray | None]:
+    def read_chunk(self, j: int, with_labels: bool) -> tuple[BoolArray, np.ndarray | None]:
         lo, hi = self._bounds(j)
         disk = self._store._arrays.read_mask_chunk(j)
         labels = self._store._arrays.read_labels(lo, hi) if with_labels else None
@@ -52,7 +52,7 @@ class Snapshot:
             return np.zeros(int(self.chunk_sizes[j]), bool)
         if count == self.chunk_sizes[j]:
             return np.ones(count, bool)
-        return self._state(j, False)[0]
+        return self.read_chunk(j, False)[0]
 
     def unlabeled_chunk(self, j: int) -> BoolArray:
         """Unlabeled mask of chunk ``j`` at this version."""
@@ -60,6 +60,6 @@ class Snapshot:
 
     def labels_chunk(self, j: int) -> tuple[BoolArray, np.ndarray]:
         """Labeled mask and label rows of chunk ``j`` at this version."""
-        mask, labels = self._state(j, True)
+        mask, labels = self.read_chunk(j, True)
         assert labels is not None
         return mask, labels

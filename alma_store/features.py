@@ -115,10 +115,9 @@ class NpySource(FeatureSource):
 
     def close(self) -> None:
         # docstring inherited
-        mm = getattr(self._mm, "_mmap", None)
-        self._mm = None  # type: ignore[assignment]
-        if mm is not None:
-            mm.close()
+        # The mapping is released when the last array using it goes; closing it
+        # by hand would leave such arrays pointing at unmapped memory.
+        return
 
 
 class ZarrSource(FeatureSource):

@@ -562,6 +562,54 @@ class Store:
         if self._closed:
             raise InvalidInputError(f"the store at {self.path} is closed")
 
+    def verify(self) -> dict[str, int]:
+        """Replay the whole journal and check the mask, labels and counts agree with it.
+
+        Reads every journal record and every chunk that holds a label; memory is
+        ``O(num_labeled)``. Returns a summary (``version``, ``num_labeled``,
+        ``records``, ``chunks_checked``).
+
+        Raises
+        ------
+        CorruptStoreError
+            The journal is damaged, or the Zarr state disagrees with it.
+        """
+        snap = self._current()
+        records, _, _ = self._journal.read(FILE_HEADER_SIZE, 1)
+        records = [(e, end) for e, end in records if e.version <= snap.version]
+        if len(records) != snap.version:
+            raise CorruptStoreError(
+                f"the journal holds {len(records)} records but the store is at version {snap.version}"
+            )
+        expected: dict[int, Any] = {}
+        for event, _ in records:
+            for i, value in zip(event.dataset_indices.tolist(), event.values, strict=True):
+                if i in expected:
+                    raise CorruptStoreError(f"the journal labels dataset index {i} twice")
+                expected[i] = value
+        idx = np.array(sorted(expected), dtype=np.int64)
+        counts = np.bincount(idx // self.chunk_rows, minlength=len(snap.labeled_counts))
+        if not np.array_equal(counts, snap.labeled_counts):
+            bad = np.flatnonzero(counts != snap.labeled_counts)
+            raise CorruptStoreError(f"labeled counts disagree with the journal in chunks {bad.tolist()}")
+        chunks = np.flatnonzero(counts)
+        for j in range(len(counts)):  # every chunk: a stray True in an empty one is damage too
+            lo, _ = self._arrays.chunk_bounds(j)
+            mask, labels = snap.read_chunk(j, with_labels=bool(counts[j]))
+            want = idx[(idx >= lo) & (idx < lo + len(mask))]
+            if not np.array_equal(np.flatnonzero(mask) + lo, want):
+                raise CorruptStoreError(f"the mask of chunk {j} disagrees with the journal")
+            for i in want.tolist():
+                assert labels is not None
+                if not np.array_equal(labels[i - lo], expected[i]):
+                    raise CorruptStoreError(f"the label of dataset index {i} disagrees with the journal")
+        return {
+            "version": snap.version,
+            "num_labeled": len(idx),
+            "records": len(records),
+            "chunks_checked": len(chunks),
+        }
+
     # -- lifecycle -----------------------------------------------------------
 
     def close(self) -> None:

@@ -122,10 +122,12 @@ class _View:
         return self._map(pos)
 
     def _map(self, pos: IndexArray) -> IndexArray:
+        self._store._check_open()
         return view_to_dataset_indices(pos, self._counts, self._snap.chunk_rows, self._chunk)
 
     def _read(self, dataset_indices: IndexArray) -> np.ndarray:
         """Feature rows at ``dataset_indices`` (any order, repeats allowed)."""
+        self._store._check_open()
         if dataset_indices.size == 0:
             return np.empty((0, *self._source.shape[1:]), self._source.dtype)
         uniq, inverse = np.unique(dataset_indices, return_inverse=True)
@@ -146,6 +148,7 @@ class _View:
         """Dataset indices of the view in order, ``batch_rows`` at a time (no feature reads)."""
         if not isinstance(batch_rows, int) or isinstance(batch_rows, bool) or batch_rows < 1:
             raise InvalidInputError(f"batch_rows must be a positive int, got {batch_rows!r}")
+        self._store._check_open()
         pending: list[IndexArray] = []
         have = 0
         rows = self._snap.chunk_rows
@@ -209,6 +212,7 @@ class LabeledView(_View):
     @property
     def labels(self) -> np.ndarray:
         """Labels of the view's rows, in view order (materialised, ``len(view)`` labels)."""
+        self._store._check_open()
         snap = self._snap
         out = np.empty((self._len, *self._store.label_shape), dtype=self._store.label_dtype)
         at = 0

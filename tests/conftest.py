@@ -1,0 +1,73 @@
+"""Shared fixtures: feature arrays in every backend the store reads."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import zarr
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "default", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+settings.load_profile("default")
+
+BACKENDS = ["npy", "zarr", "hdf5", "memory"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_features(kind: str, directory: Path, array: np.ndarray) -> object:
+    """Write ``array`` in backend ``kind`` under ``directory``; return what ``create`` takes."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if kind == "npy":
+        path = directory / "features.npy"
+        np.save(path, array)
+        return str(path)
+    if kind == "zarr":
+        path = directory / "features.zarr"
+        zarr.create_array(path, data=array, chunks=(max(1, min(len(array), 7)), *array.shape[1:]))
+        return path
+    if kind == "hdf5":
+        path = directory / "features.h5"
+        with h5py.File(path, "w") as f:
+            f.create_dataset("data/x", data=array)
+        return f"{path}:/data/x"
+    if kind == "memory":
+        return array
+    raise ValueError(kind)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each feature backend in turn."""
+    return request.param
+
+
+@pytest.fixture
+def features_factory(tmp_path: Path, backend: str) -> Callable[[np.ndarray], object]:
+    """Builds features in the current backend."""
+    counter = iter(range(10**6))
+
+    def build(array: np.ndarray) -> object:
+        return make_features(backend, tmp_path / f"src{next(counter)}", array)
+
+    return build
+
+
+def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter with the repo importable; fail loudly on error."""
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True, text=True, timeout=timeout, env=env, check=False,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"subprocess failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
