@@ -1,0 +1,91 @@
+"""Several real processes labeling one store at the same time."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import alma_store
+
+from .conftest import REPO
+
+WORKER = r"""
+import json, sys
+import numpy as np
+import alma_store
+from alma_store import store as store_module
+
+path, worker, n_workers, shared, reserve = (sys.argv[1], *map(int, sys.argv[2:6]))
+store_module.CHECKPOINT_ROWS = 7  # checkpoints race with the other writers' appends
+won, lost, by_position = [], [], []
+with alma_store.open(path) as store:
+    # Items [0, shared) are contended, the last `reserve` are taken by position, the rest owned.
+    own = np.arange(shared + worker, len(store) - reserve, n_workers)
+    for k, batch in enumerate(np.array_split(own, 25)):
+        store.add_labels(batch, batch * 10 + worker, relative_to="dataset", annotator=f"w{worker}")
+        # Contended items: every worker tries to take the same one.
+        try:
+            store.add_labels([k], [k * 10 + worker], relative_to="dataset")
+            won.append(k)
+        except alma_store.AlreadyLabeledError:
+            lost.append(k)
+    # Optimistic labeling by position: retry whenever another writer moved the store.
+    for _ in range(5):
+        while True:
+            view = store.unlabeled
+            if len(view) == 0:
+                break
+            target = int(view.to_dataset_index([len(view) - 1])[0])
+            try:
+                store.add_labels([len(view) - 1], [-1], expected_version=view.version)
+                by_position.append(target)
+                break
+            except alma_store.StaleIndexError:
+                continue
+print(json.dumps({"won": won, "lost": lost, "by_position": by_position}))
+"""
+
+
+@pytest.mark.slow
+def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
+    n_workers, shared, reserve, n = 4, 25, 40, 1200
+    alma_store.create(tmp_path / "s", np.zeros((n, 1)), chunk_rows=32).close()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(tmp_path / "s"), str(w), str(n_workers), str(shared), str(reserve)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        for w in range(n_workers)
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        results.append(json.loads(out))
+    with alma_store.open(tmp_path / "s", mode="r") as store:
+        assert store.verify()["num_labeled"] == store.num_labeled
+        mask = np.asarray(store.labeled_mask)
+        labels = dict(zip(np.flatnonzero(mask).tolist(), store.labels.tolist(), strict=True))
+    # Every worker's own items are labeled with that worker's value.
+    for w in range(n_workers):
+        for i in range(shared + w, n - reserve, n_workers):
+            assert labels[i] == i * 10 + w
+    # Each contended item went to exactly one worker, with that worker's value.
+    for k in range(shared):
+        winners = [w for w, r in enumerate(results) if k in r["won"]]
+        assert len(winners) == 1, (k, winners)
+        assert labels[k] == k * 10 + winners[0]
+        assert all(k in r["lost"] for w, r in enumerate(results) if w != winners[0])
+    # Positional labels hit the item the worker saw, and no two workers got the same one:
+    # the top of the reserve, taken one by one.
+    taken = sorted(i for r in results for i in r["by_position"])
+    assert taken == list(range(n - 5 * n_workers, n))
+    assert all(labels[i] == -1 for i in taken)
+    assert len(labels) == n - reserve + 5 * n_workers
