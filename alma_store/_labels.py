@@ -101,7 +101,7 @@ def parse_label_values(values: Any, n: int, dtype: np.dtype, shape: tuple[int, .
     if not np.array_equal(back, arr, equal_nan=arr.dtype.kind in "fc"):
         bad = arr.reshape(-1)[(back != arr).reshape(-1)]
         raise InvalidInputError(
-            f"labels cannot be stored as {dtype} without change: {bad[0]!r}"
+            f"labels cannot be stored as {dtype} without change: {bad[0].item()!r}"
         )
     return out
 

@@ -17,7 +17,9 @@ ALMa, so this class materialises ``O(N)`` arrays: for out-of-core work use
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +70,7 @@ class ActiveLearningManager:
         self.sources = np.array(sources if sources is not None else [])
         self._dtype = None if labels_dtype is None else parse_label_dtype(labels_dtype)
         self._path = None if path is None else Path(path)
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._tmp: weakref.finalize | None = None
         self._store: Store | None = None
         self._n = len(features)
         if self._path is not None and (self._path / "meta.json").exists():
@@ -84,8 +86,9 @@ class ActiveLearningManager:
 
     def _create(self, dtype: np.dtype) -> Store:
         if self._path is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="alma-manager-")
-            root = Path(self._tmp.name) / "store"
+            tmp = tempfile.mkdtemp(prefix="alma-manager-")
+            self._tmp = weakref.finalize(self, shutil.rmtree, tmp, ignore_errors=True)
+            root = Path(tmp) / "store"
         else:
             root = self._path
         self._store = create(root, self.features, label_dtype=dtype)
@@ -170,8 +173,7 @@ class ActiveLearningManager:
         if self._store is not None:
             self._store.close()
         if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
+            self._tmp()  # removes the temporary store
 
     def __enter__(self) -> ActiveLearningManager:
         return self

@@ -47,13 +47,14 @@ __all__ = [
 ]
 
 
-def parse_indices(value: object, *, name: str, upper: int) -> IndexArray:
+def parse_indices(value: object, *, name: str, upper: int | None) -> IndexArray:
     """Validate a batch of indices and return it as a 1-D ``int64`` array.
 
     Accepts a Python or numpy integer, a list/tuple of them, or an integer
     numpy array. Rejects, naming ``name``: booleans, floats (even ``3.0``),
     strings, nested sequences, negative values, values ``>= upper`` and values
-    repeated within the batch. Nothing is coerced.
+    repeated within the batch. Nothing is coerced. ``upper=None`` checks no
+    upper bound (for a first pass before the bound is known).
 
     Examples
     --------
@@ -97,9 +98,17 @@ def parse_indices(value: object, *, name: str, upper: int) -> IndexArray:
                 f"{name} must be integers, got dtype {raw.dtype} (e.g. {raw.flat[0]!r})"
             )
         if raw.dtype.kind == "u" and raw.size and raw.max() > np.iinfo(np.int64).max:
-            raise InvalidIndexError(name, [int(v) for v in raw if v >= upper], upper=upper)
+            big = [int(v) for v in raw if v > np.iinfo(np.int64).max]
+            raise InvalidIndexError(name, big, upper=upper)
         arr = raw.astype(np.int64)
-    bad = (arr < 0) | (arr >= upper)
+    negative = arr < 0
+    if upper is None:
+        if negative.any():
+            bad_values = [int(v) for v in arr[negative]]
+            raise InvalidIndexError(name, bad_values, reason=f"{name} must be >= 0, got {bad_values}")
+        bad = negative
+    else:
+        bad = negative | (arr >= upper)
     if bad.any():
         raise InvalidIndexError(name, [int(v) for v in arr[bad]], upper=upper)
     if arr.size > 1:

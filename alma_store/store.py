@@ -483,7 +483,7 @@ class Store:
             raise InvalidInputError(f"expected_version must be an int or None, got {expected_version!r}")
         name = "positions" if relative_to == "unlabeled" else "dataset_indices"
         # Type, sign and duplicate checks first; the range is checked under the lock.
-        idx = parse_indices(indices, name=name, upper=np.iinfo(np.int64).max)
+        idx = parse_indices(indices, name=name, upper=None)
         vals_arr = parse_label_values(vals, len(idx), self.label_dtype, self.label_shape)
         if len(idx) == 0:
             return idx
