@@ -117,8 +117,8 @@ def create(
     >>> with alma_store.create(d + "/s", np.zeros((10, 3))) as store:
     ...     store.add_labels([(2, 1), (5, 0)])
     ...     store.unlabeled.to_dataset_index([0, 2, 4])
-    array([2, 5]...)
-    array([0, 1, 4])
+    array([2, 5])
+    array([0, 3, 6])
     """
     root = Path(path)
     dtype = parse_label_dtype(label_dtype)

@@ -94,14 +94,19 @@ def acknowledged(out: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
-def check_after_crash(path: Path, acked: list[dict[str, object]], n_before: int) -> int:
-    """Every acknowledged batch is there, whole; at most one more batch; state consistent."""
+def check_after_crash(
+    path: Path, acked: list[dict[str, object]], n_before: int, acked_before: list[dict[str, object]] = ()
+) -> int:
+    """Every acknowledged batch is there, whole; at most one more batch; state consistent.
+
+    ``acked`` are this writer's acknowledged batches, ``n_before`` the version it started at.
+    """
     with alma_store.open(path) as store:
         summary = store.verify()
         mask = np.asarray(store.labeled_mask)
         labeled = np.flatnonzero(mask)
         labels = store.labels
-        for batch in acked:
+        for batch in [*acked_before, *acked]:
             idx = np.array(batch["idx"])
             assert mask[idx].all(), f"acknowledged batch {batch} lost"
             assert np.array_equal(labels[np.searchsorted(labeled, idx)], idx * 3 + 1)
@@ -125,8 +130,8 @@ def test_random_sigkill_loses_no_acknowledged_label(tmp_path: Path) -> None:
         out, err = proc.communicate()
         assert proc.returncode == -signal.SIGKILL, err
         acked = acknowledged(out)
+        version = check_after_crash(tmp_path / "s", acked, version, acked_all)
         acked_all += acked
-        version = check_after_crash(tmp_path / "s", acked_all, version)
     assert version > 0, "no writer ever got to label anything"
 
 
