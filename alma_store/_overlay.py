@@ -26,6 +26,10 @@ from ._types import BoolArray, IndexArray
 from .journal import LabelEvent
 
 
+_NOTHING = slice(0, 0)
+_NO_UNDO: tuple[IndexArray, BoolArray] = (np.empty(0, np.int64), np.empty(0, bool))
+
+
 @dataclass(frozen=True, slots=True)
 class Overlay:
     """Net effect of the events in ``(c0, version]`` and the per-chunk counts at ``version``.
@@ -77,8 +81,11 @@ class Overlay:
 
     def in_range(self, lo: int, hi: int) -> slice:
         """Slice of the entries whose dataset index lies in ``[lo, hi)``."""
-        a, b = np.searchsorted(self.indices, [lo, hi])
-        return slice(int(a), int(b))
+        if not len(self.indices):
+            return _NOTHING
+        return slice(
+            int(self.indices.searchsorted(lo)), int(self.indices.searchsorted(hi))
+        )
 
 
 def undo_in_range(events: list[LabelEvent], lo: int, hi: int) -> tuple[IndexArray, BoolArray]:
@@ -87,6 +94,8 @@ def undo_in_range(events: list[LabelEvent], lo: int, hi: int) -> tuple[IndexArra
     Returned newest event first, so applying them in order leaves each index in
     its state before the oldest event that touched it.
     """
+    if not events:
+        return _NO_UNDO
     idx_parts = []
     for event in reversed(events):
         idx = event.dataset_indices[::-1]
@@ -95,29 +104,37 @@ def undo_in_range(events: list[LabelEvent], lo: int, hi: int) -> tuple[IndexArra
     return idx, np.zeros(idx.shape, bool)  # before an "add", an index is unlabeled
 
 
-def chunk_state(
-    disk_mask: BoolArray,
-    disk_labels: np.ndarray | None,
-    lo: int,
-    overlay: Overlay,
-    undo: tuple[IndexArray, BoolArray],
-) -> tuple[BoolArray, np.ndarray | None]:
-    """State at ``overlay.version`` of the chunk starting at dataset index ``lo``.
+def chunk_marks(
+    disk_marks: IndexArray, lo: int, size: int, overlay: Overlay, undo: tuple[IndexArray, BoolArray]
+) -> IndexArray:
+    """Sorted labeled offsets at ``overlay.version`` of the chunk ``[lo, lo + size)``.
 
-    ``disk_mask``/``disk_labels`` may be at any version in ``[c0, now]``;
-    ``undo`` comes from :func:`undo_in_range` over the events in
+    ``disk_marks`` are the chunk's labeled offsets on disk, at any version in
+    ``[c0, now]``; ``undo`` comes from :func:`undo_in_range` over the events in
     ``(overlay.version, now]``.
     """
-    mask = disk_mask.copy()
-    labels = None if disk_labels is None else disk_labels.copy()
     u_idx, u_labeled = undo
+    sl = overlay.in_range(lo, lo + size)
+    if not u_idx.size and sl.start == sl.stop:
+        return disk_marks  # nothing happened here since the checkpoint
+    mask = np.zeros(size, bool)
+    mask[disk_marks] = True
     if u_idx.size:
-        # Assign one at a time from oldest to newest prior state is what the order
-        # encodes; numpy applies repeated fancy indices in order, so the last wins.
+        # Newest first: numpy applies repeated fancy indices in order, so the
+        # oldest prior state, written last, wins.
         mask[u_idx - lo] = u_labeled
-    sl = overlay.in_range(lo, lo + len(mask))
-    local = overlay.indices[sl] - lo
-    mask[local] = overlay.labeled[sl]
-    if labels is not None:
-        labels[local] = overlay.values[sl]
-    return mask, labels
+    mask[overlay.indices[sl] - lo] = overlay.labeled[sl]
+    return np.flatnonzero(mask)
+
+
+def chunk_labels(disk_labels: np.ndarray, lo: int, overlay: Overlay) -> np.ndarray:
+    """Label rows of the chunk starting at ``lo`` with the overlay's labels written in.
+
+    Rows labeled at ``overlay.version`` are right; other rows are meaningless.
+    """
+    sl = overlay.in_range(lo, lo + len(disk_labels))
+    if sl.start == sl.stop:
+        return disk_labels
+    labels = disk_labels.copy()
+    labels[overlay.indices[sl] - lo] = overlay.values[sl]
+    return labels

@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._overlay import Overlay, chunk_state, undo_in_range
+from ._overlay import Overlay, chunk_labels, chunk_marks, undo_in_range
 from ._types import BoolArray, IndexArray
-from .index import chunk_sizes
+from .index import chunk_sizes, contains
 
 if TYPE_CHECKING:
     from .store import Store
@@ -38,28 +38,45 @@ class Snapshot:
         lo = j * self.chunk_rows
         return lo, lo + int(self.chunk_sizes[j])
 
-    def read_chunk(self, j: int, with_labels: bool) -> tuple[BoolArray, np.ndarray | None]:
+    def labeled_marks(self, j: int) -> IndexArray:
+        """Sorted offsets, within chunk ``j``, of its labeled rows at this version."""
+        count = int(self.labeled_counts[j])
+        size = int(self.chunk_sizes[j])
+        if count == 0:
+            return _EMPTY
+        if count == size:
+            return np.arange(size, dtype=np.int64)
+        return self.read_marks(j)
+
+    def read_marks(self, j: int) -> IndexArray:
+        """Like :meth:`labeled_marks`, always from the chunk on disk (no count shortcut)."""
         lo, hi = self._bounds(j)
-        disk = self._store._arrays.read_mask_chunk(j)
-        labels = self._store._arrays.read_labels(lo, hi) if with_labels else None
+        disk = self._store._arrays.read_marks(j)
         later = self._store._events_after(self.version, self._offset)  # read after the chunk
-        return chunk_state(disk, labels, lo, self._overlay, undo_in_range(later, lo, hi))
+        return chunk_marks(disk, lo, hi - lo, self._overlay, undo_in_range(later, lo, hi))
 
     def labeled_chunk(self, j: int) -> BoolArray:
         """Labeled mask of chunk ``j`` at this version."""
-        count = int(self.labeled_counts[j])
-        if count == 0:
-            return np.zeros(int(self.chunk_sizes[j]), bool)
-        if count == self.chunk_sizes[j]:
-            return np.ones(count, bool)
-        return self.read_chunk(j, False)[0]
+        mask = np.zeros(int(self.chunk_sizes[j]), bool)
+        mask[self.labeled_marks(j)] = True
+        return mask
 
-    def unlabeled_chunk(self, j: int) -> BoolArray:
-        """Unlabeled mask of chunk ``j`` at this version."""
-        return ~self.labeled_chunk(j)
+    def is_labeled(self, dataset_indices: IndexArray) -> BoolArray:
+        """Whether each dataset index is labeled at this version."""
+        out = np.zeros(dataset_indices.shape, bool)
+        chunks = dataset_indices // self.chunk_rows
+        for j in np.unique(chunks):
+            hit = chunks == j
+            out[hit] = contains(self.labeled_marks(int(j)), dataset_indices[hit] - int(j) * self.chunk_rows)
+        return out
 
-    def labels_chunk(self, j: int) -> tuple[BoolArray, np.ndarray]:
-        """Labeled mask and label rows of chunk ``j`` at this version."""
-        mask, labels = self.read_chunk(j, True)
-        assert labels is not None
-        return mask, labels
+    def labels_chunk(self, j: int) -> tuple[IndexArray, np.ndarray]:
+        """Labeled offsets and label rows of chunk ``j`` at this version."""
+        lo, hi = self._bounds(j)
+        marks = self.labeled_marks(j)
+        labels = chunk_labels(self._store._arrays.read_labels(lo, hi), lo, self._overlay)
+        return marks, labels
+
+
+_EMPTY = np.empty(0, np.int64)
+_EMPTY.flags.writeable = False

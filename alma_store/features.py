@@ -46,6 +46,21 @@ class FeatureSource:
         """Rows at sorted, unique ``dataset_indices``, in that order."""
         raise NotImplementedError
 
+    def read_sorted(self, dataset_indices: IndexArray) -> np.ndarray:
+        """Rows at sorted, unique ``dataset_indices``, by the cheapest read.
+
+        A dense run is read as one contiguous range and gathered in memory;
+        a sparse set goes to the backend's point selection.
+        """
+        if len(dataset_indices) == 0:
+            return np.empty((0, *self.shape[1:]), self.dtype)
+        lo, hi = int(dataset_indices[0]), int(dataset_indices[-1]) + 1
+        if hi - lo == len(dataset_indices):
+            return self.read_range(lo, hi)
+        if hi - lo <= 4 * len(dataset_indices):
+            return np.take(self.read_range(lo, hi), dataset_indices - lo, axis=0)
+        return self.read_rows(dataset_indices)
+
     @property
     def array(self) -> Any:
         """The underlying array object (memmap, ``zarr.Array`` or ``h5py.Dataset``)."""
@@ -107,6 +122,17 @@ class NpySource(FeatureSource):
     def read_rows(self, dataset_indices: IndexArray) -> np.ndarray:
         # docstring inherited
         return self._mm[dataset_indices]
+
+    def read_sorted(self, dataset_indices: IndexArray) -> np.ndarray:
+        # docstring inherited
+        # A gather straight from the mapping is one copy; a range read plus a gather is two.
+        # np.take on the mapped range is markedly faster than fancy indexing.
+        if len(dataset_indices) == 0:
+            return np.empty((0, *self.shape[1:]), self.dtype)
+        lo, hi = int(dataset_indices[0]), int(dataset_indices[-1]) + 1
+        if hi - lo == len(dataset_indices):
+            return self.read_range(lo, hi)
+        return np.take(self._mm[lo:hi], dataset_indices - lo, axis=0)
 
     def describe(self) -> dict[str, Any]:
         # docstring inherited

@@ -40,6 +40,7 @@ from .errors import InvalidIndexError, InvalidInputError
 
 __all__ = [
     "chunk_sizes",
+    "contains",
     "dataset_to_view_positions",
     "locate_positions",
     "parse_indices",
@@ -147,35 +148,77 @@ def locate_positions(positions: IndexArray, counts: IndexArray) -> tuple[IndexAr
     return chunks.astype(np.int64), offsets.astype(np.int64)
 
 
-ChunkSelector = Callable[[int], BoolArray]
-"""Returns, for chunk ``j``, the boolean mask of its rows that belong to the view."""
+ChunkMarks = Callable[[int], IndexArray]
+"""Returns the sorted offsets of the labeled rows of chunk ``j`` (at the view's version)."""
+
+
+def contains(marks: IndexArray, local: IndexArray) -> BoolArray:
+    """Whether each offset in ``local`` is among the sorted ``marks``."""
+    at = np.searchsorted(marks, local)
+    return (at < len(marks)) & (marks[np.minimum(at, len(marks) - 1)] == local) if len(marks) else np.zeros(local.shape, bool)
+
+
+def select_in_chunk(marks: IndexArray, ranks: IndexArray, *, of_labeled: bool) -> IndexArray:
+    """Offsets, within one chunk, of the ``ranks``-th labeled (or unlabeled) rows.
+
+    ``marks`` are the sorted offsets of the chunk's labeled rows. The ``k``-th
+    unlabeled row is at ``k + #{i : marks[i] - i <= k}``, so no list of the
+    chunk's unlabeled rows is ever built.
+
+    >>> import numpy as np
+    >>> marks = np.array([1, 2, 5])          # labeled offsets in a chunk of 7 rows
+    >>> select_in_chunk(marks, np.array([0, 1, 3]), of_labeled=False)
+    array([0, 3, 6])
+    """
+    if of_labeled:
+        return marks[ranks]
+    gaps = marks - np.arange(len(marks))
+    return ranks + np.searchsorted(gaps, ranks, side="right")
+
+
+def rank_in_chunk(marks: IndexArray, local: IndexArray, *, of_labeled: bool) -> IndexArray:
+    """How many labeled (or unlabeled) rows of the chunk come before each offset in ``local``."""
+    before_labeled = np.searchsorted(marks, local)
+    return before_labeled if of_labeled else local - before_labeled
 
 
 def view_to_dataset_indices(
-    positions: IndexArray, counts: IndexArray, chunk_rows: int, chunk_selector: ChunkSelector
+    positions: IndexArray,
+    counts: IndexArray,
+    chunk_rows: int,
+    chunk_marks: ChunkMarks,
+    *,
+    of_labeled: bool,
 ) -> IndexArray:
     """Map view positions to dataset indices, reading only the chunks hit.
+
+    ``counts[j]`` is the number of view rows in chunk ``j``.
 
     Examples
     --------
     >>> import numpy as np
     >>> labeled = np.array([True, False, False, True, False, True])
-    >>> unlabeled = ~labeled
-    >>> counts = np.array([unlabeled[0:4].sum(), unlabeled[4:6].sum()])
-    >>> view_to_dataset_indices(np.array([2, 0]), counts, 4, lambda j: unlabeled[4*j:4*j+4])
+    >>> counts = np.array([2, 1])              # unlabeled rows in chunks [0:4], [4:6]
+    >>> marks = lambda j: np.flatnonzero(labeled[4*j:4*j+4])
+    >>> view_to_dataset_indices(np.array([2, 0]), counts, 4, marks, of_labeled=False)
     array([4, 1])
     """
     out = np.empty(positions.shape, dtype=np.int64)
     chunks, offsets = locate_positions(positions, counts)
     for j in np.unique(chunks):
         hit = chunks == j
-        members = np.flatnonzero(chunk_selector(int(j)))
-        out[hit] = int(j) * chunk_rows + members[offsets[hit]]
+        local = select_in_chunk(chunk_marks(int(j)), offsets[hit], of_labeled=of_labeled)
+        out[hit] = int(j) * chunk_rows + local
     return out
 
 
 def dataset_to_view_positions(
-    dataset_indices: IndexArray, counts: IndexArray, chunk_rows: int, chunk_selector: ChunkSelector
+    dataset_indices: IndexArray,
+    counts: IndexArray,
+    chunk_rows: int,
+    chunk_marks: ChunkMarks,
+    *,
+    of_labeled: bool,
 ) -> tuple[IndexArray, BoolArray]:
     """Rank: map dataset indices to view positions.
 
@@ -188,9 +231,10 @@ def dataset_to_view_positions(
     chunks = dataset_indices // chunk_rows
     for j in np.unique(chunks):
         hit = np.flatnonzero(chunks == j)
-        sel = chunk_selector(int(j))
+        marks = chunk_marks(int(j))
         local = dataset_indices[hit] - int(j) * chunk_rows
-        ranks = np.cumsum(sel) - 1
-        member[hit] = sel[local]
-        positions[hit] = np.where(sel[local], before[j] + ranks[local], -1)
+        is_member = contains(marks, local) if of_labeled else ~contains(marks, local)
+        member[hit] = is_member
+        ranks = before[j] + rank_in_chunk(marks, local, of_labeled=of_labeled)
+        positions[hit] = np.where(is_member, ranks, -1)
     return positions, member

@@ -37,7 +37,7 @@ import zarr
 
 from . import _state
 from ._labels import dtype_to_meta, parse_label_dtype, parse_label_shape, parse_label_values
-from ._overlay import Overlay, chunk_state
+from ._overlay import Overlay, chunk_labels
 from ._snapshot import Snapshot
 from ._types import IndexArray, PathLike
 from .errors import (
@@ -61,7 +61,7 @@ __all__ = ["CHECKPOINT_ROWS", "Store", "create", "open", "open_store"]
 FORMAT_VERSION = 1
 CHECKPOINT_ROWS = 65536
 """Journal entries after which a writer folds the tail into the Zarr arrays."""
-DEFAULT_CHUNK_BYTES = 1 << 16
+DEFAULT_CHUNK_ROWS = 1 << 15
 
 
 def create(
@@ -92,7 +92,7 @@ def create(
         Shape of one label; ``()`` for scalar labels.
     chunk_rows
         Rows per chunk of the mask and label arrays (and of the count index).
-        Default: 65,536.
+        Default: 32,768 (an offset-map lookup decodes one 32 KiB mask chunk).
     overwrite
         Replace an existing store at ``path``.
 
@@ -143,7 +143,7 @@ def create(
         if isinstance(features, np.ndarray):
             if features.ndim < 1:
                 raise InvalidInputError("features must have at least one dimension, got a scalar")
-            rows = chunk_rows or DEFAULT_CHUNK_BYTES
+            rows = chunk_rows or DEFAULT_CHUNK_ROWS
             zarr.create_array(
                 tmp / "features",
                 data=features,
@@ -157,7 +157,7 @@ def create(
             record = source.describe()
         n_items = source.shape[0]
         source.close()
-        rows = chunk_rows or DEFAULT_CHUNK_BYTES
+        rows = chunk_rows or DEFAULT_CHUNK_ROWS
         uid = uuidlib.uuid4()
         meta = {
             "format": "alma_store",
@@ -270,6 +270,7 @@ class Store:
             self._source.close()
             raise
         self._arrays = _state.StateArrays(root, self._n, self.chunk_rows)
+        self._ckpt_file = str(root / "checkpoint.bin")
         self._ckpt_stat: tuple[int, int] | None = None
         self._closed = False
         self._load_checkpoint()
@@ -279,7 +280,7 @@ class Store:
 
     def _load_checkpoint(self) -> None:
         """(Re)base the in-memory tail on the checkpoint file."""
-        st = os.stat(self.path / "checkpoint.bin")
+        st = os.stat(self._ckpt_file)
         version, offset, counts = _state.read_checkpoint(self.path, -(-self._n // self.chunk_rows))
         self._ckpt_stat = (st.st_ino, st.st_mtime_ns)
         old_events = getattr(self, "_events", [])
@@ -302,7 +303,7 @@ class Store:
         """Take in what other processes committed or checkpointed since we last looked."""
         with self._mutex:
             self._check_open()
-            st = os.stat(self.path / "checkpoint.bin")
+            st = os.stat(self._ckpt_file)
             if (st.st_ino, st.st_mtime_ns) != self._ckpt_stat:
                 self._load_checkpoint()
             if self._journal.size() == self._read_offset:
@@ -399,7 +400,7 @@ class Store:
         snap = self._current()
         idx = parse_indices(dataset_indices, name="dataset_indices", upper=self._n)
         pos, member = dataset_to_view_positions(
-            idx, snap.unlabeled_counts, self.chunk_rows, snap.unlabeled_chunk
+            idx, snap.unlabeled_counts, self.chunk_rows, snap.labeled_marks, of_labeled=False
         )
         if not member.all():
             bad = [int(v) for v in idx[~member]]
@@ -495,15 +496,13 @@ class Store:
             if relative_to == "unlabeled":
                 idx = parse_indices(idx, name="positions", upper=self._n - snap.num_labeled)
                 dataset_idx = view_to_dataset_indices(
-                    idx, snap.unlabeled_counts, self.chunk_rows, snap.unlabeled_chunk
+                    idx, snap.unlabeled_counts, self.chunk_rows, snap.labeled_marks, of_labeled=False
                 )
             else:
                 dataset_idx = parse_indices(idx, name="dataset_indices", upper=self._n)
-                _, member = dataset_to_view_positions(
-                    dataset_idx, snap.unlabeled_counts, self.chunk_rows, snap.unlabeled_chunk
-                )
-                if not member.all():
-                    raise AlreadyLabeledError([int(v) for v in dataset_idx[~member]])
+                is_labeled = snap.is_labeled(dataset_idx)
+                if is_labeled.any():
+                    raise AlreadyLabeledError([int(v) for v in dataset_idx[is_labeled]])
             event = LabelEvent(
                 version=snap.version + 1,
                 kind="add",
@@ -531,13 +530,13 @@ class Store:
             return
         touched = np.unique(overlay.indices // self.chunk_rows)
         chunks = {}
-        empty: tuple[IndexArray, np.ndarray] = (np.empty(0, np.int64), np.empty(0, bool))
-        for j in touched:
-            lo, hi = self._arrays.chunk_bounds(int(j))
-            disk = self._arrays.read_mask_chunk(int(j))
-            labels = self._arrays.read_labels(lo, hi)
-            mask, new_labels = chunk_state(disk, labels, lo, overlay, empty)
-            chunks[int(j)] = (mask, new_labels)
+        for j in touched.tolist():
+            lo, hi = self._arrays.chunk_bounds(j)
+            mask = np.zeros(hi - lo, bool)
+            mask[self._arrays.read_marks(j)] = True
+            sl = overlay.in_range(lo, hi)
+            mask[overlay.indices[sl] - lo] = overlay.labeled[sl]
+            chunks[j] = (mask, chunk_labels(self._arrays.read_labels(lo, hi), lo, overlay))
         self._arrays.write_chunks(chunks)
         _state.write_checkpoint(
             self.path, version=overlay.version, journal_offset=self._read_offset, counts=overlay.counts
@@ -592,22 +591,24 @@ class Store:
         if not np.array_equal(counts, snap.labeled_counts):
             bad = np.flatnonzero(counts != snap.labeled_counts)
             raise CorruptStoreError(f"labeled counts disagree with the journal in chunks {bad.tolist()}")
-        chunks = np.flatnonzero(counts)
         for j in range(len(counts)):  # every chunk: a stray True in an empty one is damage too
-            lo, _ = self._arrays.chunk_bounds(j)
-            mask, labels = snap.read_chunk(j, with_labels=bool(counts[j]))
-            want = idx[(idx >= lo) & (idx < lo + len(mask))]
-            if not np.array_equal(np.flatnonzero(mask) + lo, want):
+            lo, hi = self._arrays.chunk_bounds(j)
+            marks = snap.read_marks(j)
+            want = idx[(idx >= lo) & (idx < hi)]
+            if not np.array_equal(marks + lo, want):
                 raise CorruptStoreError(f"the mask of chunk {j} disagrees with the journal")
-            for i in want.tolist():
-                assert labels is not None
-                if not np.array_equal(labels[i - lo], expected[i]):
-                    raise CorruptStoreError(f"the label of dataset index {i} disagrees with the journal")
+            if len(want):
+                _, labels = snap.labels_chunk(j)
+                for i in want.tolist():
+                    if not np.array_equal(labels[i - lo], expected[i]):
+                        raise CorruptStoreError(
+                            f"the label of dataset index {i} disagrees with the journal"
+                        )
         return {
             "version": snap.version,
             "num_labeled": len(idx),
             "records": len(records),
-            "chunks_checked": len(chunks),
+            "chunks_checked": len(counts),
         }
 
     # -- lifecycle -----------------------------------------------------------

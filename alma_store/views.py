@@ -70,10 +70,6 @@ class _View:
         self._counts = snapshot.labeled_counts if self._labeled else snapshot.unlabeled_counts
         self._len = int(self._counts.sum())
 
-    def _chunk(self, j: int) -> BoolArray:
-        if self._labeled:
-            return self._snap.labeled_chunk(j)
-        return self._snap.unlabeled_chunk(j)
 
     @property
     def version(self) -> int:
@@ -123,21 +119,17 @@ class _View:
 
     def _map(self, pos: IndexArray) -> IndexArray:
         self._store._check_open()
-        return view_to_dataset_indices(pos, self._counts, self._snap.chunk_rows, self._chunk)
+        return view_to_dataset_indices(
+            pos, self._counts, self._snap.chunk_rows, self._snap.labeled_marks, of_labeled=self._labeled
+        )
 
     def _read(self, dataset_indices: IndexArray) -> np.ndarray:
         """Feature rows at ``dataset_indices`` (any order, repeats allowed)."""
         self._store._check_open()
-        if dataset_indices.size == 0:
-            return np.empty((0, *self._source.shape[1:]), self._source.dtype)
+        if dataset_indices.size > 1 and (np.diff(dataset_indices) > 0).all():
+            return self._source.read_sorted(dataset_indices)
         uniq, inverse = np.unique(dataset_indices, return_inverse=True)
-        lo, hi = int(uniq[0]), int(uniq[-1]) + 1
-        rows = (
-            self._source.read_range(lo, hi)[uniq - lo]
-            if hi - lo <= 2 * len(uniq)
-            else self._source.read_rows(uniq)
-        )
-        return rows if len(uniq) == len(dataset_indices) and (inverse == np.arange(len(uniq))).all() else rows[inverse]
+        return self._source.read_sorted(uniq)[inverse]
 
     def __getitem__(self, key: object) -> np.ndarray:
         pos, scalar = _parse_key(key, self._len)
@@ -158,7 +150,13 @@ class _View:
             if self._counts[j] == self._snap.chunk_sizes[j]:
                 members = np.arange(lo, lo + int(self._counts[j]), dtype=np.int64)
             else:
-                members = lo + np.flatnonzero(self._chunk(j))
+                marks = self._snap.labeled_marks(j)
+                if self._labeled:
+                    members = lo + marks
+                else:
+                    keep = np.ones(int(self._snap.chunk_sizes[j]), bool)
+                    keep[marks] = False
+                    members = lo + np.flatnonzero(keep)
             while members.size:
                 take = members[: batch_rows - have]
                 pending.append(take)
@@ -177,7 +175,8 @@ class _View:
         read with contiguous range reads wherever the view is dense.
         """
         for idx in self.iter_dataset_indices(batch_rows):
-            yield idx, self._read(idx)
+            self._store._check_open()
+            yield idx, self._source.read_sorted(idx)  # sorted and unique by construction
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for _, rows in self.batches():
@@ -217,8 +216,8 @@ class LabeledView(_View):
         out = np.empty((self._len, *self._store.label_shape), dtype=self._store.label_dtype)
         at = 0
         for j in np.flatnonzero(self._counts):
-            mask, labels = snap.labels_chunk(int(j))
-            got = labels[mask]
+            marks, labels = snap.labels_chunk(int(j))
+            got = labels[marks]
             out[at : at + len(got)] = got
             at += len(got)
         return out
@@ -274,13 +273,8 @@ class LabeledMask:
         return self._snap.num_labeled
 
     def __getitem__(self, key: object) -> Any:
-        n = self._snap.n_items
-        pos, scalar = _parse_key(key, n)
-        out = np.empty(pos.shape, bool)
-        chunks = pos // self._snap.chunk_rows
-        for j in np.unique(chunks):
-            hit = chunks == j
-            out[hit] = self._snap.labeled_chunk(int(j))[pos[hit] - int(j) * self._snap.chunk_rows]
+        pos, scalar = _parse_key(key, self._snap.n_items)
+        out = self._snap.is_labeled(pos)
         return bool(out[0]) if scalar else out
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:

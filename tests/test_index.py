@@ -22,18 +22,18 @@ def test_select_and_rank_match_flatnonzero(mask: np.ndarray, chunk_rows: int, da
     n = len(mask)
     sizes = chunk_sizes(n, chunk_rows)
     assert sizes.sum() == n
-    for member in (mask, ~mask):  # the two views partition range(n)
+    selector = lambda j: np.flatnonzero(mask[j * chunk_rows : (j + 1) * chunk_rows])  # noqa: E731
+    for of_labeled, member in ((True, mask), (False, ~mask)):  # the views partition range(n)
         counts = np.array([member[j * chunk_rows : (j + 1) * chunk_rows].sum() for j in range(len(sizes))], np.int64)
         want = np.flatnonzero(member)
-        selector = lambda j, m=member: m[j * chunk_rows : (j + 1) * chunk_rows]  # noqa: E731
         pos = data.draw(st.lists(st.integers(0, max(len(want) - 1, 0)), max_size=10)) if len(want) else []
         pos = np.array(pos, dtype=np.int64)
-        got = view_to_dataset_indices(pos, counts, chunk_rows, selector)
+        got = view_to_dataset_indices(pos, counts, chunk_rows, selector, of_labeled=of_labeled)
         assert np.array_equal(got, want[pos])
-        back, is_member = dataset_to_view_positions(got, counts, chunk_rows, selector)
+        back, is_member = dataset_to_view_positions(got, counts, chunk_rows, selector, of_labeled=of_labeled)
         assert is_member.all() and np.array_equal(back, pos)
         all_idx = np.arange(n, dtype=np.int64)
-        ranks, is_member = dataset_to_view_positions(all_idx, counts, chunk_rows, selector)
+        ranks, is_member = dataset_to_view_positions(all_idx, counts, chunk_rows, selector, of_labeled=of_labeled)
         assert np.array_equal(is_member, member)
         assert np.array_equal(ranks[member], np.arange(len(want)))
 

@@ -1,0 +1,242 @@
+"""Benchmark of the core store against the naive in-memory (ALMa) approach, in one run.
+
+Prints, side by side: open time, offset map of 100 positions, durable commit latency,
+Unlabeled-view streaming throughput and peak anonymous memory (RssAnon).
+
+    python tools/bench_core.py                 # N = 1e6, 1e8 (+1e9 with --huge)
+    python tools/bench_core.py --quick         # small sizes, for a smoke run
+
+Everything is written under --dir (default: a temporary directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import alma_store
+
+
+def rss_anon_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    raise RuntimeError("no RssAnon in /proc/self/status")
+
+
+def sparse_npy(path: Path, shape: tuple[int, ...], dtype: str) -> None:
+    """A .npy header plus a sparse file: N rows without writing N rows."""
+    mm = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    del mm
+
+
+def make_store(root: Path, n: int, n_labeled: int, chunk_rows: int = 65536) -> tuple[Path, np.ndarray]:
+    feats = root / f"features-{n}.npy"
+    sparse_npy(feats, (n, 1), "uint8")
+    path = root / f"store-{n}-{n_labeled}"
+    rng = np.random.default_rng(n_labeled)
+    labeled = np.sort(rng.choice(n, n_labeled, replace=False)) if n_labeled else np.empty(0, np.int64)
+    with alma_store.create(path, str(feats), chunk_rows=chunk_rows, overwrite=True) as store:
+        for part in np.array_split(labeled, max(1, n_labeled // 200_000)):
+            if len(part):
+                store.add_labels(part, np.ones(len(part), np.int64), relative_to="dataset")
+        store.checkpoint()
+    return path, labeled
+
+
+def timeit(fn, repeat: int) -> float:
+    """Median wall time of ``fn`` in seconds."""
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def bench_map(root: Path, n: int, n_labeled: int, rows: list[dict]) -> None:
+    path, labeled = make_store(root, n, n_labeled)
+    mask = np.zeros(n, bool)
+    mask[labeled] = True
+    rng = np.random.default_rng(1)
+    n_unl = n - n_labeled
+    draws = [rng.choice(n_unl, 100, replace=False) for _ in range(5)]
+
+    def naive() -> None:
+        np.flatnonzero(~mask)[draws[0]]
+
+    t_naive = timeit(naive, 3)
+    t_open = timeit(lambda: alma_store.open(path, mode="r").close(), 20)
+    with alma_store.open(path, mode="r") as store:
+        view = store.unlabeled
+        want = np.flatnonzero(~mask)[draws[0]]
+        assert np.array_equal(view.to_dataset_index(draws[0]), want)
+        # Cold: a fresh store each time (no chunk cache); warm: same view, new positions.
+        def cold() -> None:
+            with alma_store.open(path, mode="r") as s:
+                s.unlabeled.to_dataset_index(draws[1])
+        t_cold = timeit(cold, 5) - t_open
+        it = iter(draws * 10)
+        t_warm = timeit(lambda: view.to_dataset_index(next(it)), 20)
+    rows.append({
+        "N": n, "labeled": n_labeled, "open_ms": t_open * 1e3,
+        "naive_flatnonzero_ms": t_naive * 1e3, "store_map_cold_ms": t_cold * 1e3,
+        "store_map_warm_ms": t_warm * 1e3, "speedup_cold": t_naive / t_cold, "speedup_warm": t_naive / t_warm,
+    })
+    del mask
+    shutil.rmtree(path)
+
+
+def bench_commit(root: Path, n: int, rows: list[dict]) -> None:
+    path, _ = make_store(root, n, 0)
+    rng = np.random.default_rng(2)
+    with alma_store.open(path) as store:
+        for k in (1, 100, 1000):
+            lat = []
+            for _ in range(30):
+                pos = rng.choice(store.num_unlabeled, k, replace=False)
+                t = time.perf_counter()
+                store.add_labels(pos, np.ones(k, np.int64))
+                lat.append(time.perf_counter() - t)
+            # Naive durable baseline: ALMa's in-RAM update, then persist mask + labels with np.save.
+            mask, labels = np.zeros(n, bool), np.zeros(n, np.int64)
+            naive = []
+            for _ in range(5):
+                idx = rng.choice(n, k, replace=False)
+                t = time.perf_counter()
+                mask[idx] = True
+                labels[idx] = 1
+                for name, arr in (("mask", mask), ("labels", labels)):
+                    with open(root / f"naive-{name}.npy", "wb") as f:
+                        np.save(f, arr)
+                        f.flush()
+                        os.fsync(f.fileno())
+                naive.append(time.perf_counter() - t)
+            rows.append({
+                "N": n, "labels_per_commit": k, "store_median_ms": statistics.median(lat) * 1e3,
+                "store_p90_ms": sorted(lat)[int(0.9 * len(lat))] * 1e3,
+                "naive_np_save_median_ms": statistics.median(naive) * 1e3,
+            })
+    shutil.rmtree(path)
+
+
+STREAM_CHILD = r"""
+import json, sys, time
+import numpy as np
+sys.path.insert(0, sys.argv[4])
+from bench_core import rss_anon_kib
+import alma_store
+mode, feats, store_path, _, batch = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+base = rss_anon_kib()
+peak = base
+total = 0
+t = time.perf_counter()
+if mode == "raw":
+    mm = np.load(feats, mmap_mode="r")
+    for a in range(0, len(mm), batch):
+        rows = np.array(mm[a : a + batch]); total += rows.nbytes
+        peak = max(peak, rss_anon_kib())
+elif mode == "store":
+    with alma_store.open(store_path, mode="r") as s:
+        for _, rows in s.unlabeled.batches(batch):
+            total += rows.nbytes
+            peak = max(peak, rss_anon_kib())
+elif mode == "naive":
+    mm = np.load(feats, mmap_mode="r")
+    with alma_store.open(store_path, mode="r") as s:
+        mask = np.asarray(s.labeled_mask)
+    rows = mm[~mask]  # ALMa's manager.unlabeled
+    total = rows.nbytes
+    peak = max(peak, rss_anon_kib())
+secs = time.perf_counter() - t
+print(json.dumps({"mode": mode, "seconds": secs, "gb": total / 1e9, "peak_anon_mib": (peak - base) / 1024}))
+"""
+
+
+def bench_stream(root: Path, n: int, dim: int, frac_labeled: float, batch: int, rows: list[dict]) -> None:
+    feats = root / f"stream-{n}x{dim}.npy"
+    if not feats.exists():
+        mm = np.lib.format.open_memmap(feats, mode="w+", dtype="float32", shape=(n, dim))
+        for a in range(0, n, 1 << 20):
+            mm[a : a + (1 << 20)] = np.random.default_rng(a).random((min(1 << 20, n - a), dim), np.float32)
+        mm.flush()
+        del mm
+    store_path = root / "stream-store"
+    rng = np.random.default_rng(3)
+    labeled = rng.choice(n, int(n * frac_labeled), replace=False)
+    with alma_store.create(store_path, str(feats), overwrite=True) as store:
+        store.add_labels(labeled, np.ones(len(labeled), np.int64), relative_to="dataset")
+        store.checkpoint()
+    here = str(Path(__file__).resolve().parent)
+    results = {}
+    for mode in ("raw", "store", "raw", "store", "naive"):  # first pair warms the page cache
+        out = subprocess.run(
+            [sys.executable, "-c", STREAM_CHILD, mode, str(feats), str(store_path), here, str(batch)],
+            capture_output=True, text=True, check=True,
+        )
+        results[mode] = json.loads(out.stdout)
+    raw, store, naive = results["raw"], results["store"], results["naive"]
+    rows.append({
+        "N": n, "dim": dim, "labeled_frac": frac_labeled, "batch_rows": batch,
+        "raw_memmap_GBps": raw["gb"] / raw["seconds"], "store_GBps": store["gb"] / store["seconds"],
+        "store_vs_raw": (store["gb"] / store["seconds"]) / (raw["gb"] / raw["seconds"]),
+        "naive_materialise_s": naive["seconds"],
+        "peak_anon_MiB_raw": raw["peak_anon_mib"], "peak_anon_MiB_store": store["peak_anon_mib"],
+        "peak_anon_MiB_naive": naive["peak_anon_mib"],
+    })
+    shutil.rmtree(store_path)
+
+
+def table(title: str, rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    keys = list(rows[0])
+    fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = [f"\n### {title}\n", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    ap.add_argument("--huge", action="store_true", help="also N = 1e9 for the offset map")
+    ap.add_argument("--dir", type=Path, default=None)
+    args = ap.parse_args()
+    root = args.dir or Path(tempfile.mkdtemp(prefix="alma-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    sizes = [10**5, 10**6] if args.quick else [10**6, 10**8] + ([10**9] if args.huge else [])
+    maps: list[dict] = []
+    for n in sizes:
+        for n_labeled in (1000, n // 100):
+            bench_map(root, n, n_labeled, maps)
+            print(table("offset map, 100 positions", maps[-1:]), flush=True)
+    commits: list[dict] = []
+    for n in sizes[:2]:
+        bench_commit(root, n, commits)
+    streams: list[dict] = []
+    if args.quick:
+        bench_stream(root, 200_000, 32, 0.01, 65536, streams)
+    else:
+        bench_stream(root, 10_000_000, 32, 0.01, 65536, streams)
+    print(f"# alma_store core benchmark ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores)")
+    print(table("Offset map: 100 random Unlabeled positions -> dataset indices", maps))
+    print(table("Durable commit latency (add_labels returns after fdatasync)", commits))
+    print(table("Streaming the Unlabeled view (float32 features, page cache warm)", streams))
+    if args.dir is None:
+        shutil.rmtree(root)
+
+
+if __name__ == "__main__":
+    main()
