@@ -33,6 +33,8 @@ class Snapshot:
         self.chunk_sizes = chunk_sizes(self.n_items, self.chunk_rows)
         self.unlabeled_counts: IndexArray = self.chunk_sizes - overlay.counts
         self.num_labeled = int(overlay.counts.sum())
+        self.all_unlabeled = overlay.counts == 0  # chunks mapped without reading them
+        self.all_labeled = overlay.counts == self.chunk_sizes
 
     def _bounds(self, j: int) -> tuple[int, int]:
         lo = j * self.chunk_rows

@@ -189,10 +189,14 @@ def view_to_dataset_indices(
     chunk_marks: ChunkMarks,
     *,
     of_labeled: bool,
+    whole: BoolArray | None = None,
 ) -> IndexArray:
     """Map view positions to dataset indices, reading only the chunks hit.
 
-    ``counts[j]`` is the number of view rows in chunk ``j``.
+    ``counts[j]`` is the number of view rows in chunk ``j``; ``whole[j]``, when
+    given, says that every row of chunk ``j`` is in the view, so its positions
+    map without reading it (most chunks, for the Unlabeled view of a large
+    dataset with few labels).
 
     Examples
     --------
@@ -203,12 +207,18 @@ def view_to_dataset_indices(
     >>> view_to_dataset_indices(np.array([2, 0]), counts, 4, marks, of_labeled=False)
     array([4, 1])
     """
-    out = np.empty(positions.shape, dtype=np.int64)
     chunks, offsets = locate_positions(positions, counts)
-    for j in np.unique(chunks):
-        hit = chunks == j
-        local = select_in_chunk(chunk_marks(int(j)), offsets[hit], of_labeled=of_labeled)
-        out[hit] = int(j) * chunk_rows + local
+    out = chunks * chunk_rows + offsets  # right wherever the chunk is all in the view
+    read = np.ones(chunks.shape, bool) if whole is None else ~whole[chunks]
+    if read.any():
+        order = np.flatnonzero(read)
+        order = order[np.argsort(chunks[order], kind="stable")]
+        sorted_chunks = chunks[order]
+        starts = np.flatnonzero(np.r_[True, sorted_chunks[1:] != sorted_chunks[:-1]])
+        for a, b in zip(starts, [*starts[1:], len(order)], strict=True):
+            j = int(sorted_chunks[a])
+            hit = order[a:b]
+            out[hit] = j * chunk_rows + select_in_chunk(chunk_marks(j), offsets[hit], of_labeled=of_labeled)
     return out
 
 

@@ -496,7 +496,12 @@ class Store:
             if relative_to == "unlabeled":
                 idx = parse_indices(idx, name="positions", upper=self._n - snap.num_labeled)
                 dataset_idx = view_to_dataset_indices(
-                    idx, snap.unlabeled_counts, self.chunk_rows, snap.labeled_marks, of_labeled=False
+                    idx,
+                    snap.unlabeled_counts,
+                    self.chunk_rows,
+                    snap.labeled_marks,
+                    of_labeled=False,
+                    whole=snap.all_unlabeled,
                 )
             else:
                 dataset_idx = parse_indices(idx, name="dataset_indices", upper=self._n)

@@ -120,7 +120,12 @@ class _View:
     def _map(self, pos: IndexArray) -> IndexArray:
         self._store._check_open()
         return view_to_dataset_indices(
-            pos, self._counts, self._snap.chunk_rows, self._snap.labeled_marks, of_labeled=self._labeled
+            pos,
+            self._counts,
+            self._snap.chunk_rows,
+            self._snap.labeled_marks,
+            of_labeled=self._labeled,
+            whole=self._snap.all_labeled if self._labeled else self._snap.all_unlabeled,
         )
 
     def _read(self, dataset_indices: IndexArray) -> np.ndarray:

@@ -30,6 +30,9 @@ def test_select_and_rank_match_flatnonzero(mask: np.ndarray, chunk_rows: int, da
         pos = np.array(pos, dtype=np.int64)
         got = view_to_dataset_indices(pos, counts, chunk_rows, selector, of_labeled=of_labeled)
         assert np.array_equal(got, want[pos])
+        whole = counts == sizes
+        got = view_to_dataset_indices(pos, counts, chunk_rows, selector, of_labeled=of_labeled, whole=whole)
+        assert np.array_equal(got, want[pos])
         back, is_member = dataset_to_view_positions(got, counts, chunk_rows, selector, of_labeled=of_labeled)
         assert is_member.all() and np.array_equal(back, pos)
         all_idx = np.arange(n, dtype=np.int64)

@@ -213,23 +213,24 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     ap.add_argument("--huge", action="store_true", help="also N = 1e9 for the offset map")
     ap.add_argument("--dir", type=Path, default=None)
+    ap.add_argument("--sections", default="map,commit,stream", help="comma-separated subset")
     args = ap.parse_args()
     root = args.dir or Path(tempfile.mkdtemp(prefix="alma-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     sizes = [10**5, 10**6] if args.quick else [10**6, 10**8] + ([10**9] if args.huge else [])
+    sections = set(args.sections.split(","))
     maps: list[dict] = []
-    for n in sizes:
+    for n in sizes if "map" in sections else []:
         for n_labeled in (1000, n // 100):
             bench_map(root, n, n_labeled, maps)
             print(table("offset map, 100 positions", maps[-1:]), flush=True)
     commits: list[dict] = []
-    for n in sizes[:2]:
+    for n in sizes[:2] if "commit" in sections else []:
         bench_commit(root, n, commits)
     streams: list[dict] = []
-    if args.quick:
-        bench_stream(root, 200_000, 32, 0.01, 65536, streams)
-    else:
-        bench_stream(root, 10_000_000, 32, 0.01, 65536, streams)
+    if "stream" in sections:
+        n_stream = 200_000 if args.quick else 10_000_000
+        bench_stream(root, n_stream, 32, 0.01, 65536, streams)
     print(f"# alma_store core benchmark ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores)")
     print(table("Offset map: 100 random Unlabeled positions -> dataset indices", maps))
     print(table("Durable commit latency (add_labels returns after fdatasync)", commits))
