@@ -30,7 +30,9 @@ def run_demo(
     oracle = y[pool]
     store_path = workdir / "digits.alma"
     echo(f"dataset: {len(pool)} digits, 64 features, at {workdir / 'digits.npy'}")
-    with create(store_path, str(workdir / "digits.npy"), label_dtype="int8", overwrite=True) as store:
+    with create(
+        store_path, str(workdir / "digits.npy"), label_dtype="int8", overwrite=True
+    ) as store:
         seed = rng.choice(len(store), batch, replace=False)
         store.add_labels(seed, oracle[seed], relative_to="dataset", annotator="seed", round=0)
     accuracies = []
@@ -47,7 +49,10 @@ def run_demo(
             positions = np.argsort(np.concatenate(margins))[:batch]
             dataset_idx = unlabeled.to_dataset_index(positions)
             store.add_labels(
-                positions, oracle[dataset_idx], annotator="oracle", round=r,
+                positions,
+                oracle[dataset_idx],
+                annotator="oracle",
+                round=r,
                 expected_version=unlabeled.version,
             )
             echo(
@@ -56,5 +61,7 @@ def run_demo(
             )
     with open_store(store_path, mode="r") as store:
         summary = store.verify()
-        echo(f"store {store_path}: {summary['num_labeled']} labeled in {summary['records']} commits, verified")
+        echo(
+            f"store {store_path}: {summary['num_labeled']} labeled in {summary['records']} commits, verified"
+        )
     return accuracies

@@ -69,14 +69,18 @@ def parse_label_values(values: Any, n: int, dtype: np.dtype, shape: tuple[int, .
         if shape == () and isinstance(flat, list | tuple):
             bad = [v for v in flat if not isinstance(v, str)]
             if bad:
-                raise InvalidInputError(f"labels must be strings for label dtype {dtype}, got {bad[0]!r}")
+                raise InvalidInputError(
+                    f"labels must be strings for label dtype {dtype}, got {bad[0]!r}"
+                )
         arr = np.array(values, dtype=STR_DTYPE if dtype.kind == "T" else object)
         if arr.shape != want:
             raise InvalidInputError(f"labels has shape {arr.shape}, expected {want}")
         if arr.dtype == object:
             bad = [v for v in arr.reshape(-1) if not isinstance(v, str)]
             if bad:
-                raise InvalidInputError(f"labels must be strings for label dtype {dtype}, got {bad[0]!r}")
+                raise InvalidInputError(
+                    f"labels must be strings for label dtype {dtype}, got {bad[0]!r}"
+                )
             width = dtype.itemsize // 4
             long = [v for v in arr.reshape(-1) if len(v) > width]
             if long:

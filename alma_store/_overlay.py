@@ -25,7 +25,6 @@ import numpy as np
 from ._types import BoolArray, IndexArray
 from .journal import LabelEvent
 
-
 _NOTHING = slice(0, 0)
 _NO_UNDO: tuple[IndexArray, BoolArray] = (np.empty(0, np.int64), np.empty(0, bool))
 
@@ -83,9 +82,7 @@ class Overlay:
         """Slice of the entries whose dataset index lies in ``[lo, hi)``."""
         if not len(self.indices):
             return _NOTHING
-        return slice(
-            int(self.indices.searchsorted(lo)), int(self.indices.searchsorted(hi))
-        )
+        return slice(int(self.indices.searchsorted(lo)), int(self.indices.searchsorted(hi)))
 
 
 def undo_in_range(events: list[LabelEvent], lo: int, hi: int) -> tuple[IndexArray, BoolArray]:

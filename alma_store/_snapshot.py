@@ -69,7 +69,9 @@ class Snapshot:
         chunks = dataset_indices // self.chunk_rows
         for j in np.unique(chunks):
             hit = chunks == j
-            out[hit] = contains(self.labeled_marks(int(j)), dataset_indices[hit] - int(j) * self.chunk_rows)
+            out[hit] = contains(
+                self.labeled_marks(int(j)), dataset_indices[hit] - int(j) * self.chunk_rows
+            )
         return out
 
     def labels_chunk(self, j: int) -> tuple[IndexArray, np.ndarray]:

@@ -100,7 +100,11 @@ def read_checkpoint(root: Path, n_chunks: int) -> tuple[int, int, IndexArray]:
     except FileNotFoundError:
         raise CorruptStoreError(f"checkpoint file {path} is missing") from None
     body, tail = data[:-4], data[-4:]
-    if len(data) < 16 or not data.startswith(CKPT_MAGIC) or struct.unpack("<I", tail)[0] != zlib.crc32(body):
+    if (
+        len(data) < 16
+        or not data.startswith(CKPT_MAGIC)
+        or struct.unpack("<I", tail)[0] != zlib.crc32(body)
+    ):
         raise CorruptStoreError(f"checkpoint file {path} is damaged (bad magic or checksum)")
     (hlen,) = struct.unpack_from("<I", body, 8)
     head = json.loads(body[12 : 12 + hlen])
@@ -125,7 +129,9 @@ class StateArrays:
         Upper bound on the memory of cached chunk offsets (LRU).
     """
 
-    def __init__(self, root: Path, n_items: int, chunk_rows: int, *, cache_bytes: int = 64 << 20) -> None:
+    def __init__(
+        self, root: Path, n_items: int, chunk_rows: int, *, cache_bytes: int = 64 << 20
+    ) -> None:
         self.root = root
         self.n_items = n_items
         self.chunk_rows = chunk_rows
@@ -201,7 +207,7 @@ class StateArrays:
                     os.close(fd)
                 try:
                     self._decoder.decode(raw, out=self._scratch)
-                except Exception as exc:  # numcodecs raises bare RuntimeErrors
+                except Exception as exc:  # noqa: BLE001 - numcodecs raises bare RuntimeErrors
                     raise CorruptStoreError(f"mask chunk {j} is damaged: {exc}") from None
                 marks = np.flatnonzero(self._scratch[: hi - lo])
         else:

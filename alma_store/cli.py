@@ -50,8 +50,13 @@ if click is not None:
                 click.echo(f"{key:14} {value}")
 
     @cli.command()
-    @click.option("--dir", "workdir", type=click.Path(path_type=Path), default=None,
-                  help="Where to put the dataset and the store (default: a temporary directory).")
+    @click.option(
+        "--dir",
+        "workdir",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Where to put the dataset and the store (default: a temporary directory).",
+    )
     @click.option("--rounds", default=6, show_default=True, help="Active-learning rounds.")
     def demo(workdir: Path | None, rounds: int) -> None:
         """Run margin sampling on scikit-learn's digits through a store, resuming every round."""

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -144,7 +144,9 @@ class ActiveLearningManager:
         All indices of one batch refer to the Unlabeled part before the batch.
         """
         if not isinstance(offset_to_unlabeled, bool):
-            raise InvalidInputError(f"offset_to_unlabeled must be a bool, got {offset_to_unlabeled!r}")
+            raise InvalidInputError(
+                f"offset_to_unlabeled must be a bool, got {offset_to_unlabeled!r}"
+            )
         if self._store is None:
             pairs = [labels] if isinstance(labels, tuple) else labels
             if not isinstance(pairs, list) or not all(
@@ -158,7 +160,9 @@ class ActiveLearningManager:
                 return
             self._create(infer_label_dtype([p[1] for p in pairs]))
         assert self._store is not None
-        self._store.add_labels(labels, relative_to="unlabeled" if offset_to_unlabeled else "dataset")
+        self._store.add_labels(
+            labels, relative_to="unlabeled" if offset_to_unlabeled else "dataset"
+        )
 
     def get_original_index_from_unlabeled_index(self, ixs: Any) -> list[int]:
         """Dataset indices of positions in the Unlabeled part (int, list or array in, list out)."""
@@ -175,7 +179,7 @@ class ActiveLearningManager:
         if self._tmp is not None:
             self._tmp()  # removes the temporary store
 
-    def __enter__(self) -> ActiveLearningManager:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

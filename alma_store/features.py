@@ -105,7 +105,9 @@ class NpySource(FeatureSource):
         except FileNotFoundError:
             raise SourceMissingError(f"feature file {self.path} does not exist") from None
         except ValueError as exc:
-            raise InvalidInputError(f"features {self.path} is not a readable .npy file: {exc}") from None
+            raise InvalidInputError(
+                f"features {self.path} is not a readable .npy file: {exc}"
+            ) from None
         _check_rows(self._mm.shape, self.path)
         self.shape = tuple(self._mm.shape)
         self.dtype = self._mm.dtype
@@ -136,8 +138,12 @@ class NpySource(FeatureSource):
 
     def describe(self) -> dict[str, Any]:
         # docstring inherited
-        return {"kind": self.kind, "path": str(self.path), **self.fingerprint(),
-                "file_size": os.stat(self.path).st_size}
+        return {
+            "kind": self.kind,
+            "path": str(self.path),
+            **self.fingerprint(),
+            "file_size": os.stat(self.path).st_size,
+        }
 
     def close(self) -> None:
         # docstring inherited
@@ -162,7 +168,9 @@ class ZarrSource(FeatureSource):
             try:
                 self._arr = zarr.open_array(self.path, mode="r")
             except (FileNotFoundError, ValueError, TypeError) as exc:
-                raise InvalidInputError(f"features {self.path} is not a Zarr array: {exc}") from None
+                raise InvalidInputError(
+                    f"features {self.path} is not a Zarr array: {exc}"
+                ) from None
         _check_rows(self._arr.shape, self.path)
         self.shape = tuple(self._arr.shape)
         self.dtype = np.dtype(self._arr.dtype)
@@ -213,7 +221,9 @@ class HDF5Source(FeatureSource):
             ds = self._file[self.dataset]
         except KeyError:
             self._file.close()
-            raise SourceMissingError(f"HDF5 file {self.path} has no dataset {self.dataset!r}") from None
+            raise SourceMissingError(
+                f"HDF5 file {self.path} has no dataset {self.dataset!r}"
+            ) from None
         if not isinstance(ds, h5py.Dataset):
             self._file.close()
             raise InvalidInputError(f"{self.path}:{self.dataset} is a group, not a dataset")
@@ -239,7 +249,12 @@ class HDF5Source(FeatureSource):
 
     def describe(self) -> dict[str, Any]:
         # docstring inherited
-        return {"kind": self.kind, "path": str(self.path), "dataset": self.dataset, **self.fingerprint()}
+        return {
+            "kind": self.kind,
+            "path": str(self.path),
+            "dataset": self.dataset,
+            **self.fingerprint(),
+        }
 
     def close(self) -> None:
         # docstring inherited

@@ -106,7 +106,9 @@ def parse_indices(value: object, *, name: str, upper: int | None) -> IndexArray:
     if upper is None:
         if negative.any():
             bad_values = [int(v) for v in arr[negative]]
-            raise InvalidIndexError(name, bad_values, reason=f"{name} must be >= 0, got {bad_values}")
+            raise InvalidIndexError(
+                name, bad_values, reason=f"{name} must be >= 0, got {bad_values}"
+            )
         bad = negative
     else:
         bad = negative | (arr >= upper)
@@ -155,7 +157,11 @@ ChunkMarks = Callable[[int], IndexArray]
 def contains(marks: IndexArray, local: IndexArray) -> BoolArray:
     """Whether each offset in ``local`` is among the sorted ``marks``."""
     at = np.searchsorted(marks, local)
-    return (at < len(marks)) & (marks[np.minimum(at, len(marks) - 1)] == local) if len(marks) else np.zeros(local.shape, bool)
+    return (
+        (at < len(marks)) & (marks[np.minimum(at, len(marks) - 1)] == local)
+        if len(marks)
+        else np.zeros(local.shape, bool)
+    )
 
 
 def select_in_chunk(marks: IndexArray, ranks: IndexArray, *, of_labeled: bool) -> IndexArray:
@@ -218,7 +224,9 @@ def view_to_dataset_indices(
         for a, b in zip(starts, [*starts[1:], len(order)], strict=True):
             j = int(sorted_chunks[a])
             hit = order[a:b]
-            out[hit] = j * chunk_rows + select_in_chunk(chunk_marks(j), offsets[hit], of_labeled=of_labeled)
+            out[hit] = j * chunk_rows + select_in_chunk(
+                chunk_marks(j), offsets[hit], of_labeled=of_labeled
+            )
     return out
 
 

@@ -113,7 +113,9 @@ class LabelEvent:
         if label_dtype.kind == "T":
             head["values"] = [str(v) for v in self.values.reshape(-1)]
         else:
-            parts.append(np.ascontiguousarray(self.values, dtype=label_dtype.newbyteorder("<")).tobytes())
+            parts.append(
+                np.ascontiguousarray(self.values, dtype=label_dtype.newbyteorder("<")).tobytes()
+            )
         js = json.dumps(head, separators=(",", ":")).encode()
         payload = b"".join([struct.pack("<I", len(js)), js, *parts])
         first = struct.pack("<4sII", REC_MAGIC, len(payload), zlib.crc32(payload))
@@ -171,7 +173,15 @@ class Journal:
     always safe, concurrently with a writer.
     """
 
-    def __init__(self, path: Path, uuid: bytes, label_dtype: np.dtype, label_shape: tuple[int, ...], *, writable: bool) -> None:
+    def __init__(
+        self,
+        path: Path,
+        uuid: bytes,
+        label_dtype: np.dtype,
+        label_shape: tuple[int, ...],
+        *,
+        writable: bool,
+    ) -> None:
         self.path = path
         self.label_dtype = label_dtype
         self.label_shape = label_shape
@@ -200,7 +210,9 @@ class Journal:
         """Current file size in bytes."""
         return os.fstat(self._fd).st_size
 
-    def read(self, offset: int, first_version: int) -> tuple[list[tuple[LabelEvent, int]], int, bool]:
+    def read(
+        self, offset: int, first_version: int
+    ) -> tuple[list[tuple[LabelEvent, int]], int, bool]:
         """Decode records from ``offset`` to the end of the file.
 
         Parameters
@@ -240,7 +252,9 @@ class Journal:
                 return out, offset + pos, True
             magic, plen, pcrc, hcrc = REC_HEADER.unpack_from(data, pos)
             if magic != REC_MAGIC or zlib.crc32(data[pos : pos + 12]) != hcrc:
-                raise CorruptStoreError(f"{self.path}: damaged record header at byte {offset + pos}")
+                raise CorruptStoreError(
+                    f"{self.path}: damaged record header at byte {offset + pos}"
+                )
             start = pos + REC_HEADER.size
             if len(data) - start < plen:
                 return out, offset + pos, True

@@ -29,7 +29,7 @@ import threading
 import time
 import uuid as uuidlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import filelock
 import numpy as np
@@ -193,7 +193,9 @@ def create(
     return Store(root, mode="r+")
 
 
-def open_store(path: PathLike, mode: Literal["r", "r+"] = "r+", *, lock_timeout: float = 60.0) -> Store:  # noqa: A001
+def open_store(
+    path: PathLike, mode: Literal["r", "r+"] = "r+", *, lock_timeout: float = 60.0
+) -> Store:
     """Open an existing store.
 
     Cost is ``O(number of chunks)`` plus the journal tail since the last
@@ -405,7 +407,9 @@ class Store:
         if not member.all():
             bad = [int(v) for v in idx[~member]]
             raise InvalidIndexError(
-                "dataset_indices", bad, reason=f"dataset indices {bad} are labeled, not in the Unlabeled view"
+                "dataset_indices",
+                bad,
+                reason=f"dataset indices {bad} are labeled, not in the Unlabeled view",
             )
         return pos
 
@@ -418,7 +422,7 @@ class Store:
         *,
         relative_to: Literal["unlabeled", "dataset"] = "unlabeled",
         annotator: str | None = None,
-        round: int | None = None,  # noqa: A002
+        round: int | None = None,
         expected_version: int | None = None,
     ) -> IndexArray:
         """Label a batch of items, atomically and durably.
@@ -476,12 +480,16 @@ class Store:
             )
         if annotator is not None and not isinstance(annotator, str):
             raise InvalidInputError(f"annotator must be a str or None, got {annotator!r}")
-        if round is not None and (not isinstance(round, int | np.integer) or isinstance(round, bool)):
+        if round is not None and (
+            not isinstance(round, int | np.integer) or isinstance(round, bool)
+        ):
             raise InvalidInputError(f"round must be an int or None, got {round!r}")
         if expected_version is not None and (
             not isinstance(expected_version, int | np.integer) or isinstance(expected_version, bool)
         ):
-            raise InvalidInputError(f"expected_version must be an int or None, got {expected_version!r}")
+            raise InvalidInputError(
+                f"expected_version must be an int or None, got {expected_version!r}"
+            )
         name = "positions" if relative_to == "unlabeled" else "dataset_indices"
         # Type, sign and duplicate checks first; the range is checked under the lock.
         idx = parse_indices(indices, name=name, upper=None)
@@ -544,7 +552,10 @@ class Store:
             chunks[j] = (mask, chunk_labels(self._arrays.read_labels(lo, hi), lo, overlay))
         self._arrays.write_chunks(chunks)
         _state.write_checkpoint(
-            self.path, version=overlay.version, journal_offset=self._read_offset, counts=overlay.counts
+            self.path,
+            version=overlay.version,
+            journal_offset=self._read_offset,
+            counts=overlay.counts,
         )
         self._load_checkpoint()
 
@@ -560,7 +571,9 @@ class Store:
     def _check_writable(self) -> None:
         self._check_open()
         if self.mode != "r+":
-            raise ReadOnlyError(f"{self.path} was opened with mode='r'; open it with mode='r+' to label")
+            raise ReadOnlyError(
+                f"{self.path} was opened with mode='r'; open it with mode='r+' to label"
+            )
 
     def _check_open(self) -> None:
         if self._closed:
@@ -595,7 +608,9 @@ class Store:
         counts = np.bincount(idx // self.chunk_rows, minlength=len(snap.labeled_counts))
         if not np.array_equal(counts, snap.labeled_counts):
             bad = np.flatnonzero(counts != snap.labeled_counts)
-            raise CorruptStoreError(f"labeled counts disagree with the journal in chunks {bad.tolist()}")
+            raise CorruptStoreError(
+                f"labeled counts disagree with the journal in chunks {bad.tolist()}"
+            )
         for j in range(len(counts)):  # every chunk: a stray True in an empty one is damage too
             lo, hi = self._arrays.chunk_bounds(j)
             marks = snap.read_marks(j)
@@ -633,7 +648,7 @@ class Store:
         self._journal.close()
         self._source.close()
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -672,4 +687,4 @@ def _split_batch(labels: object, values: object) -> tuple[object, object]:
     return [item[0] for item in labels], [item[1] for item in labels]
 
 
-open = open_store  # noqa: A001  - the public name: alma_store.open(path)
+open = open_store  # the public name: alma_store.open(path)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._types import BoolArray, IndexArray
+from ._types import IndexArray
 from .errors import InvalidIndexError, InvalidInputError
 from .index import parse_indices, view_to_dataset_indices
 
@@ -40,7 +40,9 @@ def _parse_key(key: object, length: int) -> tuple[IndexArray, bool]:
     if isinstance(key, int | np.integer):
         k = int(key)
         if not -length <= k < length:
-            raise InvalidIndexError("index", [k], reason=f"index {k} is out of range for a view of length {length}")
+            raise InvalidIndexError(
+                "index", [k], reason=f"index {k} is out of range for a view of length {length}"
+            )
         return np.array([k % length], dtype=np.int64), True
     arr = np.asarray(key)
     if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
@@ -52,7 +54,8 @@ def _parse_key(key: object, length: int) -> tuple[IndexArray, bool]:
     bad = (arr < -length) | (arr >= length)
     if bad.any():
         raise InvalidIndexError(
-            "index", [int(v) for v in arr[bad]],
+            "index",
+            [int(v) for v in arr[bad]],
             reason=f"indices {arr[bad].tolist()} are out of range for a view of length {length}",
         )
     return arr % max(length, 1), False
@@ -69,7 +72,6 @@ class _View:
         self._source = store.feature_source
         self._counts = snapshot.labeled_counts if self._labeled else snapshot.unlabeled_counts
         self._len = int(self._counts.sum())
-
 
     @property
     def version(self) -> int:
@@ -173,7 +175,9 @@ class _View:
         if have:
             yield np.concatenate(pending)
 
-    def batches(self, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[tuple[IndexArray, np.ndarray]]:
+    def batches(
+        self, batch_rows: int = DEFAULT_BATCH_ROWS
+    ) -> Iterator[tuple[IndexArray, np.ndarray]]:
         """Stream the view: ``(dataset_indices, rows)`` of at most ``batch_rows`` rows each.
 
         Memory stays bounded by one batch whatever the view's length; rows are

@@ -59,8 +59,20 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(tmp_path / "s"), str(w), str(n_workers), str(shared), str(reserve)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            [
+                sys.executable,
+                "-c",
+                WORKER,
+                str(tmp_path / "s"),
+                str(w),
+                str(n_workers),
+                str(shared),
+                str(reserve),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         for w in range(n_workers)
     ]

@@ -82,11 +82,17 @@ with alma_store.open(path) as store:
         print(json.dumps({"v": store.version, "idx": done.tolist()}), flush=True)
 """
 
-def start_writer(path: Path, ckpt_rows: int, seed: int, crash_at: str = "random") -> subprocess.Popen[str]:
+
+def start_writer(
+    path: Path, ckpt_rows: int, seed: int, crash_at: str = "random"
+) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen(
         [sys.executable, "-c", WRITER, str(path), str(ckpt_rows), str(seed), crash_at],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
 
 
@@ -95,7 +101,10 @@ def acknowledged(out: str) -> list[dict[str, object]]:
 
 
 def check_after_crash(
-    path: Path, acked: list[dict[str, object]], n_before: int, acked_before: list[dict[str, object]] = ()
+    path: Path,
+    acked: list[dict[str, object]],
+    n_before: int,
+    acked_before: list[dict[str, object]] = (),
 ) -> int:
     """Every acknowledged batch is there, whole; at most one more batch; state consistent.
 
@@ -153,7 +162,7 @@ def test_sigkill_at_dangerous_instants(tmp_path: Path, crash_at: str) -> None:
         assert version == len(acked) + 1  # durable though never acknowledged
     # The store goes on: a new writer labels over the crash site.
     proc = start_writer(tmp_path / "s", ckpt_rows=4, seed=8, crash_at="none")
-    out2, err2 = proc.communicate(timeout=300)
+    _, err2 = proc.communicate(timeout=300)
     assert proc.returncode == 0, err2
     with alma_store.open(tmp_path / "s") as store:
         assert store.num_unlabeled == 0

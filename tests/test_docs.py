@@ -19,9 +19,8 @@ def test_every_export_resolves_and_is_documented() -> None:
         assert inspect.getdoc(obj), f"{name} has no docstring"
         if inspect.isclass(obj):
             for attr, member in vars(obj).items():
-                if not attr.startswith("_") and callable(member) or isinstance(member, property):
-                    if not attr.startswith("_"):
-                        assert inspect.getdoc(member), f"{name}.{attr} has no docstring"
+                if not attr.startswith("_") and (callable(member) or isinstance(member, property)):
+                    assert inspect.getdoc(member), f"{name}.{attr} has no docstring"
 
 
 def test_readme_names_the_two_commands() -> None:

@@ -18,25 +18,40 @@ from alma_store.index import (
 
 
 @given(mask=hnp.arrays(bool, st.integers(0, 200)), chunk_rows=st.integers(1, 17), data=st.data())
-def test_select_and_rank_match_flatnonzero(mask: np.ndarray, chunk_rows: int, data: st.DataObject) -> None:
+def test_select_and_rank_match_flatnonzero(
+    mask: np.ndarray, chunk_rows: int, data: st.DataObject
+) -> None:
     n = len(mask)
     sizes = chunk_sizes(n, chunk_rows)
     assert sizes.sum() == n
-    selector = lambda j: np.flatnonzero(mask[j * chunk_rows : (j + 1) * chunk_rows])  # noqa: E731
+    selector = lambda j: np.flatnonzero(mask[j * chunk_rows : (j + 1) * chunk_rows])
     for of_labeled, member in ((True, mask), (False, ~mask)):  # the views partition range(n)
-        counts = np.array([member[j * chunk_rows : (j + 1) * chunk_rows].sum() for j in range(len(sizes))], np.int64)
+        counts = np.array(
+            [member[j * chunk_rows : (j + 1) * chunk_rows].sum() for j in range(len(sizes))],
+            np.int64,
+        )
         want = np.flatnonzero(member)
-        pos = data.draw(st.lists(st.integers(0, max(len(want) - 1, 0)), max_size=10)) if len(want) else []
+        pos = (
+            data.draw(st.lists(st.integers(0, max(len(want) - 1, 0)), max_size=10))
+            if len(want)
+            else []
+        )
         pos = np.array(pos, dtype=np.int64)
         got = view_to_dataset_indices(pos, counts, chunk_rows, selector, of_labeled=of_labeled)
         assert np.array_equal(got, want[pos])
         whole = counts == sizes
-        got = view_to_dataset_indices(pos, counts, chunk_rows, selector, of_labeled=of_labeled, whole=whole)
+        got = view_to_dataset_indices(
+            pos, counts, chunk_rows, selector, of_labeled=of_labeled, whole=whole
+        )
         assert np.array_equal(got, want[pos])
-        back, is_member = dataset_to_view_positions(got, counts, chunk_rows, selector, of_labeled=of_labeled)
+        back, is_member = dataset_to_view_positions(
+            got, counts, chunk_rows, selector, of_labeled=of_labeled
+        )
         assert is_member.all() and np.array_equal(back, pos)
         all_idx = np.arange(n, dtype=np.int64)
-        ranks, is_member = dataset_to_view_positions(all_idx, counts, chunk_rows, selector, of_labeled=of_labeled)
+        ranks, is_member = dataset_to_view_positions(
+            all_idx, counts, chunk_rows, selector, of_labeled=of_labeled
+        )
         assert np.array_equal(is_member, member)
         assert np.array_equal(ranks[member], np.arange(len(want)))
 
@@ -44,7 +59,12 @@ def test_select_and_rank_match_flatnonzero(mask: np.ndarray, chunk_rows: int, da
 @given(st.lists(st.integers(0, 49), max_size=20, unique=True))
 def test_parse_indices_accepts_every_integer_form(values: list[int]) -> None:
     want = np.array(values, dtype=np.int64)
-    for form in (values, tuple(values), np.array(values, dtype=np.int32), np.array(values, np.uint16)):
+    for form in (
+        values,
+        tuple(values),
+        np.array(values, dtype=np.int32),
+        np.array(values, np.uint16),
+    ):
         assert np.array_equal(parse_indices(form, name="p", upper=50), want)
     if values:
         assert parse_indices(np.int64(values[0]), name="p", upper=50).tolist() == values[:1]

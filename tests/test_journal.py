@@ -24,10 +24,18 @@ def events(draw: st.DrawFn) -> tuple[LabelEvent, np.dtype, tuple[int, ...]]:
     n = draw(st.integers(0, 6))
     idx = np.array(draw(st.lists(st.integers(0, 2**40), min_size=n, max_size=n)), np.int64)
     if dtype.kind in "TU":
-        vals = draw(st.lists(st.text(max_size=5), min_size=n * max(1, int(np.prod(shape))), max_size=n * max(1, int(np.prod(shape)))))
+        vals = draw(
+            st.lists(
+                st.text(max_size=5),
+                min_size=n * max(1, int(np.prod(shape))),
+                max_size=n * max(1, int(np.prod(shape))),
+            )
+        )
         values = np.array(vals, dtype=dtype).reshape((n, *shape))
     else:
-        values = (np.arange(n * int(np.prod(shape, dtype=int))) % 2).astype(dtype).reshape((n, *shape))
+        values = (
+            (np.arange(n * int(np.prod(shape, dtype=int))) % 2).astype(dtype).reshape((n, *shape))
+        )
     event = LabelEvent(
         version=draw(st.integers(1, 10**9)),
         kind="add",

@@ -9,7 +9,6 @@ the store is reopened (in this process and in fresh processes) between steps.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,7 +57,10 @@ def check(store: alma_store.Store, model: SeedModel, features: np.ndarray) -> No
 
 
 def check_views(
-    labeled: alma_store.LabeledView, unlabeled: alma_store.UnlabeledView, model: SeedModel, features: np.ndarray
+    labeled: alma_store.LabeledView,
+    unlabeled: alma_store.UnlabeledView,
+    model: SeedModel,
+    features: np.ndarray,
 ) -> None:
     for view, mask in ((labeled, model.mask), (unlabeled, ~model.mask)):
         want = np.flatnonzero(mask)
@@ -165,21 +167,29 @@ with alma_store.open(sys.argv[1]) as s:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["npy", "hdf5"])
+@pytest.mark.parametrize("kind", BACKENDS)
 @settings(max_examples=6)
 @given(
     n=st.integers(5, 40),
     chunk_rows=st.integers(1, 6),
-    batches=st.lists(st.lists(st.integers(0, 39), min_size=1, max_size=4, unique=True), min_size=1, max_size=4),
+    batches=st.lists(
+        st.lists(st.integers(0, 39), min_size=1, max_size=4, unique=True), min_size=1, max_size=4
+    ),
 )
 def test_other_processes_write_and_read_between_steps(
-    tmp_path_factory: pytest.TempPathFactory, kind: str, n: int, chunk_rows: int, batches: list[list[int]]
+    tmp_path_factory: pytest.TempPathFactory,
+    kind: str,
+    n: int,
+    chunk_rows: int,
+    batches: list[list[int]],
 ) -> None:
     """Another process labels while this one holds views; fresh processes see the same state."""
     tmp = tmp_path_factory.mktemp("xproc")
     features = np.arange(n * 3, dtype=np.int32).reshape(n, 3)
     model = SeedModel(n)
-    with alma_store.create(tmp / "s", make_features(kind, tmp, features), chunk_rows=chunk_rows) as store:
+    with alma_store.create(
+        tmp / "s", make_features(kind, tmp, features), chunk_rows=chunk_rows
+    ) as store:
         for batch in batches:
             batch = [i for i in batch if i < n and not model.mask[i]]
             if not batch:

@@ -16,7 +16,9 @@ from alma_store.errors import CorruptStoreError
 
 @settings(max_examples=25)
 @given(n=st.integers(1, 300), chunk_rows=st.integers(1, 64), data=st.data())
-def test_fast_reader_matches_zarr(tmp_path_factory, n: int, chunk_rows: int, data: st.DataObject) -> None:
+def test_fast_reader_matches_zarr(
+    tmp_path_factory, n: int, chunk_rows: int, data: st.DataObject
+) -> None:
     root = tmp_path_factory.mktemp("state")
     _state.create_arrays(root, n, chunk_rows, np.dtype("int16"), ())
     mask = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))

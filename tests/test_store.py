@@ -108,7 +108,10 @@ def test_bad_batches_write_nothing(store, indices, values, error, match) -> None
     with pytest.raises(error, match=match) as info:
         store.add_labels(indices, values)
     assert isinstance(info.value, AlmaError)
-    assert (store.version, np.asarray(store.labeled_mask).tolist()) == (before[0], before[1].tolist())
+    assert (store.version, np.asarray(store.labeled_mask).tolist()) == (
+        before[0],
+        before[1].tolist(),
+    )
 
 
 def test_already_labeled_and_partial_batches_rejected_whole(store: alma_store.Store) -> None:
@@ -123,7 +126,7 @@ def test_already_labeled_and_partial_batches_rejected_whole(store: alma_store.St
 
 
 def test_malformed_seed_batches(store: alma_store.Store) -> None:
-    with pytest.raises(InvalidInputError, match="an .index, label. tuple or a list"):
+    with pytest.raises(InvalidInputError, match=r"an .index, label. tuple or a list"):
         store.add_labels({1: 2})
     with pytest.raises(InvalidInputError, match="pair"):
         store.add_labels([(1, 2, 3)])
@@ -139,7 +142,9 @@ def test_malformed_seed_batches(store: alma_store.Store) -> None:
 def test_stale_positions(store: alma_store.Store) -> None:
     view = store.unlabeled
     store.add_labels([(0, 1)])
-    with pytest.raises(StaleIndexError, match="expected_version is 0 but the store is at version 1") as info:
+    with pytest.raises(
+        StaleIndexError, match="expected_version is 0 but the store is at version 1"
+    ) as info:
         store.add_labels([(0, 1)], expected_version=view.version)
     assert (info.value.expected_version, info.value.actual_version) == (0, 1)
     assert store.version == 1
@@ -153,10 +158,14 @@ def test_string_and_vector_labels(tmp_path: Path) -> None:
             s.add_labels([(0, 3)])
     with alma_store.open(tmp_path / "a") as s:
         assert s.labels.tolist() == ["cat", "a much longer label"]
-    with alma_store.create(tmp_path / "b", np.zeros((5, 1)), label_dtype="U3") as s:
-        with pytest.raises(InvalidInputError, match="longer than the 3 characters"):
-            s.add_labels([(0, "cats")])
-    with alma_store.create(tmp_path / "c", np.zeros((5, 1)), label_dtype="float32", label_shape=(3,)) as s:
+    with (
+        alma_store.create(tmp_path / "b", np.zeros((5, 1)), label_dtype="U3") as s,
+        pytest.raises(InvalidInputError, match="longer than the 3 characters"),
+    ):
+        s.add_labels([(0, "cats")])
+    with alma_store.create(
+        tmp_path / "c", np.zeros((5, 1)), label_dtype="float32", label_shape=(3,)
+    ) as s:
         s.add_labels([0, 4], [[0, 0.5, 1], [1, 1, 1]], relative_to="dataset")
         with pytest.raises(InvalidInputError, match=r"shape \(1, 2\), expected \(1, 3\)"):
             s.add_labels([1], [[1, 2]])
@@ -177,7 +186,7 @@ def test_create_errors(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="is not a Zarr array"):
         alma_store.create(tmp_path / "s", str(tmp_path))  # a directory, not a zarr array
     (tmp_path / "README").write_text("x")
-    with pytest.raises(InvalidInputError, match="'file.h5:/dataset'"):
+    with pytest.raises(InvalidInputError, match=r"'file\.h5:/dataset'"):
         alma_store.create(tmp_path / "s", str(tmp_path / "README"))
     (tmp_path / "README").unlink()
     assert not (tmp_path / "s").exists()
@@ -247,7 +256,7 @@ def test_damaged_files_give_clear_errors(tmp_path: Path) -> None:
     raw = bytearray((p / "checkpoint.bin").read_bytes())
     raw[20] ^= 1
     (p / "checkpoint.bin").write_bytes(bytes(raw))
-    with pytest.raises(CorruptStoreError, match="checkpoint file .* damaged"):
+    with pytest.raises(CorruptStoreError, match=r"checkpoint file .* damaged"):
         alma_store.open(p)
 
     p = fresh("foreign")
@@ -259,12 +268,12 @@ def test_damaged_files_give_clear_errors(tmp_path: Path) -> None:
     p = fresh("chunk")
     chunk = next((p / "state" / "mask" / "c").iterdir())
     chunk.write_bytes(b"garbage")
-    with pytest.raises(CorruptStoreError, match="mask chunk .* damaged"):
+    with pytest.raises(CorruptStoreError, match=r"mask chunk .* damaged"):
         alma_store.open(p).verify()
 
     p = fresh("meta")
     (p / "meta.json").write_text("{")
-    with pytest.raises(CorruptStoreError, match="meta.json is damaged"):
+    with pytest.raises(CorruptStoreError, match=r"meta\.json is damaged"):
         alma_store.open(p)
 
 

@@ -41,12 +41,16 @@ def sparse_npy(path: Path, shape: tuple[int, ...], dtype: str) -> None:
     del mm
 
 
-def make_store(root: Path, n: int, n_labeled: int, chunk_rows: int = 65536) -> tuple[Path, np.ndarray]:
+def make_store(
+    root: Path, n: int, n_labeled: int, chunk_rows: int = 65536
+) -> tuple[Path, np.ndarray]:
     feats = root / f"features-{n}.npy"
     sparse_npy(feats, (n, 1), "uint8")
     path = root / f"store-{n}-{n_labeled}"
     rng = np.random.default_rng(n_labeled)
-    labeled = np.sort(rng.choice(n, n_labeled, replace=False)) if n_labeled else np.empty(0, np.int64)
+    labeled = (
+        np.sort(rng.choice(n, n_labeled, replace=False)) if n_labeled else np.empty(0, np.int64)
+    )
     with alma_store.create(path, str(feats), chunk_rows=chunk_rows, overwrite=True) as store:
         for part in np.array_split(labeled, max(1, n_labeled // 200_000)):
             if len(part):
@@ -82,19 +86,27 @@ def bench_map(root: Path, n: int, n_labeled: int, rows: list[dict]) -> None:
         view = store.unlabeled
         want = np.flatnonzero(~mask)[draws[0]]
         assert np.array_equal(view.to_dataset_index(draws[0]), want)
+
         # Cold: a fresh store each time (no chunk cache); warm: same view, new positions.
         def cold() -> None:
             with alma_store.open(path, mode="r") as s:
                 s.unlabeled.to_dataset_index(draws[1])
+
         t_cold = timeit(cold, 5) - t_open
         it = iter(draws * 10)
         t_warm = timeit(lambda: view.to_dataset_index(next(it)), 20)
-    rows.append({
-        "N": n, "labeled": n_labeled, "open_ms": t_open * 1e3,
-        "naive_flatnonzero_ms": t_naive * 1e3, "store_map_cold_ms": t_cold * 1e3,
-        "store_map_warm_ms": t_warm * 1e3, "speedup_cold": t_naive / t_cold, "speedup_warm": t_naive / t_warm,
-    })
-    del mask
+    rows.append(
+        {
+            "N": n,
+            "labeled": n_labeled,
+            "open_ms": t_open * 1e3,
+            "naive_flatnonzero_ms": t_naive * 1e3,
+            "store_map_cold_ms": t_cold * 1e3,
+            "store_map_warm_ms": t_warm * 1e3,
+            "speedup_cold": t_naive / t_cold,
+            "speedup_warm": t_naive / t_warm,
+        }
+    )
     shutil.rmtree(path)
 
 
@@ -123,11 +135,15 @@ def bench_commit(root: Path, n: int, rows: list[dict]) -> None:
                         f.flush()
                         os.fsync(f.fileno())
                 naive.append(time.perf_counter() - t)
-            rows.append({
-                "N": n, "labels_per_commit": k, "store_median_ms": statistics.median(lat) * 1e3,
-                "store_p90_ms": sorted(lat)[int(0.9 * len(lat))] * 1e3,
-                "naive_np_save_median_ms": statistics.median(naive) * 1e3,
-            })
+            rows.append(
+                {
+                    "N": n,
+                    "labels_per_commit": k,
+                    "store_median_ms": statistics.median(lat) * 1e3,
+                    "store_p90_ms": sorted(lat)[int(0.9 * len(lat))] * 1e3,
+                    "naive_np_save_median_ms": statistics.median(naive) * 1e3,
+                }
+            )
     shutil.rmtree(path)
 
 
@@ -164,12 +180,16 @@ print(json.dumps({"mode": mode, "seconds": secs, "gb": total / 1e9, "peak_anon_m
 """
 
 
-def bench_stream(root: Path, n: int, dim: int, frac_labeled: float, batch: int, rows: list[dict]) -> None:
+def bench_stream(
+    root: Path, n: int, dim: int, frac_labeled: float, batch: int, rows: list[dict]
+) -> None:
     feats = root / f"stream-{n}x{dim}.npy"
     if not feats.exists():
         mm = np.lib.format.open_memmap(feats, mode="w+", dtype="float32", shape=(n, dim))
         for a in range(0, n, 1 << 20):
-            mm[a : a + (1 << 20)] = np.random.default_rng(a).random((min(1 << 20, n - a), dim), np.float32)
+            mm[a : a + (1 << 20)] = np.random.default_rng(a).random(
+                (min(1 << 20, n - a), dim), np.float32
+            )
         mm.flush()
         del mm
     store_path = root / "stream-store"
@@ -182,19 +202,37 @@ def bench_stream(root: Path, n: int, dim: int, frac_labeled: float, batch: int, 
     results = {}
     for mode in ("raw", "store", "raw", "store", "naive"):  # first pair warms the page cache
         out = subprocess.run(
-            [sys.executable, "-c", STREAM_CHILD, mode, str(feats), str(store_path), here, str(batch)],
-            capture_output=True, text=True, check=True,
+            [
+                sys.executable,
+                "-c",
+                STREAM_CHILD,
+                mode,
+                str(feats),
+                str(store_path),
+                here,
+                str(batch),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         results[mode] = json.loads(out.stdout)
     raw, store, naive = results["raw"], results["store"], results["naive"]
-    rows.append({
-        "N": n, "dim": dim, "labeled_frac": frac_labeled, "batch_rows": batch,
-        "raw_memmap_GBps": raw["gb"] / raw["seconds"], "store_GBps": store["gb"] / store["seconds"],
-        "store_vs_raw": (store["gb"] / store["seconds"]) / (raw["gb"] / raw["seconds"]),
-        "naive_materialise_s": naive["seconds"],
-        "peak_anon_MiB_raw": raw["peak_anon_mib"], "peak_anon_MiB_store": store["peak_anon_mib"],
-        "peak_anon_MiB_naive": naive["peak_anon_mib"],
-    })
+    rows.append(
+        {
+            "N": n,
+            "dim": dim,
+            "labeled_frac": frac_labeled,
+            "batch_rows": batch,
+            "raw_memmap_GBps": raw["gb"] / raw["seconds"],
+            "store_GBps": store["gb"] / store["seconds"],
+            "store_vs_raw": (store["gb"] / store["seconds"]) / (raw["gb"] / raw["seconds"]),
+            "naive_materialise_s": naive["seconds"],
+            "peak_anon_MiB_raw": raw["peak_anon_mib"],
+            "peak_anon_MiB_store": store["peak_anon_mib"],
+            "peak_anon_MiB_naive": naive["peak_anon_mib"],
+        }
+    )
     shutil.rmtree(store_path)
 
 
@@ -202,14 +240,16 @@ def table(title: str, rows: list[dict]) -> str:
     if not rows:
         return ""
     keys = list(rows[0])
-    fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
+    fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)
     lines = [f"\n### {title}\n", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows]
     return "\n".join(lines)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     ap.add_argument("--huge", action="store_true", help="also N = 1e9 for the offset map")
     ap.add_argument("--dir", type=Path, default=None)
