@@ -305,11 +305,13 @@ class Store:
         """Take in what other processes committed or checkpointed since we last looked."""
         with self._mutex:
             self._check_open()
+            if self._journal.size() == self._read_offset:
+                # No commit we have not seen, so no chunk on disk holds one: a checkpoint
+                # another process may have written since changes nothing we rely on.
+                return
             st = os.stat(self._ckpt_file)
             if (st.st_ino, st.st_mtime_ns) != self._ckpt_stat:
                 self._load_checkpoint()
-            if self._journal.size() == self._read_offset:
-                return
             records, end, torn = self._journal.read(self._read_offset, self._overlay.version + 1)
             for event, rec_end in records:
                 self._overlay = self._overlay.apply(event, self.chunk_rows)

@@ -156,27 +156,31 @@ import alma_store
 mode, feats, store_path, _, batch = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 base = rss_anon_kib()
 peak = base
-total = 0
-t = time.perf_counter()
-if mode == "raw":
-    mm = np.load(feats, mmap_mode="r")
-    for a in range(0, len(mm), batch):
-        rows = np.array(mm[a : a + batch]); total += rows.nbytes
-        peak = max(peak, rss_anon_kib())
-elif mode == "store":
-    with alma_store.open(store_path, mode="r") as s:
-        for _, rows in s.unlabeled.batches(batch):
+best = float("inf")
+for _ in range(3):  # best of three passes over the page-cache-warm file
+    total = 0
+    t = time.perf_counter()
+    if mode == "raw":
+        mm = np.load(feats, mmap_mode="r")
+        for a in range(0, len(mm), batch):
+            rows = np.array(mm[a : a + batch])
             total += rows.nbytes
             peak = max(peak, rss_anon_kib())
-elif mode == "naive":
-    mm = np.load(feats, mmap_mode="r")
-    with alma_store.open(store_path, mode="r") as s:
-        mask = np.asarray(s.labeled_mask)
-    rows = mm[~mask]  # ALMa's manager.unlabeled
-    total = rows.nbytes
-    peak = max(peak, rss_anon_kib())
-secs = time.perf_counter() - t
-print(json.dumps({"mode": mode, "seconds": secs, "gb": total / 1e9, "peak_anon_mib": (peak - base) / 1024}))
+    elif mode == "store":
+        with alma_store.open(store_path, mode="r") as s:
+            for _, rows in s.unlabeled.batches(batch):
+                total += rows.nbytes
+                peak = max(peak, rss_anon_kib())
+    elif mode == "naive":
+        mm = np.load(feats, mmap_mode="r")
+        with alma_store.open(store_path, mode="r") as s:
+            mask = np.asarray(s.labeled_mask)
+        rows = mm[~mask]  # ALMa's manager.unlabeled
+        total = rows.nbytes
+        peak = max(peak, rss_anon_kib())
+        del rows
+    best = min(best, time.perf_counter() - t)
+print(json.dumps({"mode": mode, "seconds": best, "gb": total / 1e9, "peak_anon_mib": (peak - base) / 1024}))
 """
 
 
@@ -200,7 +204,7 @@ def bench_stream(
         store.checkpoint()
     here = str(Path(__file__).resolve().parent)
     results = {}
-    for mode in ("raw", "store", "raw", "store", "naive"):  # first pair warms the page cache
+    for mode in ("raw", "store", "naive"):
         out = subprocess.run(
             [
                 sys.executable,
@@ -261,7 +265,7 @@ def main() -> None:
     sections = set(args.sections.split(","))
     maps: list[dict] = []
     for n in sizes if "map" in sections else []:
-        for n_labeled in (1000, n // 100):
+        for n_labeled in (1000, min(n // 100, 10**6)):
             bench_map(root, n, n_labeled, maps)
             print(table("offset map, 100 positions", maps[-1:]), flush=True)
     commits: list[dict] = []
