@@ -635,11 +635,16 @@ class Store:
 
     # -- lifecycle -----------------------------------------------------------
 
-    def close(self) -> None:
-        """Checkpoint a writer's journal tail if the lock is free, and release files."""
+    def close(self, *, checkpoint: bool = True) -> None:
+        """Release the store's files; a writer first checkpoints its journal tail.
+
+        The checkpoint is skipped when another writer holds the lock (it will
+        checkpoint itself) or when ``checkpoint`` is false; nothing is lost
+        either way, the next opener replays the tail from the journal.
+        """
         if self._closed:
             return
-        if self.mode == "r+" and self._events and self._lock is not None:
+        if checkpoint and self.mode == "r+" and self._events and self._lock is not None:
             try:
                 with self._lock.acquire(timeout=0.1):
                     self._refresh(writer=True)
