@@ -8,7 +8,8 @@ indices, so the state of a chunk at version ``v`` can be computed from a chunk
 at any version in ``[c0, now]``:
 
 1. undo, newest first, every event in ``(v, now]`` that touches the chunk
-   (setting each index back to its state before the event), then
+   (setting each index back to its state — labeled or not, and its label —
+   before the event), then
 2. set every index touched in ``(c0, v]`` to its last state at or before ``v``.
 
 Indices touched by no event in ``(c0, now]`` are the same at every version in
@@ -26,7 +27,7 @@ from ._types import BoolArray, IndexArray
 from .journal import LabelEvent
 
 _NOTHING = slice(0, 0)
-_NO_UNDO: tuple[IndexArray, BoolArray] = (np.empty(0, np.int64), np.empty(0, bool))
+_NO_UNDO: tuple[IndexArray, BoolArray, None] = (np.empty(0, np.int64), np.empty(0, bool), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,24 +58,30 @@ class Overlay:
         )
 
     def apply(self, event: LabelEvent, chunk_rows: int) -> Overlay:
-        """The overlay one event later.
-
-        An ``"add"`` event only touches indices that were unlabeled, so they are
-        new to the overlay and each adds one to its chunk's count.
-        """
+        """The overlay one event later."""
         if event.version != self.version + 1:
             raise ValueError(f"event version {event.version} does not follow {self.version}")
-        new = event.dataset_indices
-        order = np.argsort(new, kind="stable")
-        new_sorted = new[order]
-        at = np.searchsorted(self.indices, new_sorted)
+        order = np.argsort(event.dataset_indices, kind="stable")
+        new = event.dataset_indices[order]
+        new_values = event.values[order]
+        at = np.searchsorted(self.indices, new)
+        present = np.zeros(new.shape, bool)
+        if len(self.indices):
+            present = self.indices[np.minimum(at, len(self.indices) - 1)] == new
+        labeled = self.labeled.copy()
+        values = self.values.copy()
+        labeled[at[present]] = event.labeled_after
+        values[at[present]] = new_values[present]
+        fresh = ~present
         counts = self.counts.copy()
-        np.add.at(counts, new_sorted // chunk_rows, 1)
+        step = int(event.labeled_after) - int(event.labeled_before)
+        if step:
+            np.add.at(counts, new // chunk_rows, step)
         return Overlay(
             version=event.version,
-            indices=np.insert(self.indices, at, new_sorted),
-            labeled=np.insert(self.labeled, at, True),
-            values=np.insert(self.values, at, event.values[order], axis=0),
+            indices=np.insert(self.indices, at[fresh], new[fresh]),
+            labeled=np.insert(labeled, at[fresh], event.labeled_after),
+            values=np.insert(values, at[fresh], new_values[fresh], axis=0),
             counts=counts,
         )
 
@@ -85,7 +92,11 @@ class Overlay:
         return slice(int(self.indices.searchsorted(lo)), int(self.indices.searchsorted(hi)))
 
 
-def undo_in_range(events: list[LabelEvent], lo: int, hi: int) -> tuple[IndexArray, BoolArray]:
+Undo = tuple[IndexArray, BoolArray, np.ndarray | None]
+"""Dataset indices touched by later events, newest first, with their state before each."""
+
+
+def undo_in_range(events: list[LabelEvent], lo: int, hi: int) -> Undo:
     """Dataset indices in ``[lo, hi)`` touched by ``events``, with their state before.
 
     Returned newest event first, so applying them in order leaves each index in
@@ -93,16 +104,17 @@ def undo_in_range(events: list[LabelEvent], lo: int, hi: int) -> tuple[IndexArra
     """
     if not events:
         return _NO_UNDO
-    idx_parts = []
+    idx_parts, labeled_parts, value_parts = [], [], []
     for event in reversed(events):
-        idx = event.dataset_indices[::-1]
-        idx_parts.append(idx[(idx >= lo) & (idx < hi)])
-    idx = np.concatenate(idx_parts) if idx_parts else np.empty(0, np.int64)
-    return idx, np.zeros(idx.shape, bool)  # before an "add", an index is unlabeled
+        pick = np.flatnonzero((event.dataset_indices >= lo) & (event.dataset_indices < hi))[::-1]
+        idx_parts.append(event.dataset_indices[pick])
+        labeled_parts.append(np.full(len(pick), event.labeled_before))
+        value_parts.append(event.values_before[pick])
+    return np.concatenate(idx_parts), np.concatenate(labeled_parts), np.concatenate(value_parts)
 
 
 def chunk_marks(
-    disk_marks: IndexArray, lo: int, size: int, overlay: Overlay, undo: tuple[IndexArray, BoolArray]
+    disk_marks: IndexArray, lo: int, size: int, overlay: Overlay, undo: Undo
 ) -> IndexArray:
     """Sorted labeled offsets at ``overlay.version`` of the chunk ``[lo, lo + size)``.
 
@@ -110,7 +122,7 @@ def chunk_marks(
     ``[c0, now]``; ``undo`` comes from :func:`undo_in_range` over the events in
     ``(overlay.version, now]``.
     """
-    u_idx, u_labeled = undo
+    u_idx, u_labeled, _ = undo
     sl = overlay.in_range(lo, lo + size)
     if not u_idx.size and sl.start == sl.stop:
         return disk_marks  # nothing happened here since the checkpoint
@@ -124,14 +136,17 @@ def chunk_marks(
     return np.flatnonzero(mask)
 
 
-def chunk_labels(disk_labels: np.ndarray, lo: int, overlay: Overlay) -> np.ndarray:
-    """Label rows of the chunk starting at ``lo`` with the overlay's labels written in.
+def chunk_labels(disk_labels: np.ndarray, lo: int, overlay: Overlay, undo: Undo) -> np.ndarray:
+    """Label rows of the chunk starting at ``lo`` at ``overlay.version`` (same rules).
 
     Rows labeled at ``overlay.version`` are right; other rows are meaningless.
     """
+    u_idx, _, u_values = undo
     sl = overlay.in_range(lo, lo + len(disk_labels))
-    if sl.start == sl.stop:
+    if not u_idx.size and sl.start == sl.stop:
         return disk_labels
     labels = disk_labels.copy()
+    if u_idx.size:
+        labels[u_idx - lo] = u_values
     labels[overlay.indices[sl] - lo] = overlay.values[sl]
     return labels

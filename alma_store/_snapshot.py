@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._overlay import Overlay, chunk_labels, chunk_marks, undo_in_range
+from ._overlay import Overlay, Undo, chunk_labels, chunk_marks, undo_in_range
 from ._types import BoolArray, IndexArray
 from .index import chunk_sizes, contains
 
@@ -54,8 +54,12 @@ class Snapshot:
         """Like :meth:`labeled_marks`, always from the chunk on disk (no count shortcut)."""
         lo, hi = self._bounds(j)
         disk = self._store._arrays.read_marks(j)
-        later = self._store._events_after(self.version, self._offset)  # read after the chunk
-        return chunk_marks(disk, lo, hi - lo, self._overlay, undo_in_range(later, lo, hi))
+        return chunk_marks(disk, lo, hi - lo, self._overlay, self._undo(lo, hi))
+
+    def _undo(self, lo: int, hi: int) -> Undo:
+        # Called after the chunk was read, so every event it may reflect is known.
+        later = self._store._events_after(self.version, self._offset)
+        return undo_in_range(later, lo, hi)
 
     def labeled_chunk(self, j: int) -> BoolArray:
         """Labeled mask of chunk ``j`` at this version."""
@@ -74,12 +78,23 @@ class Snapshot:
             )
         return out
 
+    def labels_at(self, dataset_indices: IndexArray) -> np.ndarray:
+        """Labels of ``dataset_indices`` at this version (meaningless for unlabeled ones)."""
+        store = self._store
+        out = np.empty((len(dataset_indices), *store.label_shape), store.label_dtype)
+        chunks = dataset_indices // self.chunk_rows
+        for j in np.unique(chunks):
+            hit = chunks == j
+            _, labels = self.labels_chunk(int(j))
+            out[hit] = labels[dataset_indices[hit] - int(j) * self.chunk_rows]
+        return out
+
     def labels_chunk(self, j: int) -> tuple[IndexArray, np.ndarray]:
         """Labeled offsets and label rows of chunk ``j`` at this version."""
         lo, hi = self._bounds(j)
         marks = self.labeled_marks(j)
-        labels = chunk_labels(self._store._arrays.read_labels(lo, hi), lo, self._overlay)
-        return marks, labels
+        disk = self._store._arrays.read_labels(lo, hi)
+        return marks, chunk_labels(disk, lo, self._overlay, self._undo(lo, hi))
 
 
 _EMPTY = np.empty(0, np.int64)

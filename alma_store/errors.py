@@ -12,7 +12,8 @@ builtin exception describes the same situation it is a second parent, so
     │   └── SourceChangedError                         feature source differs from the record
     ├── SourceMissingError        (FileNotFoundError)  feature source is gone
     ├── InvalidIndexError         (IndexError)         negative, out of range, duplicate
-    │   └── AlreadyLabeledError                        dataset index labeled already
+    │   ├── AlreadyLabeledError                        dataset index labeled already
+    │   └── NotLabeledError                            correcting an unlabeled item
     ├── StaleIndexError                                the store moved past expected_version
     ├── LockTimeoutError          (TimeoutError)       the writer lock was not obtained
     └── CorruptStoreError                              a damaged or truncated file
@@ -38,6 +39,7 @@ __all__ = [
     "InvalidIndexError",
     "InvalidInputError",
     "LockTimeoutError",
+    "NotLabeledError",
     "ReadOnlyError",
     "SourceChangedError",
     "SourceMissingError",
@@ -126,6 +128,18 @@ class AlreadyLabeledError(InvalidIndexError):
             "dataset_indices",
             dataset_indices,
             reason=f"dataset indices {shown} are labeled already; nothing was written",
+        )
+
+
+class NotLabeledError(InvalidIndexError):
+    """A dataset index to relabel or unlabel is not labeled."""
+
+    def __init__(self, dataset_indices: list[int]) -> None:
+        shown = _show(dataset_indices)
+        super().__init__(
+            "dataset_indices",
+            dataset_indices,
+            reason=f"dataset indices {shown} are not labeled; nothing was written",
         )
 
 

@@ -42,6 +42,7 @@ import os
 import struct
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,27 +57,32 @@ FILE_MAGIC = b"ALMAJNL1"
 FILE_HEADER_SIZE = 32
 REC_MAGIC = b"REC1"
 REC_HEADER = struct.Struct("<4sIII")
-KINDS = ("add",)
+KINDS = ("add", "relabel", "remove")
 
 
 @dataclass(frozen=True, slots=True)
 class LabelEvent:
-    """One committed batch of labels: a journal record.
+    """One commit: a journal record.
 
     Parameters
     ----------
     version
         The store version this commit created (1 for the first commit).
     kind
-        What the commit did; ``"add"`` labels unlabeled items.
+        ``"add"`` labels unlabeled items with ``values``; ``"relabel"`` changes
+        the labels of labeled items from ``previous`` to ``values``;
+        ``"remove"`` returns labeled items to the Unlabeled part, ``values``
+        being the labels they had.
     dataset_indices
         The dataset indices the commit touched, int64, in the order given.
     values
-        Their labels, shape ``(n, *label_shape)``.
+        Labels, shape ``(n, *label_shape)`` (see ``kind``).
+    previous
+        For ``"relabel"``, the labels before the commit; ``None`` otherwise.
     time
         Unix time of the commit, in seconds.
     annotator, round
-        Free-form provenance given to ``add_labels``.
+        Provenance given with the commit.
     """
 
     version: int
@@ -86,6 +92,7 @@ class LabelEvent:
     time: float = field(default_factory=time.time)
     annotator: str | None = None
     round: int | None = None
+    previous: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -97,6 +104,27 @@ class LabelEvent:
                 f"values has length {len(self.values)} but dataset_indices has length "
                 f"{len(self.dataset_indices)}"
             )
+        if (self.kind == "relabel") != (self.previous is not None):
+            raise InvalidInputError("previous is given for, and only for, a 'relabel' event")
+        if self.previous is not None and self.previous.shape != self.values.shape:
+            raise InvalidInputError(
+                f"previous has shape {self.previous.shape} but values has shape {self.values.shape}"
+            )
+
+    @property
+    def labeled_after(self) -> bool:
+        """Whether the touched items are labeled after this event."""
+        return self.kind != "remove"
+
+    @property
+    def labeled_before(self) -> bool:
+        """Whether the touched items were labeled before this event."""
+        return self.kind != "add"
+
+    @property
+    def values_before(self) -> np.ndarray:
+        """The touched items' labels before this event (meaningless for ``"add"``)."""
+        return self.previous if self.previous is not None else self.values
 
     def encode(self, label_dtype: np.dtype) -> bytes:
         """Serialise to one journal record, header included."""
@@ -110,12 +138,16 @@ class LabelEvent:
             "round": self.round,
         }
         parts = [np.ascontiguousarray(self.dataset_indices, dtype="<i8").tobytes()]
-        if label_dtype.kind == "T":
-            head["values"] = [str(v) for v in self.values.reshape(-1)]
-        else:
-            parts.append(
-                np.ascontiguousarray(self.values, dtype=label_dtype.newbyteorder("<")).tobytes()
-            )
+        arrays = {"values": self.values}
+        if self.previous is not None:
+            arrays["previous"] = self.previous
+        for name, arr in arrays.items():
+            if label_dtype.kind == "T":
+                head[name] = [str(v) for v in arr.reshape(-1)]
+            else:
+                parts.append(
+                    np.ascontiguousarray(arr, dtype=label_dtype.newbyteorder("<")).tobytes()
+                )
         js = json.dumps(head, separators=(",", ":")).encode()
         payload = b"".join([struct.pack("<I", len(js)), js, *parts])
         first = struct.pack("<4sII", REC_MAGIC, len(payload), zlib.crc32(payload))
@@ -132,23 +164,26 @@ class LabelEvent:
         pos = 4 + jlen
         idx = np.frombuffer(payload, dtype="<i8", count=n, offset=pos).astype(np.int64)
         pos += 8 * n
-        if label_dtype.kind == "T":
-            values = np.array(head["values"], dtype=label_dtype).reshape((n, *label_shape))
-        else:
-            count = n * int(np.prod(label_shape, dtype=np.int64))
-            values = (
-                np.frombuffer(payload, dtype=label_dtype.newbyteorder("<"), count=count, offset=pos)
-                .astype(label_dtype)
-                .reshape((n, *label_shape))
-            )
+        count = n * int(np.prod(label_shape, dtype=np.int64))
+        arrays: dict[str, np.ndarray] = {}
+        for name in ("values", "previous") if head["kind"] == "relabel" else ("values",):
+            if label_dtype.kind == "T":
+                arr = np.array(head[name], dtype=label_dtype)
+            else:
+                arr = np.frombuffer(
+                    payload, dtype=label_dtype.newbyteorder("<"), count=count, offset=pos
+                ).astype(label_dtype)
+                pos += count * label_dtype.itemsize
+            arrays[name] = arr.reshape((n, *label_shape))
         return cls(
             version=int(head["version"]),
             kind=head["kind"],
             dataset_indices=idx,
-            values=values,
+            values=arrays["values"],
             time=float(head["time"]),
             annotator=head["annotator"],
             round=head["round"],
+            previous=arrays.get("previous"),
         )
 
 
@@ -211,9 +246,9 @@ class Journal:
         return os.fstat(self._fd).st_size
 
     def read(
-        self, offset: int, first_version: int
+        self, offset: int, first_version: int, *, max_bytes: int | None = None
     ) -> tuple[list[tuple[LabelEvent, int]], int, bool]:
-        """Decode records from ``offset`` to the end of the file.
+        """Decode records from ``offset`` towards the end of the file.
 
         Parameters
         ----------
@@ -221,16 +256,19 @@ class Journal:
             Byte offset of the first record to read (a record boundary).
         first_version
             The version the first record there must carry.
+        max_bytes
+            Read about this many bytes at most (always at least one whole
+            record); ``None`` reads to the end.
 
         Returns
         -------
         records
             ``(event, end_offset)`` pairs in file order.
         end
-            Offset just past the last complete record.
+            Offset just past the last complete record returned.
         torn
-            True when a short record follows ``end`` (an unacknowledged append
-            in progress or cut off by a crash).
+            True when a short record ends the file after ``end`` (an
+            unacknowledged append in progress or cut off by a crash).
 
         Raises
         ------
@@ -243,22 +281,27 @@ class Journal:
                 f"{self.path} is {size} bytes but the checkpoint refers to offset {offset}: "
                 "the journal was truncated"
             )
-        data = os.pread(self._fd, size - offset, offset)
+        want = size - offset if max_bytes is None else min(size - offset, max_bytes)
+        data = os.pread(self._fd, want, offset)
         out: list[tuple[LabelEvent, int]] = []
         pos = 0
         expect = first_version
         while pos < len(data):
-            if len(data) - pos < REC_HEADER.size:
-                return out, offset + pos, True
-            magic, plen, pcrc, hcrc = REC_HEADER.unpack_from(data, pos)
-            if magic != REC_MAGIC or zlib.crc32(data[pos : pos + 12]) != hcrc:
-                raise CorruptStoreError(
-                    f"{self.path}: damaged record header at byte {offset + pos}"
-                )
-            start = pos + REC_HEADER.size
-            if len(data) - start < plen:
-                return out, offset + pos, True
-            payload = data[start : start + plen]
+            need = REC_HEADER.size
+            if len(data) - pos >= REC_HEADER.size:
+                magic, plen, pcrc, hcrc = REC_HEADER.unpack_from(data, pos)
+                if magic != REC_MAGIC or zlib.crc32(data[pos : pos + 12]) != hcrc:
+                    raise CorruptStoreError(
+                        f"{self.path}: damaged record header at byte {offset + pos}"
+                    )
+                need += plen
+            if len(data) - pos < need:
+                if offset + pos + need <= size and not out:
+                    data = os.pread(self._fd, need, offset + pos)  # one record beyond max_bytes
+                    offset, pos = offset + pos, 0
+                    continue
+                return out, offset + pos, offset + pos + need > size
+            payload = data[pos + REC_HEADER.size : pos + need]
             if zlib.crc32(payload) != pcrc:
                 raise CorruptStoreError(
                     f"{self.path}: checksum mismatch in the record at byte {offset + pos}"
@@ -275,9 +318,24 @@ class Journal:
                     f"expected {expect}"
                 )
             expect += 1
-            pos = start + plen
+            pos += need
             out.append((event, offset + pos))
         return out, offset + pos, False
+
+    def iter_records(
+        self, offset: int = FILE_HEADER_SIZE, first_version: int = 1, *, block: int = 1 << 20
+    ) -> Iterator[tuple[LabelEvent, int]]:
+        """Stream ``(event, end_offset)`` from ``offset`` to the last complete record.
+
+        Reads ``block`` bytes at a time, so memory stays bounded by one block
+        (or one record) whatever the journal's length.
+        """
+        while True:
+            records, end, torn = self.read(offset, first_version, max_bytes=block)
+            yield from records
+            if not records or torn:
+                return
+            offset, first_version = end, first_version + len(records)
 
     def append(self, record: bytes) -> None:
         """Append one encoded record and make it durable before returning."""

@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 import uuid as uuidlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -37,7 +38,7 @@ import zarr
 
 from . import _state
 from ._labels import dtype_to_meta, parse_label_dtype, parse_label_shape, parse_label_values
-from ._overlay import Overlay, chunk_labels
+from ._overlay import _NO_UNDO, Overlay, chunk_labels
 from ._snapshot import Snapshot
 from ._types import IndexArray, PathLike
 from .errors import (
@@ -46,6 +47,7 @@ from .errors import (
     InvalidIndexError,
     InvalidInputError,
     LockTimeoutError,
+    NotLabeledError,
     ReadOnlyError,
     StaleIndexError,
     StoreExistsError,
@@ -480,33 +482,17 @@ class Store:
             raise InvalidInputError(
                 f"relative_to must be 'unlabeled' or 'dataset', got {relative_to!r}"
             )
-        if annotator is not None and not isinstance(annotator, str):
-            raise InvalidInputError(f"annotator must be a str or None, got {annotator!r}")
-        if round is not None and (
-            not isinstance(round, int | np.integer) or isinstance(round, bool)
-        ):
-            raise InvalidInputError(f"round must be an int or None, got {round!r}")
-        if expected_version is not None and (
-            not isinstance(expected_version, int | np.integer) or isinstance(expected_version, bool)
-        ):
-            raise InvalidInputError(
-                f"expected_version must be an int or None, got {expected_version!r}"
-            )
+        provenance = _parse_provenance(annotator, round, expected_version)
         name = "positions" if relative_to == "unlabeled" else "dataset_indices"
         # Type, sign and duplicate checks first; the range is checked under the lock.
         idx = parse_indices(indices, name=name, upper=None)
         vals_arr = parse_label_values(vals, len(idx), self.label_dtype, self.label_shape)
-        if len(idx) == 0:
-            return idx
-        with self._write_lock():
-            self._refresh(writer=True)
-            snap = self._current()
-            if expected_version is not None and int(expected_version) != snap.version:
-                raise StaleIndexError(int(expected_version), snap.version)
+
+        def build(snap: Snapshot) -> LabelEvent:
             if relative_to == "unlabeled":
-                idx = parse_indices(idx, name="positions", upper=self._n - snap.num_labeled)
+                pos = parse_indices(idx, name="positions", upper=self._n - snap.num_labeled)
                 dataset_idx = view_to_dataset_indices(
-                    idx,
+                    pos,
                     snap.unlabeled_counts,
                     self.chunk_rows,
                     snap.labeled_marks,
@@ -518,19 +504,113 @@ class Store:
                 is_labeled = snap.is_labeled(dataset_idx)
                 if is_labeled.any():
                     raise AlreadyLabeledError([int(v) for v in dataset_idx[is_labeled]])
-            event = LabelEvent(
-                version=snap.version + 1,
-                kind="add",
-                dataset_indices=dataset_idx,
-                values=vals_arr,
-                annotator=annotator,
-                round=None if round is None else int(round),
+            return LabelEvent(snap.version + 1, "add", dataset_idx, vals_arr, **provenance)
+
+        return self._commit(build, len(idx), provenance)
+
+    def relabel(
+        self,
+        dataset_indices: object,
+        values: object,
+        *,
+        annotator: str | None = None,
+        round: int | None = None,
+        expected_version: int | None = None,
+    ) -> IndexArray:
+        """Correct the labels of labeled items; the previous labels are kept in the history.
+
+        Parameters
+        ----------
+        dataset_indices
+            Dataset indices of labeled items.
+        values
+            Their new labels, ``(n, *label_shape)``.
+        annotator, round, expected_version
+            As for :meth:`add_labels`.
+
+        Returns
+        -------
+        numpy.ndarray
+            The dataset indices relabeled.
+
+        Raises
+        ------
+        NotLabeledError
+            An index is not labeled (label it with :meth:`add_labels`).
+        InvalidIndexError, InvalidInputError, StaleIndexError, ReadOnlyError
+            As for :meth:`add_labels`; nothing is written.
+        """
+        self._check_writable()
+        if np.ndim(values) == 0 or len(values) != np.size(dataset_indices):  # type: ignore[arg-type]
+            raise InvalidInputError(
+                f"values has length {np.size(values) if np.ndim(values) else 'scalar'} "
+                f"but dataset_indices has length {np.size(dataset_indices)}"
             )
+        provenance = _parse_provenance(annotator, round, expected_version)
+        idx = parse_indices(dataset_indices, name="dataset_indices", upper=self._n)
+        vals_arr = parse_label_values(values, len(idx), self.label_dtype, self.label_shape)
+
+        def build(snap: Snapshot) -> LabelEvent:
+            previous = self._labeled_values(snap, idx)
+            return LabelEvent(
+                snap.version + 1, "relabel", idx, vals_arr, previous=previous, **provenance
+            )
+
+        return self._commit(build, len(idx), provenance)
+
+    def remove_labels(
+        self,
+        dataset_indices: object,
+        *,
+        annotator: str | None = None,
+        round: int | None = None,
+        expected_version: int | None = None,
+    ) -> IndexArray:
+        """Return labeled items to the Unlabeled part; their labels are kept in the history.
+
+        Raises
+        ------
+        NotLabeledError
+            An index is not labeled.
+        InvalidIndexError, InvalidInputError, StaleIndexError, ReadOnlyError
+            As for :meth:`add_labels`; nothing is written.
+        """
+        self._check_writable()
+        provenance = _parse_provenance(annotator, round, expected_version)
+        idx = parse_indices(dataset_indices, name="dataset_indices", upper=self._n)
+
+        def build(snap: Snapshot) -> LabelEvent:
+            removed = self._labeled_values(snap, idx)
+            return LabelEvent(snap.version + 1, "remove", idx, removed, **provenance)
+
+        return self._commit(build, len(idx), provenance)
+
+    def _labeled_values(self, snap: Snapshot, dataset_indices: IndexArray) -> np.ndarray:
+        """Current labels of ``dataset_indices``, which must all be labeled."""
+        is_labeled = snap.is_labeled(dataset_indices)
+        if not is_labeled.all():
+            raise NotLabeledError([int(v) for v in dataset_indices[~is_labeled]])
+        return snap.labels_at(dataset_indices)
+
+    def _commit(
+        self, build: Callable[[Snapshot], LabelEvent], n: int, provenance: dict[str, Any]
+    ) -> IndexArray:
+        """Under the writer lock: check the version, build the event, append it durably."""
+        self._check_writable()
+        if n == 0:
+            return np.empty(0, np.int64)
+        expected = provenance.pop("expected_version")
+        with self._write_lock():
+            self._refresh(writer=True)
+            snap = self._current()
+            if expected is not None and expected != snap.version:
+                raise StaleIndexError(expected, snap.version)
+            event = build(snap)  # every check runs here, before anything is written
             self._journal.append(event.encode(self.label_dtype))
             self._refresh(writer=True)
             if len(self._overlay.indices) >= CHECKPOINT_ROWS:
                 self._checkpoint_locked()
-        return dataset_idx
+        return event.dataset_indices
 
     def checkpoint(self) -> None:
         """Fold the journal tail into the Zarr arrays now (it also happens automatically)."""
@@ -551,7 +631,8 @@ class Store:
             mask[self._arrays.read_marks(j)] = True
             sl = overlay.in_range(lo, hi)
             mask[overlay.indices[sl] - lo] = overlay.labeled[sl]
-            chunks[j] = (mask, chunk_labels(self._arrays.read_labels(lo, hi), lo, overlay))
+            labels = chunk_labels(self._arrays.read_labels(lo, hi), lo, overlay, _NO_UNDO)
+            chunks[j] = (mask, labels)
         self._arrays.write_chunks(chunks)
         _state.write_checkpoint(
             self.path,
@@ -594,18 +675,28 @@ class Store:
             The journal is damaged, or the Zarr state disagrees with it.
         """
         snap = self._current()
-        records, _, _ = self._journal.read(FILE_HEADER_SIZE, 1)
-        records = [(e, end) for e, end in records if e.version <= snap.version]
-        if len(records) != snap.version:
-            raise CorruptStoreError(
-                f"the journal holds {len(records)} records but the store is at version {snap.version}"
-            )
         expected: dict[int, Any] = {}
-        for event, _ in records:
-            for i, value in zip(event.dataset_indices.tolist(), event.values, strict=True):
-                if i in expected:
-                    raise CorruptStoreError(f"the journal labels dataset index {i} twice")
-                expected[i] = value
+        n_records = 0
+        for event, _ in self._journal.iter_records():
+            if event.version > snap.version:
+                break
+            n_records += 1
+            for k, i in enumerate(event.dataset_indices.tolist()):
+                if (i in expected) != event.labeled_before or (
+                    event.labeled_before and not np.array_equal(expected[i], event.values_before[k])
+                ):
+                    raise CorruptStoreError(
+                        f"journal record {event.version} ({event.kind}) does not follow from the "
+                        f"records before it at dataset index {i}"
+                    )
+                if event.labeled_after:
+                    expected[i] = event.values[k]
+                else:
+                    del expected[i]
+        if n_records != snap.version:
+            raise CorruptStoreError(
+                f"the journal holds {n_records} records but the store is at version {snap.version}"
+            )
         idx = np.array(sorted(expected), dtype=np.int64)
         counts = np.bincount(idx // self.chunk_rows, minlength=len(snap.labeled_counts))
         if not np.array_equal(counts, snap.labeled_counts):
@@ -629,7 +720,7 @@ class Store:
         return {
             "version": snap.version,
             "num_labeled": len(idx),
-            "records": len(records),
+            "records": n_records,
             "chunks_checked": len(counts),
         }
 
@@ -664,6 +755,22 @@ class Store:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"version={self.version}, labeled={self.num_labeled}"
         return f"<alma_store.Store {str(self.path)!r} N={self._n} {state} mode={self.mode!r}>"
+
+
+def _parse_provenance(annotator: object, round: object, expected_version: object) -> dict[str, Any]:
+    """Validate the provenance arguments shared by every write."""
+    if annotator is not None and not isinstance(annotator, str):
+        raise InvalidInputError(f"annotator must be a str or None, got {annotator!r}")
+    for name, value in (("round", round), ("expected_version", expected_version)):
+        if value is not None and (
+            not isinstance(value, int | np.integer) or isinstance(value, bool)
+        ):
+            raise InvalidInputError(f"{name} must be an int or None, got {value!r}")
+    return {
+        "annotator": annotator,
+        "round": None if round is None else int(round),  # type: ignore[call-overload]
+        "expected_version": None if expected_version is None else int(expected_version),  # type: ignore[call-overload]
+    }
 
 
 def _split_batch(labels: object, values: object) -> tuple[object, object]:

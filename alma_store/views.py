@@ -236,17 +236,7 @@ class LabeledView(_View):
     ) -> Iterator[tuple[IndexArray, np.ndarray, np.ndarray]]:
         """Stream ``(dataset_indices, rows, labels)`` for training, ``batch_rows`` at a time."""
         for idx, rows in self.batches(batch_rows):
-            yield idx, rows, self._labels_at(idx)
-
-    def _labels_at(self, dataset_indices: IndexArray) -> np.ndarray:
-        rows = self._snap.chunk_rows
-        out = np.empty((len(dataset_indices), *self._store.label_shape), self._store.label_dtype)
-        chunks = dataset_indices // rows
-        for j in np.unique(chunks):
-            hit = chunks == j
-            _, labels = self._snap.labels_chunk(int(j))
-            out[hit] = labels[dataset_indices[hit] - int(j) * rows]
-        return out
+            yield idx, rows, self._snap.labels_at(idx)
 
 
 class LabeledMask:
