@@ -9,6 +9,7 @@ import numpy as np
 from ._overlay import Overlay, Undo, chunk_labels, chunk_marks, undo_in_range
 from ._types import BoolArray, IndexArray
 from .index import chunk_sizes, contains
+from .journal import LabelEvent
 
 if TYPE_CHECKING:
     from .store import Store
@@ -26,6 +27,8 @@ class Snapshot:
         self._store = store
         self._overlay = overlay
         self._offset = journal_offset  # just past the record of `version`
+        self._old: list[LabelEvent] = []
+        self._old_end = journal_offset
         self.version = overlay.version
         self.chunk_rows = store.chunk_rows
         self.n_items = len(store)
@@ -58,8 +61,20 @@ class Snapshot:
 
     def _undo(self, lo: int, hi: int) -> Undo:
         # Called after the chunk was read, so every event it may reflect is known.
-        later = self._store._events_after(self.version, self._offset)
-        return undo_in_range(later, lo, hi)
+        return undo_in_range(self._later_events(), lo, hi)
+
+    def _later_events(self) -> list[LabelEvent]:
+        """Every committed event after this version, up to now."""
+        store = self._store
+        later = store._events_after(self.version)
+        if later is not None:
+            return later
+        # Older than the store's in-memory tail (a past version, or the store has
+        # checkpointed since): keep our own list, extended as the journal grows.
+        records, end, _ = store._journal.read(self._old_end, self.version + len(self._old) + 1)
+        self._old.extend(event for event, _ in records)
+        self._old_end = end
+        return self._old
 
     def labeled_chunk(self, j: int) -> BoolArray:
         """Labeled mask of chunk ``j`` at this version."""

@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 import uuid as uuidlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -37,6 +37,7 @@ import numpy as np
 import zarr
 
 from . import _state
+from ._history import RoundSummary, StoreAt, _check_filters, _filter_event, unlabeled_positions
 from ._labels import dtype_to_meta, parse_label_dtype, parse_label_shape, parse_label_values
 from ._overlay import _NO_UNDO, Overlay, chunk_labels
 from ._snapshot import Snapshot
@@ -44,7 +45,6 @@ from ._types import IndexArray, PathLike
 from .errors import (
     AlreadyLabeledError,
     CorruptStoreError,
-    InvalidIndexError,
     InvalidInputError,
     LockTimeoutError,
     NotLabeledError,
@@ -54,7 +54,7 @@ from .errors import (
     StoreNotFoundError,
 )
 from .features import FeatureSource, open_source, source_from
-from .index import dataset_to_view_positions, parse_indices, view_to_dataset_indices
+from .index import parse_indices, view_to_dataset_indices
 from .journal import FILE_HEADER_SIZE, Journal, LabelEvent
 from .views import LabeledMask, LabeledView, UnlabeledView
 
@@ -290,6 +290,7 @@ class Store:
         old_events = getattr(self, "_events", [])
         old_ends = getattr(self, "_ends", [])
         overlay = Overlay.empty(version, counts, self.label_dtype, self.label_shape)
+        self._ckpt = (version, offset, counts)
         self._events: list[LabelEvent] = []
         self._ends: list[int] = []
         self._read_offset = offset
@@ -325,15 +326,14 @@ class Store:
             if torn and writer:
                 self._journal.truncate(end)  # never acknowledged: its writer died mid-append
 
-    def _events_after(self, version: int, offset: int) -> list[LabelEvent]:
-        """Every committed event newer than ``version`` (whose record ends at ``offset``)."""
+    def _events_after(self, version: int) -> list[LabelEvent] | None:
+        """Every committed event newer than ``version``; None if older than the tail held."""
         with self._mutex:
             self._refresh()
             base = self._overlay.version - len(self._events)
             if version >= base:
                 return self._events[version - base :]
-            records, _, _ = self._journal.read(offset, version + 1)
-            return [event for event, _ in records]
+            return None
 
     def _current(self) -> Snapshot:
         with self._mutex:
@@ -342,6 +342,106 @@ class Store:
                 offset = self._ends[-1] if self._ends else self._read_offset
                 self._snapshot = Snapshot(self, self._overlay, offset)
             return self._snapshot
+
+    def _snapshot_at(self, version: int) -> Snapshot:
+        """A snapshot at any committed version (the current one is cached)."""
+        with self._mutex:
+            current = self._current()
+            if version == current.version:
+                return current
+            if not 0 <= version < current.version:
+                raise InvalidInputError(
+                    f"version must lie in [0, {current.version}] (the store's versions), "
+                    f"got {version}"
+                )
+            base, base_offset, base_counts = self._ckpt
+            overlay = Overlay.empty(base, base_counts, self.label_dtype, self.label_shape)
+            if version >= base:
+                for event in self._events[: version - base]:
+                    overlay = overlay.apply(event, self.chunk_rows)
+                offset = self._ends[version - base - 1] if version > base else base_offset
+                return Snapshot(self, overlay, offset)
+            # Older than the checkpoint: take the events back out of its counts.
+            counts = base_counts.copy()
+            offset = FILE_HEADER_SIZE
+            for event, end in self._journal.iter_records():
+                if event.version <= version:
+                    offset = end
+                    continue
+                if event.version > base:
+                    break
+                step = int(event.labeled_after) - int(event.labeled_before)
+                if step:
+                    np.add.at(counts, event.dataset_indices // self.chunk_rows, -step)
+            empty = Overlay.empty(version, counts, self.label_dtype, self.label_shape)
+            return Snapshot(self, empty, offset)
+
+    def history(
+        self,
+        *,
+        annotator: str | None = None,
+        round: int | None = None,
+        kinds: tuple[str, ...] | None = None,
+        start: int | None = None,
+        stop: int | None = None,
+    ) -> Iterator[LabelEvent]:
+        """Iterate the committed events, oldest first, streaming the journal.
+
+        Every filter is optional; an event restricted to the dataset index range
+        ``[start, stop)`` keeps only its entries in that range (and is skipped
+        when none are left). Memory stays bounded by one read block of the
+        journal, whatever its length.
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, alma_store
+        >>> with alma_store.create(tempfile.mkdtemp() + "/s", np.zeros((6, 1))) as store:
+        ...     _ = store.add_labels([(0, 1), (1, 2)], annotator="ann", round=0)
+        ...     _ = store.relabel([0], [5], annotator="bob", round=1)
+        ...     [(e.version, e.kind, e.annotator, e.dataset_indices.tolist()) for e in store.history()]
+        [(1, 'add', 'ann', [0, 1]), (2, 'relabel', 'bob', [0])]
+        """
+        _check_filters(kinds, start, stop)
+        current = self.version
+        for event, _ in self._journal.iter_records():
+            if event.version > current:
+                return
+            picked = _filter_event(event, annotator, round, kinds, start, stop)
+            if picked is not None:
+                yield picked
+
+    def rounds(self) -> list[RoundSummary]:
+        """One summary per round tag, in order of first appearance (``None`` for untagged)."""
+        summaries: dict[int | None, RoundSummary] = {}
+        for event in self.history():
+            previous = summaries.get(event.round)
+            summaries[event.round] = RoundSummary.extend(previous, event)
+        return list(summaries.values())
+
+    def at(self, *, version: int | None = None, round: int | None = None) -> StoreAt:
+        """The store as it was at ``version``, or right after the last commit of ``round``.
+
+        The result is read-only and copies nothing: views, labels, the mask and
+        the offset map are computed from the current chunks and the journal.
+
+        Raises
+        ------
+        InvalidInputError
+            Neither or both of ``version`` and ``round`` given, or one that
+            does not exist.
+        """
+        if (version is None) == (round is None):
+            raise InvalidInputError("give exactly one of version and round")
+        if round is not None:
+            last = None
+            for event in self.history(round=round):
+                last = event.version
+            if last is None:
+                raise InvalidInputError(f"no commit of the store has round {round!r}")
+            version = last
+        if not isinstance(version, int | np.integer) or isinstance(version, bool):
+            raise InvalidInputError(f"version must be an int, got {version!r}")
+        return StoreAt(self, self._snapshot_at(int(version)))
 
     # -- basic properties ----------------------------------------------------
 
@@ -403,19 +503,7 @@ class Store:
         InvalidIndexError
             An index is out of range or labeled (it has no unlabeled position).
         """
-        snap = self._current()
-        idx = parse_indices(dataset_indices, name="dataset_indices", upper=self._n)
-        pos, member = dataset_to_view_positions(
-            idx, snap.unlabeled_counts, self.chunk_rows, snap.labeled_marks, of_labeled=False
-        )
-        if not member.all():
-            bad = [int(v) for v in idx[~member]]
-            raise InvalidIndexError(
-                "dataset_indices",
-                bad,
-                reason=f"dataset indices {bad} are labeled, not in the Unlabeled view",
-            )
-        return pos
+        return unlabeled_positions(self._current(), dataset_indices)
 
     # -- writing -------------------------------------------------------------
 

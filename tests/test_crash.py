@@ -80,6 +80,10 @@ with alma_store.open(path) as store:
         values = store.unlabeled.to_dataset_index(positions) * 3 + 1  # label = f(dataset index)
         done = store.add_labels(positions, values, expected_version=store.version)
         print(json.dumps({"v": store.version, "idx": done.tolist()}), flush=True)
+        if store.version % 3 == 0:  # a correction to the same value: a commit the checks survive
+            again = done[:1]
+            store.relabel(again, again * 3 + 1, annotator="checker")
+            print(json.dumps({"v": store.version, "idx": again.tolist()}), flush=True)
 """
 
 

@@ -37,6 +37,10 @@ class SeedModel:
         self.labels[dataset_indices] = values
         self.version += 1
 
+    def remove(self, dataset_indices: np.ndarray) -> None:
+        self.mask[dataset_indices] = False
+        self.version += 1
+
     def copy(self) -> SeedModel:
         other = SeedModel(len(self.mask))
         other.mask, other.labels, other.version = self.mask.copy(), self.labels.copy(), self.version
@@ -82,6 +86,8 @@ ops = st.lists(
     st.one_of(
         st.tuples(st.just("add_unlabeled"), st.lists(st.integers(0, 80), max_size=6)),
         st.tuples(st.just("add_dataset"), st.lists(st.integers(0, 80), max_size=6)),
+        st.tuples(st.just("relabel"), st.lists(st.integers(0, 80), max_size=4)),
+        st.tuples(st.just("remove"), st.lists(st.integers(0, 80), max_size=4)),
         st.tuples(st.just("snapshot"), st.none()),
         st.tuples(st.just("reopen"), st.none()),
         st.tuples(st.just("checkpoint"), st.none()),
@@ -108,6 +114,8 @@ def test_random_operations_match_seed_model(
     store = alma_store.create(tmp / "s", make_features(kind, tmp, features), chunk_rows=chunk_rows)
     model = SeedModel(n)
     snapshots: list[tuple[alma_store.LabeledView, alma_store.UnlabeledView, SeedModel]] = []
+    past = [model.copy()]  # the model at every version, for time travel
+    corrections: list[bool] = []
     try:
         for step, (op, arg) in enumerate(steps):
             if op in ("add_unlabeled", "add_dataset"):
@@ -131,6 +139,34 @@ def test_random_operations_match_seed_model(
                 else:
                     with pytest.raises(alma_store.InvalidIndexError):
                         store.add_labels(idx, values, relative_to=relative_to)
+            elif op in ("relabel", "remove"):
+                assert arg is not None
+                labeled = np.flatnonzero(model.mask)
+                # Most picks are labeled items; picks >= 60 name an index that may not be.
+                idx = np.array(
+                    [labeled[a % len(labeled)] if a < 60 and len(labeled) else a for a in arg],
+                    np.int64,
+                )
+                ok = len(set(idx.tolist())) == len(idx) and all(
+                    i < n and model.mask[i] for i in idx
+                )
+                values = np.arange(len(idx), dtype=np.int64) - 100 * step
+                corrections.append(ok and len(idx) > 0)
+                if ok:
+                    if op == "relabel":
+                        store.relabel(idx, values, annotator="fixer", round=step)
+                        if len(idx):
+                            model.add(idx, values)
+                    else:
+                        store.remove_labels(idx, round=step)
+                        if len(idx):
+                            model.remove(idx)
+                elif op == "relabel":
+                    with pytest.raises(alma_store.InvalidIndexError):
+                        store.relabel(idx, values)
+                else:
+                    with pytest.raises(alma_store.InvalidIndexError):
+                        store.remove_labels(idx)
             elif op == "snapshot":
                 snapshots.append((store.labeled, store.unlabeled, model.copy()))
             elif op == "reopen":
@@ -142,10 +178,19 @@ def test_random_operations_match_seed_model(
                 store = alma_store.open(tmp / "s")
             elif op == "checkpoint":
                 store.checkpoint()
+            if model.version == len(past):
+                past.append(model.copy())
             check(store, model, features)
             for labeled, unlabeled, old in snapshots:
                 check_views(labeled, unlabeled, old, features)
+            then = past[step % len(past)]
+            at = store.at(version=then.version)
+            assert np.array_equal(np.asarray(at.labeled_mask), then.mask)
+            check_views(at.labeled, at.unlabeled, then, features)
         assert store.verify()["num_labeled"] == int(model.mask.sum())
+        kinds = [e.kind for e in store.history()]
+        assert len(kinds) == model.version
+        assert kinds.count("relabel") + kinds.count("remove") == sum(corrections)
     finally:
         store.close()
 
