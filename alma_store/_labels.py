@@ -127,3 +127,48 @@ def infer_label_dtype(values: list[Any]) -> np.dtype:
     raise InvalidInputError(
         f"cannot infer a label dtype from labels of dtype {arr.dtype}; pass labels_dtype"
     )
+
+
+def parse_classes(value: object) -> tuple[str, ...] | None:
+    """Validate a class schema: a non-empty sequence of distinct, non-empty strings."""
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise InvalidInputError(f"classes must be a list of class names, got {value!r}")
+    names = tuple(value)
+    if not names or not all(isinstance(c, str) and c for c in names):
+        raise InvalidInputError(f"classes must be non-empty strings, got {list(names)!r}")
+    if len(set(names)) != len(names):
+        dup = sorted({c for c in names if names.count(c) > 1})
+        raise InvalidInputError(f"classes repeats {dup}")
+    return names
+
+
+def encode_classes(values: Any, classes: tuple[str, ...]) -> Any:
+    """Turn class names into their codes; codes pass through (checked later for range).
+
+    >>> encode_classes(["cat", 1, "dog"], ("cat", "dog"))
+    [0, 1, 1]
+    """
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
+        codes = values
+    else:
+        lookup = {name: code for code, name in enumerate(classes)}
+        flat = values.tolist() if isinstance(values, np.ndarray) else list(values)
+        codes = []
+        for v in flat:
+            if isinstance(v, str):
+                if v not in lookup:
+                    raise InvalidInputError(
+                        f"unknown class {v!r}; the store's classes are {list(classes)}"
+                    )
+                codes.append(lookup[v])
+            else:
+                codes.append(v)
+    arr = np.asarray(codes)
+    if arr.dtype.kind in "iu" and arr.size and ((arr < 0) | (arr >= len(classes))).any():
+        bad = arr[(arr < 0) | (arr >= len(classes))][0]
+        raise InvalidInputError(
+            f"class code {int(bad)} is out of range for {len(classes)} classes {list(classes)}"
+        )
+    return codes if not isinstance(values, np.ndarray) or values.dtype.kind not in "iu" else values

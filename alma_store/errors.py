@@ -122,12 +122,12 @@ class InvalidIndexError(AlmaError, IndexError):
 class AlreadyLabeledError(InvalidIndexError):
     """A dataset index in the batch is labeled already (corrections are explicit)."""
 
-    def __init__(self, dataset_indices: list[int]) -> None:
+    def __init__(self, dataset_indices: list[int], *, reason: str | None = None) -> None:
         shown = _show(dataset_indices)
         super().__init__(
             "dataset_indices",
             dataset_indices,
-            reason=f"dataset indices {shown} are labeled already; nothing was written",
+            reason=reason or f"dataset indices {shown} are labeled already; nothing was written",
         )
 
 

@@ -38,7 +38,14 @@ import zarr
 
 from . import _state
 from ._history import RoundSummary, StoreAt, _check_filters, _filter_event, unlabeled_positions
-from ._labels import dtype_to_meta, parse_label_dtype, parse_label_shape, parse_label_values
+from ._labels import (
+    dtype_to_meta,
+    encode_classes,
+    parse_classes,
+    parse_label_dtype,
+    parse_label_shape,
+    parse_label_values,
+)
 from ._overlay import _NO_UNDO, Overlay, chunk_labels
 from ._snapshot import Snapshot
 from ._types import IndexArray, PathLike
@@ -72,6 +79,7 @@ def create(
     *,
     label_dtype: object = "int64",
     label_shape: tuple[int, ...] = (),
+    classes: list[str] | None = None,
     chunk_rows: int | None = None,
     overwrite: bool = False,
 ) -> Store:
@@ -92,6 +100,10 @@ def create(
         (variable-length strings).
     label_shape
         Shape of one label; ``()`` for scalar labels.
+    classes
+        Optional class schema: labels are then given as class names (or
+        codes) and stored as codes ``0 .. len(classes) - 1`` (``label_dtype``
+        must be an integer dtype). An unknown class is an error.
     chunk_rows
         Rows per chunk of the mask and label arrays (and of the count index).
         Default: 32,768 (an offset-map lookup decodes one 32 KiB mask chunk).
@@ -125,6 +137,9 @@ def create(
     root = Path(path)
     dtype = parse_label_dtype(label_dtype)
     shape = parse_label_shape(label_shape)
+    class_names = parse_classes(classes)
+    if class_names is not None and dtype.kind not in "iu":
+        raise InvalidInputError(f"with classes, label_dtype must be an integer dtype, got {dtype}")
     if chunk_rows is not None and (
         not isinstance(chunk_rows, int) or isinstance(chunk_rows, bool) or chunk_rows < 1
     ):
@@ -169,6 +184,7 @@ def create(
             "chunk_rows": rows,
             "label_dtype": dtype_to_meta(dtype),
             "label_shape": list(shape),
+            "classes": None if class_names is None else list(class_names),
             "features": record,
             "created": time.time(),
         }
@@ -259,6 +275,9 @@ class Store:
         self.chunk_rows = int(self.meta["chunk_rows"])
         self.label_dtype = parse_label_dtype(self.meta["label_dtype"])
         self.label_shape = tuple(self.meta["label_shape"])
+        classes = self.meta.get("classes")
+        self.classes: tuple[str, ...] | None = None if classes is None else tuple(classes)
+        """The class schema given at create (labels are codes into it), or None."""
         self._source = open_source(self.meta["features"], root)
         self._mutex = threading.RLock()
         self._lock = filelock.FileLock(root / "lock") if mode == "r+" else None
@@ -574,7 +593,7 @@ class Store:
         name = "positions" if relative_to == "unlabeled" else "dataset_indices"
         # Type, sign and duplicate checks first; the range is checked under the lock.
         idx = parse_indices(indices, name=name, upper=None)
-        vals_arr = parse_label_values(vals, len(idx), self.label_dtype, self.label_shape)
+        vals_arr = self._parse_values(vals, len(idx))
 
         def build(snap: Snapshot) -> LabelEvent:
             if relative_to == "unlabeled":
@@ -636,7 +655,7 @@ class Store:
             )
         provenance = _parse_provenance(annotator, round, expected_version)
         idx = parse_indices(dataset_indices, name="dataset_indices", upper=self._n)
-        vals_arr = parse_label_values(values, len(idx), self.label_dtype, self.label_shape)
+        vals_arr = self._parse_values(values, len(idx))
 
         def build(snap: Snapshot) -> LabelEvent:
             previous = self._labeled_values(snap, idx)
@@ -672,6 +691,79 @@ class Store:
             return LabelEvent(snap.version + 1, "remove", idx, removed, **provenance)
 
         return self._commit(build, len(idx), provenance)
+
+    def _parse_values(self, values: object, n: int) -> np.ndarray:
+        """Labels for ``n`` items as an array of the label dtype (class names encoded)."""
+        if self.classes is not None:
+            values = encode_classes(values, self.classes)
+        return parse_label_values(values, n, self.label_dtype, self.label_shape)
+
+    def class_names(self, codes: object) -> np.ndarray:
+        """Class names of label codes (stores created with ``classes`` only).
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, alma_store
+        >>> with alma_store.create(tempfile.mkdtemp() + "/s", np.zeros((4, 1)),
+        ...                        classes=["cat", "dog"]) as store:
+        ...     _ = store.add_labels([(0, "dog"), (1, "cat")])
+        ...     store.labels, store.class_names(store.labels)
+        (array([1, 0]), array(['dog', 'cat'], dtype=object))
+        """
+        if self.classes is None:
+            raise InvalidInputError(f"the store at {self.path} has no class schema")
+        codes_arr = np.asarray(codes)
+        if codes_arr.dtype.kind not in "iu" or (
+            codes_arr.size and ((codes_arr < 0) | (codes_arr >= len(self.classes))).any()
+        ):
+            raise InvalidInputError(
+                f"codes must be ints in [0, {len(self.classes)}), got {codes!r}"
+            )
+        return np.array(self.classes, dtype=object)[codes_arr]
+
+    def import_labels(
+        self,
+        path: PathLike,
+        *,
+        annotator: str | None = None,
+        round: int | None = None,
+        expected_version: int | None = None,
+    ) -> IndexArray:
+        """Add the labels of a ``.csv`` or ``.jsonl`` file as one atomic commit.
+
+        Rows are ``dataset_index,label`` (a header in CSV; objects with those
+        keys in JSON Lines). Every row is checked before anything is written.
+
+        Raises
+        ------
+        InvalidInputError
+            A malformed row, an index out of range or repeated, a bad label:
+            the message names the line. Nothing is written.
+        AlreadyLabeledError
+            A row names a labeled item (the message names its line).
+        """
+        from ._io import import_labels
+
+        self._check_writable()
+        return import_labels(
+            self, Path(path), annotator=annotator, round=round, expected_version=expected_version
+        )
+
+    def export_labels(
+        self, path: PathLike, *, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Write the current labels to ``.csv`` or ``.jsonl``, streaming; returns the row count."""
+        from ._io import export_labels
+
+        return export_labels(self, Path(path), progress)
+
+    def export_history(
+        self, path: PathLike, *, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Write every label entry of every commit to ``.csv`` or ``.jsonl``; returns the row count."""
+        from ._io import export_history
+
+        return export_history(self, Path(path), progress)
 
     def _labeled_values(self, snap: Snapshot, dataset_indices: IndexArray) -> np.ndarray:
         """Current labels of ``dataset_indices``, which must all be labeled."""

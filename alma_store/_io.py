@@ -1,0 +1,267 @@
+"""Import and export of labels and history as CSV or JSON Lines.
+
+Formats are chosen by file suffix: ``.csv`` or ``.jsonl``. Labels files have one
+row per labeled item, ``dataset_index,label``; history files one row per label
+entry of every commit, ``version,kind,dataset_index,label,previous,annotator,
+round,time``. Labels that are vectors are JSON lists (a JSON string in CSV).
+With a class schema, labels are written as class names.
+
+Export streams: memory stays bounded by one chunk (labels) or one journal
+block (history). Import is one atomic commit: every row is read and checked
+first, and a bad row is reported by line number with nothing written.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import AlreadyLabeledError, InvalidInputError
+
+if TYPE_CHECKING:
+    from .store import Store
+
+LABEL_FIELDS = ("dataset_index", "label")
+HISTORY_FIELDS = (
+    "version",
+    "kind",
+    "dataset_index",
+    "label",
+    "previous",
+    "annotator",
+    "round",
+    "time",
+)
+Progress = Callable[[int], None] | None
+
+
+def _format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".jsonl"):
+        raise InvalidInputError(f"{path} must end in .csv or .jsonl, got {suffix or 'no suffix'!r}")
+    return suffix[1:]
+
+
+def _py(value: Any, store: Store) -> Any:
+    """A label as a JSON-ready Python value (class name where there is a schema)."""
+    if store.classes is not None and np.ndim(value) == 0:
+        return store.classes[int(value)]
+    return np.asarray(value).tolist()
+
+
+class _Writer:
+    def __init__(self, path: Path, fields: tuple[str, ...]) -> None:
+        self.kind = _format(path)
+        self.fields = fields
+        self.file = path.open("w", newline="", encoding="utf-8")
+        if self.kind == "csv":
+            self.csv = csv.writer(self.file)
+            self.csv.writerow(fields)
+
+    def row(self, values: tuple[Any, ...]) -> None:
+        if self.kind == "csv":
+            self.csv.writerow(
+                [json.dumps(v) if isinstance(v, list) else ("" if v is None else v) for v in values]
+            )
+        else:
+            self.file.write(json.dumps(dict(zip(self.fields, values, strict=True))) + "\n")
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def export_labels(store: Store, path: Path, progress: Progress = None) -> int:
+    """Write the current labels; returns the number of rows."""
+    writer = _Writer(path, LABEL_FIELDS)
+    rows = 0
+    try:
+        view = store.labeled
+        for idx, _, labels in _labeled_chunks(view):
+            for i, y in zip(idx.tolist(), labels, strict=True):
+                writer.row((i, _py(y, store)))
+            rows += len(idx)
+            if progress:
+                progress(len(idx))
+    finally:
+        writer.close()
+    return rows
+
+
+def _labeled_chunks(view: Any) -> Iterator[tuple[np.ndarray, None, np.ndarray]]:
+    snap = view._snap
+    for j in np.flatnonzero(snap.labeled_counts).tolist():
+        marks, labels = snap.labels_chunk(j)
+        yield j * snap.chunk_rows + marks, None, labels[marks]
+
+
+def export_history(store: Store, path: Path, progress: Progress = None) -> int:
+    """Write every label entry of every commit; returns the number of rows."""
+    writer = _Writer(path, HISTORY_FIELDS)
+    rows = 0
+    try:
+        for event in store.history():
+            previous = event.previous if event.previous is not None else [None] * len(event.values)
+            for k, i in enumerate(event.dataset_indices.tolist()):
+                prev = None if previous[k] is None else _py(previous[k], store)
+                writer.row(
+                    (
+                        event.version,
+                        event.kind,
+                        i,
+                        _py(event.values[k], store),
+                        prev,
+                        event.annotator,
+                        event.round,
+                        event.time,
+                    )
+                )
+            rows += len(event.dataset_indices)
+            if progress:
+                progress(len(event.dataset_indices))
+    finally:
+        writer.close()
+    return rows
+
+
+def read_labels_file(path: Path, store: Store) -> tuple[np.ndarray, list[Any], list[int]]:
+    """Read and check every row: (dataset indices, labels, line numbers)."""
+    kind = _format(path)
+    indices: list[int] = []
+    labels: list[Any] = []
+    lines: list[int] = []
+    try:
+        with path.open(encoding="utf-8", newline="") as f:
+            if kind == "csv":
+                reader = csv.reader(f)
+                header = next(reader, None)
+                if header is None or tuple(h.strip() for h in header[:2]) != LABEL_FIELDS:
+                    raise InvalidInputError(
+                        f"{path}: line 1: the header must start with 'dataset_index,label', got {header!r}"
+                    )
+                for line, row in enumerate(reader, start=2):
+                    if not row:
+                        continue
+                    if len(row) < 2:
+                        raise InvalidInputError(
+                            f"{path}: line {line}: expected 2 fields, got {row!r}"
+                        )
+                    indices.append(_parse_index(row[0], path, line))
+                    labels.append(_parse_label_text(row[1], store, path, line))
+                    lines.append(line)
+            else:
+                for line, text in enumerate(f, start=1):
+                    if not text.strip():
+                        continue
+                    try:
+                        obj = json.loads(text)
+                    except ValueError as exc:
+                        raise InvalidInputError(f"{path}: line {line}: not JSON: {exc}") from None
+                    if not isinstance(obj, dict) or not set(LABEL_FIELDS) <= obj.keys():
+                        raise InvalidInputError(
+                            f"{path}: line {line}: expected an object with 'dataset_index' and 'label'"
+                        )
+                    index = obj["dataset_index"]
+                    if not isinstance(index, int) or isinstance(index, bool):
+                        raise InvalidInputError(
+                            f"{path}: line {line}: dataset_index must be an integer, got {index!r}"
+                        )
+                    indices.append(index)
+                    labels.append(obj["label"])
+                    lines.append(line)
+    except FileNotFoundError:
+        raise InvalidInputError(f"{path} does not exist") from None
+    idx = np.array(indices, dtype=np.int64)
+    for k, i in enumerate(indices):
+        if not 0 <= i < len(store):
+            raise InvalidInputError(
+                f"{path}: line {lines[k]}: dataset_index {i} is out of range [0, {len(store)})"
+            )
+    seen: dict[int, int] = {}
+    for k, i in enumerate(indices):
+        if i in seen:
+            raise InvalidInputError(
+                f"{path}: line {lines[k]}: dataset_index {i} repeats line {seen[i]}"
+            )
+        seen[i] = lines[k]
+    try:
+        store._parse_values(labels, len(labels))
+    except InvalidInputError:
+        for k, y in enumerate(labels):  # each label alone, to name the line of the bad one
+            try:
+                store._parse_values([y], 1)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"{path}: line {lines[k]}: {exc}") from None
+        raise
+    return idx, labels, lines
+
+
+def _parse_index(text: str, path: Path, line: int) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise InvalidInputError(
+            f"{path}: line {line}: dataset_index must be an integer, got {text!r}"
+        ) from None
+
+
+def _parse_label_text(text: str, store: Store, path: Path, line: int) -> Any:
+    """A CSV label cell as the value the store expects."""
+    if store.label_shape:
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise InvalidInputError(
+                f"{path}: line {line}: label {text!r} is not a JSON list"
+            ) from None
+    if store.classes is not None or store.label_dtype.kind in "TU":
+        return text
+    try:
+        if store.label_dtype.kind in "iu":
+            return int(text)
+        if store.label_dtype.kind == "b":
+            if text not in ("True", "False", "true", "false", "0", "1"):
+                raise ValueError(text)
+            return text in ("True", "true", "1")
+        value = float(text)
+        if store.label_dtype.kind == "c" or not math.isnan(value) or text.strip().lower() == "nan":
+            return value
+        raise ValueError(text)
+    except ValueError:
+        raise InvalidInputError(
+            f"{path}: line {line}: label {text!r} is not a {store.label_dtype}"
+        ) from None
+
+
+def import_labels(
+    store: Store,
+    path: Path,
+    *,
+    annotator: str | None = None,
+    round: int | None = None,
+    expected_version: int | None = None,
+) -> np.ndarray:
+    """Add every row of a labels file as one atomic, durable commit."""
+    idx, labels, lines = read_labels_file(path, store)
+    try:
+        return store.add_labels(
+            idx,
+            labels,
+            relative_to="dataset",
+            annotator=annotator,
+            round=round,
+            expected_version=expected_version,
+        )
+    except AlreadyLabeledError as exc:
+        where = dict(zip(idx.tolist(), lines, strict=True))
+        first = exc.positions[0]
+        raise AlreadyLabeledError(
+            exc.positions,
+            reason=f"{path}: line {where[first]}: dataset_index {first} is labeled already "
+            f"({len(exc.positions)} rows in all); nothing was written",
+        ) from None
