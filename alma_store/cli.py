@@ -1,27 +1,49 @@
-"""The ``alma`` command line (needs the ``cli`` extra: ``pip install 'alma_store[cli]'``)."""
+"""The ``alma`` command line (needs the ``cli`` extra: ``pip install 'alma_store[cli]'``).
+
+Each command opens the store, calls one library method and prints the result.
+Library errors become one line on stderr and exit status 1; anything else is
+a bug and shows its traceback.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 try:
     import click
+    from tqdm import tqdm
 except ImportError:  # pragma: no cover - exercised only without the extra
     click = None  # type: ignore[assignment]
 
-from .errors import AlmaError
-from .store import open_store
+from .errors import AlmaError, InvalidInputError
+from .store import create, open_store
 
 
 def _need_click() -> None:
     if click is None:  # pragma: no cover
-        sys.exit("the alma command needs click: pip install 'alma_store[cli]'")
+        sys.exit("the alma command needs click and tqdm: pip install 'alma_store[cli]'")
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+@contextmanager
+def _progress(total: int | None, desc: str) -> Iterator[Callable[[int], None]]:
+    """A tqdm bar (shown on terminals only) as a ``progress(n)`` callback."""
+    with tqdm(total=total, desc=desc, unit="row", disable=None, file=sys.stderr) as bar:
+        yield bar.update
 
 
 if click is not None:
+    store_arg = click.argument("store", type=click.Path(path_type=Path))
 
     @click.group()
     @click.version_option(package_name="alma_store")
@@ -29,25 +51,282 @@ if click is not None:
         """Persistent, crash-safe, out-of-core active-learning stores."""
 
     @cli.command()
-    @click.argument("store", type=click.Path(path_type=Path))
+    @store_arg
+    @click.argument("features")
+    @click.option(
+        "--label-dtype",
+        default="int64",
+        show_default=True,
+        help="numpy dtype of a label, or 'str' for variable-length strings.",
+    )
+    @click.option("--label-shape", default="", help="Shape of one label, e.g. '10' or '2,3'.")
+    @click.option(
+        "--classes", default=None, help="Comma-separated class names (labels become codes)."
+    )
+    @click.option("--chunk-rows", type=int, default=None, help="Rows per mask/label chunk.")
+    @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
+    def init(
+        store: Path,
+        features: str,
+        label_dtype: str,
+        label_shape: str,
+        classes: str | None,
+        chunk_rows: int | None,
+        overwrite: bool,
+    ) -> None:
+        """Create STORE over FEATURES (.npy, Zarr directory, or file.h5:/dataset)."""
+        try:
+            shape = tuple(int(p) for p in label_shape.split(",") if p.strip())
+        except ValueError:
+            raise InvalidInputError(
+                f"--label-shape must be ints separated by commas, got {label_shape!r}"
+            ) from None
+        names = None if classes is None else [c.strip() for c in classes.split(",")]
+        with create(
+            store,
+            features,
+            label_dtype=label_dtype,
+            label_shape=shape,
+            classes=names,
+            chunk_rows=chunk_rows,
+            overwrite=overwrite,
+        ) as s:
+            click.echo(f"created {s.path}: {len(s)} items, labels {s.meta['label_dtype']}")
+
+    @cli.command()
+    @store_arg
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     def info(store: Path, as_json: bool) -> None:
-        """Show size, labeled and unlabeled counts and version of STORE."""
+        """Show size, labeled/unlabeled counts, classes, rounds and last commit of STORE."""
+        import numpy as np
+
         with open_store(store, mode="r") as s:
-            data = {
+            labels = s.labels
+            per_class: dict[str, int] = {}
+            if not s.label_shape:
+                values, counts = np.unique(labels, return_counts=True)
+                names = s.class_names(values) if s.classes is not None else values
+                per_class = {
+                    str(k): int(c) for k, c in zip(names.tolist(), counts.tolist(), strict=True)
+                }
+            rounds = s.rounds()
+            last = None
+            for event in s.history():
+                last = event
+            data: dict[str, Any] = {
                 "path": str(s.path),
                 "n_items": len(s),
                 "num_labeled": s.num_labeled,
                 "num_unlabeled": s.num_unlabeled,
                 "version": s.version,
                 "label_dtype": s.meta["label_dtype"],
+                "classes": None if s.classes is None else list(s.classes),
+                "per_class": per_class,
+                "rounds": [
+                    {
+                        "round": r.round,
+                        "commits": r.commits,
+                        "added": r.added,
+                        "relabeled": r.relabeled,
+                        "removed": r.removed,
+                        "annotators": list(r.annotators),
+                    }
+                    for r in rounds
+                ],
+                "last_commit": None
+                if last is None
+                else {
+                    "version": last.version,
+                    "kind": last.kind,
+                    "time": _when(last.time),
+                    "annotator": last.annotator,
+                    "round": last.round,
+                    "n": len(last.dataset_indices),
+                },
                 "features": s.meta["features"],
             }
         if as_json:
             click.echo(json.dumps(data, indent=1))
+            return
+        for key in ("path", "n_items", "num_labeled", "num_unlabeled", "version", "label_dtype"):
+            click.echo(f"{key:14} {data[key]}")
+        if data["classes"]:
+            click.echo(f"{'classes':14} {', '.join(data['classes'])}")
+        if per_class:
+            click.echo(f"{'per class':14} " + ", ".join(f"{k}: {v}" for k, v in per_class.items()))
+        for r in data["rounds"]:
+            click.echo(
+                f"{'round':14} {r['round']}: {r['commits']} commits, +{r['added']} "
+                f"~{r['relabeled']} -{r['removed']} by {', '.join(map(str, r['annotators']))}"
+            )
+        if last is not None:
+            c = data["last_commit"]
+            click.echo(
+                f"{'last commit':14} v{c['version']} {c['kind']} of {c['n']} at {c['time']}"
+                f" by {c['annotator']}"
+            )
+        click.echo(f"{'features':14} {data['features']['kind']} {data['features']['path']}")
+
+    @cli.command()
+    @store_arg
+    @click.argument("pairs", nargs=-1, required=True)
+    @click.option(
+        "--unlabeled",
+        "relative",
+        flag_value="unlabeled",
+        help="INDEX is a position in the Unlabeled view.",
+    )
+    @click.option(
+        "--dataset",
+        "relative",
+        flag_value="dataset",
+        default=True,
+        help="INDEX is a dataset index (the default).",
+    )
+    @click.option("--annotator", default=None, help="Who labeled.")
+    @click.option("--round", "round_", type=int, default=None, help="Round tag.")
+    @click.option(
+        "--expected-version",
+        type=int,
+        default=None,
+        help="Refuse if the store is no longer at this version.",
+    )
+    def label(
+        store: Path,
+        pairs: tuple[str, ...],
+        relative: str,
+        annotator: str | None,
+        round_: int | None,
+        expected_version: int | None,
+    ) -> None:
+        """Add labels given as INDEX=LABEL pairs, as one atomic commit."""
+        from ._io import _parse_label_text
+
+        with open_store(store) as s:
+            indices, values = [], []
+            for k, pair in enumerate(pairs, start=1):
+                key, sep, text = pair.partition("=")
+                if not sep:
+                    raise InvalidInputError(f"argument {k} must be INDEX=LABEL, got {pair!r}")
+                try:
+                    indices.append(int(key))
+                except ValueError:
+                    raise InvalidInputError(
+                        f"argument {k}: index {key!r} is not an integer"
+                    ) from None
+                values.append(_parse_label_text(text, s, Path("<arguments>"), k))
+            done = s.add_labels(
+                indices,
+                values,
+                relative_to=relative,
+                annotator=annotator,
+                round=round_,
+                expected_version=expected_version,
+            )
+            click.echo(
+                f"labeled {len(done)} items (dataset indices {done.tolist()}); version {s.version}"
+            )
+
+    @cli.command("import")
+    @store_arg
+    @click.argument("file", type=click.Path(path_type=Path))
+    @click.option("--annotator", default=None, help="Who labeled.")
+    @click.option("--round", "round_", type=int, default=None, help="Round tag.")
+    def import_(store: Path, file: Path, annotator: str | None, round_: int | None) -> None:
+        """Add the labels of FILE (.csv or .jsonl: dataset_index,label) as one atomic commit."""
+        with open_store(store) as s:
+            done = s.import_labels(file, annotator=annotator, round=round_)
+            click.echo(f"imported {len(done)} labels from {file}; version {s.version}")
+
+    @cli.command()
+    @store_arg
+    @click.argument("file", type=click.Path(path_type=Path))
+    @click.option("--history", is_flag=True, help="Export every label entry of every commit.")
+    def export(store: Path, file: Path, history: bool) -> None:
+        """Write the labels (or the history) of STORE to FILE (.csv or .jsonl)."""
+        with open_store(store, mode="r") as s:
+            if history:
+                with _progress(None, "export history") as progress:
+                    n = s.export_history(file, progress=progress)
+            else:
+                with _progress(s.num_labeled, "export labels") as progress:
+                    n = s.export_labels(file, progress=progress)
+        click.echo(f"wrote {n} rows to {file}")
+
+    @cli.command()
+    @store_arg
+    @click.option("--annotator", default=None, help="Only this annotator's commits.")
+    @click.option("--round", "round_", type=int, default=None, help="Only this round.")
+    @click.option(
+        "--kind",
+        "kinds",
+        multiple=True,
+        type=click.Choice(["add", "relabel", "remove"]),
+        help="Only these kinds (repeatable).",
+    )
+    @click.option("--start", type=int, default=None, help="Only dataset indices >= START.")
+    @click.option("--stop", type=int, default=None, help="Only dataset indices < STOP.")
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per commit.")
+    def history(
+        store: Path,
+        annotator: str | None,
+        round_: int | None,
+        kinds: tuple[str, ...],
+        start: int | None,
+        stop: int | None,
+        as_json: bool,
+    ) -> None:
+        """List the commits of STORE, oldest first."""
+        with open_store(store, mode="r") as s:
+            for e in s.history(
+                annotator=annotator, round=round_, kinds=kinds or None, start=start, stop=stop
+            ):
+                values = e.values.tolist()
+                if s.classes is not None and not s.label_shape:
+                    values = s.class_names(e.values).tolist()
+                row = {
+                    "version": e.version,
+                    "kind": e.kind,
+                    "time": _when(e.time),
+                    "annotator": e.annotator,
+                    "round": e.round,
+                    "dataset_indices": e.dataset_indices.tolist(),
+                    "labels": values,
+                }
+                if as_json:
+                    click.echo(json.dumps(row))
+                else:
+                    shown = ", ".join(
+                        f"{i}={v}" for i, v in zip(row["dataset_indices"], values, strict=True)
+                    )
+                    click.echo(
+                        f"v{e.version} {row['time']} {e.kind:7} {e.annotator or '-'} "
+                        f"round={e.round} {shown}"
+                    )
+
+    @cli.command()
+    @store_arg
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    def verify(store: Path, as_json: bool) -> None:
+        """Check that journal, mask, labels and counts of STORE agree (exit 1 if not)."""
+        with open_store(store, mode="r") as s:
+            summary = s.verify()
+        if as_json:
+            click.echo(json.dumps({"ok": True, **summary}))
         else:
-            for key, value in data.items():
-                click.echo(f"{key:14} {value}")
+            click.echo(
+                f"ok: version {summary['version']}, {summary['num_labeled']} labeled, "
+                f"{summary['records']} journal records, {summary['chunks_checked']} chunks checked"
+            )
+
+    @cli.command()
+    @store_arg
+    @click.argument("png", type=click.Path(path_type=Path))
+    def plot(store: Path, png: Path) -> None:
+        """Plot labels over time per annotator and classes per round of STORE to PNG."""
+        with open_store(store, mode="r") as s:
+            s.plot_progress(png)
+        click.echo(f"wrote {png}")
 
     @cli.command()
     @click.option(

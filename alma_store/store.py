@@ -765,6 +765,12 @@ class Store:
 
         return export_history(self, Path(path), progress)
 
+    def plot_progress(self, path: PathLike) -> Path:
+        """Plot labels over time per annotator and labels per round to a PNG (``plot`` extra)."""
+        from ._plot import plot_progress
+
+        return plot_progress(self, Path(path))
+
     def _labeled_values(self, snap: Snapshot, dataset_indices: IndexArray) -> np.ndarray:
         """Current labels of ``dataset_indices``, which must all be labeled."""
         is_labeled = snap.is_labeled(dataset_indices)

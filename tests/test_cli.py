@@ -12,25 +12,118 @@ import alma_store
 from alma_store.cli import cli, main
 
 
-def test_info_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with alma_store.create(tmp_path / "s", np.zeros((9, 2))) as s:
-        s.add_labels([(0, 1)])
-    assert main(["info", str(tmp_path / "s"), "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert (out["n_items"], out["num_labeled"], out["version"]) == (9, 1, 1)
-    assert main(["info", str(tmp_path / "missing")]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("alma: error: no alma_store at") and err.count("\n") == 1
+@pytest.fixture
+def features(tmp_path: Path) -> str:
+    np.save(tmp_path / "x.npy", np.arange(40.0).reshape(20, 2))
+    return str(tmp_path / "x.npy")
 
 
-def test_demo_runs_and_learns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--dir", str(tmp_path), "--rounds", "3"]) == 0
-    out = capsys.readouterr().out
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_campaign_through_the_cli(tmp_path: Path, features: str, capsys) -> None:
+    s = str(tmp_path / "s")
+    assert run(capsys, "init", s, features, "--classes", "cat,dog", "--chunk-rows", "8")[0] == 0
+    code, out, _ = run(capsys, "label", s, "3=dog", "7=cat", "--annotator", "ann", "--round", "0")
+    assert code == 0 and "(dataset indices [3, 7]); version 1" in out
+    code, out, _ = run(capsys, "label", s, "0=cat", "--unlabeled", "--round", "1")
+    assert "dataset indices [0]" in out
+    (tmp_path / "in.csv").write_text("dataset_index,label\n10,dog\n11,dog\n")
+    assert run(capsys, "import", s, str(tmp_path / "in.csv"), "--annotator", "imp")[0] == 0
+    code, out, _ = run(capsys, "info", s, "--json")
+    info = json.loads(out)
+    assert (info["num_labeled"], info["version"], info["per_class"]) == (5, 3, {"cat": 2, "dog": 3})
+    assert [r["round"] for r in info["rounds"]] == [0, 1, None]
+    assert info["last_commit"]["annotator"] == "imp"
+    code, out, _ = run(capsys, "info", s)
+    assert "per class      cat: 2, dog: 3" in out
+    code, out, _ = run(capsys, "history", s, "--json", "--annotator", "ann")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert rows == [
+        {
+            **rows[0],
+            "version": 1,
+            "kind": "add",
+            "dataset_indices": [3, 7],
+            "labels": ["dog", "cat"],
+        }
+    ]
+    code, out, _ = run(capsys, "history", s, "--start", "5")
+    assert out.count("\n") == 2 and "7=cat" in out and "10=dog, 11=dog" in out
+    code, out, _ = run(capsys, "verify", s, "--json")
+    assert code == 0 and json.loads(out)["ok"] is True
+    assert (
+        run(capsys, "export", s, str(tmp_path / "l.jsonl"))[1]
+        == f"wrote 5 rows to {tmp_path / 'l.jsonl'}\n"
+    )
+    assert run(capsys, "export", s, str(tmp_path / "h.csv"), "--history")[0] == 0
+    assert (tmp_path / "h.csv").read_text().startswith("version,kind,dataset_index,label,previous")
+    assert run(capsys, "plot", s, str(tmp_path / "p.png"))[0] == 0
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_errors_are_one_line(tmp_path: Path, features: str, capsys) -> None:
+    s = str(tmp_path / "s")
+    run(capsys, "init", s, features, "--classes", "cat,dog")
+    for argv, message in [
+        (("label", s, "3=cow"), "unknown class 'cow'"),
+        (("label", s, "x=cat"), "argument 1: index 'x' is not an integer"),
+        (("label", s, "3"), "argument 1 must be INDEX=LABEL"),
+        (("info", str(tmp_path / "missing")), "no alma_store at"),
+        (("init", s, features), "exists and is a store"),
+        (
+            ("init", str(tmp_path / "t"), features, "--label-shape", "a"),
+            "--label-shape must be ints",
+        ),
+    ]:
+        code, _, err = run(capsys, *argv)
+        assert code == 1, argv
+        assert err.startswith("alma: error: ") and message in err and err.count("\n") == 1, err
+
+
+def test_verify_fails_on_damage(tmp_path: Path, features: str, capsys) -> None:
+    s = tmp_path / "s"
+    with alma_store.create(s, features, chunk_rows=4) as store:
+        store.add_labels([(1, 1)])
+        store.checkpoint()
+    chunk = next((s / "state" / "mask" / "c").iterdir())
+    chunk.write_bytes(b"garbage")
+    code, _, err = run(capsys, "verify", str(s))
+    assert code == 1 and "damaged" in err
+
+
+def test_demo_runs_and_learns(tmp_path: Path, capsys) -> None:
+    code, out, _ = run(capsys, "demo", "--dir", str(tmp_path), "--rounds", "3")
+    assert code == 0
     assert "round 3: trained on   60 labels" in out and "verified" in out
     with alma_store.open(tmp_path / "digits.alma", "r") as s:
         assert s.num_labeled == 80 and s.version == 4
 
 
-def test_every_command_has_help() -> None:
+def test_every_command_has_help(capsys) -> None:
+    assert set(cli.commands) == {
+        "init",
+        "info",
+        "label",
+        "import",
+        "export",
+        "history",
+        "verify",
+        "plot",
+        "demo",
+    }
     for name, command in cli.commands.items():
         assert command.help and command.help.strip(), name
+        assert run(capsys, name, "--help")[0] == 0
+
+
+def test_python_dash_m(tmp_path: Path) -> None:
+    from .conftest import run_python
+
+    out = run_python(
+        "import runpy, sys; sys.argv = ['alma', '--help']; runpy.run_module('alma_store', run_name='__main__')"
+    )
+    assert "Persistent, crash-safe" in out.stdout

@@ -1,0 +1,82 @@
+"""``Store.plot_progress``: labeling progress as a PNG (needs the ``plot`` extra)."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from .store import Store
+
+
+def plot_progress(store: Store, path: Path) -> Path:
+    """Labels over time per annotator, and the label distribution per round, to ``path``."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InvalidInputError(
+            "plotting needs matplotlib: pip install 'alma_store[plot]'"
+        ) from None
+    if path.suffix.lower() != ".png":
+        raise InvalidInputError(f"the plot is written as PNG; {path} must end in .png")
+    times: dict[str | None, list[float]] = defaultdict(list)
+    totals: dict[str | None, list[int]] = defaultdict(list)
+    per_round: dict[int | None, Counter[str]] = defaultdict(Counter)
+    categorical = not store.label_shape and store.label_dtype.kind in "biuTU"
+    for event in store.history():
+        step = {"add": 1, "relabel": 0, "remove": -1}[event.kind] * len(event.dataset_indices)
+        who = event.annotator
+        times[who].append(event.time)
+        totals[who].append((totals[who][-1] if totals[who] else 0) + step)
+        if categorical and event.kind != "remove":
+            values = event.values
+            names = store.class_names(values) if store.classes is not None else values
+            per_round[event.round].update(str(v) for v in np.asarray(names).tolist())
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    t0 = min((ts[0] for ts in times.values()), default=0.0)
+    span = max((ts[-1] for ts in times.values()), default=t0) - t0
+    unit, scale = next(
+        ((u, k) for u, k in (("days", 86400), ("hours", 3600), ("minutes", 60)) if span >= 2 * k),
+        ("seconds", 1),
+    )
+    for who, ts in times.items():
+        x = np.r_[ts[0], ts] - t0  # each line starts at 0 at its annotator's first commit
+        left.step(
+            x / scale,
+            np.r_[0, totals[who]],
+            where="post",
+            marker="o",
+            markersize=3,
+            label=str(who or "(none)"),
+        )
+    left.set(
+        xlabel=f"{unit} since the first commit",
+        ylabel="labels (net)",
+        title="Labels per annotator",
+    )
+    if times:
+        left.legend()
+    if per_round:
+        rounds = list(per_round)
+        classes = sorted({c for counter in per_round.values() for c in counter})
+        bottom = np.zeros(len(rounds))
+        for c in classes:
+            heights = np.array([per_round[r][c] for r in rounds], dtype=float)
+            right.bar([str(r) for r in rounds], heights, bottom=bottom, label=c)
+            bottom += heights
+        right.legend(title="label", fontsize="small")
+    else:
+        right.text(0.5, 0.5, "no categorical labels", ha="center", va="center")
+    right.set(xlabel="round", ylabel="labels given", title="Labels per round")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
