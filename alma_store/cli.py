@@ -38,7 +38,7 @@ def _when(t: float) -> str:
 @contextmanager
 def _progress(total: int | None, desc: str) -> Iterator[Callable[[int], None]]:
     """A tqdm bar (shown on terminals only) as a ``progress(n)`` callback."""
-    with tqdm(total=total, desc=desc, unit="row", disable=None, file=sys.stderr) as bar:
+    with tqdm(total=total, desc=desc, disable=None, file=sys.stderr) as bar:
         yield bar.update
 
 
@@ -309,8 +309,11 @@ if click is not None:
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     def verify(store: Path, as_json: bool) -> None:
         """Check that journal, mask, labels and counts of STORE agree (exit 1 if not)."""
-        with open_store(store, mode="r") as s:
-            summary = s.verify()
+        with (
+            open_store(store, mode="r") as s,
+            _progress(-(-len(s) // s.chunk_rows), "verify") as bar,
+        ):
+            summary = s.verify(progress=bar)
         if as_json:
             click.echo(json.dumps({"ok": True, **summary}))
         else:

@@ -82,6 +82,7 @@ def create(
     classes: list[str] | None = None,
     chunk_rows: int | None = None,
     overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> Store:
     """Create a store for ``features`` at ``path`` and open it for writing.
 
@@ -109,6 +110,9 @@ def create(
         Default: 32,768 (an offset-map lookup decodes one 32 KiB mask chunk).
     overwrite
         Replace an existing store at ``path``.
+    progress
+        Called with the number of rows copied, block by block, while an
+        in-memory array is copied into the store (e.g. ``tqdm(...).update``).
 
     Returns
     -------
@@ -161,11 +165,16 @@ def create(
             if features.ndim < 1:
                 raise InvalidInputError("features must have at least one dimension, got a scalar")
             rows = chunk_rows or DEFAULT_CHUNK_ROWS
-            zarr.create_array(
+            copy = zarr.create_array(
                 tmp / "features",
-                data=features,
+                shape=features.shape,
+                dtype=features.dtype,
                 chunks=(min(rows, max(1, len(features))), *features.shape[1:]),
             )
+            for lo in range(0, len(features), rows):  # block by block, reporting progress
+                copy[lo : lo + rows] = features[lo : lo + rows]
+                if progress is not None:
+                    progress(min(rows, len(features) - lo))
             source: FeatureSource = source_from(tmp / "features")
             record = source.describe()
             record["path"] = "features"
@@ -848,7 +857,7 @@ class Store:
         if self._closed:
             raise InvalidInputError(f"the store at {self.path} is closed")
 
-    def verify(self) -> dict[str, int]:
+    def verify(self, *, progress: Callable[[int], None] | None = None) -> dict[str, int]:
         """Replay the whole journal and check the mask, labels and counts agree with it.
 
         Reads every journal record and every chunk that holds a label; memory is
@@ -891,6 +900,8 @@ class Store:
                 f"labeled counts disagree with the journal in chunks {bad.tolist()}"
             )
         for j in range(len(counts)):  # every chunk: a stray True in an empty one is damage too
+            if progress is not None:
+                progress(1)
             lo, hi = self._arrays.chunk_bounds(j)
             marks = snap.read_marks(j)
             want = idx[(idx >= lo) & (idx < hi)]

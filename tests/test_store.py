@@ -331,3 +331,13 @@ def test_closed_store(store: alma_store.Store) -> None:
         view[0]
     with pytest.raises(InvalidInputError, match="closed"):
         store.add_labels([(0, 1)])
+
+
+def test_create_reports_copy_progress(tmp_path: Path) -> None:
+    seen: list[int] = []
+    data = np.arange(300.0).reshape(100, 3)
+    with alma_store.create(tmp_path / "s", data, chunk_rows=32, progress=seen.append) as s:
+        assert seen == [32, 32, 32, 4]
+        assert np.array_equal(np.asarray(s.features), data)
+        ticks: list[int] = []
+        assert s.verify(progress=ticks.append)["chunks_checked"] == len(ticks) == 4
