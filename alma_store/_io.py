@@ -1,6 +1,7 @@
 """Import and export of labels and history as CSV or JSON Lines.
 
-Formats are chosen by file suffix: ``.csv`` or ``.jsonl``. Labels files have one
+Formats are chosen by file suffix: ``.csv``, ``.jsonl`` or ``.parquet`` (the
+last with the ``parquet`` extra; its "lines" are 1-based row numbers). Labels files have one
 row per labeled item, ``dataset_index,label``; history files one row per label
 entry of every commit, ``version,kind,dataset_index,label,previous,annotator,
 round,time``. Labels that are vectors are JSON lists (a JSON string in CSV).
@@ -43,8 +44,17 @@ Progress = Callable[[int], None] | None
 
 def _format(path: Path) -> str:
     suffix = path.suffix.lower()
-    if suffix not in (".csv", ".jsonl"):
-        raise InvalidInputError(f"{path} must end in .csv or .jsonl, got {suffix or 'no suffix'!r}")
+    if suffix not in (".csv", ".jsonl", ".parquet"):
+        raise InvalidInputError(
+            f"{path} must end in .csv, .jsonl or .parquet, got {suffix or 'no suffix'!r}"
+        )
+    if suffix == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise InvalidInputError(
+                "Parquet needs pyarrow: pip install 'alma_store[parquet]'"
+            ) from None
     return suffix[1:]
 
 
@@ -56,10 +66,16 @@ def _py(value: Any, store: Store) -> Any:
 
 
 class _Writer:
+    """Rows to CSV, JSON Lines or Parquet (buffered into row groups)."""
+
     def __init__(self, path: Path, fields: tuple[str, ...]) -> None:
         self.kind = _format(path)
         self.fields = fields
-        self.file = path.open("w", newline="", encoding="utf-8")
+        self.path = path
+        self.buffer: list[dict[str, Any]] = []
+        self.parquet: Any = None
+        if self.kind != "parquet":
+            self.file = path.open("w", newline="", encoding="utf-8")
         if self.kind == "csv":
             self.csv = csv.writer(self.file)
             self.csv.writerow(fields)
@@ -69,11 +85,32 @@ class _Writer:
             self.csv.writerow(
                 [json.dumps(v) if isinstance(v, list) else ("" if v is None else v) for v in values]
             )
-        else:
+        elif self.kind == "jsonl":
             self.file.write(json.dumps(dict(zip(self.fields, values, strict=True))) + "\n")
+        else:
+            self.buffer.append(dict(zip(self.fields, values, strict=True)))
+            if len(self.buffer) >= 65536:
+                self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self.buffer and self.parquet is not None:
+            return
+        schema = None if self.parquet is None else self.parquet.schema
+        table = pa.Table.from_pylist(self.buffer, schema=schema)
+        if self.parquet is None:
+            self.parquet = pq.ParquetWriter(self.path, table.schema)
+        self.parquet.write_table(table)
+        self.buffer = []
 
     def close(self) -> None:
-        self.file.close()
+        if self.kind == "parquet":
+            self._flush()
+            self.parquet.close()
+        else:
+            self.file.close()
 
 
 def export_labels(store: Store, path: Path, progress: Progress = None) -> int:
@@ -136,7 +173,8 @@ def read_labels_file(path: Path, store: Store) -> tuple[np.ndarray, list[Any], l
     labels: list[Any] = []
     lines: list[int] = []
     try:
-        with path.open(encoding="utf-8", newline="") as f:
+        opened = path.open("rb") if kind == "parquet" else path.open(encoding="utf-8", newline="")
+        with opened as f:
             if kind == "csv":
                 reader = csv.reader(f)
                 header = next(reader, None)
@@ -153,6 +191,24 @@ def read_labels_file(path: Path, store: Store) -> tuple[np.ndarray, list[Any], l
                         )
                     indices.append(_parse_index(row[0], path, line))
                     labels.append(_parse_label_text(row[1], store, path, line))
+                    lines.append(line)
+            elif kind == "parquet":
+                import pyarrow.parquet as pq
+
+                table = pq.read_table(f)
+                if not set(LABEL_FIELDS) <= set(table.column_names):
+                    raise InvalidInputError(
+                        f"{path}: the table must have columns 'dataset_index' and 'label', "
+                        f"got {table.column_names}"
+                    )
+                for line, obj in enumerate(table.select(list(LABEL_FIELDS)).to_pylist(), start=1):
+                    index = obj["dataset_index"]
+                    if not isinstance(index, int) or isinstance(index, bool):
+                        raise InvalidInputError(
+                            f"{path}: row {line}: dataset_index must be an integer, got {index!r}"
+                        )
+                    indices.append(index)
+                    labels.append(obj["label"])
                     lines.append(line)
             else:
                 for line, text in enumerate(f, start=1):
@@ -176,17 +232,18 @@ def read_labels_file(path: Path, store: Store) -> tuple[np.ndarray, list[Any], l
                     lines.append(line)
     except FileNotFoundError:
         raise InvalidInputError(f"{path} does not exist") from None
+    unit = "row" if kind == "parquet" else "line"
     idx = np.array(indices, dtype=np.int64)
     for k, i in enumerate(indices):
         if not 0 <= i < len(store):
             raise InvalidInputError(
-                f"{path}: line {lines[k]}: dataset_index {i} is out of range [0, {len(store)})"
+                f"{path}: {unit} {lines[k]}: dataset_index {i} is out of range [0, {len(store)})"
             )
     seen: dict[int, int] = {}
     for k, i in enumerate(indices):
         if i in seen:
             raise InvalidInputError(
-                f"{path}: line {lines[k]}: dataset_index {i} repeats line {seen[i]}"
+                f"{path}: {unit} {lines[k]}: dataset_index {i} repeats {unit} {seen[i]}"
             )
         seen[i] = lines[k]
     try:
@@ -196,7 +253,7 @@ def read_labels_file(path: Path, store: Store) -> tuple[np.ndarray, list[Any], l
             try:
                 store._parse_values([y], 1)
             except InvalidInputError as exc:
-                raise InvalidInputError(f"{path}: line {lines[k]}: {exc}") from None
+                raise InvalidInputError(f"{path}: {unit} {lines[k]}: {exc}") from None
         raise
     return idx, labels, lines
 

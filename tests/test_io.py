@@ -32,7 +32,7 @@ def test_class_schema(tmp_path: Path) -> None:
         alma_store.create(tmp_path / "t", np.zeros(3), classes=["a"], label_dtype="float32")
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
 @pytest.mark.parametrize(
     ("label_dtype", "label_shape", "values"),
     [
@@ -61,7 +61,11 @@ def test_history_export(tmp_path: Path) -> None:
         s.relabel([4], ["x"], annotator="bob")
         s.remove_labels([0])
         assert s.export_history(tmp_path / "h.jsonl") == 4
+        assert s.export_history(tmp_path / "h.parquet") == 4
     rows = [json.loads(line) for line in (tmp_path / "h.jsonl").read_text().splitlines()]
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "h.parquet").to_pylist() == rows
     assert [
         (r["version"], r["kind"], r["dataset_index"], r["label"], r["previous"]) for r in rows
     ] == [
@@ -110,6 +114,25 @@ def test_bad_jsonl_and_already_labeled(tmp_path: Path) -> None:
         )
         with pytest.raises(AlreadyLabeledError, match="line 3: dataset_index 4 is labeled already"):
             s.import_labels(tmp_path / "c.jsonl")
-        with pytest.raises(InvalidInputError, match=r"must end in \.csv or \.jsonl"):
+        with pytest.raises(InvalidInputError, match=r"must end in \.csv, \.jsonl or \.parquet"):
             s.export_labels(tmp_path / "x.txt")
         assert s.version == 1
+
+
+def test_bad_parquet_rows(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"dataset_index": [1, 2], "label": ["a", "b"]}), tmp_path / "p.parquet")
+    pq.write_table(pa.table({"index": [1]}), tmp_path / "q.parquet")
+    with alma_store.create(tmp_path / "s", np.zeros((10, 1))) as s:
+        with pytest.raises(
+            InvalidInputError,
+            match=r"p\.parquet: row 1: labels must be numbers for label dtype int64",
+        ):
+            s.import_labels(tmp_path / "p.parquet")
+        with pytest.raises(
+            InvalidInputError, match="must have columns 'dataset_index' and 'label'"
+        ):
+            s.import_labels(tmp_path / "q.parquet")
+        assert s.version == 0
