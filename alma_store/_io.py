@@ -166,7 +166,9 @@ def export_history(store: Store, path: Path, progress: Progress = None) -> int:
     return rows
 
 
-def read_labels_file(path: Path, store: Store) -> tuple[np.ndarray, list[Any], list[int]]:
+def read_labels_file(
+    path: Path, store: Store, progress: Progress = None
+) -> tuple[np.ndarray, list[Any], list[int]]:
     """Read and check every row: (dataset indices, labels, line numbers)."""
     kind = _format(path)
     indices: list[int] = []
@@ -233,6 +235,8 @@ def read_labels_file(path: Path, store: Store) -> tuple[np.ndarray, list[Any], l
     except FileNotFoundError:
         raise InvalidInputError(f"{path} does not exist") from None
     unit = "row" if kind == "parquet" else "line"
+    if progress is not None:
+        progress(len(indices))
     idx = np.array(indices, dtype=np.int64)
     for k, i in enumerate(indices):
         if not 0 <= i < len(store):
@@ -302,9 +306,10 @@ def import_labels(
     annotator: str | None = None,
     round: int | None = None,
     expected_version: int | None = None,
+    progress: Progress = None,
 ) -> np.ndarray:
     """Add every row of a labels file as one atomic, durable commit."""
-    idx, labels, lines = read_labels_file(path, store)
+    idx, labels, lines = read_labels_file(path, store, progress)
     try:
         return store.add_labels(
             idx,

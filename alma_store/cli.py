@@ -233,9 +233,9 @@ if click is not None:
     @click.option("--annotator", default=None, help="Who labeled.")
     @click.option("--round", "round_", type=int, default=None, help="Round tag.")
     def import_(store: Path, file: Path, annotator: str | None, round_: int | None) -> None:
-        """Add the labels of FILE (.csv or .jsonl: dataset_index,label) as one atomic commit."""
-        with open_store(store) as s:
-            done = s.import_labels(file, annotator=annotator, round=round_)
+        """Add the labels of FILE (.csv, .jsonl, .parquet: dataset_index,label) in one commit."""
+        with open_store(store) as s, _progress(None, "import") as progress:
+            done = s.import_labels(file, annotator=annotator, round=round_, progress=progress)
             click.echo(f"imported {len(done)} labels from {file}; version {s.version}")
 
     @cli.command()
@@ -243,7 +243,7 @@ if click is not None:
     @click.argument("file", type=click.Path(path_type=Path))
     @click.option("--history", is_flag=True, help="Export every label entry of every commit.")
     def export(store: Path, file: Path, history: bool) -> None:
-        """Write the labels (or the history) of STORE to FILE (.csv or .jsonl)."""
+        """Write the labels (or the history) of STORE to FILE (.csv, .jsonl or .parquet)."""
         with open_store(store, mode="r") as s:
             if history:
                 with _progress(None, "export history") as progress:

@@ -737,11 +737,13 @@ class Store:
         annotator: str | None = None,
         round: int | None = None,
         expected_version: int | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> IndexArray:
-        """Add the labels of a ``.csv`` or ``.jsonl`` file as one atomic commit.
+        """Add the labels of a ``.csv``, ``.jsonl`` or ``.parquet`` file as one atomic commit.
 
         Rows are ``dataset_index,label`` (a header in CSV; objects with those
-        keys in JSON Lines). Every row is checked before anything is written.
+        keys in JSON Lines; columns in Parquet). Every row is checked before
+        anything is written; ``progress`` is called with the number of rows read.
 
         Raises
         ------
@@ -755,13 +757,18 @@ class Store:
 
         self._check_writable()
         return import_labels(
-            self, Path(path), annotator=annotator, round=round, expected_version=expected_version
+            self,
+            Path(path),
+            annotator=annotator,
+            round=round,
+            expected_version=expected_version,
+            progress=progress,
         )
 
     def export_labels(
         self, path: PathLike, *, progress: Callable[[int], None] | None = None
     ) -> int:
-        """Write the current labels to ``.csv`` or ``.jsonl``, streaming; returns the row count."""
+        """Write the current labels to ``.csv``, ``.jsonl`` or ``.parquet``, streaming; returns rows."""
         from ._io import export_labels
 
         return export_labels(self, Path(path), progress)
@@ -769,7 +776,7 @@ class Store:
     def export_history(
         self, path: PathLike, *, progress: Callable[[int], None] | None = None
     ) -> int:
-        """Write every label entry of every commit to ``.csv`` or ``.jsonl``; returns the row count."""
+        """Write every label entry of every commit to ``.csv``, ``.jsonl`` or ``.parquet``."""
         from ._io import export_history
 
         return export_history(self, Path(path), progress)
