@@ -47,6 +47,7 @@ from ._labels import (
     parse_label_values,
 )
 from ._overlay import _NO_UNDO, Overlay, chunk_labels
+from ._scoring import TopK
 from ._snapshot import Snapshot
 from ._types import IndexArray, PathLike
 from .errors import (
@@ -780,6 +781,72 @@ class Store:
         from ._io import export_history
 
         return export_history(self, Path(path), progress)
+
+    def score(
+        self,
+        fn: Callable[[np.ndarray], Any],
+        name: str,
+        *,
+        batch_rows: int = 4096,
+        shard: tuple[int, int] | str = (0, 1),
+    ) -> int:
+        """Score the Unlabeled rows chunk by chunk into ``scores/<name>``, resumably.
+
+        Parameters
+        ----------
+        fn
+            ``fn(rows) -> scores``: one number per row, called with at most
+            ``batch_rows`` rows at a time.
+        name
+            Name of the scoring (letters, digits, ``_-.``); one Zarr array each.
+        batch_rows
+            Rows per call of ``fn``.
+        shard
+            ``(i, n)`` or ``"i/n"``: score only chunks ``j`` with ``j % n == i``
+            (e.g. ``(SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT)``).
+
+        Returns
+        -------
+        int
+            Number of chunks scored by this call; chunks already complete are
+            skipped, so a killed or requeued job only redoes unfinished ones.
+
+        Notes
+        -----
+        Rows labeled when a chunk is scored get no score (NaN); items labeled
+        later are skipped by :meth:`top_k`. Items that become unlabeled again
+        (``remove_labels``) after their chunk was scored have no score until
+        the scoring is redone under a new name.
+        """
+        from ._scoring import score
+
+        self._check_open()
+        return score(self, fn, name, batch_rows=batch_rows, shard=shard)
+
+    def top_k(
+        self, name: str, k: int, *, largest: bool = True, allow_partial: bool = False
+    ) -> TopK:
+        """The ``k`` best still-unlabeled items of scoring ``name``, streaming.
+
+        Returns a :class:`TopK` (``dataset_indices``, ``scores``, ``version``),
+        best first. Memory is ``O(k + chunk_rows)`` whatever ``N`` is.
+
+        Raises
+        ------
+        InvalidInputError
+            No such scoring, or chunks not scored yet (unless ``allow_partial``).
+        """
+        from ._scoring import top_k
+
+        self._check_open()
+        return top_k(self, name, k, largest=largest, allow_partial=allow_partial)
+
+    def scoring_progress(self, name: str) -> tuple[int, int]:
+        """``(chunks done, chunks in all)`` of scoring ``name``."""
+        from ._scoring import done_chunks, open_scores
+
+        open_scores(self, name, create=False)
+        return len(done_chunks(self, name)), -(-self._n // self.chunk_rows)
 
     def plot_progress(self, path: PathLike) -> Path:
         """Plot labels over time per annotator and labels per round to a PNG (``plot`` extra)."""

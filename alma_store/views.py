@@ -187,6 +187,16 @@ class _View:
             self._store._check_open()
             yield idx, self._source.read_sorted(idx)  # sorted and unique by construction
 
+    def to_dask(self) -> Any:
+        """The view's rows as a ``dask.array.Array`` (``dask`` extra), one block per chunk.
+
+        Blocks read through the store's path at this view's version, so the
+        array pickles to workers and stays a snapshot.
+        """
+        from .dask import to_dask
+
+        return to_dask(self)
+
     def __iter__(self) -> Iterator[np.ndarray]:
         for _, rows in self.batches():
             yield from rows

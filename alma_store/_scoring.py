@@ -1,0 +1,213 @@
+"""Resumable, sharded scoring of the Unlabeled part, and streaming top-k.
+
+Scores live in the store, next to the state::
+
+    scores/<name>/meta.json    dtype, chunk_rows, the store version the run started at
+    scores/<name>/values       Zarr float array (N,), chunked like the mask; NaN = no score
+    scores/<name>/done/<j>     completion marker of chunk j (written last, atomically)
+
+A chunk is scored as a unit: its unlabeled rows are read, ``fn`` is applied in
+batches of ``batch_rows``, the whole chunk of scores is written and fsynced,
+and only then is its marker created. A job killed at any instant leaves each
+chunk either marked (complete) or not (redone next time), so a requeued job —
+a Slurm array task with the same ``shard`` — redoes only unfinished chunks.
+Shard ``(i, n)`` owns the chunks ``j`` with ``j % n == i``, so shards write
+disjoint chunk files and need no coordination.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import zarr
+
+from ._state import atomic_write
+from ._types import IndexArray
+from .errors import InvalidInputError
+from .journal import fsync_dir
+
+if TYPE_CHECKING:
+    from ._snapshot import Snapshot
+    from .store import Store
+
+ScoreFn = Callable[[np.ndarray], Any]
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+
+
+@dataclass(frozen=True, slots=True)
+class TopK:
+    """The best ``k`` still-unlabeled items of a scoring, at one store version.
+
+    Label them with ``store.add_labels(q.dataset_indices, labels,
+    relative_to="dataset", expected_version=q.version)`` so that a store that
+    moved on in the meantime is noticed.
+    """
+
+    dataset_indices: IndexArray
+    scores: np.ndarray
+    version: int
+
+
+def parse_shard(shard: object) -> tuple[int, int]:
+    """``(i, n)`` or ``"i/n"`` with ``0 <= i < n``."""
+    if isinstance(shard, str):
+        part, sep, total = shard.partition("/")
+        try:
+            shard = (int(part), int(total)) if sep else None
+        except ValueError:
+            shard = None
+    if (
+        not isinstance(shard, tuple)
+        or len(shard) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+        or not 0 <= shard[0] < shard[1]
+    ):
+        raise InvalidInputError(f"shard must be (i, n) or 'i/n' with 0 <= i < n, got {shard!r}")
+    return shard[0], shard[1]
+
+
+def _root(store: Store, name: str) -> Path:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidInputError(
+            f"a scores name must be 1-100 letters, digits, '_', '-' or '.', got {name!r}"
+        )
+    return store.path / "scores" / name
+
+
+def open_scores(store: Store, name: str, dtype: str = "float32", *, create: bool) -> zarr.Array:
+    """The scores array, created (under the writer lock) on first use."""
+    root = _root(store, name)
+    meta_path = root / "meta.json"
+    if not meta_path.exists():
+        if not create:
+            raise InvalidInputError(f"no scores named {name!r} in {store.path}")
+        with store._write_lock():
+            if not meta_path.exists():  # another shard may have won the race
+                root.mkdir(parents=True, exist_ok=True)
+                (root / "done").mkdir(exist_ok=True)
+                zarr.create_array(
+                    root / "values",
+                    shape=(len(store),),
+                    chunks=(store.chunk_rows,),
+                    dtype=dtype,
+                    fill_value=np.nan,
+                    overwrite=True,
+                )
+                meta = {
+                    "dtype": dtype,
+                    "chunk_rows": store.chunk_rows,
+                    "store_version": store.version,
+                    "created": time.time(),
+                }
+                atomic_write(meta_path, json.dumps(meta).encode())
+    meta = json.loads(meta_path.read_text())
+    if meta["chunk_rows"] != store.chunk_rows:
+        raise InvalidInputError(f"scores {name!r} do not match the store's chunking")
+    return zarr.open_array(root / "values", mode="r+" if create else "r")
+
+
+def done_chunks(store: Store, name: str) -> set[int]:
+    """Chunks of scores ``name`` that are complete."""
+    folder = _root(store, name) / "done"
+    if not folder.exists():
+        return set()
+    return {int(p) for p in os.listdir(folder) if p.isdigit()}
+
+
+def score_chunk(
+    store: Store, snap: Snapshot, fn: ScoreFn, name: str, arr: zarr.Array, j: int, batch_rows: int
+) -> None:
+    """Score the unlabeled rows of chunk ``j`` at ``snap``, write, fsync, mark done."""
+    lo, hi = snap._bounds(j)
+    keep = np.ones(hi - lo, bool)
+    keep[snap.labeled_marks(j)] = False
+    members = lo + np.flatnonzero(keep)
+    out = np.full(hi - lo, np.nan, dtype=arr.dtype)
+    for a in range(0, len(members), batch_rows):
+        idx = members[a : a + batch_rows]
+        rows = store.feature_source.read_sorted(idx)
+        scores = np.asarray(fn(rows))
+        if scores.shape != (len(idx),):
+            raise InvalidInputError(
+                f"the scoring function returned shape {scores.shape} for {len(idx)} rows; "
+                f"it must return one score per row, shape ({len(idx)},)"
+            )
+        if scores.dtype.kind not in "biuf":
+            raise InvalidInputError(f"scores must be numbers, got dtype {scores.dtype}")
+        out[idx - lo] = scores
+    arr[lo:hi] = out
+    root = _root(store, name)
+    folder = root / "values" / "c"
+    chunk_file = folder / str(j)
+    if chunk_file.exists():  # a chunk of all NaN (all labeled) is not stored
+        fd = os.open(chunk_file, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(folder)
+    atomic_write(root / "done" / str(j), b"")
+
+
+def score(
+    store: Store,
+    fn: ScoreFn,
+    name: str,
+    *,
+    batch_rows: int,
+    shard: object,
+    chunks: list[int] | None = None,
+) -> int:
+    """Score this shard's unfinished chunks; returns how many were scored now."""
+    if not callable(fn):
+        raise InvalidInputError(f"fn must be callable, got {fn!r}")
+    if not isinstance(batch_rows, int) or isinstance(batch_rows, bool) or batch_rows < 1:
+        raise InvalidInputError(f"batch_rows must be a positive int, got {batch_rows!r}")
+    i, n = parse_shard(shard)
+    arr = open_scores(store, name, create=True)
+    snap = store._current()
+    done = done_chunks(store, name)
+    n_chunks = len(snap.chunk_sizes)
+    todo = [
+        j for j in (range(n_chunks) if chunks is None else chunks) if j % n == i and j not in done
+    ]
+    for j in todo:
+        score_chunk(store, snap, fn, name, arr, j, batch_rows)
+    return len(todo)
+
+
+def top_k(store: Store, name: str, k: int, *, largest: bool, allow_partial: bool) -> TopK:
+    """Best ``k`` still-unlabeled items by score, streaming chunk by chunk."""
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise InvalidInputError(f"k must be a positive int, got {k!r}")
+    arr = open_scores(store, name, create=False)
+    snap = store._current()
+    done = done_chunks(store, name)
+    missing = [j for j in range(len(snap.chunk_sizes)) if j not in done]
+    if missing and not allow_partial:
+        raise InvalidInputError(
+            f"scores {name!r} are incomplete: {len(missing)} of {len(snap.chunk_sizes)} chunks "
+            f"not scored yet (e.g. {missing[:5]}); finish the run or pass allow_partial=True"
+        )
+    best_idx = np.empty(0, np.int64)
+    best_val = np.empty(0, np.float64)
+    sign = -1.0 if largest else 1.0  # keep the k smallest of sign * score
+    for j in sorted(done):
+        lo, hi = snap._bounds(j)
+        values = np.asarray(arr[lo:hi], dtype=np.float64)
+        usable = ~np.isnan(values)
+        usable[snap.labeled_marks(j)] = False  # labeled since scoring: not a candidate
+        local = np.flatnonzero(usable)
+        cand_idx = np.concatenate([best_idx, lo + local])
+        cand_val = np.concatenate([best_val, sign * values[local]])
+        keep = np.lexsort((cand_idx, cand_val))[:k]  # best first; ties go to the lower index
+        best_idx, best_val = cand_idx[keep], cand_val[keep]
+    return TopK(best_idx, sign * best_val, snap.version)

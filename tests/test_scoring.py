@@ -1,0 +1,195 @@
+"""Resumable sharded scoring, streaming top-k, Dask."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+import alma_store
+from alma_store import InvalidInputError
+
+from .conftest import REPO
+
+
+def norm_score(rows: np.ndarray) -> np.ndarray:
+    """A module-level scoring function (picklable for Dask workers)."""
+    return np.linalg.norm(rows, axis=1)
+
+
+def make(
+    tmp_path: Path, n: int = 1000, chunk_rows: int = 64
+) -> tuple[alma_store.Store, np.ndarray]:
+    X = np.random.default_rng(0).normal(size=(n, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", X)
+    store = alma_store.create(tmp_path / "s", str(tmp_path / "x.npy"), chunk_rows=chunk_rows)
+    labeled = np.random.default_rng(1).choice(n, n // 5, replace=False)
+    store.add_labels(labeled, np.zeros(len(labeled), np.int64), relative_to="dataset")
+    return store, X
+
+
+def brute_top_k(X: np.ndarray, mask: np.ndarray, k: int, largest: bool) -> np.ndarray:
+    scores = norm_score(X).astype(np.float32).astype(np.float64)
+    idx = np.flatnonzero(~mask)
+    key = -scores[idx] if largest else scores[idx]
+    return idx[np.lexsort((idx, key))[:k]]
+
+
+def test_score_and_top_k_match_brute_force(tmp_path: Path) -> None:
+    store, X = make(tmp_path)
+    assert store.score(norm_score, "norm", batch_rows=50, shard=(0, 3)) == 6
+    assert store.scoring_progress("norm") == (6, 16)
+    assert (
+        store.score(norm_score, "norm", shard="1/3") + store.score(norm_score, "norm", shard="2/3")
+        == 10
+    )
+    assert store.score(norm_score, "norm") == 0  # all done: nothing redone
+    mask = np.asarray(store.labeled_mask)
+    values = zarr.open_array(tmp_path / "s" / "scores" / "norm" / "values")[:]
+    assert np.isnan(values[mask]).all()
+    assert np.allclose(values[~mask], norm_score(X[~mask]))
+    for largest in (True, False):
+        q = store.top_k("norm", 25, largest=largest)
+        assert q.version == store.version
+        assert q.dataset_indices.tolist() == brute_top_k(X, mask, 25, largest).tolist()
+        assert np.allclose(q.scores, norm_score(X[q.dataset_indices]))
+    # Labeling the query (with stale-index protection) removes it from later queries.
+    q = store.top_k("norm", 5)
+    store.add_labels(
+        q.dataset_indices, np.ones(5, np.int64), relative_to="dataset", expected_version=q.version
+    )
+    with pytest.raises(alma_store.StaleIndexError):
+        store.add_labels([1], [1], relative_to="dataset", expected_version=q.version)
+    mask = np.asarray(store.labeled_mask)
+    assert store.top_k("norm", 5).dataset_indices.tolist() == brute_top_k(X, mask, 5, True).tolist()
+
+
+def test_scoring_errors(tmp_path: Path) -> None:
+    store, _ = make(tmp_path, n=200)
+    with pytest.raises(InvalidInputError, match=r"returned shape \(2,\) for 50 rows"):
+        store.score(lambda rows: np.zeros(2), "bad", batch_rows=50)
+    with pytest.raises(InvalidInputError, match="scores must be numbers"):
+        store.score(lambda rows: np.array(["x"] * len(rows)), "bad2")
+    with pytest.raises(InvalidInputError, match="a scores name"):
+        store.score(norm_score, "../evil")
+    for shard in [(2, 2), "1", (0, 0), "a/b", (True, 2)]:
+        with pytest.raises(InvalidInputError, match="shard must be"):
+            store.score(norm_score, "s", shard=shard)
+    with pytest.raises(InvalidInputError, match="no scores named 'nope'"):
+        store.top_k("nope", 3)
+    store.score(norm_score, "half", shard=(0, 2))
+    with pytest.raises(InvalidInputError, match="are incomplete: 2 of 4 chunks"):
+        store.top_k("half", 3)
+    assert len(store.top_k("half", 3, allow_partial=True).dataset_indices) == 3
+    with pytest.raises(InvalidInputError, match="k must be a positive int"):
+        store.top_k("half", 0, allow_partial=True)
+
+
+SCORER = r"""
+import sys, time, numpy as np, alma_store
+def slow(rows):
+    time.sleep(0.02)
+    return np.linalg.norm(rows, axis=1)
+with alma_store.open(sys.argv[1]) as s:
+    print(s.score(slow, "norm", batch_rows=16, shard=sys.argv[2]), flush=True)
+"""
+
+
+def start_scorer(path: Path, shard: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, "-c", SCORER, str(path), shard],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+@pytest.mark.slow
+def test_killed_scoring_resumes_to_the_same_result(tmp_path: Path) -> None:
+    store, _ = make(tmp_path, n=2000, chunk_rows=64)  # 32 chunks, ~0.1 s each
+    reference_dir = tmp_path / "ref"
+    reference_dir.mkdir()
+    reference, _ = make(reference_dir, n=2000, chunk_rows=64)
+    reference.score(norm_score, "norm")
+    store.close()
+    for _ in range(3):  # kill it three times at different moments, then let it finish
+        proc = start_scorer(tmp_path / "s", "0/1")
+        time.sleep(1.2)
+        proc.send_signal(signal.SIGKILL)
+        _, err = proc.communicate()
+        assert proc.returncode == -signal.SIGKILL, err
+    with alma_store.open(tmp_path / "s") as s:
+        done, total = s.scoring_progress("norm")
+        assert 0 < done < total
+    proc = start_scorer(tmp_path / "s", "0/1")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert int(out) == total - done  # only the unfinished chunks were redone
+    got = zarr.open_array(tmp_path / "s" / "scores" / "norm" / "values")[:]
+    want = zarr.open_array(reference_dir / "s" / "scores" / "norm" / "values")[:]
+    assert np.array_equal(got, want, equal_nan=True)
+    with alma_store.open(tmp_path / "s") as s:
+        assert (
+            s.top_k("norm", 50).dataset_indices.tolist()
+            == reference.top_k("norm", 50).dataset_indices.tolist()
+        )
+    reference.close()
+
+
+@pytest.mark.slow
+def test_shards_in_parallel_processes(tmp_path: Path) -> None:
+    store, X = make(tmp_path, n=1500, chunk_rows=50)
+    store.close()
+    procs = [start_scorer(tmp_path / "s", f"{i}/3") for i in range(3)]
+    counts = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        counts.append(int(out))
+    assert sum(counts) == 30
+    with alma_store.open(tmp_path / "s") as s:
+        mask = np.asarray(s.labeled_mask)
+        assert (
+            s.top_k("norm", 40).dataset_indices.tolist() == brute_top_k(X, mask, 40, True).tolist()
+        )
+
+
+@pytest.mark.slow
+def test_dask_matches_single_process(tmp_path: Path) -> None:
+    from dask.distributed import Client, LocalCluster
+
+    from alma_store import dask as alma_dask
+
+    store, _ = make(tmp_path, n=1200, chunk_rows=64)
+    unlabeled = store.unlabeled
+    with (
+        LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        assert alma_dask.score(store, norm_score, "dask", client=client) == 19
+        rows = client.compute(unlabeled.to_dask()).result()
+    store.add_labels([(0, 1)])  # the dask array stays a snapshot
+    assert np.array_equal(rows, np.asarray(unlabeled))
+    assert unlabeled.to_dask().compute(scheduler="synchronous").shape == unlabeled.shape
+    store.score(norm_score, "single")
+    dask_values = zarr.open_array(tmp_path / "s" / "scores" / "dask" / "values")[:]
+    single_values = zarr.open_array(tmp_path / "s" / "scores" / "single" / "values")[:]
+    # The single run scored one version later (one more label); compare where both scored.
+    both = ~np.isnan(single_values)
+    assert np.array_equal(dask_values[both], single_values[both])
+    assert (
+        store.top_k("dask", 30).dataset_indices.tolist()
+        == store.top_k("single", 30).dataset_indices.tolist()
+    )
+    store.close()
