@@ -324,6 +324,64 @@ if click is not None:
 
     @cli.command()
     @store_arg
+    @click.option(
+        "--fn",
+        "fn_path",
+        required=True,
+        help="Scoring function as module:function; called with a batch of rows.",
+    )
+    @click.option("--name", required=True, help="Name of the scoring.")
+    @click.option(
+        "--shard",
+        default="0/1",
+        show_default=True,
+        help="i/n: score the chunks j with j % n == i (e.g. a Slurm array task).",
+    )
+    @click.option(
+        "--batch-rows",
+        type=int,
+        default=4096,
+        show_default=True,
+        help="Rows per call of the function.",
+    )
+    def score(store: Path, fn_path: str, name: str, shard: str, batch_rows: int) -> None:
+        """Score the unlabeled rows of STORE; a rerun redoes only unfinished chunks."""
+        fn = _import_function(fn_path)
+        with open_store(store) as s:
+            n = s.score(fn, name, batch_rows=batch_rows, shard=shard)
+            done, total = s.scoring_progress(name)
+        click.echo(f"scored {n} chunks of {name!r} (shard {shard}); {done} of {total} done")
+
+    @cli.command()
+    @store_arg
+    @click.option("--name", required=True, help="Name of the scoring.")
+    @click.option("--top-k", "k", type=int, required=True, help="How many items.")
+    @click.option("--smallest", is_flag=True, help="Take the lowest scores instead.")
+    @click.option("--allow-partial", is_flag=True, help="Use the chunks scored so far.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    def query(
+        store: Path, name: str, k: int, smallest: bool, allow_partial: bool, as_json: bool
+    ) -> None:
+        """Print the best still-unlabeled items of a scoring of STORE."""
+        with open_store(store, mode="r") as s:
+            q = s.top_k(name, k, largest=not smallest, allow_partial=allow_partial)
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "version": q.version,
+                        "dataset_indices": q.dataset_indices.tolist(),
+                        "scores": q.scores.tolist(),
+                    }
+                )
+            )
+            return
+        click.echo(f"# store version {q.version}; label with --expected-version {q.version}")
+        for i, v in zip(q.dataset_indices.tolist(), q.scores.tolist(), strict=True):
+            click.echo(f"{i}\t{v:.6g}")
+
+    @cli.command()
+    @store_arg
     @click.argument("png", type=click.Path(path_type=Path))
     def plot(store: Path, png: Path) -> None:
         """Plot labels over time per annotator and classes per round of STORE to PNG."""
@@ -351,6 +409,24 @@ if click is not None:
                 run_demo(Path(tmp), rounds=rounds, echo=click.echo)
         else:
             run_demo(workdir, rounds=rounds, echo=click.echo)
+
+
+def _import_function(spec: str) -> Callable[..., Any]:
+    """``module:function`` -> the function (the current directory is importable)."""
+    import importlib
+
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise InvalidInputError(f"--fn must be module:function, got {spec!r}")
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise InvalidInputError(f"cannot import {spec!r}: {exc}") from None
+    if not callable(fn):
+        raise InvalidInputError(f"{spec!r} is not callable")
+    return fn
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -114,6 +114,8 @@ def test_every_command_has_help(capsys) -> None:
         "verify",
         "plot",
         "demo",
+        "score",
+        "query",
     }
     for name, command in cli.commands.items():
         assert command.help and command.help.strip(), name
@@ -127,3 +129,27 @@ def test_python_dash_m(tmp_path: Path) -> None:
         "import runpy, sys; sys.argv = ['alma', '--help']; runpy.run_module('alma_store', run_name='__main__')"
     )
     assert "Persistent, crash-safe" in out.stdout
+
+
+def test_score_and_query(tmp_path: Path, features: str, capsys, monkeypatch) -> None:
+    s = str(tmp_path / "s")
+    run(capsys, "init", s, features, "--chunk-rows", "4")
+    (tmp_path / "scoring_fn.py").write_text("def first(rows):\n    return rows[:, 0]\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(
+        capsys, "score", s, "--fn", "scoring_fn:first", "--name", "f", "--shard", "0/2"
+    )
+    assert code == 0 and "scored 3 chunks of 'f' (shard 0/2); 3 of 5 done" in out
+    code, _, err = run(capsys, "query", s, "--name", "f", "--top-k", "2")
+    assert code == 1 and "incomplete" in err
+    run(capsys, "score", s, "--fn", "scoring_fn:first", "--name", "f", "--shard", "1/2")
+    code, out, _ = run(capsys, "query", s, "--name", "f", "--top-k", "3", "--json")
+    assert json.loads(out) == {
+        "version": 0,
+        "dataset_indices": [19, 18, 17],
+        "scores": [38.0, 36.0, 34.0],
+    }
+    code, out, _ = run(capsys, "query", s, "--name", "f", "--top-k", "2", "--smallest")
+    assert out.splitlines()[1:] == ["0\t0", "1\t2"]
+    code, _, err = run(capsys, "score", s, "--fn", "nomodule:x", "--name", "g")
+    assert code == 1 and "cannot import 'nomodule:x'" in err
