@@ -1,0 +1,97 @@
+"""A PyTorch-style map dataset over a view (``torch`` itself is not imported here).
+
+``torch.utils.data.DataLoader`` accepts any object with ``__len__`` and
+``__getitem__``, and uses ``__getitems__`` for whole batches when present, so
+:class:`ViewDataset` works with it without importing torch (and costs nothing
+to users without torch). Batches are read in one sorted read per batch. The
+dataset pickles by path and version: DataLoader worker processes reopen the
+store read-only and see the same snapshot as the parent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from .views import _View
+
+__all__ = ["ViewDataset"]
+
+
+class ViewDataset:
+    """Rows (and, for the Labeled view, labels) of a view, indexed by view position.
+
+    Parameters
+    ----------
+    view
+        ``store.labeled`` or ``store.unlabeled`` (or a past version's view).
+    with_labels
+        Return ``(row, label)`` pairs; default: True for the Labeled view.
+    transform
+        Applied to each row (e.g. ``torch.from_numpy``); must pickle for workers.
+    """
+
+    def __init__(
+        self, view: _View, *, with_labels: bool | None = None, transform: Any = None
+    ) -> None:
+        if with_labels is None:
+            with_labels = view._labeled
+        if with_labels and not view._labeled:
+            raise InvalidInputError(
+                "with_labels needs the Labeled view; unlabeled rows have no labels"
+            )
+        self.path = Path(view._store.path)
+        self.version = view.version
+        self.labeled = view._labeled
+        self.with_labels = with_labels
+        self.transform = transform
+        self._view: _View | None = view
+        self._store: Any = None
+        self._len = len(view)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def _open(self) -> _View:
+        if self._view is None:  # in a worker process: reopen by path, at our version
+            from .store import open_store
+
+            self._store = open_store(self.path, mode="r")
+            past = self._store.at(version=self.version)
+            self._view = past.labeled if self.labeled else past.unlabeled
+        return self._view
+
+    def __getitem__(self, position: int) -> Any:
+        return self.__getitems__([position])[0]
+
+    def __getitems__(self, positions: list[int]) -> list[Any]:
+        view = self._open()
+        pos = np.asarray(positions, dtype=np.int64)
+        if pos.size and ((pos < 0) | (pos >= self._len)).any():
+            raise IndexError(
+                f"positions {pos[(pos < 0) | (pos >= self._len)].tolist()} out of range"
+            )
+        uniq, inverse = np.unique(pos, return_inverse=True)
+        dataset_idx = view.to_dataset_index(uniq)
+        rows = view._source.read_sorted(dataset_idx)[inverse]  # one sorted read per batch
+        if self.transform is not None:
+            rows = [self.transform(r) for r in rows]
+        if not self.with_labels:
+            return list(rows)
+        labels = view._snap.labels_at(dataset_idx)[inverse]
+        return list(zip(rows, labels, strict=True))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_view"] = None
+        state["_store"] = None
+        return state
+
+    def __repr__(self) -> str:
+        kind = "Labeled" if self.labeled else "Unlabeled"
+        return f"<ViewDataset {kind} of {str(self.path)!r} version={self.version} len={self._len}>"
