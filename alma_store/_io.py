@@ -166,75 +166,73 @@ def export_history(store: Store, path: Path, progress: Progress = None) -> int:
     return rows
 
 
+def _records(kind: str, f: Any, path: Path, store: Store) -> Iterator[tuple[int, Any, Any]]:
+    """``(line or row number, dataset_index, label)`` of each record, as read."""
+    if kind == "csv":
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or tuple(h.strip() for h in header[:2]) != LABEL_FIELDS:
+            raise InvalidInputError(
+                f"{path}: line 1: the header must start with 'dataset_index,label', got {header!r}"
+            )
+        for line, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) < 2:
+                raise InvalidInputError(f"{path}: line {line}: expected 2 fields, got {row!r}")
+            yield (
+                line,
+                _parse_index(row[0], path, line),
+                _parse_label_text(row[1], store, path, line),
+            )
+    elif kind == "parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(f)
+        if not set(LABEL_FIELDS) <= set(table.column_names):
+            raise InvalidInputError(
+                f"{path}: the table must have columns 'dataset_index' and 'label', "
+                f"got {table.column_names}"
+            )
+        for row_number, obj in enumerate(table.select(list(LABEL_FIELDS)).to_pylist(), start=1):
+            yield row_number, obj["dataset_index"], obj["label"]
+    else:
+        for line, text in enumerate(f, start=1):
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except ValueError as exc:
+                raise InvalidInputError(f"{path}: line {line}: not JSON: {exc}") from None
+            if not isinstance(obj, dict) or not set(LABEL_FIELDS) <= obj.keys():
+                raise InvalidInputError(
+                    f"{path}: line {line}: expected an object with 'dataset_index' and 'label'"
+                )
+            yield line, obj["dataset_index"], obj["label"]
+
+
 def read_labels_file(
     path: Path, store: Store, progress: Progress = None
 ) -> tuple[np.ndarray, list[Any], list[int]]:
     """Read and check every row: (dataset indices, labels, line numbers)."""
     kind = _format(path)
+    unit = "row" if kind == "parquet" else "line"
     indices: list[int] = []
     labels: list[Any] = []
     lines: list[int] = []
     try:
         opened = path.open("rb") if kind == "parquet" else path.open(encoding="utf-8", newline="")
         with opened as f:
-            if kind == "csv":
-                reader = csv.reader(f)
-                header = next(reader, None)
-                if header is None or tuple(h.strip() for h in header[:2]) != LABEL_FIELDS:
+            for line, index, label in _records(kind, f, path, store):
+                if not isinstance(index, int) or isinstance(index, bool):
                     raise InvalidInputError(
-                        f"{path}: line 1: the header must start with 'dataset_index,label', got {header!r}"
+                        f"{path}: {unit} {line}: dataset_index must be an integer, got {index!r}"
                     )
-                for line, row in enumerate(reader, start=2):
-                    if not row:
-                        continue
-                    if len(row) < 2:
-                        raise InvalidInputError(
-                            f"{path}: line {line}: expected 2 fields, got {row!r}"
-                        )
-                    indices.append(_parse_index(row[0], path, line))
-                    labels.append(_parse_label_text(row[1], store, path, line))
-                    lines.append(line)
-            elif kind == "parquet":
-                import pyarrow.parquet as pq
-
-                table = pq.read_table(f)
-                if not set(LABEL_FIELDS) <= set(table.column_names):
-                    raise InvalidInputError(
-                        f"{path}: the table must have columns 'dataset_index' and 'label', "
-                        f"got {table.column_names}"
-                    )
-                for line, obj in enumerate(table.select(list(LABEL_FIELDS)).to_pylist(), start=1):
-                    index = obj["dataset_index"]
-                    if not isinstance(index, int) or isinstance(index, bool):
-                        raise InvalidInputError(
-                            f"{path}: row {line}: dataset_index must be an integer, got {index!r}"
-                        )
-                    indices.append(index)
-                    labels.append(obj["label"])
-                    lines.append(line)
-            else:
-                for line, text in enumerate(f, start=1):
-                    if not text.strip():
-                        continue
-                    try:
-                        obj = json.loads(text)
-                    except ValueError as exc:
-                        raise InvalidInputError(f"{path}: line {line}: not JSON: {exc}") from None
-                    if not isinstance(obj, dict) or not set(LABEL_FIELDS) <= obj.keys():
-                        raise InvalidInputError(
-                            f"{path}: line {line}: expected an object with 'dataset_index' and 'label'"
-                        )
-                    index = obj["dataset_index"]
-                    if not isinstance(index, int) or isinstance(index, bool):
-                        raise InvalidInputError(
-                            f"{path}: line {line}: dataset_index must be an integer, got {index!r}"
-                        )
-                    indices.append(index)
-                    labels.append(obj["label"])
-                    lines.append(line)
+                indices.append(index)
+                labels.append(label)
+                lines.append(line)
     except FileNotFoundError:
         raise InvalidInputError(f"{path} does not exist") from None
-    unit = "row" if kind == "parquet" else "line"
     if progress is not None:
         progress(len(indices))
     idx = np.array(indices, dtype=np.int64)
