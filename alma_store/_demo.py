@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .store import create, open_store
+from ._create import create
+from .store import open_store
 
 
 def run_demo(

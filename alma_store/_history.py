@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .store import Store
 
 
-def _check_filters(kinds: tuple[str, ...] | None, start: int | None, stop: int | None) -> None:
+def check_filters(kinds: tuple[str, ...] | None, start: int | None, stop: int | None) -> None:
     if kinds is not None and (isinstance(kinds, str) or not all(k in KINDS for k in kinds)):
         raise InvalidInputError(f"kinds must be a tuple of {KINDS}, got {kinds!r}")
     for name, value in (("start", start), ("stop", stop)):
@@ -28,7 +28,7 @@ def _check_filters(kinds: tuple[str, ...] | None, start: int | None, stop: int |
             raise InvalidInputError(f"{name} must be a non-negative int or None, got {value!r}")
 
 
-def _filter_event(
+def filter_event(
     event: LabelEvent,
     annotator: str | None,
     round: int | None,

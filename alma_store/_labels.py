@@ -172,3 +172,47 @@ def encode_classes(values: Any, classes: tuple[str, ...]) -> Any:
             f"class code {int(bad)} is out of range for {len(classes)} classes {list(classes)}"
         )
     return codes if not isinstance(values, np.ndarray) or values.dtype.kind not in "iu" else values
+
+
+def parse_provenance(annotator: object, round: object, expected_version: object) -> dict[str, Any]:
+    """Validate the provenance arguments shared by every write."""
+    if annotator is not None and not isinstance(annotator, str):
+        raise InvalidInputError(f"annotator must be a str or None, got {annotator!r}")
+    for name, value in (("round", round), ("expected_version", expected_version)):
+        if value is not None and (
+            not isinstance(value, int | np.integer) or isinstance(value, bool)
+        ):
+            raise InvalidInputError(f"{name} must be an int or None, got {value!r}")
+    return {
+        "annotator": annotator,
+        "round": None if round is None else int(round),  # type: ignore[call-overload]
+        "expected_version": None if expected_version is None else int(expected_version),  # type: ignore[call-overload]
+    }
+
+
+def split_batch(labels: object, values: object) -> tuple[object, object]:
+    """Normalise the two ``add_labels`` spellings to (indices, values)."""
+    if values is not None:
+        if np.ndim(labels) != 1:
+            raise InvalidInputError(
+                "with values given, labels must be a 1-D sequence of indices, "
+                f"got {type(labels).__name__} of shape {np.shape(labels)}"
+            )
+        if np.ndim(values) == 0:
+            raise InvalidInputError(f"values must be a sequence of labels, got {values!r}")
+        if len(values) != len(labels):  # type: ignore[arg-type]
+            raise InvalidInputError(
+                f"values has length {len(values)} but indices has length {len(labels)}"  # type: ignore[arg-type]
+            )
+        return labels, values
+    if isinstance(labels, tuple):
+        labels = [labels]
+    if not isinstance(labels, list):
+        raise InvalidInputError(
+            "labels must be an (index, label) tuple or a list of them, or indices with values; "
+            f"got {type(labels).__name__}"
+        )
+    for item in labels:
+        if not isinstance(item, tuple | list) or len(item) != 2:
+            raise InvalidInputError(f"each label must be an (index, label) pair, got {item!r}")
+    return [item[0] for item in labels], [item[1] for item in labels]

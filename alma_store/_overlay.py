@@ -27,7 +27,7 @@ from ._types import BoolArray, IndexArray
 from .journal import LabelEvent
 
 _NOTHING = slice(0, 0)
-_NO_UNDO: tuple[IndexArray, BoolArray, None] = (np.empty(0, np.int64), np.empty(0, bool), None)
+NO_UNDO: tuple[IndexArray, BoolArray, None] = (np.empty(0, np.int64), np.empty(0, bool), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +103,7 @@ def undo_in_range(events: list[LabelEvent], lo: int, hi: int) -> Undo:
     its state before the oldest event that touched it.
     """
     if not events:
-        return _NO_UNDO
+        return NO_UNDO
     idx_parts, labeled_parts, value_parts = [], [], []
     for event in reversed(events):
         pick = np.flatnonzero((event.dataset_indices >= lo) & (event.dataset_indices < hi))[::-1]

@@ -22,8 +22,9 @@ try:
 except ImportError:  # pragma: no cover - exercised only without the extra
     click = None  # type: ignore[assignment]
 
+from ._create import create
 from .errors import AlmaError, InvalidInputError
-from .store import create, open_store
+from .store import open_store
 
 
 def _need_click() -> None:

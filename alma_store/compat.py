@@ -25,10 +25,11 @@ from typing import Any, Self
 
 import numpy as np
 
+from ._create import create
 from ._labels import infer_label_dtype, parse_label_dtype
 from ._types import PathLike
 from .errors import InvalidInputError
-from .store import Store, create, open_store
+from .store import Store, open_store
 
 __all__ = ["ActiveLearningManager"]
 

@@ -23,30 +23,24 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import threading
-import time
-import uuid as uuidlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal, Self
 
 import filelock
 import numpy as np
-import zarr
 
 from . import _state
-from ._history import RoundSummary, StoreAt, _check_filters, _filter_event, unlabeled_positions
+from ._history import RoundSummary, StoreAt, check_filters, filter_event, unlabeled_positions
 from ._labels import (
-    dtype_to_meta,
     encode_classes,
-    parse_classes,
     parse_label_dtype,
-    parse_label_shape,
     parse_label_values,
+    parse_provenance,
+    split_batch,
 )
-from ._overlay import _NO_UNDO, Overlay, chunk_labels
+from ._overlay import NO_UNDO, Overlay, chunk_labels
 from ._scoring import TopK
 from ._snapshot import Snapshot
 from ._types import IndexArray, PathLike
@@ -58,167 +52,18 @@ from .errors import (
     NotLabeledError,
     ReadOnlyError,
     StaleIndexError,
-    StoreExistsError,
     StoreNotFoundError,
 )
-from .features import FeatureSource, open_source, source_from
+from .features import FeatureSource, open_source
 from .index import parse_indices, view_to_dataset_indices
 from .journal import FILE_HEADER_SIZE, Journal, LabelEvent
 from .views import LabeledMask, LabeledView, UnlabeledView
 
-__all__ = ["CHECKPOINT_ROWS", "Store", "create", "open", "open_store"]
+__all__ = ["CHECKPOINT_ROWS", "Store", "open", "open_store"]
 
 FORMAT_VERSION = 1
 CHECKPOINT_ROWS = 65536
 """Journal entries after which a writer folds the tail into the Zarr arrays."""
-DEFAULT_CHUNK_ROWS = 1 << 15
-
-
-def create(
-    path: PathLike,
-    features: object,
-    *,
-    label_dtype: object = "int64",
-    label_shape: tuple[int, ...] = (),
-    classes: list[str] | None = None,
-    chunk_rows: int | None = None,
-    overwrite: bool = False,
-    progress: Callable[[int], None] | None = None,
-) -> Store:
-    """Create a store for ``features`` at ``path`` and open it for writing.
-
-    Parameters
-    ----------
-    path
-        Directory to create. It must not exist (or be empty), unless
-        ``overwrite`` is true and it holds a store.
-    features
-        The dataset ``D``, one row per item: a ``.npy`` path (memory-mapped,
-        never copied), a Zarr array (path or ``zarr.Array``), an HDF5 dataset
-        (``"file.h5:/name"`` or ``h5py.Dataset``), or an in-memory numpy array,
-        which is copied into the store as Zarr.
-    label_dtype
-        dtype of one label: numeric, bool, fixed-width ``"U<n>"`` or ``"str"``
-        (variable-length strings).
-    label_shape
-        Shape of one label; ``()`` for scalar labels.
-    classes
-        Optional class schema: labels are then given as class names (or
-        codes) and stored as codes ``0 .. len(classes) - 1`` (``label_dtype``
-        must be an integer dtype). An unknown class is an error.
-    chunk_rows
-        Rows per chunk of the mask and label arrays (and of the count index).
-        Default: 32,768 (an offset-map lookup decodes one 32 KiB mask chunk).
-    overwrite
-        Replace an existing store at ``path``.
-    progress
-        Called with the number of rows copied, block by block, while an
-        in-memory array is copied into the store (e.g. ``tqdm(...).update``).
-
-    Returns
-    -------
-    Store
-        The new store, opened with ``mode="r+"``.
-
-    Raises
-    ------
-    StoreExistsError
-        ``path`` exists and is not an empty directory (and not a store to overwrite).
-    InvalidInputError
-        A bad argument; nothing is created.
-    SourceMissingError
-        The feature path does not exist.
-
-    Examples
-    --------
-    >>> import numpy as np, tempfile, alma_store
-    >>> d = tempfile.mkdtemp()
-    >>> with alma_store.create(d + "/s", np.zeros((10, 3))) as store:
-    ...     store.add_labels([(2, 1), (5, 0)])
-    ...     store.unlabeled.to_dataset_index([0, 2, 4])
-    array([2, 5])
-    array([0, 3, 6])
-    """
-    root = Path(path)
-    dtype = parse_label_dtype(label_dtype)
-    shape = parse_label_shape(label_shape)
-    class_names = parse_classes(classes)
-    if class_names is not None and dtype.kind not in "iu":
-        raise InvalidInputError(f"with classes, label_dtype must be an integer dtype, got {dtype}")
-    if chunk_rows is not None and (
-        not isinstance(chunk_rows, int) or isinstance(chunk_rows, bool) or chunk_rows < 1
-    ):
-        raise InvalidInputError(f"chunk_rows must be a positive int, got {chunk_rows!r}")
-    if not isinstance(overwrite, bool):
-        raise InvalidInputError(f"overwrite must be a bool, got {overwrite!r}")
-    if root.exists():
-        is_store = (root / "meta.json").exists()
-        if not root.is_dir() or (any(root.iterdir()) and not (overwrite and is_store)):
-            what = "a store" if is_store else "not an empty directory"
-            raise StoreExistsError(
-                f"cannot create a store at {root}: it exists and is {what}"
-                + ("; pass overwrite=True to replace it" if is_store else "")
-            )
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.creating-"))
-    try:
-        if isinstance(features, np.ndarray):
-            if features.ndim < 1:
-                raise InvalidInputError("features must have at least one dimension, got a scalar")
-            rows = chunk_rows or DEFAULT_CHUNK_ROWS
-            copy = zarr.create_array(
-                tmp / "features",
-                shape=features.shape,
-                dtype=features.dtype,
-                chunks=(min(rows, max(1, len(features))), *features.shape[1:]),
-            )
-            for lo in range(0, len(features), rows):  # block by block, reporting progress
-                copy[lo : lo + rows] = features[lo : lo + rows]
-                if progress is not None:
-                    progress(min(rows, len(features) - lo))
-            source: FeatureSource = source_from(tmp / "features")
-            record = source.describe()
-            record["path"] = "features"
-        else:
-            source = source_from(features)
-            record = source.describe()
-        n_items = source.shape[0]
-        source.close()
-        rows = chunk_rows or DEFAULT_CHUNK_ROWS
-        uid = uuidlib.uuid4()
-        meta = {
-            "format": "alma_store",
-            "format_version": FORMAT_VERSION,
-            "uuid": uid.hex,
-            "n_items": n_items,
-            "chunk_rows": rows,
-            "label_dtype": dtype_to_meta(dtype),
-            "label_shape": list(shape),
-            "classes": None if class_names is None else list(class_names),
-            "features": record,
-            "created": time.time(),
-        }
-        Journal.create(tmp / "journal.bin", uid.bytes)
-        _state.create_arrays(tmp, n_items, rows, dtype, shape)
-        _state.write_checkpoint(
-            tmp,
-            version=0,
-            journal_offset=FILE_HEADER_SIZE,
-            counts=np.zeros(-(-n_items // rows), np.int64),
-        )
-        _state.atomic_write(tmp / "meta.json", json.dumps(meta, indent=1).encode())
-        if root.exists():
-            trash = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.old-"))
-            os.replace(root, trash / "store")
-            os.replace(tmp, root)
-            shutil.rmtree(trash)
-        else:
-            os.replace(tmp, root)
-        _state.fsync_dir(root.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return Store(root, mode="r+")
 
 
 def open_store(
@@ -430,12 +275,12 @@ class Store:
         ...     [(e.version, e.kind, e.annotator, e.dataset_indices.tolist()) for e in store.history()]
         [(1, 'add', 'ann', [0, 1]), (2, 'relabel', 'bob', [0])]
         """
-        _check_filters(kinds, start, stop)
+        check_filters(kinds, start, stop)
         current = self.version
         for event, _ in self._journal.iter_records():
             if event.version > current:
                 return
-            picked = _filter_event(event, annotator, round, kinds, start, stop)
+            picked = filter_event(event, annotator, round, kinds, start, stop)
             if picked is not None:
                 yield picked
 
@@ -594,12 +439,12 @@ class Store:
         nothing. When the call returns, the batch is on disk (fsynced).
         """
         self._check_writable()
-        indices, vals = _split_batch(labels, values)
+        indices, vals = split_batch(labels, values)
         if relative_to not in ("unlabeled", "dataset"):
             raise InvalidInputError(
                 f"relative_to must be 'unlabeled' or 'dataset', got {relative_to!r}"
             )
-        provenance = _parse_provenance(annotator, round, expected_version)
+        provenance = parse_provenance(annotator, round, expected_version)
         name = "positions" if relative_to == "unlabeled" else "dataset_indices"
         # Type, sign and duplicate checks first; the range is checked under the lock.
         idx = parse_indices(indices, name=name, upper=None)
@@ -663,7 +508,7 @@ class Store:
                 f"values has length {np.size(values) if np.ndim(values) else 'scalar'} "
                 f"but dataset_indices has length {np.size(dataset_indices)}"
             )
-        provenance = _parse_provenance(annotator, round, expected_version)
+        provenance = parse_provenance(annotator, round, expected_version)
         idx = parse_indices(dataset_indices, name="dataset_indices", upper=self._n)
         vals_arr = self._parse_values(values, len(idx))
 
@@ -693,7 +538,7 @@ class Store:
             As for :meth:`add_labels`; nothing is written.
         """
         self._check_writable()
-        provenance = _parse_provenance(annotator, round, expected_version)
+        provenance = parse_provenance(annotator, round, expected_version)
         idx = parse_indices(dataset_indices, name="dataset_indices", upper=self._n)
 
         def build(snap: Snapshot) -> LabelEvent:
@@ -900,7 +745,7 @@ class Store:
             mask[self._arrays.read_marks(j)] = True
             sl = overlay.in_range(lo, hi)
             mask[overlay.indices[sl] - lo] = overlay.labeled[sl]
-            labels = chunk_labels(self._arrays.read_labels(lo, hi), lo, overlay, _NO_UNDO)
+            labels = chunk_labels(self._arrays.read_labels(lo, hi), lo, overlay, NO_UNDO)
             chunks[j] = (mask, labels)
         self._arrays.write_chunks(chunks)
         _state.write_checkpoint(
@@ -943,59 +788,9 @@ class Store:
         CorruptStoreError
             The journal is damaged, or the Zarr state disagrees with it.
         """
-        snap = self._current()
-        expected: dict[int, Any] = {}
-        n_records = 0
-        for event, _ in self._journal.iter_records():
-            if event.version > snap.version:
-                break
-            n_records += 1
-            for k, i in enumerate(event.dataset_indices.tolist()):
-                if (i in expected) != event.labeled_before or (
-                    event.labeled_before and not np.array_equal(expected[i], event.values_before[k])
-                ):
-                    raise CorruptStoreError(
-                        f"journal record {event.version} ({event.kind}) does not follow from the "
-                        f"records before it at dataset index {i}"
-                    )
-                if event.labeled_after:
-                    expected[i] = event.values[k]
-                else:
-                    del expected[i]
-        if n_records != snap.version:
-            raise CorruptStoreError(
-                f"the journal holds {n_records} records but the store is at version {snap.version}"
-            )
-        idx = np.array(sorted(expected), dtype=np.int64)
-        counts = np.bincount(idx // self.chunk_rows, minlength=len(snap.labeled_counts))
-        if not np.array_equal(counts, snap.labeled_counts):
-            bad = np.flatnonzero(counts != snap.labeled_counts)
-            raise CorruptStoreError(
-                f"labeled counts disagree with the journal in chunks {bad.tolist()}"
-            )
-        for j in range(len(counts)):  # every chunk: a stray True in an empty one is damage too
-            if progress is not None:
-                progress(1)
-            lo, hi = self._arrays.chunk_bounds(j)
-            marks = snap.read_marks(j)
-            want = idx[(idx >= lo) & (idx < hi)]
-            if not np.array_equal(marks + lo, want):
-                raise CorruptStoreError(f"the mask of chunk {j} disagrees with the journal")
-            if len(want):
-                _, labels = snap.labels_chunk(j)
-                for i in want.tolist():
-                    if not np.array_equal(labels[i - lo], expected[i]):
-                        raise CorruptStoreError(
-                            f"the label of dataset index {i} disagrees with the journal"
-                        )
-        return {
-            "version": snap.version,
-            "num_labeled": len(idx),
-            "records": n_records,
-            "chunks_checked": len(counts),
-        }
+        from ._verify import verify
 
-    # -- lifecycle -----------------------------------------------------------
+        return verify(self, self._current(), progress)
 
     def close(self, *, checkpoint: bool = True) -> None:
         """Release the store's files; a writer first checkpoints its journal tail.
@@ -1026,50 +821,6 @@ class Store:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"version={self.version}, labeled={self.num_labeled}"
         return f"<alma_store.Store {str(self.path)!r} N={self._n} {state} mode={self.mode!r}>"
-
-
-def _parse_provenance(annotator: object, round: object, expected_version: object) -> dict[str, Any]:
-    """Validate the provenance arguments shared by every write."""
-    if annotator is not None and not isinstance(annotator, str):
-        raise InvalidInputError(f"annotator must be a str or None, got {annotator!r}")
-    for name, value in (("round", round), ("expected_version", expected_version)):
-        if value is not None and (
-            not isinstance(value, int | np.integer) or isinstance(value, bool)
-        ):
-            raise InvalidInputError(f"{name} must be an int or None, got {value!r}")
-    return {
-        "annotator": annotator,
-        "round": None if round is None else int(round),  # type: ignore[call-overload]
-        "expected_version": None if expected_version is None else int(expected_version),  # type: ignore[call-overload]
-    }
-
-
-def _split_batch(labels: object, values: object) -> tuple[object, object]:
-    """Normalise the two ``add_labels`` spellings to (indices, values)."""
-    if values is not None:
-        if np.ndim(labels) != 1:
-            raise InvalidInputError(
-                "with values given, labels must be a 1-D sequence of indices, "
-                f"got {type(labels).__name__} of shape {np.shape(labels)}"
-            )
-        if np.ndim(values) == 0:
-            raise InvalidInputError(f"values must be a sequence of labels, got {values!r}")
-        if len(values) != len(labels):  # type: ignore[arg-type]
-            raise InvalidInputError(
-                f"values has length {len(values)} but indices has length {len(labels)}"  # type: ignore[arg-type]
-            )
-        return labels, values
-    if isinstance(labels, tuple):
-        labels = [labels]
-    if not isinstance(labels, list):
-        raise InvalidInputError(
-            "labels must be an (index, label) tuple or a list of them, or indices with values; "
-            f"got {type(labels).__name__}"
-        )
-    for item in labels:
-        if not isinstance(item, tuple | list) or len(item) != 2:
-            raise InvalidInputError(f"each label must be an (index, label) pair, got {item!r}")
-    return [item[0] for item in labels], [item[1] for item in labels]
 
 
 open = open_store  # the public name: alma_store.open(path)
