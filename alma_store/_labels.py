@@ -150,6 +150,7 @@ def encode_classes(values: Any, classes: tuple[str, ...]) -> Any:
     >>> encode_classes(["cat", 1, "dog"], ("cat", "dog"))
     [0, 1, 1]
     """
+    codes: Any
     if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
         codes = values
     else:
@@ -190,7 +191,7 @@ def parse_provenance(annotator: object, round: object, expected_version: object)
     }
 
 
-def split_batch(labels: object, values: object) -> tuple[object, object]:
+def split_batch(labels: Any, values: Any) -> tuple[Any, Any]:
     """Normalise the two ``add_labels`` spellings to (indices, values)."""
     if values is not None:
         if np.ndim(labels) != 1:
@@ -200,9 +201,9 @@ def split_batch(labels: object, values: object) -> tuple[object, object]:
             )
         if np.ndim(values) == 0:
             raise InvalidInputError(f"values must be a sequence of labels, got {values!r}")
-        if len(values) != len(labels):  # type: ignore[arg-type]
+        if len(values) != len(labels):
             raise InvalidInputError(
-                f"values has length {len(values)} but indices has length {len(labels)}"  # type: ignore[arg-type]
+                f"values has length {len(values)} but indices has length {len(labels)}"
             )
         return labels, values
     if isinstance(labels, tuple):

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 try:
     import click
@@ -195,7 +195,7 @@ if click is not None:
     def label(
         store: Path,
         pairs: tuple[str, ...],
-        relative: str,
+        relative: Literal["unlabeled", "dataset"],
         annotator: str | None,
         round_: int | None,
         expected_version: int | None,

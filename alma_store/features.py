@@ -288,7 +288,7 @@ def source_from(features: object) -> FeatureSource:
     if isinstance(features, zarr.Array):
         return ZarrSource(features)
     if type(features).__module__.startswith("h5py") and type(features).__name__ == "Dataset":
-        return HDF5Source(features)  # type: ignore[arg-type]
+        return HDF5Source(features)
     if isinstance(features, str | os.PathLike):
         text = os.fspath(features)
         path = Path(text)

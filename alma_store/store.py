@@ -472,8 +472,8 @@ class Store:
 
     def relabel(
         self,
-        dataset_indices: object,
-        values: object,
+        dataset_indices: Any,
+        values: Any,
         *,
         annotator: str | None = None,
         round: int | None = None,
@@ -503,7 +503,7 @@ class Store:
             As for :meth:`add_labels`; nothing is written.
         """
         self._check_writable()
-        if np.ndim(values) == 0 or len(values) != np.size(dataset_indices):  # type: ignore[arg-type]
+        if np.ndim(values) == 0 or len(values) != np.size(dataset_indices):
             raise InvalidInputError(
                 f"values has length {np.size(values) if np.ndim(values) else 'scalar'} "
                 f"but dataset_indices has length {np.size(dataset_indices)}"

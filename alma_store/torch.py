@@ -78,11 +78,10 @@ class ViewDataset:
             )
         uniq, inverse = np.unique(pos, return_inverse=True)
         dataset_idx = view.to_dataset_index(uniq)
-        rows = view._source.read_sorted(dataset_idx)[inverse]  # one sorted read per batch
-        if self.transform is not None:
-            rows = [self.transform(r) for r in rows]
+        batch = view._source.read_sorted(dataset_idx)[inverse]  # one sorted read per batch
+        rows = [self.transform(r) for r in batch] if self.transform is not None else list(batch)
         if not self.with_labels:
-            return list(rows)
+            return rows
         labels = view._snap.labels_at(dataset_idx)[inverse]
         return list(zip(rows, labels, strict=True))
 

@@ -151,8 +151,7 @@ class _View:
         pending: list[IndexArray] = []
         have = 0
         rows = self._snap.chunk_rows
-        for j in np.flatnonzero(self._counts):
-            j = int(j)
+        for j in np.flatnonzero(self._counts).tolist():
             lo = j * rows
             if self._counts[j] == self._snap.chunk_sizes[j]:
                 members = np.arange(lo, lo + int(self._counts[j]), dtype=np.int64)
