@@ -6,13 +6,34 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._overlay import Overlay, Undo, chunk_labels, chunk_marks, undo_in_range
+from ._overlay import NO_UNDO, Overlay, Undo, chunk_labels, chunk_marks, undo_in_range
 from ._types import BoolArray, IndexArray
+from .errors import CorruptStoreError
 from .index import chunk_sizes, contains
 from .journal import LabelEvent
 
 if TYPE_CHECKING:
     from .store import Store
+
+
+class MarksIndex:
+    """The sorted labeled offsets of every chunk at one checkpoint (memory-mapped)."""
+
+    def __init__(self, version: int, marks: np.ndarray, counts: IndexArray) -> None:
+        self.version = version
+        self._marks = marks
+        self._counts = counts
+        self._ends = np.cumsum(counts)
+
+    def base(self, j: int) -> IndexArray:
+        """Labeled offsets of chunk ``j`` at the checkpoint, checked for damage."""
+        hi = int(self._ends[j])
+        out = np.asarray(self._marks[hi - int(self._counts[j]) : hi], dtype=np.int64)
+        if (len(out) > 1 and not (out[1:] > out[:-1]).all()) or (len(out) and out[0] < 0):
+            raise CorruptStoreError(
+                f"the marks index of checkpoint {self.version} is damaged at chunk {j}"
+            )
+        return out
 
 
 class Snapshot:
@@ -23,9 +44,17 @@ class Snapshot:
     :mod:`alma_store._overlay`), however far the store has moved on since.
     """
 
-    def __init__(self, store: Store, overlay: Overlay, journal_offset: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        overlay: Overlay,
+        journal_offset: int,
+        marks_index: MarksIndex | None = None,
+    ) -> None:
         self._store = store
         self._overlay = overlay
+        # Given only when the overlay starts at the index's checkpoint.
+        self._marks_index = marks_index
         self._offset = journal_offset  # just past the record of `version`
         self._old: list[LabelEvent] = []
         self._old_end = journal_offset
@@ -51,6 +80,15 @@ class Snapshot:
             return _EMPTY
         if count == size:
             return np.arange(size, dtype=np.int64)
+        if self._marks_index is not None:
+            # The checkpoint's offsets plus the tail since: no chunk file is read.
+            lo, hi = self._bounds(j)
+            base = self._marks_index.base(j)
+            if len(base) and base[-1] >= hi - lo:
+                raise CorruptStoreError(
+                    f"the marks index of checkpoint {self._marks_index.version} is damaged at chunk {j}"
+                )
+            return chunk_marks(base, lo, hi - lo, self._overlay, NO_UNDO)
         return self.read_marks(j)
 
     def read_marks(self, j: int) -> IndexArray:

@@ -28,6 +28,7 @@ import struct
 import tempfile
 import zlib
 from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,8 @@ from .errors import CorruptStoreError
 from .journal import fsync_dir
 
 CKPT_MAGIC = b"ALMACKP1"
+MARKS_MAGIC = b"ALMAMRK1"
+MARKS_HEADER = 32
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -80,6 +83,7 @@ def create_arrays(
         fill_value=None,
     )
     n_chunks = -(-n_items // chunk_rows)
+    write_marks(root, 0, [])
     write_checkpoint(root, version=0, journal_offset=-1, counts=np.zeros(n_chunks, np.int64))
 
 
@@ -90,6 +94,64 @@ def write_checkpoint(root: Path, *, version: int, journal_offset: int, counts: I
     ).encode()
     body = CKPT_MAGIC + struct.pack("<I", len(head)) + head + counts.astype("<i8").tobytes()
     atomic_write(root / "checkpoint.bin", body + struct.pack("<I", zlib.crc32(body)))
+
+
+def marks_path(root: Path, version: int) -> Path:
+    """The marks index of checkpoint ``version``."""
+    return root / f"marks-{version}.bin"
+
+
+def write_marks(root: Path, version: int, parts: Iterable[IndexArray]) -> None:
+    """Write the marks index of checkpoint ``version`` durably (before its checkpoint file).
+
+    The file is a 32-byte header (magic, version, total, crc32 of those) and
+    then, chunk after chunk, the sorted offsets of each chunk's labeled rows as
+    int32; the checkpoint's per-chunk counts say where each chunk's run starts.
+    """
+    path = marks_path(root, version)
+    fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(b"\0" * MARKS_HEADER)
+            total = 0
+            for part in parts:
+                f.write(np.ascontiguousarray(part, dtype="<i4").tobytes())
+                total += len(part)
+            head = MARKS_MAGIC + struct.pack("<QQ", version, total)
+            f.seek(0)
+            f.write(head + struct.pack("<I", zlib.crc32(head)) + b"\0\0\0\0")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(root)
+
+
+def open_marks(root: Path, version: int, total: int) -> np.ndarray | None:
+    """Memory-map the marks index of checkpoint ``version``; None if it is not there."""
+    path = marks_path(root, version)
+    try:
+        with path.open("rb") as f:
+            head = f.read(MARKS_HEADER)
+    except FileNotFoundError:
+        return None
+    want = MARKS_MAGIC + struct.pack("<QQ", version, total)
+    if head[:24] != want or head[24:28] != struct.pack("<I", zlib.crc32(want)):
+        raise CorruptStoreError(f"{path} is damaged or does not match the checkpoint")
+    if path.stat().st_size != MARKS_HEADER + 4 * total:
+        raise CorruptStoreError(f"{path} has the wrong size for {total} offsets")
+    if total == 0:
+        return np.empty(0, "<i4")
+    return np.memmap(path, dtype="<i4", mode="r", offset=MARKS_HEADER, shape=(total,))
+
+
+def remove_marks_except(root: Path, version: int) -> None:
+    """Delete the marks indexes of older checkpoints (readers keep theirs mapped)."""
+    for path in root.glob("marks-*.bin"):
+        if path.name != marks_path(root, version).name:
+            path.unlink(missing_ok=True)
 
 
 def read_checkpoint(root: Path, n_chunks: int) -> tuple[int, int, IndexArray]:

@@ -53,6 +53,8 @@ def verify(store: Store, snap: Snapshot, progress: Callable[[int], None] | None)
         want = idx[(idx >= lo) & (idx < hi)]
         if not np.array_equal(marks + lo, want):
             raise CorruptStoreError(f"the mask of chunk {j} disagrees with the journal")
+        if not np.array_equal(snap.labeled_marks(j) + lo, want):  # through the marks index
+            raise CorruptStoreError(f"the marks index disagrees with the journal at chunk {j}")
         if len(want):
             _, labels = snap.labels_chunk(j)
             for i in want.tolist():

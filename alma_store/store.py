@@ -42,7 +42,7 @@ from ._labels import (
 )
 from ._overlay import NO_UNDO, Overlay, chunk_labels
 from ._scoring import TopK
-from ._snapshot import Snapshot
+from ._snapshot import MarksIndex, Snapshot
 from ._types import IndexArray, PathLike
 from .errors import (
     AlreadyLabeledError,
@@ -165,6 +165,8 @@ class Store:
         old_ends = getattr(self, "_ends", [])
         overlay = Overlay.empty(version, counts, self.label_dtype, self.label_shape)
         self._ckpt = (version, offset, counts)
+        marks = _state.open_marks(self.path, version, int(counts.sum()))
+        self._marks_index = None if marks is None else MarksIndex(version, marks, counts)
         self._events: list[LabelEvent] = []
         self._ends: list[int] = []
         self._read_offset = offset
@@ -214,7 +216,7 @@ class Store:
             self._refresh()
             if self._snapshot is None:
                 offset = self._ends[-1] if self._ends else self._read_offset
-                self._snapshot = Snapshot(self, self._overlay, offset)
+                self._snapshot = Snapshot(self, self._overlay, offset, self._marks_index)
             return self._snapshot
 
     def _snapshot_at(self, version: int) -> Snapshot:
@@ -234,7 +236,7 @@ class Store:
                 for event in self._events[: version - base]:
                     overlay = overlay.apply(event, self.chunk_rows)
                 offset = self._ends[version - base - 1] if version > base else base_offset
-                return Snapshot(self, overlay, offset)
+                return Snapshot(self, overlay, offset, self._marks_index)
             # Older than the checkpoint: take the events back out of its counts.
             counts = base_counts.copy()
             offset = FILE_HEADER_SIZE
@@ -738,7 +740,7 @@ class Store:
         if not self._events:
             return
         touched = np.unique(overlay.indices // self.chunk_rows)
-        chunks = {}
+        chunks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for j in touched.tolist():
             lo, hi = self._arrays.chunk_bounds(j)
             mask = np.zeros(hi - lo, bool)
@@ -748,12 +750,21 @@ class Store:
             labels = chunk_labels(self._arrays.read_labels(lo, hi), lo, overlay, NO_UNDO)
             chunks[j] = (mask, labels)
         self._arrays.write_chunks(chunks)
+        old = self._marks_index
+        parts = (
+            np.flatnonzero(chunks[j][0])
+            if j in chunks
+            else (old.base(j) if old is not None else self._arrays.read_marks(j))
+            for j in range(len(overlay.counts))
+        )
+        _state.write_marks(self.path, overlay.version, parts)
         _state.write_checkpoint(
             self.path,
             version=overlay.version,
             journal_offset=self._read_offset,
             counts=overlay.counts,
         )
+        _state.remove_marks_except(self.path, overlay.version)
         self._load_checkpoint()
 
     def _write_lock(self) -> Any:

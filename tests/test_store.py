@@ -271,6 +271,23 @@ def test_damaged_files_give_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(CorruptStoreError, match=r"mask chunk .* damaged"):
         alma_store.open(p).verify()
 
+    p = fresh("marks")
+    with alma_store.open(p) as s:
+        s.checkpoint()
+    marks = next(p.glob("marks-*.bin"))
+    raw = bytearray(marks.read_bytes())
+    raw[-4:] = (7).to_bytes(4, "little")  # the last offset now repeats or breaks the order
+    raw_first = bytes(raw)
+    marks.write_bytes(raw_first)
+    with pytest.raises(CorruptStoreError, match="marks index"):
+        alma_store.open(p).verify()
+    marks.write_bytes(raw_first[:-4])
+    with pytest.raises(CorruptStoreError, match="wrong size"):
+        alma_store.open(p)
+    marks.write_bytes(b"x" * 40)
+    with pytest.raises(CorruptStoreError, match="damaged or does not match"):
+        alma_store.open(p)
+
     p = fresh("meta")
     (p / "meta.json").write_text("{")
     with pytest.raises(CorruptStoreError, match=r"meta\.json is damaged"):
