@@ -83,7 +83,7 @@ def create_arrays(
         fill_value=None,
     )
     n_chunks = -(-n_items // chunk_rows)
-    write_marks(root, 0, [])
+    write_marks(root, 0, [np.empty(0, np.int64)] * n_chunks, n_chunks)
     write_checkpoint(root, version=0, journal_offset=-1, counts=np.zeros(n_chunks, np.int64))
 
 
@@ -101,25 +101,29 @@ def marks_path(root: Path, version: int) -> Path:
     return root / f"marks-{version}.bin"
 
 
-def write_marks(root: Path, version: int, parts: Iterable[IndexArray]) -> None:
+def write_marks(root: Path, version: int, parts: Iterable[IndexArray], n_chunks: int) -> None:
     """Write the marks index of checkpoint ``version`` durably (before its checkpoint file).
 
-    The file is a 32-byte header (magic, version, total, crc32 of those) and
-    then, chunk after chunk, the sorted offsets of each chunk's labeled rows as
-    int32; the checkpoint's per-chunk counts say where each chunk's run starts.
+    Layout: a 32-byte header (magic, version u64, total u64, n_chunks u32,
+    crc32 of the 28 bytes before it), a crc32 per chunk (u32) of that chunk's
+    offsets, then chunk after chunk the sorted offsets of its labeled rows
+    (int32); the checkpoint's counts say where each chunk's run starts.
     """
     path = marks_path(root, version)
     fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(b"\0" * MARKS_HEADER)
+            f.write(b"\0" * (MARKS_HEADER + 4 * n_chunks))
             total = 0
-            for part in parts:
-                f.write(np.ascontiguousarray(part, dtype="<i4").tobytes())
+            crcs = np.zeros(n_chunks, "<u4")
+            for j, part in enumerate(parts):
+                raw = np.ascontiguousarray(part, dtype="<i4").tobytes()
+                crcs[j] = zlib.crc32(raw)
+                f.write(raw)
                 total += len(part)
-            head = MARKS_MAGIC + struct.pack("<QQ", version, total)
+            head = MARKS_MAGIC + struct.pack("<QQI", version, total, n_chunks)
             f.seek(0)
-            f.write(head + struct.pack("<I", zlib.crc32(head)) + b"\0\0\0\0")
+            f.write(head + struct.pack("<I", zlib.crc32(head)) + crcs.tobytes())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -129,22 +133,25 @@ def write_marks(root: Path, version: int, parts: Iterable[IndexArray]) -> None:
     fsync_dir(root)
 
 
-def open_marks(root: Path, version: int, total: int) -> np.ndarray | None:
-    """Memory-map the marks index of checkpoint ``version``; None if it is not there."""
+def open_marks(
+    root: Path, version: int, total: int, n_chunks: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Map the marks index of checkpoint ``version``: (per-chunk crc32s, offsets), or None."""
     path = marks_path(root, version)
     try:
         with path.open("rb") as f:
             head = f.read(MARKS_HEADER)
     except FileNotFoundError:
         return None
-    want = MARKS_MAGIC + struct.pack("<QQ", version, total)
-    if head[:24] != want or head[24:28] != struct.pack("<I", zlib.crc32(want)):
+    want = MARKS_MAGIC + struct.pack("<QQI", version, total, n_chunks)
+    if head[:28] != want or head[28:32] != struct.pack("<I", zlib.crc32(want)):
         raise CorruptStoreError(f"{path} is damaged or does not match the checkpoint")
-    if path.stat().st_size != MARKS_HEADER + 4 * total:
+    if path.stat().st_size != MARKS_HEADER + 4 * (n_chunks + total):
         raise CorruptStoreError(f"{path} has the wrong size for {total} offsets")
-    if total == 0:
-        return np.empty(0, "<i4")
-    return np.memmap(path, dtype="<i4", mode="r", offset=MARKS_HEADER, shape=(total,))
+    mapped = np.memmap(path, dtype="<u4", mode="r", offset=0).view(np.ndarray)
+    crcs = mapped[MARKS_HEADER // 4 : MARKS_HEADER // 4 + n_chunks]
+    marks = mapped[MARKS_HEADER // 4 + n_chunks :].view("<i4")
+    return crcs, marks
 
 
 def remove_marks_except(root: Path, version: int) -> None:

@@ -55,7 +55,7 @@ from .errors import (
     StoreNotFoundError,
 )
 from .features import FeatureSource, open_source
-from .index import parse_indices, view_to_dataset_indices
+from .index import parse_indices
 from .journal import FILE_HEADER_SIZE, Journal, LabelEvent
 from .views import LabeledMask, LabeledView, UnlabeledView
 
@@ -165,8 +165,8 @@ class Store:
         old_ends = getattr(self, "_ends", [])
         overlay = Overlay.empty(version, counts, self.label_dtype, self.label_shape)
         self._ckpt = (version, offset, counts)
-        marks = _state.open_marks(self.path, version, int(counts.sum()))
-        self._marks_index = None if marks is None else MarksIndex(version, marks, counts)
+        mapped = _state.open_marks(self.path, version, int(counts.sum()), len(counts))
+        self._marks_index = None if mapped is None else MarksIndex(version, *mapped, counts)
         self._events: list[LabelEvent] = []
         self._ends: list[int] = []
         self._read_offset = offset
@@ -455,14 +455,7 @@ class Store:
         def build(snap: Snapshot) -> LabelEvent:
             if relative_to == "unlabeled":
                 pos = parse_indices(idx, name="positions", upper=self._n - snap.num_labeled)
-                dataset_idx = view_to_dataset_indices(
-                    pos,
-                    snap.unlabeled_counts,
-                    self.chunk_rows,
-                    snap.labeled_marks,
-                    of_labeled=False,
-                    whole=snap.all_unlabeled,
-                )
+                dataset_idx = snap.map_positions(pos, of_labeled=False)
             else:
                 dataset_idx = parse_indices(idx, name="dataset_indices", upper=self._n)
                 is_labeled = snap.is_labeled(dataset_idx)
@@ -757,7 +750,7 @@ class Store:
             else (old.base(j) if old is not None else self._arrays.read_marks(j))
             for j in range(len(overlay.counts))
         )
-        _state.write_marks(self.path, overlay.version, parts)
+        _state.write_marks(self.path, overlay.version, parts, len(overlay.counts))
         _state.write_checkpoint(
             self.path,
             version=overlay.version,

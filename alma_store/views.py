@@ -20,7 +20,7 @@ import numpy as np
 
 from ._types import IndexArray
 from .errors import InvalidIndexError, InvalidInputError
-from .index import parse_indices, view_to_dataset_indices
+from .index import parse_indices
 
 if TYPE_CHECKING:
     from ._snapshot import Snapshot
@@ -121,14 +121,7 @@ class _View:
 
     def _map(self, pos: IndexArray) -> IndexArray:
         self._store._check_open()
-        return view_to_dataset_indices(
-            pos,
-            self._counts,
-            self._snap.chunk_rows,
-            self._snap.labeled_marks,
-            of_labeled=self._labeled,
-            whole=self._snap.all_labeled if self._labeled else self._snap.all_unlabeled,
-        )
+        return self._snap.map_positions(pos, of_labeled=self._labeled)
 
     def _read(self, dataset_indices: IndexArray) -> np.ndarray:
         """Feature rows at ``dataset_indices`` (any order, repeats allowed)."""
