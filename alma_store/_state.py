@@ -6,6 +6,7 @@ This module is the only writer of Zarr data. Layout inside a store directory::
       mask              bool (N,), chunks (chunk_rows,), blosc-lz4
       labels            label dtype (N, *label_shape), same row chunking
     checkpoint.bin      version c0, journal offset, per-chunk labeled counts
+    marks-<c0>.bin      every chunk's sorted labeled offsets at c0, crc32 per chunk
 
 The checkpoint file says: "the journal up to byte ``journal_offset`` (version
 ``c0``) is folded into the Zarr arrays, and chunk ``j`` holds ``counts[j]``

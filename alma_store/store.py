@@ -5,6 +5,7 @@ A store is a directory::
     meta.json         geometry, label dtype, feature source and its fingerprint
     journal.bin       append-only, fsynced label journal: the source of truth
     checkpoint.bin    version and per-chunk labeled counts the Zarr arrays hold
+    marks-<c>.bin     every chunk's sorted labeled offsets at checkpoint c (memory-mapped)
     state/            Zarr group: labeled mask and labels (see alma_store._state)
     features/         a Zarr copy of the features, only when given in memory
     lock              the writer lock file
