@@ -126,6 +126,12 @@ def chunk_marks(
     sl = overlay.in_range(lo, lo + size)
     if not u_idx.size and sl.start == sl.stop:
         return disk_marks  # nothing happened here since the checkpoint
+    if not u_idx.size and 8 * (len(disk_marks) + sl.stop - sl.start) < size:
+        # Few labels here: merge sorted offsets instead of building a chunk-sized mask.
+        local = overlay.indices[sl] - lo
+        now = overlay.labeled[sl]
+        kept = disk_marks[~np.isin(disk_marks, local[~now])]
+        return np.union1d(kept, local[now])
     mask = np.zeros(size, bool)
     mask[disk_marks] = True
     if u_idx.size:
