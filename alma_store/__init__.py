@@ -11,7 +11,7 @@ and see the Labeled and Unlabeled parts as views of ``D``::
 
 from __future__ import annotations
 
-from ._create import create
+from ._version import StoreVersion
 from .compat import ActiveLearningManager
 from .errors import (
     AlmaError,
@@ -25,11 +25,13 @@ from .errors import (
     SourceChangedError,
     SourceMissingError,
     StaleIndexError,
+    StorageFullError,
+    StoreClosedError,
     StoreExistsError,
     StoreNotFoundError,
 )
 from .journal import LabelEvent
-from .store import Store, open
+from .store import Store, create, open
 from .views import LabeledMask, LabeledView, UnlabeledView
 
 __version__ = "0.1.0"
@@ -50,9 +52,12 @@ __all__ = [
     "SourceChangedError",
     "SourceMissingError",
     "StaleIndexError",
+    "StorageFullError",
     "Store",
+    "StoreClosedError",
     "StoreExistsError",
     "StoreNotFoundError",
+    "StoreVersion",
     "UnlabeledView",
     "__version__",
     "create",

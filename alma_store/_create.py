@@ -1,8 +1,14 @@
-"""Creating a store: a new directory built aside and renamed into place."""
+"""Creating a store: a new directory built aside and renamed into place.
+
+The directory is built as a hidden sibling ``.<name>.creating-<random>``
+whose ``lock`` file the creator holds until the rename. A create killed
+midway leaves such a sibling with its lock free; the next create of the same
+path removes it.
+"""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import shutil
 import tempfile
@@ -11,23 +17,40 @@ import uuid as uuidlib
 from collections.abc import Callable
 from pathlib import Path
 
+import filelock
 import numpy as np
 import zarr
 
 from . import _state
-from ._labels import dtype_to_meta, parse_classes, parse_label_dtype, parse_label_shape
+from ._fs import fsync_dir, storage_errors
+from ._labels import parse_classes, parse_label_dtype, parse_label_shape
+from ._meta import FORMAT_VERSION, StoreMeta, write_meta
 from ._types import PathLike
 from .errors import InvalidInputError, StoreExistsError
 from .features import FeatureSource, source_from
+from .index import n_chunks
 from .journal import FILE_HEADER_SIZE, Journal
-from .store import FORMAT_VERSION, Store
 
-__all__ = ["DEFAULT_CHUNK_ROWS", "create"]
+__all__ = ["DEFAULT_CHUNK_ROWS", "build_store"]
 
 DEFAULT_CHUNK_ROWS = 1 << 15
 
 
-def create(
+def remove_stale_builds(root: Path) -> None:
+    """Remove the half-built stores of creates of ``root`` that were killed."""
+    for tmp in root.parent.glob(f".{root.name}.creating-*"):
+        lock = filelock.FileLock(tmp / "lock")
+        try:
+            lock.acquire(timeout=0)
+        except (filelock.Timeout, OSError):
+            continue  # a create in progress holds it (or it is not ours to remove)
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            lock.release()
+
+
+def build_store(
     path: PathLike,
     features: object,
     *,
@@ -37,8 +60,8 @@ def create(
     chunk_rows: int | None = None,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
-) -> Store:
-    """Create a store for ``features`` at ``path`` and open it for writing.
+) -> Path:
+    """Build a store for ``features`` at ``path``; see :func:`alma_store.create`.
 
     Parameters
     ----------
@@ -70,27 +93,8 @@ def create(
 
     Returns
     -------
-    Store
-        The new store, opened with ``mode="r+"``.
-
-    Raises
-    ------
-    StoreExistsError
-        ``path`` exists and is not an empty directory (and not a store to overwrite).
-    InvalidInputError
-        A bad argument; nothing is created.
-    SourceMissingError
-        The feature path does not exist.
-
-    Examples
-    --------
-    >>> import numpy as np, tempfile, alma_store
-    >>> d = tempfile.mkdtemp()
-    >>> with alma_store.create(d + "/s", np.zeros((10, 3))) as store:
-    ...     store.add_labels([(2, 1), (5, 0)])
-    ...     store.unlabeled.to_dataset_index([0, 2, 4])
-    array([2, 5])
-    array([0, 3, 6])
+    pathlib.Path
+        The store directory.
     """
     root = Path(path)
     dtype = parse_label_dtype(label_dtype)
@@ -112,8 +116,12 @@ def create(
                 f"cannot create a store at {root}: it exists and is {what}"
                 + ("; pass overwrite=True to replace it" if is_store else "")
             )
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.creating-"))
+    with storage_errors(root):
+        root.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_builds(root)
+        tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.creating-"))
+    building = filelock.FileLock(tmp / "lock")
+    building.acquire()
     try:
         if isinstance(features, np.ndarray):
             if features.ndim < 1:
@@ -139,36 +147,40 @@ def create(
         source.close()
         rows = chunk_rows or DEFAULT_CHUNK_ROWS
         uid = uuidlib.uuid4()
-        meta = {
-            "format": "alma_store",
-            "format_version": FORMAT_VERSION,
-            "uuid": uid.hex,
-            "n_items": n_items,
-            "chunk_rows": rows,
-            "label_dtype": dtype_to_meta(dtype),
-            "label_shape": list(shape),
-            "classes": None if class_names is None else list(class_names),
-            "features": record,
-            "created": time.time(),
-        }
-        Journal.create(tmp / "journal.bin", uid.bytes)
-        _state.create_arrays(tmp, n_items, rows, dtype, shape)
-        _state.write_checkpoint(
-            tmp,
-            version=0,
-            journal_offset=FILE_HEADER_SIZE,
-            counts=np.zeros(-(-n_items // rows), np.int64),
+        meta = StoreMeta(
+            format_version=FORMAT_VERSION,
+            uuid=uid.hex,
+            n_items=n_items,
+            chunk_rows=rows,
+            label_dtype=dtype,
+            label_shape=shape,
+            classes=class_names,
+            features=record,
+            created=time.time(),
         )
-        _state.atomic_write(tmp / "meta.json", json.dumps(meta, indent=1).encode())
-        if root.exists():
-            trash = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.old-"))
-            os.replace(root, trash / "store")
-            os.replace(tmp, root)
-            shutil.rmtree(trash)
-        else:
-            os.replace(tmp, root)
-        _state.fsync_dir(root.parent)
+        count = n_chunks(n_items, rows)
+        Journal.create(tmp / "journal.bin", uid.bytes)
+        with storage_errors(tmp / "state"):
+            _state.create_arrays(tmp, n_items, rows, dtype, shape)
+        empty = np.empty(0, np.int64)
+        _state.write_marks(tmp, 0, [empty] * count, np.zeros(count, _state.ENTRY))
+        _state.write_checkpoint(
+            tmp, _state.Checkpoint(0, FILE_HEADER_SIZE, np.zeros(count, np.int64))
+        )
+        write_meta(tmp, meta)
+        with storage_errors(root):
+            if root.exists():
+                trash = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.old-"))
+                os.replace(root, trash / "store")
+                os.replace(tmp, root)
+                shutil.rmtree(trash)
+            else:
+                os.replace(tmp, root)
+            fsync_dir(root.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return Store(root, mode="r+")
+    finally:
+        with contextlib.suppress(OSError):
+            building.release()
+    return root

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._create import create
-from .store import open_store
+from .store import create, open_store
 
 
 def run_demo(

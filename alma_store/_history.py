@@ -1,26 +1,24 @@
-"""Reading the past: history filters, round summaries, and the store at a past version."""
+"""Reading the past: the filtered history, round summaries, the version of a round."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._types import IndexArray
-from .errors import InvalidIndexError, InvalidInputError
-from .index import dataset_to_view_positions, parse_indices
+from .errors import InvalidInputError
 from .journal import KINDS, LabelEvent
-from .views import LabeledMask, LabeledView, UnlabeledView
 
 if TYPE_CHECKING:
-    from ._snapshot import Snapshot
-    from .store import Store
+    from ._engine import Engine
 
 
 def check_filters(kinds: tuple[str, ...] | None, start: int | None, stop: int | None) -> None:
+    """Raise :class:`InvalidInputError` for a bad history filter."""
     if kinds is not None and (isinstance(kinds, str) or not all(k in KINDS for k in kinds)):
-        raise InvalidInputError(f"kinds must be a tuple of {KINDS}, got {kinds!r}")
+        raise InvalidInputError(f"kinds must be a tuple of {tuple(KINDS)}, got {kinds!r}")
     for name, value in (("start", start), ("stop", stop)):
         if value is not None and (
             not isinstance(value, int) or isinstance(value, bool) or value < 0
@@ -112,75 +110,37 @@ class RoundSummary:
         )
 
 
-def unlabeled_positions(snap: Snapshot, dataset_indices: object) -> IndexArray:
-    """Positions in the Unlabeled view of ``snap`` of unlabeled ``dataset_indices``."""
-    idx = parse_indices(dataset_indices, name="dataset_indices", upper=snap.n_items)
-    pos, member = dataset_to_view_positions(
-        idx, snap.unlabeled_counts, snap.chunk_rows, snap.labeled_marks, of_labeled=False
-    )
-    if not member.all():
-        bad = [int(v) for v in idx[~member]]
-        raise InvalidIndexError(
-            "dataset_indices",
-            bad,
-            reason=f"dataset indices {bad} are labeled, not in the Unlabeled view",
-        )
-    return pos
+def history(
+    engine: Engine,
+    *,
+    annotator: str | None = None,
+    round: int | None = None,
+    kinds: tuple[str, ...] | None = None,
+    start: int | None = None,
+    stop: int | None = None,
+    last: int | None = None,
+) -> Iterator[LabelEvent]:
+    """The committed events up to version ``last`` (default: now) that pass the filters."""
+    check_filters(kinds, start, stop)
+    for event in engine.iter_events(last=last):
+        picked = filter_event(event, annotator, round, kinds, start, stop)
+        if picked is not None:
+            yield picked
 
 
-class StoreAt:
-    """A read-only store at a past version (from :meth:`Store.at`); nothing is copied."""
+def rounds(engine: Engine) -> list[RoundSummary]:
+    """One summary per round tag, in order of first appearance."""
+    summaries: dict[int | None, RoundSummary] = {}
+    for event in engine.iter_events():
+        summaries[event.round] = RoundSummary.extend(summaries.get(event.round), event)
+    return list(summaries.values())
 
-    def __init__(self, store: Store, snapshot: Snapshot) -> None:
-        self._store = store
-        self._snap = snapshot
 
-    @property
-    def version(self) -> int:
-        """The version shown."""
-        return self._snap.version
-
-    def __len__(self) -> int:
-        return self._snap.n_items
-
-    @property
-    def features(self) -> Any:
-        """The store's feature array (features do not change over versions)."""
-        return self._store.features
-
-    @property
-    def num_labeled(self) -> int:
-        """Labeled items at this version."""
-        return self._snap.num_labeled
-
-    @property
-    def num_unlabeled(self) -> int:
-        """Unlabeled items at this version."""
-        return self._snap.n_items - self._snap.num_labeled
-
-    @property
-    def labeled(self) -> LabeledView:
-        """The Labeled view at this version."""
-        return LabeledView(self._store, self._snap)
-
-    @property
-    def unlabeled(self) -> UnlabeledView:
-        """The Unlabeled view at this version."""
-        return UnlabeledView(self._store, self._snap)
-
-    @property
-    def labeled_mask(self) -> LabeledMask:
-        """The labeled mask at this version, lazy."""
-        return LabeledMask(self._snap)
-
-    @property
-    def labels(self) -> np.ndarray:
-        """Labels of the labeled items at this version, in dataset order."""
-        return self.labeled.labels
-
-    def to_unlabeled_position(self, dataset_indices: object) -> IndexArray:
-        """Positions, in the Unlabeled view at this version, of unlabeled ``dataset_indices``."""
-        return unlabeled_positions(self._snap, dataset_indices)
-
-    def __repr__(self) -> str:
-        return f"<alma_store.StoreAt {str(self._store.path)!r} version={self.version}>"
+def version_of_round(engine: Engine, round: int) -> int:
+    """The version right after the last commit tagged ``round``."""
+    last = None
+    for event in history(engine, round=round):
+        last = event.version
+    if last is None:
+        raise InvalidInputError(f"no commit of the store has round {round!r}")
+    return last

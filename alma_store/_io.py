@@ -17,16 +17,16 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from ._labels import LabelSchema
+from ._version import StoreVersion
 from .errors import AlreadyLabeledError, InvalidInputError
-
-if TYPE_CHECKING:
-    from .store import Store
+from .journal import LabelEvent
 
 LABEL_FIELDS = ("dataset_index", "label")
 HISTORY_FIELDS = (
@@ -56,13 +56,6 @@ def _format(path: Path) -> str:
                 "Parquet needs pyarrow: pip install 'alma_store[parquet]'"
             ) from None
     return suffix[1:]
-
-
-def _py(value: Any, store: Store) -> Any:
-    """A label as a JSON-ready Python value (class name where there is a schema)."""
-    if store.classes is not None and np.ndim(value) == 0:
-        return store.classes[int(value)]
-    return np.asarray(value).tolist()
 
 
 class _Writer:
@@ -113,15 +106,15 @@ class _Writer:
             self.file.close()
 
 
-def export_labels(store: Store, path: Path, progress: Progress = None) -> int:
-    """Write the current labels; returns the number of rows."""
+def export_labels(version: StoreVersion, path: Path, progress: Progress = None) -> int:
+    """Write the labels at ``version``; returns the number of rows."""
     writer = _Writer(path, LABEL_FIELDS)
+    schema = version.schema
     rows = 0
     try:
-        view = store.labeled
-        for idx, _, labels in _labeled_chunks(view):
+        for _, idx, labels in version.labeled.labeled_chunks():
             for i, y in zip(idx.tolist(), labels, strict=True):
-                writer.row((i, _py(y, store)))
+                writer.row((i, schema.to_python(y)))
             rows += len(idx)
             if progress:
                 progress(len(idx))
@@ -130,28 +123,23 @@ def export_labels(store: Store, path: Path, progress: Progress = None) -> int:
     return rows
 
 
-def _labeled_chunks(view: Any) -> Iterator[tuple[np.ndarray, None, np.ndarray]]:
-    snap = view._snap
-    for j in np.flatnonzero(snap.labeled_counts).tolist():
-        marks, labels = snap.labels_chunk(j)
-        yield j * snap.chunk_rows + marks, None, labels[marks]
-
-
-def export_history(store: Store, path: Path, progress: Progress = None) -> int:
-    """Write every label entry of every commit; returns the number of rows."""
+def export_history(
+    events: Iterable[LabelEvent], schema: LabelSchema, path: Path, progress: Progress = None
+) -> int:
+    """Write every label entry of ``events``; returns the number of rows."""
     writer = _Writer(path, HISTORY_FIELDS)
     rows = 0
     try:
-        for event in store.history():
+        for event in events:
             previous = event.previous if event.previous is not None else [None] * len(event.values)
             for k, i in enumerate(event.dataset_indices.tolist()):
-                prev = None if previous[k] is None else _py(previous[k], store)
+                prev = None if previous[k] is None else schema.to_python(previous[k])
                 writer.row(
                     (
                         event.version,
                         event.kind,
                         i,
-                        _py(event.values[k], store),
+                        schema.to_python(event.values[k]),
                         prev,
                         event.annotator,
                         event.round,
@@ -166,7 +154,7 @@ def export_history(store: Store, path: Path, progress: Progress = None) -> int:
     return rows
 
 
-def _records(kind: str, f: Any, path: Path, store: Store) -> Iterator[tuple[int, Any, Any]]:
+def _records(kind: str, f: Any, path: Path, schema: LabelSchema) -> Iterator[tuple[int, Any, Any]]:
     """``(line or row number, dataset_index, label)`` of each record, as read."""
     if kind == "csv":
         reader = csv.reader(f)
@@ -183,7 +171,7 @@ def _records(kind: str, f: Any, path: Path, store: Store) -> Iterator[tuple[int,
             yield (
                 line,
                 _parse_index(row[0], path, line),
-                _parse_label_text(row[1], store, path, line),
+                parse_label_text(row[1], schema, path, line),
             )
     elif kind == "parquet":
         import pyarrow.parquet as pq
@@ -212,8 +200,8 @@ def _records(kind: str, f: Any, path: Path, store: Store) -> Iterator[tuple[int,
 
 
 def read_labels_file(
-    path: Path, store: Store, progress: Progress = None
-) -> tuple[np.ndarray, list[Any], list[int]]:
+    path: Path, version: StoreVersion, progress: Progress = None
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Read and check every row: (dataset indices, labels, line numbers)."""
     kind = _format(path)
     unit = "row" if kind == "parquet" else "line"
@@ -223,7 +211,7 @@ def read_labels_file(
     try:
         opened = path.open("rb") if kind == "parquet" else path.open(encoding="utf-8", newline="")
         with opened as f:
-            for line, index, label in _records(kind, f, path, store):
+            for line, index, label in _records(kind, f, path, version.schema):
                 if not isinstance(index, int) or isinstance(index, bool):
                     raise InvalidInputError(
                         f"{path}: {unit} {line}: dataset_index must be an integer, got {index!r}"
@@ -236,10 +224,11 @@ def read_labels_file(
     if progress is not None:
         progress(len(indices))
     idx = np.array(indices, dtype=np.int64)
+    n_items = len(version)
     for k, i in enumerate(indices):
-        if not 0 <= i < len(store):
+        if not 0 <= i < n_items:
             raise InvalidInputError(
-                f"{path}: {unit} {lines[k]}: dataset_index {i} is out of range [0, {len(store)})"
+                f"{path}: {unit} {lines[k]}: dataset_index {i} is out of range [0, {n_items})"
             )
     seen: dict[int, int] = {}
     for k, i in enumerate(indices):
@@ -249,15 +238,15 @@ def read_labels_file(
             )
         seen[i] = lines[k]
     try:
-        store._parse_values(labels, len(labels))
+        values = version.schema.parse_values(labels, len(labels))
     except InvalidInputError:
         for k, y in enumerate(labels):  # each label alone, to name the line of the bad one
             try:
-                store._parse_values([y], 1)
+                version.schema.parse_values([y], 1)
             except InvalidInputError as exc:
                 raise InvalidInputError(f"{path}: {unit} {lines[k]}: {exc}") from None
         raise
-    return idx, labels, lines
+    return idx, values, lines
 
 
 def _parse_index(text: str, path: Path, line: int) -> int:
@@ -269,59 +258,41 @@ def _parse_index(text: str, path: Path, line: int) -> int:
         ) from None
 
 
-def _parse_label_text(text: str, store: Store, path: Path, line: int) -> Any:
-    """A CSV label cell as the value the store expects."""
-    if store.label_shape:
+def parse_label_text(text: str, schema: LabelSchema, path: object, line: int) -> Any:
+    """A CSV (or command-line) label as the value the store expects."""
+    dtype = schema.dtype
+    if schema.shape:
         try:
             return json.loads(text)
         except ValueError:
             raise InvalidInputError(
                 f"{path}: line {line}: label {text!r} is not a JSON list"
             ) from None
-    if store.classes is not None or store.label_dtype.kind in "TU":
+    if schema.classes is not None or dtype.kind in "TU":
         return text
     try:
-        if store.label_dtype.kind in "iu":
+        if dtype.kind in "iu":
             return int(text)
-        if store.label_dtype.kind == "b":
+        if dtype.kind == "b":
             if text not in ("True", "False", "true", "false", "0", "1"):
                 raise ValueError(text)
             return text in ("True", "true", "1")
         value = float(text)
-        if store.label_dtype.kind == "c" or not math.isnan(value) or text.strip().lower() == "nan":
+        if dtype.kind == "c" or not math.isnan(value) or text.strip().lower() == "nan":
             return value
         raise ValueError(text)
     except ValueError:
-        raise InvalidInputError(
-            f"{path}: line {line}: label {text!r} is not a {store.label_dtype}"
-        ) from None
+        raise InvalidInputError(f"{path}: line {line}: label {text!r} is not a {dtype}") from None
 
 
-def import_labels(
-    store: Store,
-    path: Path,
-    *,
-    annotator: str | None = None,
-    round: int | None = None,
-    expected_version: int | None = None,
-    progress: Progress = None,
-) -> np.ndarray:
-    """Add every row of a labels file as one atomic, durable commit."""
-    idx, labels, lines = read_labels_file(path, store, progress)
-    try:
-        return store.add_labels(
-            idx,
-            labels,
-            relative_to="dataset",
-            annotator=annotator,
-            round=round,
-            expected_version=expected_version,
-        )
-    except AlreadyLabeledError as exc:
-        where = dict(zip(idx.tolist(), lines, strict=True))
-        first = exc.positions[0]
-        raise AlreadyLabeledError(
-            exc.positions,
-            reason=f"{path}: line {where[first]}: dataset_index {first} is labeled already "
-            f"({len(exc.positions)} rows in all); nothing was written",
-        ) from None
+def name_line(
+    exc: AlreadyLabeledError, idx: np.ndarray, lines: list[int], path: Path
+) -> AlreadyLabeledError:
+    """``exc`` restated with the file line of the first labeled item it names."""
+    where = dict(zip(idx.tolist(), lines, strict=True))
+    first = exc.positions[0]
+    return AlreadyLabeledError(
+        exc.positions,
+        reason=f"{path}: line {where[first]}: dataset_index {first} is labeled already "
+        f"({len(exc.positions)} rows in all); nothing was written",
+    )

@@ -144,35 +144,93 @@ def parse_classes(value: object) -> tuple[str, ...] | None:
     return names
 
 
-def encode_classes(values: Any, classes: tuple[str, ...]) -> Any:
-    """Turn class names into their codes; codes pass through (checked later for range).
+def encode_classes(values: Any, classes: tuple[str, ...]) -> np.ndarray:
+    """Turn class names and integer codes into an int64 array of codes.
+
+    Floats (even ``1.0``), booleans and codes outside ``[0, len(classes))``
+    are refused: a class is named, or given by its exact integer code.
 
     >>> encode_classes(["cat", 1, "dog"], ("cat", "dog"))
-    [0, 1, 1]
+    array([0, 1, 1])
+    >>> encode_classes([1.0], ("cat", "dog"))
+    Traceback (most recent call last):
+    ...
+    alma_store.errors.InvalidInputError: labels must be class names or integer codes in [0, 2), got 1.0
     """
-    codes: Any
     if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
-        codes = values
+        flat: list[Any] = values.reshape(-1).tolist()
+    elif isinstance(values, np.ndarray):
+        flat = values.reshape(-1).tolist()
+    elif isinstance(values, list | tuple):
+        flat = list(values)
     else:
-        lookup = {name: code for code, name in enumerate(classes)}
-        flat = values.tolist() if isinstance(values, np.ndarray) else list(values)
-        codes = []
-        for v in flat:
-            if isinstance(v, str):
-                if v not in lookup:
-                    raise InvalidInputError(
-                        f"unknown class {v!r}; the store's classes are {list(classes)}"
-                    )
-                codes.append(lookup[v])
-            else:
-                codes.append(v)
-    arr = np.asarray(codes)
-    if arr.dtype.kind in "iu" and arr.size and ((arr < 0) | (arr >= len(classes))).any():
-        bad = arr[(arr < 0) | (arr >= len(classes))][0]
         raise InvalidInputError(
-            f"class code {int(bad)} is out of range for {len(classes)} classes {list(classes)}"
+            f"labels must be a sequence of class names or codes, got {type(values).__name__}"
         )
-    return codes if not isinstance(values, np.ndarray) or values.dtype.kind not in "iu" else values
+    lookup = {name: code for code, name in enumerate(classes)}
+    codes = []
+    for v in flat:
+        if isinstance(v, str):
+            if v not in lookup:
+                raise InvalidInputError(
+                    f"unknown class {v!r}; the store's classes are {list(classes)}"
+                )
+            codes.append(lookup[v])
+        elif isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_):
+            if not 0 <= int(v) < len(classes):
+                raise InvalidInputError(
+                    f"class code {int(v)} is out of range for {len(classes)} classes "
+                    f"{list(classes)}"
+                )
+            codes.append(int(v))
+        else:
+            raise InvalidInputError(
+                f"labels must be class names or integer codes in [0, {len(classes)}), got {v!r}"
+            )
+    return np.array(codes, dtype=np.int64)
+
+
+class LabelSchema:
+    """What a store's labels are: dtype, shape and optional class names.
+
+    The one place that turns user labels into stored values
+    (:meth:`parse_values`) and stored values back into what a person reads
+    (:meth:`to_python`, :meth:`class_names`).
+    """
+
+    def __init__(
+        self, dtype: np.dtype[Any], shape: tuple[int, ...], classes: tuple[str, ...] | None
+    ) -> None:
+        self.dtype = dtype
+        self.shape = shape
+        self.classes = classes
+
+    def parse_values(self, values: object, n: int) -> np.ndarray:
+        """Labels for ``n`` items as an array of the label dtype (class names encoded)."""
+        if self.classes is not None:
+            if self.shape:
+                raise InvalidInputError("class schemas take scalar labels")
+            values = encode_classes(values, self.classes)
+        return parse_label_values(values, n, self.dtype, self.shape)
+
+    def class_names(self, codes: object) -> np.ndarray:
+        """Class names of label codes (stores created with ``classes`` only)."""
+        if self.classes is None:
+            raise InvalidInputError("the store has no class schema")
+        codes_arr = np.asarray(codes)
+        if codes_arr.dtype.kind not in "iu" or (
+            codes_arr.size and ((codes_arr < 0) | (codes_arr >= len(self.classes))).any()
+        ):
+            raise InvalidInputError(
+                f"codes must be ints in [0, {len(self.classes)}), got {codes!r}"
+            )
+        return np.array(self.classes, dtype=object)[codes_arr]
+
+    def to_python(self, value: Any) -> Any:
+        """A label as a JSON-ready Python value (the class name where there is a schema)."""
+        if self.classes is not None and np.ndim(value) == 0:
+            return self.classes[int(value)]
+        return np.asarray(value).tolist()
 
 
 def parse_provenance(annotator: object, round: object, expected_version: object) -> dict[str, Any]:
@@ -191,19 +249,28 @@ def parse_provenance(annotator: object, round: object, expected_version: object)
     }
 
 
-def split_batch(labels: Any, values: Any) -> tuple[Any, Any]:
-    """Normalise the two ``add_labels`` spellings to (indices, values)."""
-    if values is not None:
-        if np.ndim(labels) != 1:
+def split_batch(
+    labels: Any, values: Any, *, names: tuple[str, str] = ("labels", "values")
+) -> tuple[Any, Any]:
+    """Normalise the two ``add_labels`` spellings to (indices, values).
+
+    ``names`` are the argument names the messages use for the indices and values.
+    """
+    index_name, value_name = names
+    if values is not None or index_name != "labels":
+        if np.ndim(labels) > 1 or isinstance(labels, str | bytes):
             raise InvalidInputError(
-                "with values given, labels must be a 1-D sequence of indices, "
+                f"{index_name} must be a 1-D sequence of indices, "
                 f"got {type(labels).__name__} of shape {np.shape(labels)}"
             )
-        if np.ndim(values) == 0:
-            raise InvalidInputError(f"values must be a sequence of labels, got {values!r}")
-        if len(values) != len(labels):
+        if np.ndim(values) == 0 or isinstance(values, str | bytes):
             raise InvalidInputError(
-                f"values has length {len(values)} but indices has length {len(labels)}"
+                f"{value_name} must be a sequence of labels, one per index, got {values!r}"
+            )
+        n_indices = 1 if np.ndim(labels) == 0 else len(labels)
+        if len(values) != n_indices:
+            raise InvalidInputError(
+                f"{value_name} has {len(values)} labels but {index_name} has {n_indices} indices"
             )
         return labels, values
     if isinstance(labels, tuple):

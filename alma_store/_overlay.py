@@ -10,7 +10,9 @@ at any version in ``[c0, now]``:
 1. undo, newest first, every event in ``(v, now]`` that touches the chunk
    (setting each index back to its state — labeled or not, and its label —
    before the event), then
-2. set every index touched in ``(c0, v]`` to its last state at or before ``v``.
+2. set every index the overlay holds to its state at ``v``: for ``v >= c0``
+   the indices touched in ``(c0, v]`` (:meth:`Overlay.apply`), for ``v < c0``
+   those touched in ``(v, c0]`` (:meth:`Overlay.rewind`).
 
 Indices touched by no event in ``(c0, now]`` are the same at every version in
 that range, so the chunk already holds their state. ``now`` must be read
@@ -32,14 +34,14 @@ NO_UNDO: tuple[IndexArray, BoolArray, None] = (np.empty(0, np.int64), np.empty(0
 
 @dataclass(frozen=True, slots=True)
 class Overlay:
-    """Net effect of the events in ``(c0, version]`` and the per-chunk counts at ``version``.
+    """State at ``version`` where it may differ from checkpoint ``c0``, and the counts at ``version``.
 
     Immutable: applying an event returns a new overlay, so a snapshot holding an
     older one is never disturbed.
     """
 
     version: int
-    indices: IndexArray  # dataset indices touched since c0, sorted, unique
+    indices: IndexArray  # dataset indices whose state differs from c0's, sorted, unique
     labeled: BoolArray  # their state at version
     values: np.ndarray  # their label at version, where labeled
     counts: IndexArray  # labeled rows per chunk at version
@@ -85,6 +87,26 @@ class Overlay:
             counts=counts,
         )
 
+    @classmethod
+    def rewind(cls, checkpoint: Overlay, events: list[LabelEvent], chunk_rows: int) -> Overlay:
+        """The overlay at ``checkpoint.version - len(events)``, relative to the checkpoint.
+
+        ``events`` are the events ``(v, c0]``, oldest first; each index they
+        touch is set to its state before the earliest of them.
+        """
+        if not events:
+            return checkpoint
+        idx = np.concatenate([e.dataset_indices for e in events])
+        before = np.concatenate([np.full(len(e.dataset_indices), e.labeled_before) for e in events])
+        values = np.concatenate([e.values_before for e in events])
+        indices, first = np.unique(idx, return_index=True)
+        counts = checkpoint.counts.copy()
+        for event in events:
+            step = int(event.labeled_after) - int(event.labeled_before)
+            if step:
+                np.add.at(counts, event.dataset_indices // chunk_rows, -step)
+        return cls(events[0].version - 1, indices, before[first], values[first], counts)
+
     def in_range(self, lo: int, hi: int) -> slice:
         """Slice of the entries whose dataset index lies in ``[lo, hi)``."""
         if not len(self.indices):
@@ -113,35 +135,6 @@ def undo_in_range(events: list[LabelEvent], lo: int, hi: int) -> Undo:
     return np.concatenate(idx_parts), np.concatenate(labeled_parts), np.concatenate(value_parts)
 
 
-def chunk_marks(
-    disk_marks: IndexArray, lo: int, size: int, overlay: Overlay, undo: Undo
-) -> IndexArray:
-    """Sorted labeled offsets at ``overlay.version`` of the chunk ``[lo, lo + size)``.
-
-    ``disk_marks`` are the chunk's labeled offsets on disk, at any version in
-    ``[c0, now]``; ``undo`` comes from :func:`undo_in_range` over the events in
-    ``(overlay.version, now]``.
-    """
-    u_idx, u_labeled, _ = undo
-    sl = overlay.in_range(lo, lo + size)
-    if not u_idx.size and sl.start == sl.stop:
-        return disk_marks  # nothing happened here since the checkpoint
-    if not u_idx.size and 8 * (len(disk_marks) + sl.stop - sl.start) < size:
-        # Few labels here: merge sorted offsets instead of building a chunk-sized mask.
-        local = overlay.indices[sl] - lo
-        now = overlay.labeled[sl]
-        kept = disk_marks[~np.isin(disk_marks, local[~now])]
-        return np.union1d(kept, local[now])
-    mask = np.zeros(size, bool)
-    mask[disk_marks] = True
-    if u_idx.size:
-        # Newest first: numpy applies repeated fancy indices in order, so the
-        # oldest prior state, written last, wins.
-        mask[u_idx - lo] = u_labeled
-    mask[overlay.indices[sl] - lo] = overlay.labeled[sl]
-    return np.flatnonzero(mask)
-
-
 def chunk_labels(disk_labels: np.ndarray, lo: int, overlay: Overlay, undo: Undo) -> np.ndarray:
     """Label rows of the chunk starting at ``lo`` at ``overlay.version`` (same rules).
 
@@ -156,3 +149,16 @@ def chunk_labels(disk_labels: np.ndarray, lo: int, overlay: Overlay, undo: Undo)
         labels[u_idx - lo] = u_values
     labels[overlay.indices[sl] - lo] = overlay.values[sl]
     return labels
+
+
+def chunk_mask(disk_mask: BoolArray, lo: int, overlay: Overlay, undo: Undo) -> BoolArray:
+    """Labeled mask of the chunk starting at ``lo`` at ``overlay.version`` (same rules)."""
+    u_idx, u_labeled, _ = undo
+    sl = overlay.in_range(lo, lo + len(disk_mask))
+    mask = disk_mask.copy()
+    if u_idx.size:
+        # Newest first: numpy applies repeated fancy indices in order, so the
+        # oldest prior state, written last, wins.
+        mask[u_idx - lo] = u_labeled
+    mask[overlay.indices[sl] - lo] = overlay.labeled[sl]
+    return mask

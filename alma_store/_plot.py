@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._labels import LabelSchema
 from .errors import InvalidInputError
-
-if TYPE_CHECKING:
-    from .store import Store
+from .journal import LabelEvent
 
 
-def plot_progress(store: Store, path: Path) -> Path:
+def plot_progress(events: Iterable[LabelEvent], schema: LabelSchema, path: Path) -> Path:
     """Labels over time per annotator, and the label distribution per round, to ``path``."""
     try:
         import matplotlib
@@ -30,15 +29,15 @@ def plot_progress(store: Store, path: Path) -> Path:
     times: dict[str | None, list[float]] = defaultdict(list)
     totals: dict[str | None, list[int]] = defaultdict(list)
     per_round: dict[int | None, Counter[str]] = defaultdict(Counter)
-    categorical = not store.label_shape and store.label_dtype.kind in "biuTU"
-    for event in store.history():
+    categorical = not schema.shape and schema.dtype.kind in "biuTU"
+    for event in events:
         step = {"add": 1, "relabel": 0, "remove": -1}[event.kind] * len(event.dataset_indices)
         who = event.annotator
         times[who].append(event.time)
         totals[who].append((totals[who][-1] if totals[who] else 0) + step)
         if categorical and event.kind != "remove":
             values = event.values
-            names = store.class_names(values) if store.classes is not None else values
+            names = schema.class_names(values) if schema.classes is not None else values
             per_round[event.round].update(str(v) for v in np.asarray(names).tolist())
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     t0 = min((ts[0] for ts in times.values()), default=0.0)

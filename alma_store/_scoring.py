@@ -29,14 +29,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 
-from ._state import atomic_write
+from ._fs import atomic_write, crash_point, fsync_dir, fsync_file, storage_errors
 from ._types import IndexArray
 from .errors import InvalidInputError
-from .journal import fsync_dir
+from .index import n_chunks
 
 if TYPE_CHECKING:
+    from ._engine import Engine
     from ._snapshot import Snapshot
-    from .store import Store
+    from .features import FeatureSource
 
 ScoreFn = Callable[[np.ndarray], Any]
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
@@ -74,66 +75,79 @@ def parse_shard(shard: object) -> tuple[int, int]:
     return shard[0], shard[1]
 
 
-def _root(store: Store, name: str) -> Path:
+def scores_root(root: Path, name: str) -> Path:
+    """The folder of scoring ``name`` (the name checked)."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidInputError(
             f"a scores name must be 1-100 letters, digits, '_', '-' or '.', got {name!r}"
         )
-    return store.path / "scores" / name
+    return root / "scores" / name
 
 
-def open_scores(store: Store, name: str, dtype: str = "float32", *, create: bool) -> zarr.Array:
+def open_scores(engine: Engine, name: str, dtype: str = "float32", *, create: bool) -> zarr.Array:
     """The scores array, created (under the writer lock) on first use."""
-    root = _root(store, name)
+    root = scores_root(engine.root, name)
     meta_path = root / "meta.json"
     if not meta_path.exists():
         if not create:
-            raise InvalidInputError(f"no scores named {name!r} in {store.path}")
-        with store._write_lock():
+            raise InvalidInputError(f"no scores named {name!r} in {engine.root}")
+        with engine.write_lock():
             if not meta_path.exists():  # another shard may have won the race
-                root.mkdir(parents=True, exist_ok=True)
-                (root / "done").mkdir(exist_ok=True)
-                zarr.create_array(
-                    root / "values",
-                    shape=(len(store),),
-                    chunks=(store.chunk_rows,),
-                    dtype=dtype,
-                    fill_value=np.nan,
-                    overwrite=True,
-                )
+                with storage_errors(root):
+                    root.mkdir(parents=True, exist_ok=True)
+                    (root / "done").mkdir(exist_ok=True)
+                    zarr.create_array(
+                        root / "values",
+                        shape=(engine.n_items,),
+                        chunks=(engine.chunk_rows,),
+                        dtype=dtype,
+                        fill_value=np.nan,
+                        overwrite=True,
+                    )
                 meta = {
                     "dtype": dtype,
-                    "chunk_rows": store.chunk_rows,
-                    "store_version": store.version,
+                    "chunk_rows": engine.chunk_rows,
+                    "store_version": engine.current().version,
                     "created": time.time(),
                 }
                 atomic_write(meta_path, json.dumps(meta).encode())
     meta = json.loads(meta_path.read_text())
-    if meta["chunk_rows"] != store.chunk_rows:
+    if meta["chunk_rows"] != engine.chunk_rows:
         raise InvalidInputError(f"scores {name!r} do not match the store's chunking")
     return zarr.open_array(root / "values", mode="r+" if create else "r")
 
 
-def done_chunks(store: Store, name: str) -> set[int]:
+def done_chunks(root: Path, name: str) -> set[int]:
     """Chunks of scores ``name`` that are complete."""
-    folder = _root(store, name) / "done"
+    folder = scores_root(root, name) / "done"
     if not folder.exists():
         return set()
     return {int(p) for p in os.listdir(folder) if p.isdigit()}
 
 
+def progress(engine: Engine, name: str) -> tuple[int, int]:
+    """``(chunks done, chunks in all)`` of scoring ``name``."""
+    open_scores(engine, name, create=False)
+    return len(done_chunks(engine.root, name)), n_chunks(engine.n_items, engine.chunk_rows)
+
+
 def score_chunk(
-    store: Store, snap: Snapshot, fn: ScoreFn, name: str, arr: zarr.Array, j: int, batch_rows: int
+    root: Path,
+    source: FeatureSource,
+    snap: Snapshot,
+    fn: ScoreFn,
+    name: str,
+    arr: zarr.Array,
+    j: int,
+    batch_rows: int,
 ) -> None:
     """Score the unlabeled rows of chunk ``j`` at ``snap``, write, fsync, mark done."""
-    lo, hi = snap._bounds(j)
-    keep = np.ones(hi - lo, bool)
-    keep[snap.labeled_marks(j)] = False
-    members = lo + np.flatnonzero(keep)
+    lo, hi = snap.bounds(j)
+    members = snap.members(j, of_labeled=False)
     out = np.full(hi - lo, np.nan, dtype=arr.dtype)
     for a in range(0, len(members), batch_rows):
         idx = members[a : a + batch_rows]
-        rows = store.feature_source.read_sorted(idx)
+        rows = source.read_sorted(idx)
         scores = np.asarray(fn(rows))
         if scores.shape != (len(idx),):
             raise InvalidInputError(
@@ -143,54 +157,61 @@ def score_chunk(
         if scores.dtype.kind not in "biuf":
             raise InvalidInputError(f"scores must be numbers, got dtype {scores.dtype}")
         out[idx - lo] = scores
-    arr[lo:hi] = out
-    root = _root(store, name)
-    folder = root / "values" / "c"
-    chunk_file = folder / str(j)
+    folder = scores_root(root, name)
+    with storage_errors(folder):
+        arr[lo:hi] = out
+    chunk_file = folder / "values" / "c" / str(j)
     if chunk_file.exists():  # a chunk of all NaN (all labeled) is not stored
-        fd = os.open(chunk_file, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        fsync_dir(folder)
-    atomic_write(root / "done" / str(j), b"")
+        fsync_file(chunk_file)
+        fsync_dir(chunk_file.parent)
+    atomic_write(folder / "done" / str(j), b"")
+    crash_point("score-chunk")
+
+
+def check_score_args(fn: object, batch_rows: object) -> None:
+    """Raise :class:`InvalidInputError` for a bad scoring function or batch size."""
+    if not callable(fn):
+        raise InvalidInputError(f"fn must be callable, got {fn!r}")
+    if not isinstance(batch_rows, int) or isinstance(batch_rows, bool) or batch_rows < 1:
+        raise InvalidInputError(f"batch_rows must be a positive int, got {batch_rows!r}")
+
+
+def todo_chunks(engine: Engine, name: str, shard: tuple[int, int] = (0, 1)) -> list[int]:
+    """This shard's chunks of scoring ``name`` that are not complete yet."""
+    i, n = shard
+    done = done_chunks(engine.root, name)
+    count = n_chunks(engine.n_items, engine.chunk_rows)
+    return [j for j in range(count) if j % n == i and j not in done]
 
 
 def score(
-    store: Store,
+    engine: Engine,
+    source: FeatureSource,
     fn: ScoreFn,
     name: str,
     *,
     batch_rows: int,
     shard: object,
-    chunks: list[int] | None = None,
 ) -> int:
     """Score this shard's unfinished chunks; returns how many were scored now."""
-    if not callable(fn):
-        raise InvalidInputError(f"fn must be callable, got {fn!r}")
-    if not isinstance(batch_rows, int) or isinstance(batch_rows, bool) or batch_rows < 1:
-        raise InvalidInputError(f"batch_rows must be a positive int, got {batch_rows!r}")
-    i, n = parse_shard(shard)
-    arr = open_scores(store, name, create=True)
-    snap = store._current()
-    done = done_chunks(store, name)
-    n_chunks = len(snap.chunk_sizes)
-    todo = [
-        j for j in (range(n_chunks) if chunks is None else chunks) if j % n == i and j not in done
-    ]
+    engine.check_writable()
+    check_score_args(fn, batch_rows)
+    parsed = parse_shard(shard)
+    arr = open_scores(engine, name, create=True)
+    snap = engine.current()
+    todo = todo_chunks(engine, name, parsed)
     for j in todo:
-        score_chunk(store, snap, fn, name, arr, j, batch_rows)
+        score_chunk(engine.root, source, snap, fn, name, arr, j, batch_rows)
     return len(todo)
 
 
-def top_k(store: Store, name: str, k: int, *, largest: bool, allow_partial: bool) -> TopK:
+def top_k(engine: Engine, name: str, k: int, *, largest: bool, allow_partial: bool) -> TopK:
     """Best ``k`` still-unlabeled items by score, streaming chunk by chunk."""
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise InvalidInputError(f"k must be a positive int, got {k!r}")
-    arr = open_scores(store, name, create=False)
-    snap = store._current()
-    done = done_chunks(store, name)
+    arr = open_scores(engine, name, create=False)
+    snap = engine.current()
+    done = done_chunks(engine.root, name)
     missing = [j for j in range(len(snap.chunk_sizes)) if j not in done]
     if missing and not allow_partial:
         raise InvalidInputError(
@@ -201,7 +222,7 @@ def top_k(store: Store, name: str, k: int, *, largest: bool, allow_partial: bool
     best_val = np.empty(0, np.float64)
     sign = -1.0 if largest else 1.0  # keep the k smallest of sign * score
     for j in sorted(done):
-        lo, hi = snap._bounds(j)
+        lo, hi = snap.bounds(j)
         values = np.asarray(arr[lo:hi], dtype=np.float64)
         usable = ~np.isnan(values)
         usable[snap.labeled_marks(j)] = False  # labeled since scoring: not a candidate

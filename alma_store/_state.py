@@ -1,24 +1,25 @@
-"""The on-disk state: Zarr mask and label arrays, and the checkpoint file.
+"""The on-disk state: Zarr mask and label arrays, checkpoint file, marks index.
 
-This module is the only writer of Zarr data. Layout inside a store directory::
+Layout inside a store directory::
 
     state/              Zarr v3 group
       mask              bool (N,), chunks (chunk_rows,), blosc-lz4
-      labels            label dtype (N, *label_shape), same row chunking
+      labels            label dtype (N, *label_shape), same row chunking, zstd
     checkpoint.bin      version c0, journal offset, per-chunk labeled counts
-    marks-<c0>.bin      every chunk's sorted labeled offsets at c0, crc32 per chunk
+    marks-<c0>.bin      every chunk's sorted labeled offsets at c0, and the
+                        checksum of every mask and label chunk file
 
-The checkpoint file says: "the journal up to byte ``journal_offset`` (version
-``c0``) is folded into the Zarr arrays, and chunk ``j`` holds ``counts[j]``
-labeled rows at ``c0``". It is replaced atomically (temp file, fsync, rename,
-fsync of the directory) and only after every chunk it covers was written and
-fsynced, so a crash at any instant leaves a checkpoint that is true.
+This module is the only writer of chunk files. It encodes and decodes them
+itself, with the codecs the arrays' ``zarr.json`` names (``bytes`` or
+``vlen-utf8``, then ``blosc`` or ``zstd``), so the files stay ordinary Zarr
+that zarr-python reads, while the store knows every file's bytes (and their
+CRC-32) before it writes them, and reads a chunk without zarr's per-call cost.
 
-Mask chunks are read straight from their chunk files with the array's own
-codec (blosc-lz4) instead of through ``zarr.Array.__getitem__``: the offset map
-reads one chunk per position it maps, and zarr-python's fixed cost per call
-(about 0.7 ms) would dominate. The layout is checked against the array's
-``zarr.json`` at open; any other layout falls back to the zarr API.
+Every read is checked: a chunk file's CRC-32 must be the one a marks index
+records for it (see :class:`MarksIndex`), the checkpoint and the marks index
+carry their own checksums, and ``zarr.json`` must describe the geometry and
+codecs the store expects. Any mismatch raises :class:`CorruptStoreError`
+naming the file.
 """
 
 from __future__ import annotations
@@ -26,144 +27,67 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 import zlib
-from collections import OrderedDict
-from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
-from numcodecs import Blosc, Zstd
+from numcodecs import Blosc, VLenUTF8, Zstd
 from zarr.codecs import BloscCodec
 
-from ._types import BoolArray, IndexArray
+from ._fs import atomic_write, crash_point, fsync_dir, storage_errors
+from ._labels import STR_DTYPE
+from ._types import IndexArray
 from .errors import CorruptStoreError
-from .journal import fsync_dir
+from .index import Runs
 
 CKPT_MAGIC = b"ALMACKP1"
-MARKS_MAGIC = b"ALMAMRK1"
+MARKS_MAGIC = {1: b"ALMAMRK1", 2: b"ALMAMRK2"}
 MARKS_HEADER = 32
+NO_FILE = 0
+"""The checksum entry of a chunk that has no file (never written: all fill value)."""
+ENTRY = np.dtype([("mask", "<u8"), ("labels", "<u8"), ("count", "<u4"), ("crc", "<u4")])
+"""Per-chunk record of a version-2 marks index: both chunk files' checksum entries, the
+run's length, and a CRC-32 of the record's first 20 bytes and the run."""
+RECORD_HEAD = 20
+KINDS = ("mask", "labels")
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` durably: temp file, fsync, rename, fsync dir."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+def file_checksum(raw: bytes | None) -> int:
+    """The checksum entry of a chunk file's bytes (``NO_FILE`` when there is none)."""
+    return NO_FILE if raw is None else (1 << 32) | zlib.crc32(raw)
 
 
-def create_arrays(
-    root: Path, n_items: int, chunk_rows: int, label_dtype: np.dtype, label_shape: tuple[int, ...]
-) -> None:
-    """Create the empty mask and label arrays and the version-0 checkpoint."""
-    group = zarr.open_group(root / "state", mode="w-")
-    group.create_array(
-        "mask",
-        shape=(n_items,),
-        chunks=(chunk_rows,),
-        dtype=bool,
-        fill_value=False,
-        # LZ4 without shuffling decodes a 64 Ki-row chunk about twice as fast as zstd,
-        # and the offset map decodes one chunk per position it maps.
-        compressors=BloscCodec(cname="lz4", clevel=5, shuffle="noshuffle"),
-    )
-    group.create_array(
-        "labels",
-        shape=(n_items, *label_shape),
-        chunks=(chunk_rows, *label_shape),
-        dtype=label_dtype,
-        fill_value=None,
-    )
-    n_chunks = -(-n_items // chunk_rows)
-    write_marks(root, 0, [np.empty(0, np.int64)] * n_chunks, n_chunks)
-    write_checkpoint(root, version=0, journal_offset=-1, counts=np.zeros(n_chunks, np.int64))
+# -- checkpoint --------------------------------------------------------------
 
 
-def write_checkpoint(root: Path, *, version: int, journal_offset: int, counts: IndexArray) -> None:
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """``checkpoint.bin``: the journal up to ``journal_offset`` (version ``version``)
+    is folded into the arrays, and chunk ``j`` holds ``counts[j]`` labeled rows."""
+
+    version: int
+    journal_offset: int
+    counts: IndexArray
+
+
+def write_checkpoint(root: Path, ckpt: Checkpoint) -> None:
     """Atomically replace the checkpoint file."""
     head = json.dumps(
-        {"version": version, "journal_offset": journal_offset, "n_chunks": len(counts)}
+        {
+            "version": ckpt.version,
+            "journal_offset": ckpt.journal_offset,
+            "n_chunks": len(ckpt.counts),
+        }
     ).encode()
-    body = CKPT_MAGIC + struct.pack("<I", len(head)) + head + counts.astype("<i8").tobytes()
+    body = CKPT_MAGIC + struct.pack("<I", len(head)) + head + ckpt.counts.astype("<i8").tobytes()
     atomic_write(root / "checkpoint.bin", body + struct.pack("<I", zlib.crc32(body)))
 
 
-def marks_path(root: Path, version: int) -> Path:
-    """The marks index of checkpoint ``version``."""
-    return root / f"marks-{version}.bin"
-
-
-def write_marks(root: Path, version: int, parts: Iterable[IndexArray], n_chunks: int) -> None:
-    """Write the marks index of checkpoint ``version`` durably (before its checkpoint file).
-
-    Layout: a 32-byte header (magic, version u64, total u64, n_chunks u32,
-    crc32 of the 28 bytes before it), a crc32 per chunk (u32) of that chunk's
-    offsets, then chunk after chunk the sorted offsets of its labeled rows
-    (int32); the checkpoint's counts say where each chunk's run starts.
-    """
-    path = marks_path(root, version)
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(b"\0" * (MARKS_HEADER + 4 * n_chunks))
-            total = 0
-            crcs = np.zeros(n_chunks, "<u4")
-            for j, part in enumerate(parts):
-                raw = np.ascontiguousarray(part, dtype="<i4").tobytes()
-                crcs[j] = zlib.crc32(raw)
-                f.write(raw)
-                total += len(part)
-            head = MARKS_MAGIC + struct.pack("<QQI", version, total, n_chunks)
-            f.seek(0)
-            f.write(head + struct.pack("<I", zlib.crc32(head)) + crcs.tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(root)
-
-
-def open_marks(
-    root: Path, version: int, total: int, n_chunks: int
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Map the marks index of checkpoint ``version``: (per-chunk crc32s, offsets), or None."""
-    path = marks_path(root, version)
-    try:
-        with path.open("rb") as f:
-            head = f.read(MARKS_HEADER)
-    except FileNotFoundError:
-        return None
-    want = MARKS_MAGIC + struct.pack("<QQI", version, total, n_chunks)
-    if head[:28] != want or head[28:32] != struct.pack("<I", zlib.crc32(want)):
-        raise CorruptStoreError(f"{path} is damaged or does not match the checkpoint")
-    if path.stat().st_size != MARKS_HEADER + 4 * (n_chunks + total):
-        raise CorruptStoreError(f"{path} has the wrong size for {total} offsets")
-    mapped = np.memmap(path, dtype="<u4", mode="r", offset=0).view(np.ndarray)
-    crcs = mapped[MARKS_HEADER // 4 : MARKS_HEADER // 4 + n_chunks]
-    marks = mapped[MARKS_HEADER // 4 + n_chunks :].view("<i4")
-    return crcs, marks
-
-
-def remove_marks_except(root: Path, version: int) -> None:
-    """Delete the marks indexes of older checkpoints (readers keep theirs mapped)."""
-    for path in root.glob("marks-*.bin"):
-        if path.name != marks_path(root, version).name:
-            path.unlink(missing_ok=True)
-
-
-def read_checkpoint(root: Path, n_chunks: int) -> tuple[int, int, IndexArray]:
-    """Read ``(version, journal_offset, counts)``; raise on any damage."""
+def read_checkpoint(root: Path, chunks: int) -> Checkpoint:
+    """Read ``checkpoint.bin``; raise :class:`CorruptStoreError` on any damage."""
     path = root / "checkpoint.bin"
     try:
         data = path.read_bytes()
@@ -177,148 +101,329 @@ def read_checkpoint(root: Path, n_chunks: int) -> tuple[int, int, IndexArray]:
     ):
         raise CorruptStoreError(f"checkpoint file {path} is damaged (bad magic or checksum)")
     (hlen,) = struct.unpack_from("<I", body, 8)
-    head = json.loads(body[12 : 12 + hlen])
+    try:
+        head = json.loads(body[12 : 12 + hlen])
+        version, offset = int(head["version"]), int(head["journal_offset"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptStoreError(f"checkpoint file {path} is damaged: {exc}") from None
     counts = np.frombuffer(body, dtype="<i8", offset=12 + hlen).astype(np.int64)
-    if head["n_chunks"] != n_chunks or len(counts) != n_chunks:
+    if head.get("n_chunks") != chunks or len(counts) != chunks:
         raise CorruptStoreError(
-            f"checkpoint file {path} has {len(counts)} chunk counts, the store has {n_chunks} chunks"
+            f"checkpoint file {path} has {len(counts)} chunk counts, the store has {chunks} chunks"
         )
-    return int(head["version"]), int(head["journal_offset"]), counts
+    return Checkpoint(version, offset, counts)
 
 
-class StateArrays:
-    """Chunk-level access to the mask and label arrays.
+# -- marks index -------------------------------------------------------------
 
-    Parameters
-    ----------
-    root
-        The store directory.
-    n_items, chunk_rows
-        The store's geometry.
-    cache_bytes
-        Upper bound on the memory of cached chunk offsets (LRU).
+
+def marks_path(root: Path, version: int) -> Path:
+    """The marks index of checkpoint ``version``."""
+    return root / f"marks-{version}.bin"
+
+
+def marks_versions(root: Path) -> list[int]:
+    """Versions of every marks index present, oldest first."""
+    found = []
+    for name in os.listdir(root):
+        if name.startswith("marks-") and name.endswith(".bin") and name[6:-4].isdigit():
+            found.append(int(name[6:-4]))
+    return sorted(found)
+
+
+def remove_marks_except(root: Path, version: int) -> None:
+    """Delete the marks indexes of other checkpoints (readers keep theirs mapped)."""
+    for v in marks_versions(root):
+        if v != version:
+            marks_path(root, v).unlink(missing_ok=True)
+
+
+class MarksIndex:
+    """Every chunk's sorted labeled offsets at checkpoint ``version`` (memory-mapped).
+
+    A version-2 index also holds the checksum of every mask and label chunk
+    file as of that checkpoint. Each chunk's record (its run of offsets and
+    both file checksums) is checked against its CRC-32 the first time it is
+    used, so opening costs ``O(1)`` and a damaged record is never trusted.
     """
 
     def __init__(
-        self, root: Path, n_items: int, chunk_rows: int, *, cache_bytes: int = 64 << 20
+        self,
+        path: Path | None,
+        version: int,
+        counts: IndexArray,
+        flat: np.ndarray,
+        table: np.ndarray | None,
+        crcs: np.ndarray | None,
     ) -> None:
-        self.root = root
+        self.path = path
+        self.version = version
+        self.counts = counts
+        self.starts = np.cumsum(counts) - counts
+        self.flat = flat
+        self.table = table  # ENTRY records (version 2), or None
+        self._crcs = crcs  # per-chunk CRC-32 of the record, or None when built in memory
+        self._checked = np.zeros(len(counts), bool) if crcs is not None else None
+
+    @classmethod
+    def from_runs(cls, version: int, runs: list[IndexArray]) -> MarksIndex:
+        """An index held in memory (for a version-1 store that has no index file)."""
+        counts = np.array([len(r) for r in runs], dtype=np.int64)
+        flat = np.concatenate(runs).astype(np.int32) if runs else np.empty(0, np.int32)
+        return cls(None, version, counts, flat, None, None)
+
+    def check(self, chunks: IndexArray) -> None:
+        """Raise :class:`CorruptStoreError` unless the records of ``chunks`` are intact."""
+        if self._checked is None or self._crcs is None:
+            return
+        for j in chunks[~self._checked[chunks]].tolist():
+            a, b = int(self.starts[j]), int(self.starts[j] + self.counts[j])
+            run = self.flat[a:b]
+            head = b"" if self.table is None else self.table[j : j + 1].tobytes()[:RECORD_HEAD]
+            if (
+                zlib.crc32(head + run.tobytes()) != int(self._crcs[j])
+                or (self.table is not None and int(self.table["count"][j]) != b - a)
+                or (b > a and (run[0] < 0 or np.any(np.diff(run) <= 0)))
+            ):
+                raise CorruptStoreError(f"marks index {self.path} is damaged at chunk {j}")
+            self._checked[j] = True
+
+    def runs(self, chunks: IndexArray) -> Runs:
+        """The checked runs of ``chunks`` (sorted, unique)."""
+        self.check(chunks)
+        return Runs(chunks, self.flat, self.starts[chunks], self.counts[chunks])
+
+    def file_entry(self, kind: str, j: int) -> int | None:
+        """The recorded checksum entry of chunk file ``kind``/``j``; None without a table."""
+        if self.table is None:
+            return None
+        self.check(np.array([j]))
+        return int(self.table[kind][j])
+
+
+def write_marks(root: Path, version: int, runs: list[IndexArray], files: np.ndarray | None) -> None:
+    """Write the marks index of checkpoint ``version`` durably (before its checkpoint file).
+
+    ``files`` holds the ``mask`` and ``labels`` checksum entries of every chunk
+    (an ``ENTRY`` array whose ``crc`` field is filled in here).
+    """
+    count = len(runs)
+    table = np.zeros(count, ENTRY) if files is None else files.copy()
+    raws = [np.ascontiguousarray(r, dtype="<i4").tobytes() for r in runs]
+    for j, raw in enumerate(raws):
+        table["count"][j] = len(runs[j])
+        table["crc"][j] = zlib.crc32(table[j : j + 1].tobytes()[:RECORD_HEAD] + raw)
+    total = sum(len(r) for r in runs)
+    head = MARKS_MAGIC[2] + struct.pack("<QQI", version, total, count)
+    data = b"".join([head, struct.pack("<I", zlib.crc32(head)), table.tobytes(), *raws])
+    atomic_write(marks_path(root, version), data)
+
+
+def open_marks(
+    root: Path, version: int, counts: IndexArray | None, chunks: int
+) -> MarksIndex | None:
+    """Map the marks index of checkpoint ``version``; None if there is no such file.
+
+    ``counts`` are the checkpoint's; None opens the index of a checkpoint still
+    being written (version 2 only: its records carry the counts).
+    """
+    path = marks_path(root, version)
+    try:
+        f = path.open("rb")  # one open file: a checkpoint may unlink the path meanwhile
+    except FileNotFoundError:
+        return None
+    with f:
+        head = f.read(MARKS_HEADER)
+        size = os.fstat(f.fileno()).st_size
+        layout = next((v for v, magic in MARKS_MAGIC.items() if head.startswith(magic)), None)
+        if counts is not None:
+            total = int(counts.sum())
+        else:
+            total = struct.unpack_from("<Q", head, 16)[0] if len(head) >= 24 else -1
+        tag = MARKS_MAGIC[layout] if layout else b""
+        want = tag + struct.pack("<QQI", version, max(total, 0), chunks)
+        if (
+            layout is None
+            or head[:28] != want
+            or head[28:32] != struct.pack("<I", zlib.crc32(want))
+        ):
+            raise CorruptStoreError(f"{path} is damaged or does not match the checkpoint")
+        if counts is None and layout == 1:
+            return None
+        record = ENTRY.itemsize if layout == 2 else 4
+        if size != MARKS_HEADER + record * chunks + 4 * total:
+            raise CorruptStoreError(
+                f"{path} has the wrong size for {chunks} chunks, {total} offsets"
+            )
+        mapped = np.memmap(f, dtype=np.uint8, mode="r").view(np.ndarray)
+    body = mapped[MARKS_HEADER : MARKS_HEADER + record * chunks]
+    flat = mapped[MARKS_HEADER + record * chunks :].view("<i4")
+    if layout == 2:
+        table = body.view(ENTRY)
+        if counts is None:
+            counts = table["count"].astype(np.int64)
+            if int(counts.sum()) != total:
+                raise CorruptStoreError(f"{path} is damaged: its counts do not add up")
+        return MarksIndex(path, version, counts, flat, table, table["crc"])
+    assert counts is not None
+    return MarksIndex(path, version, counts, flat, None, body.view("<u4"))
+
+
+# -- chunk files -------------------------------------------------------------
+
+
+class ChunkCodec:
+    """Encode and decode one array's chunk files with the codecs its ``zarr.json`` names."""
+
+    def __init__(self, folder: Path, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: Any):
+        meta_path = folder / "zarr.json"
+        self.folder = folder
+        self.chunk_shape = chunks
+        self.dtype = np.dtype(dtype)
+        try:
+            meta = json.loads(meta_path.read_bytes().decode("utf-8"))
+            grid = meta["chunk_grid"]["configuration"]["chunk_shape"]
+            names = [c["name"] for c in meta["codecs"]]
+            configs = [c.get("configuration", {}) for c in meta["codecs"]]
+            separator = meta["chunk_key_encoding"].get("configuration", {}).get("separator", "/")
+            ok = (
+                meta["shape"] == list(shape)
+                and grid == list(chunks)
+                and meta["chunk_key_encoding"]["name"] == "default"
+                and separator == "/"
+                and len(names) >= 1
+                and names[0] in ("bytes", "vlen-utf8")
+                and (names[0] == "vlen-utf8") == (self.dtype.kind == "T")
+                and configs[0].get("endian", "little") == "little"
+                and all(n in ("blosc", "zstd") for n in names[1:])
+            )
+            self._compressors = [
+                Blosc(
+                    cname=c["cname"],
+                    clevel=c["clevel"],
+                    shuffle={"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[c["shuffle"]],
+                    blocksize=c.get("blocksize", 0),
+                )
+                if n == "blosc"
+                else Zstd(level=c.get("level", 0), checksum=c.get("checksum", False))
+                for n, c in zip(names[1:], configs[1:], strict=True)
+            ]
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            raise CorruptStoreError(f"{meta_path} is missing or damaged: {exc}") from None
+        if not ok:
+            raise CorruptStoreError(
+                f"{meta_path} does not describe the array this store expects "
+                f"(shape {list(shape)}, chunks {list(chunks)}, dtype {self.dtype})"
+            )
+        self._key_tail = "/0" * (len(chunks) - 1)
+
+    def path(self, j: int) -> Path:
+        """The chunk file of row chunk ``j``."""
+        return self.folder / "c" / f"{j}{self._key_tail}"
+
+    def read_raw(self, j: int) -> bytes | None:
+        """The bytes of chunk file ``j``, or None when it does not exist."""
+        try:
+            with open(self.path(j), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def decode(self, raw: bytes | None, j: int, rows: int) -> np.ndarray:
+        """The first ``rows`` rows of chunk ``j`` from its bytes (None: the fill value)."""
+        if raw is None:
+            if self.dtype.kind == "T":
+                return np.full((rows, *self.chunk_shape[1:]), "", dtype=STR_DTYPE)
+            return np.zeros((rows, *self.chunk_shape[1:]), self.dtype)
+        try:
+            data: Any = raw
+            for codec in reversed(self._compressors):
+                data = codec.decode(data)
+            if self.dtype.kind == "T":
+                out = np.asarray(VLenUTF8().decode(data)).astype(STR_DTYPE)
+            else:
+                out = np.frombuffer(data, dtype=self.dtype.newbyteorder("<")).astype(self.dtype)
+            return out.reshape(self.chunk_shape)[:rows]
+        except Exception as exc:  # noqa: BLE001 - numcodecs raises bare RuntimeErrors
+            raise CorruptStoreError(f"chunk file {self.path(j)} is damaged: {exc}") from None
+
+    def encode(self, data: np.ndarray) -> bytes:
+        """The bytes of a chunk file holding ``data`` (padded to the chunk shape)."""
+        full = self.decode(None, -1, self.chunk_shape[0])
+        full[: len(data)] = data
+        encoded: Any
+        if self.dtype.kind == "T":
+            encoded = VLenUTF8().encode(full.astype(object).reshape(-1))
+        else:
+            encoded = np.ascontiguousarray(full, dtype=self.dtype.newbyteorder("<")).tobytes()
+        for codec in self._compressors:
+            encoded = codec.encode(encoded)
+        return bytes(encoded)
+
+
+def create_arrays(
+    root: Path, n_items: int, chunk_rows: int, label_dtype: Any, label_shape: tuple[int, ...]
+) -> None:
+    """Create the empty mask and label arrays (no chunk file: all fill value)."""
+    group = zarr.open_group(root / "state", mode="w-")
+    group.create_array(
+        "mask",
+        shape=(n_items,),
+        chunks=(chunk_rows,),
+        dtype=bool,
+        fill_value=False,
+        # LZ4 without shuffling decodes a chunk about twice as fast as zstd.
+        compressors=BloscCodec(cname="lz4", clevel=5, shuffle="noshuffle"),
+    )
+    group.create_array(
+        "labels",
+        shape=(n_items, *label_shape),
+        chunks=(chunk_rows, *label_shape),
+        dtype=label_dtype,
+        fill_value="" if np.dtype(label_dtype).kind == "T" else 0,
+    )
+
+
+class StateArrays:
+    """The mask and label chunk files of one store."""
+
+    def __init__(
+        self,
+        root: Path,
+        n_items: int,
+        chunk_rows: int,
+        label_dtype: Any,
+        label_shape: tuple[int, ...],
+    ) -> None:
         self.n_items = n_items
         self.chunk_rows = chunk_rows
-        self._mask_dir = root / "state" / "mask" / "c"
-        self._labels_dir = root / "state" / "labels" / "c"
-        self._mask_prefix = f"{self._mask_dir}{os.sep}"
-        self._decoder = self._fast_decoder()
-        self._scratch = np.empty(chunk_rows, dtype=bool)  # decode target, reused
-        self._cache: OrderedDict[int, IndexArray] = OrderedDict()
-        self._cache_bytes = cache_bytes
-        self._cache_used = 0
-        self._mask_arr: zarr.Array | None = None
-        self._labels_arr: zarr.Array | None = None
+        self.codecs = {
+            "mask": ChunkCodec(root / "state" / "mask", (n_items,), (chunk_rows,), bool),
+            "labels": ChunkCodec(
+                root / "state" / "labels",
+                (n_items, *label_shape),
+                (chunk_rows, *label_shape),
+                label_dtype,
+            ),
+        }
 
-    def _fast_decoder(self) -> Blosc | Zstd | None:
-        """The numcodecs decoder of the mask's chunk files, or None to go through zarr."""
-        try:
-            meta = json.loads((self.root / "state" / "mask" / "zarr.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise CorruptStoreError(f"cannot read the mask array metadata: {exc}") from None
-        codecs = [c.get("name") for c in meta.get("codecs", [])]
-        enc = meta.get("chunk_key_encoding", {})
-        plain = (
-            enc.get("name") == "default"
-            and enc.get("configuration", {}).get("separator", "/") == "/"
-            and meta.get("shape") == [self.n_items]
-        )
-        if plain and codecs == ["bytes", "blosc"]:
-            return Blosc()
-        if plain and codecs == ["bytes", "zstd"]:
-            return Zstd()
-        return None
+    def rows(self, j: int) -> int:
+        """Rows in chunk ``j``."""
+        return min(self.chunk_rows, self.n_items - j * self.chunk_rows)
 
-    @property
-    def mask_array(self) -> zarr.Array:
-        """The Zarr mask array (opened on first use)."""
-        if self._mask_arr is None:
-            self._mask_arr = zarr.open_array(self.root / "state" / "mask", mode="r+")
-        return self._mask_arr
-
-    @property
-    def labels_array(self) -> zarr.Array:
-        """The Zarr label array (opened on first use)."""
-        if self._labels_arr is None:
-            self._labels_arr = zarr.open_array(self.root / "state" / "labels", mode="r+")
-        return self._labels_arr
-
-    def chunk_bounds(self, j: int) -> tuple[int, int]:
-        """Dataset index range ``[lo, hi)`` of chunk ``j``."""
-        lo = j * self.chunk_rows
-        return lo, min(lo + self.chunk_rows, self.n_items)
-
-    def read_marks(self, j: int) -> IndexArray:
-        """Sorted offsets of the True rows of mask chunk ``j`` as on disk now (cached).
-
-        Only the offsets are kept, so the cache costs memory in proportion to
-        the labeled rows it covers, not to the chunk size.
-        """
-        hit = self._cache.get(j)
-        if hit is not None:
-            self._cache.move_to_end(j)
-            return hit
-        lo, hi = self.chunk_bounds(j)
-        if self._decoder is not None:
-            try:
-                fd = os.open(f"{self._mask_prefix}{j}", os.O_RDONLY)
-            except FileNotFoundError:
-                marks = np.empty(0, np.int64)
-            else:
-                try:
-                    raw = os.read(fd, os.fstat(fd).st_size)
-                finally:
-                    os.close(fd)
-                try:
-                    self._decoder.decode(raw, out=self._scratch)
-                except Exception as exc:  # noqa: BLE001 - numcodecs raises bare RuntimeErrors
-                    raise CorruptStoreError(f"mask chunk {j} is damaged: {exc}") from None
-                marks = np.flatnonzero(self._scratch[: hi - lo])
-        else:
-            marks = np.flatnonzero(np.asarray(self.mask_array[lo:hi]))
-        marks.flags.writeable = False
-        self._cache[j] = marks
-        self._cache_used += marks.nbytes + 100
-        while self._cache_used > self._cache_bytes and len(self._cache) > 1:
-            _, old = self._cache.popitem(last=False)
-            self._cache_used -= old.nbytes + 100
-        return marks
-
-    def read_labels(self, lo: int, hi: int) -> np.ndarray:
-        """Label rows ``[lo, hi)`` as on disk now."""
-        return np.asarray(self.labels_array[lo:hi])
-
-    def clear_cache(self) -> None:
-        """Forget every cached mask chunk."""
-        self._cache.clear()
-        self._cache_used = 0
-
-    def write_chunks(self, chunks: dict[int, tuple[BoolArray, np.ndarray]]) -> None:
-        """Write whole mask and label chunks, then fsync every file written."""
-        mask_arr, labels_arr = self.mask_array, self.labels_array
-        for j, (mask, labels) in sorted(chunks.items()):
-            lo, hi = self.chunk_bounds(j)
-            mask_arr[lo:hi] = mask
-            labels_arr[lo:hi] = labels
-            old = self._cache.pop(j, None)
-            if old is not None:
-                self._cache_used -= old.nbytes + 100
-        label_key = "/0" * (labels_arr.ndim - 1)
-        paths = [self._mask_dir / str(j) for j in chunks]
-        paths += [self._labels_dir / f"{j}{label_key}" for j in chunks]
-        for path in paths:
-            if path.exists():  # a chunk equal to the fill value is not stored
-                fd = os.open(path, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-        for folder in {path.parent for path in paths}:
-            if folder.exists():
-                fsync_dir(folder)
+    def write(self, files: dict[tuple[str, int], bytes]) -> None:
+        """Replace chunk files atomically and durably (a crash point halfway, for tests)."""
+        folders = set()
+        for k, ((kind, j), raw) in enumerate(sorted(files.items())):
+            if k == len(files) // 2:
+                crash_point("checkpoint-chunks")
+            path = self.codecs[kind].path(j)
+            with storage_errors(path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, raw, sync_dir=False)
+            folder = path.parent
+            while folder != self.codecs[kind].folder.parent:  # new sub-folders are entries too
+                folders.add(folder)
+                folder = folder.parent
+        for folder in sorted(folders):
+            fsync_dir(folder)

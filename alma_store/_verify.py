@@ -10,17 +10,15 @@ import numpy as np
 from .errors import CorruptStoreError
 
 if TYPE_CHECKING:
-    from ._snapshot import Snapshot
-    from .store import Store
+    from ._engine import Engine
 
 
-def verify(store: Store, snap: Snapshot, progress: Callable[[int], None] | None) -> dict[str, int]:
-    """Replay every journal record up to ``snap.version``; see :meth:`Store.verify`."""
+def verify(engine: Engine, progress: Callable[[int], None] | None) -> dict[str, int]:
+    """Replay every journal record up to the current version; see :meth:`Store.verify`."""
+    snap = engine.current()
     expected: dict[int, Any] = {}
     n_records = 0
-    for event, _ in store._journal.iter_records():
-        if event.version > snap.version:
-            break
+    for event in engine.iter_events(last=snap.version):
         n_records += 1
         for k, i in enumerate(event.dataset_indices.tolist()):
             if (i in expected) != event.labeled_before or (
@@ -39,7 +37,7 @@ def verify(store: Store, snap: Snapshot, progress: Callable[[int], None] | None)
             f"the journal holds {n_records} records but the store is at version {snap.version}"
         )
     idx = np.array(sorted(expected), dtype=np.int64)
-    counts = np.bincount(idx // store.chunk_rows, minlength=len(snap.labeled_counts))
+    counts = np.bincount(idx // snap.chunk_rows, minlength=len(snap.labeled_counts))
     if not np.array_equal(counts, snap.labeled_counts):
         bad = np.flatnonzero(counts != snap.labeled_counts)
         raise CorruptStoreError(
@@ -48,15 +46,14 @@ def verify(store: Store, snap: Snapshot, progress: Callable[[int], None] | None)
     for j in range(len(counts)):  # every chunk: a stray True in an empty one is damage too
         if progress is not None:
             progress(1)
-        lo, hi = store._arrays.chunk_bounds(j)
-        marks = snap.read_marks(j)
+        lo, hi = snap.bounds(j)
         want = idx[(idx >= lo) & (idx < hi)]
-        if not np.array_equal(marks + lo, want):
+        if not np.array_equal(np.flatnonzero(snap.disk_mask(j)) + lo, want):
             raise CorruptStoreError(f"the mask of chunk {j} disagrees with the journal")
         if not np.array_equal(snap.labeled_marks(j) + lo, want):  # through the marks index
             raise CorruptStoreError(f"the marks index disagrees with the journal at chunk {j}")
         if len(want):
-            _, labels = snap.labels_chunk(j)
+            labels = snap.labels_chunk(j)
             for i in want.tolist():
                 if not np.array_equal(labels[i - lo], expected[i]):
                     raise CorruptStoreError(
@@ -68,6 +65,3 @@ def verify(store: Store, snap: Snapshot, progress: Callable[[int], None] | None)
         "records": n_records,
         "chunks_checked": len(counts),
     }
-
-
-# -- lifecycle -----------------------------------------------------------

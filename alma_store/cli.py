@@ -22,9 +22,10 @@ try:
 except ImportError:  # pragma: no cover - exercised only without the extra
     click = None  # type: ignore[assignment]
 
-from ._create import create
+from ._io import parse_label_text
 from .errors import AlmaError, InvalidInputError
-from .store import open_store
+from .index import n_chunks
+from .store import create, open_store
 
 
 def _need_click() -> None:
@@ -201,8 +202,6 @@ if click is not None:
         expected_version: int | None,
     ) -> None:
         """Add labels given as INDEX=LABEL pairs, as one atomic commit."""
-        from ._io import _parse_label_text
-
         with open_store(store) as s:
             indices, values = [], []
             for k, pair in enumerate(pairs, start=1):
@@ -215,7 +214,7 @@ if click is not None:
                     raise InvalidInputError(
                         f"argument {k}: index {key!r} is not an integer"
                     ) from None
-                values.append(_parse_label_text(text, s, Path("<arguments>"), k))
+                values.append(parse_label_text(text, s.schema, "<arguments>", k))
             done = s.add_labels(
                 indices,
                 values,
@@ -312,7 +311,7 @@ if click is not None:
         """Check that journal, mask, labels and counts of STORE agree (exit 1 if not)."""
         with (
             open_store(store, mode="r") as s,
-            _progress(-(-len(s) // s.chunk_rows), "verify") as bar,
+            _progress(n_chunks(len(s), s.chunk_rows), "verify") as bar,
         ):
             summary = s.verify(progress=bar)
         if as_json:

@@ -25,11 +25,11 @@ from typing import Any, Self
 
 import numpy as np
 
-from ._create import create
 from ._labels import infer_label_dtype, parse_label_dtype
 from ._types import PathLike
 from .errors import InvalidInputError
-from .store import Store, open_store
+from .index import parse_indices
+from .store import Store, create, open_store
 
 __all__ = ["ActiveLearningManager"]
 
@@ -168,8 +168,6 @@ class ActiveLearningManager:
     def get_original_index_from_unlabeled_index(self, ixs: Any) -> list[int]:
         """Dataset indices of positions in the Unlabeled part (int, list or array in, list out)."""
         if self._store is None:
-            from .index import parse_indices
-
             return [int(v) for v in parse_indices(ixs, name="positions", upper=self._n)]
         return [int(v) for v in self._store.unlabeled.to_dataset_index(ixs)]
 

@@ -1,9 +1,10 @@
 """Dask integration (the ``dask`` extra): views as dask arrays, scoring on a cluster.
 
 Tasks never receive open files: they carry the store's path and the version
-their view was taken at, reopen the store read-only in the worker and read
-through ``store.at(version=...)``, so every block shows the same snapshot
-however many labels land meanwhile.
+their view was taken at, reopen the store read-only in the worker and read that
+snapshot, so every block shows the same state however many labels land
+meanwhile. ``view.to_dask()`` builds the array; :func:`score` scores the
+Unlabeled part with one task per unfinished chunk.
 """
 
 from __future__ import annotations
@@ -11,73 +12,39 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from ._scoring import ScoreFn, done_chunks, open_scores, score_chunk
-from .errors import InvalidInputError
+from ._engine import DEFAULT_CHECKPOINT_ROWS, Engine, open_engine
+from ._scoring import ScoreFn, check_score_args, open_scores, score_chunk, todo_chunks
+from .errors import ReadOnlyError
 
 if TYPE_CHECKING:
     import dask.array as da
 
     from .store import Store
-    from .views import _View
+    from .views import LabeledView, UnlabeledView
 
 __all__ = ["score", "to_dask"]
 
 
-def _read_block(path: str, version: int, labeled: bool, j: int) -> np.ndarray:
-    from .store import open_store
-
-    with open_store(path, mode="r") as store:
-        past = store.at(version=version)
-        view = past.labeled if labeled else past.unlabeled
-        snap = view._snap
-        lo, hi = snap._bounds(j)
-        marks = snap.labeled_marks(j)
-        if labeled:
-            members = lo + marks
-        else:
-            keep = np.ones(hi - lo, bool)
-            keep[marks] = False
-            members = lo + np.flatnonzero(keep)
-        return store.feature_source.read_sorted(members)
+def to_dask(view: LabeledView | UnlabeledView) -> da.Array:
+    """The rows of ``view`` as a dask array, one block per store chunk (``view.to_dask()``)."""
+    return view.to_dask()
 
 
-def to_dask(view: _View) -> da.Array:
-    """The rows of ``view`` as a dask array, one block per store chunk that has any."""
-    import dask
-    import dask.array as da
-
-    snap = view._snap
-    path = str(view._store.path)
-    tail = view.shape[1:]
-    blocks = [
-        da.from_delayed(
-            dask.delayed(_read_block, pure=True)(path, snap.version, view._labeled, int(j)),
-            shape=(int(view._counts[j]), *tail),
-            dtype=view.dtype,
-        )
-        for j in np.flatnonzero(view._counts)
-    ]
-    if not blocks:
-        return da.empty((0, *tail), dtype=view.dtype)
-    return da.concatenate(blocks, axis=0)
+def _writer(path: str | Path) -> tuple[Engine, Any]:
+    return open_engine(
+        Path(path), writable=True, checkpoint_rows=DEFAULT_CHECKPOINT_ROWS, lock_timeout=60.0
+    )
 
 
 def _score_task(path: str, version: int, fn: ScoreFn, name: str, j: int, batch_rows: int) -> int:
-    from .store import open_store
-
-    with open_store(path) as store:
-        open_scores(store, name, create=False)  # checks it exists and matches
-        arr = _writable(store, name)
-        score_chunk(store, store._snapshot_at(version), fn, name, arr, j, batch_rows)
+    engine, source = _writer(path)
+    try:
+        arr = open_scores(engine, name, create=True)
+        score_chunk(engine.root, source, engine.snapshot_at(version), fn, name, arr, j, batch_rows)
+    finally:
+        engine.close()
+        source.close()
     return j
-
-
-def _writable(store: Store, name: str) -> Any:
-    import zarr
-
-    return zarr.open_array(store.path / "scores" / name / "values", mode="r+")
 
 
 def score(
@@ -97,18 +64,23 @@ def score(
     """
     import dask
 
-    if not callable(fn):
-        raise InvalidInputError(f"fn must be callable, got {fn!r}")
-    open_scores(store, name, create=True)
-    version = store.version
-    todo = sorted(set(range(-(-len(store) // store.chunk_rows))) - done_chunks(store, name))
+    check_score_args(fn, batch_rows)
+    if store.mode != "r+":
+        raise ReadOnlyError(f"{store.path} was opened with mode='r'; open it with mode='r+'")
     path = str(Path(store.path).resolve())
+    engine, source = _writer(path)
+    try:
+        open_scores(engine, name, create=True)
+        todo = todo_chunks(engine, name)
+    finally:
+        engine.close()
+        source.close()
+    version = store.version
     tasks = [
         dask.delayed(_score_task, pure=False)(path, version, fn, name, j, batch_rows) for j in todo
     ]
     if client is not None:
-        futures = client.compute(tasks)
-        client.gather(futures)
+        client.gather(client.compute(tasks))
     else:
         dask.compute(*tasks)
     return len(todo)

@@ -8,6 +8,7 @@ builtin exception describes the same situation it is a second parent, so
     ├── StoreNotFoundError        (FileNotFoundError)  no store at the path
     ├── StoreExistsError          (FileExistsError)    create() over an existing store
     ├── ReadOnlyError                                  writing through mode="r"
+    ├── StoreClosedError                               using a store after close()
     ├── InvalidInputError         (ValueError)         bad shape, dtype, length, value
     │   └── SourceChangedError                         feature source differs from the record
     ├── SourceMissingError        (FileNotFoundError)  feature source is gone
@@ -16,7 +17,9 @@ builtin exception describes the same situation it is a second parent, so
     │   └── NotLabeledError                            correcting an unlabeled item
     ├── StaleIndexError                                the store moved past expected_version
     ├── LockTimeoutError          (TimeoutError)       the writer lock was not obtained
-    └── CorruptStoreError                              a damaged or truncated file
+    ├── StorageFullError          (OSError)            the disk is full; nothing half-written
+    └── CorruptStoreError                              a damaged, truncated, missing or
+                                                       swapped file (named in the message)
 
 Errors carry the offending values as attributes and pickle, so they cross
 process boundaries (multiprocessing, Dask) intact.
@@ -44,6 +47,8 @@ __all__ = [
     "SourceChangedError",
     "SourceMissingError",
     "StaleIndexError",
+    "StorageFullError",
+    "StoreClosedError",
     "StoreExistsError",
     "StoreNotFoundError",
 ]
@@ -73,6 +78,14 @@ class StoreExistsError(AlmaError, FileExistsError):
 
 class ReadOnlyError(AlmaError):
     """A write was attempted through a store opened with ``mode="r"``."""
+
+
+class StoreClosedError(AlmaError):
+    """The store (or a view of it) was used after :meth:`Store.close`; reopen it."""
+
+
+class StorageFullError(AlmaError, OSError):
+    """The disk ran out of space. Nothing was half-written; free space and retry."""
 
 
 class InvalidInputError(AlmaError, ValueError):
@@ -115,7 +128,8 @@ class InvalidIndexError(AlmaError, IndexError):
         self.upper = upper
         if reason is None:
             shown = _show(self.positions)
-            reason = f"{name} must lie in [0, {upper}), got {shown}"
+            bound = f"[0, {upper})" if upper is not None else "[0, 2**63) (int64 indices)"
+            reason = f"{name} must lie in {bound}, got {shown}"
         super().__init__(reason)
 
 
@@ -160,7 +174,10 @@ class LockTimeoutError(AlmaError, TimeoutError):
 
 
 class CorruptStoreError(AlmaError):
-    """A store file is damaged, truncated, or belongs to another store."""
+    """A store file is damaged, truncated, missing, swapped, or belongs to another store.
+
+    The message names the file. Nothing read from a damaged file is ever returned.
+    """
 
 
 def _show(values: list[Any], limit: int = 8) -> str:

@@ -12,6 +12,7 @@ source that is missing or no longer matches it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,12 +21,15 @@ import numpy as np
 import zarr
 
 from ._types import IndexArray, PathLike
-from .errors import InvalidInputError, SourceChangedError, SourceMissingError
+from .errors import CorruptStoreError, InvalidInputError, SourceChangedError, SourceMissingError
 
 if TYPE_CHECKING:
     import h5py
 
 __all__ = ["FeatureSource", "HDF5Source", "NpySource", "ZarrSource", "open_source", "source_from"]
+
+SAMPLE_BLOCKS = 8
+SAMPLE_ROWS = 16
 
 
 class FeatureSource:
@@ -71,12 +75,31 @@ class FeatureSource:
         raise NotImplementedError
 
     def fingerprint(self) -> dict[str, Any]:
-        """What must not change: shape, dtype, size in bytes."""
+        """What must not change: shape, dtype, size in bytes, and a hash of sampled rows.
+
+        The sample is :data:`SAMPLE_BLOCKS` blocks of at most :data:`SAMPLE_ROWS`
+        rows spread evenly over the rows, so its cost does not grow with ``N``
+        and a same-shape replacement of the features is caught at open.
+        """
         return {
             "shape": list(self.shape),
             "dtype": self.dtype.str,
             "nbytes": int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize,
+            "sample": self.sample_hash(),
         }
+
+    def sample_hash(self) -> str:
+        """BLAKE2b of :data:`SAMPLE_BLOCKS` evenly spread blocks of rows (``O(1)`` reads)."""
+        n = self.shape[0]
+        rows = min(SAMPLE_ROWS, n)
+        digest = hashlib.blake2b(digest_size=16)
+        starts = sorted(
+            {(k * (n - rows)) // max(SAMPLE_BLOCKS - 1, 1) for k in range(SAMPLE_BLOCKS)}
+        )
+        for lo in starts if rows else []:
+            block = np.ascontiguousarray(self.read_range(lo, lo + rows))
+            digest.update(block.astype(block.dtype.newbyteorder("<")).tobytes())
+        return f"blake2b:{digest.hexdigest()}"
 
     def close(self) -> None:
         """Release file handles."""
@@ -310,7 +333,7 @@ def source_from(features: object) -> FeatureSource:
     )
 
 
-def open_source(record: dict[str, Any], store_root: Path) -> FeatureSource:
+def open_source(record: dict[str, Any], store_root: Path, n_items: int) -> FeatureSource:
     """Reopen a recorded source and check its fingerprint.
 
     Raises
@@ -318,8 +341,19 @@ def open_source(record: dict[str, Any], store_root: Path) -> FeatureSource:
     SourceMissingError
         The file or dataset is gone.
     SourceChangedError
-        Its shape, dtype or size differs from what was recorded at create.
+        Its shape, dtype, size or sampled content differs from the record.
+    CorruptStoreError
+        The record is damaged, or its rows are not the store's ``n_items``.
     """
+    try:
+        return _open_recorded(record, store_root, n_items)
+    except (KeyError, TypeError) as exc:
+        raise CorruptStoreError(
+            f"{store_root / 'meta.json'}: the feature source record is damaged: {exc!r}"
+        ) from None
+
+
+def _open_recorded(record: dict[str, Any], store_root: Path, n_items: int) -> FeatureSource:
     path = Path(record["path"])
     if not path.is_absolute():
         path = store_root / path
@@ -332,8 +366,14 @@ def open_source(record: dict[str, Any], store_root: Path) -> FeatureSource:
         src = HDF5Source(str(path), record["dataset"])
     else:
         raise InvalidInputError(f"unknown feature source kind {kind!r} in the store metadata")
+    if record["shape"][0] != n_items:
+        src.close()
+        raise CorruptStoreError(
+            f"{store_root / 'meta.json'} is damaged: it says the store has {n_items} items, "
+            f"but its features record has {record['shape'][0]} rows"
+        )
     now = src.describe()
-    for key in ("shape", "dtype", "nbytes", "file_size"):
+    for key in ("shape", "dtype", "nbytes", "file_size", "sample"):
         if key in record and now.get(key) != record[key]:
             src.close()
             raise SourceChangedError(

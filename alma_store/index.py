@@ -14,9 +14,13 @@ on-disk mask). A *count index* holds, per chunk, how many rows of that chunk
 belong to a view. Its prefix sum maps a view position to its chunk with one
 ``searchsorted`` (``select``), and a dataset index to the number of view rows
 before its chunk (``rank``); only the few chunks actually hit are then read.
-No function here touches more than the count index and those chunks, so the
-cost of mapping ``k`` positions is ``O(n_chunks + k * chunk_rows)``, never
-``O(N)``.
+Inside a chunk, the labeled rows are a sorted *run* of offsets. Many chunks'
+runs live back to back in one flat array (:class:`Runs`), and every query here
+is answered for all chunks at once by one vectorised binary search per query
+kind, never a Python loop per chunk. The ``k``-th unlabeled row of a chunk is
+at ``k + #{i : run[i] - i <= k}``, so no list of unlabeled rows is ever built,
+and the cost of mapping ``k`` positions is ``O(n_chunks + k log chunk_rows)``,
+never ``O(N)``.
 
 Nothing in this module does I/O: chunk masks are passed in by the caller.
 
@@ -31,7 +35,7 @@ Examples
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,12 +43,13 @@ from ._types import BoolArray, IndexArray
 from .errors import InvalidIndexError, InvalidInputError
 
 __all__ = [
+    "Runs",
+    "chunk_members",
     "chunk_sizes",
-    "contains",
-    "dataset_to_view_positions",
     "locate_positions",
+    "merge_tail",
+    "n_chunks",
     "parse_indices",
-    "view_to_dataset_indices",
 ]
 
 
@@ -125,16 +130,25 @@ def parse_indices(value: object, *, name: str, upper: int | None) -> IndexArray:
     return arr
 
 
+def n_chunks(n_items: int, chunk_rows: int) -> int:
+    """Number of chunks of ``chunk_rows`` rows that cover ``n_items`` rows.
+
+    >>> n_chunks(10, 4), n_chunks(0, 4)
+    (3, 0)
+    """
+    return -(-n_items // chunk_rows)
+
+
 def chunk_sizes(n_items: int, chunk_rows: int) -> IndexArray:
     """Number of rows in each chunk; the last one may be short.
 
     >>> chunk_sizes(10, 4)
     array([4, 4, 2])
     """
-    n_chunks = -(-n_items // chunk_rows)
-    sizes = np.full(n_chunks, chunk_rows, dtype=np.int64)
-    if n_chunks:
-        sizes[-1] = n_items - chunk_rows * (n_chunks - 1)
+    count = n_chunks(n_items, chunk_rows)
+    sizes = np.full(count, chunk_rows, dtype=np.int64)
+    if count:
+        sizes[-1] = n_items - chunk_rows * (count - 1)
     return sizes
 
 
@@ -150,109 +164,124 @@ def locate_positions(positions: IndexArray, counts: IndexArray) -> tuple[IndexAr
     return chunks.astype(np.int64), offsets.astype(np.int64)
 
 
-ChunkMarks = Callable[[int], IndexArray]
-"""Returns the sorted offsets of the labeled rows of chunk ``j`` (at the view's version)."""
+def ragged_arange(starts: IndexArray, lengths: IndexArray) -> tuple[IndexArray, IndexArray]:
+    """Flat indices of the ranges ``[starts[i], starts[i] + lengths[i])`` and their owner ``i``.
 
-
-def contains(marks: IndexArray, local: IndexArray) -> BoolArray:
-    """Whether each offset in ``local`` is among the sorted ``marks``."""
-    at = np.searchsorted(marks, local)
-    return (
-        (at < len(marks)) & (marks[np.minimum(at, len(marks) - 1)] == local)
-        if len(marks)
-        else np.zeros(local.shape, bool)
+    >>> ragged_arange(np.array([5, 0]), np.array([2, 3]))
+    (array([5, 6, 0, 1, 2]), array([0, 0, 1, 1, 1]))
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    owner = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    within = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(
+        np.cumsum(lengths) - lengths, lengths
     )
+    return np.asarray(starts, dtype=np.int64)[owner] + within, owner
 
 
-def select_in_chunk(marks: IndexArray, ranks: IndexArray, *, of_labeled: bool) -> IndexArray:
-    """Offsets, within one chunk, of the ``ranks``-th labeled (or unlabeled) rows.
+@dataclass(frozen=True, slots=True)
+class Runs:
+    """The sorted labeled offsets of some chunks, back to back in one flat array.
 
-    ``marks`` are the sorted offsets of the chunk's labeled rows. The ``k``-th
-    unlabeled row is at ``k + #{i : marks[i] - i <= k}``, so no list of the
-    chunk's unlabeled rows is ever built.
+    ``flat[starts[i] : starts[i] + lengths[i]]`` is the run of ``chunks[i]``
+    (``chunks`` sorted and unique). ``flat`` may be a read-only memory map.
+    """
 
-    >>> import numpy as np
-    >>> marks = np.array([1, 2, 5])          # labeled offsets in a chunk of 7 rows
-    >>> select_in_chunk(marks, np.array([0, 1, 3]), of_labeled=False)
-    array([0, 3, 6])
+    chunks: IndexArray
+    flat: np.ndarray
+    starts: IndexArray
+    lengths: IndexArray
+
+    def run(self, i: int) -> IndexArray:
+        """The run of the ``i``-th chunk, as int64."""
+        a = int(self.starts[i])
+        return np.asarray(self.flat[a : a + int(self.lengths[i])], dtype=np.int64)
+
+    def slot(self, chunks: IndexArray) -> IndexArray:
+        """Where each of ``chunks`` (all among ``self.chunks``) is in this set."""
+        return np.searchsorted(self.chunks, chunks)
+
+    def count_at_most(self, slots: IndexArray, targets: IndexArray, *, gaps: bool) -> IndexArray:
+        """Per query ``q``: ``#{i : run[i] <= targets[q]}`` in the run of ``slots[q]``.
+
+        With ``gaps``, counts ``#{i : run[i] - i <= targets[q]}`` instead (the
+        key of the unlabeled select). One binary search for every query at once.
+        """
+        starts, lengths = self.starts[slots], self.lengths[slots]
+        lo = np.zeros(len(slots), np.int64)
+        hi = lengths.astype(np.int64)
+        last = max(len(self.flat) - 1, 0)
+        while (active := lo < hi).any():
+            mid = (lo + hi) // 2
+            probe = self.flat[
+                np.minimum(starts + np.minimum(mid, np.maximum(lengths - 1, 0)), last)
+            ]
+            probe = probe.astype(np.int64) - (mid if gaps else 0)
+            right = active & (probe <= targets)
+            lo = np.where(right, mid + 1, lo)
+            hi = np.where(active & ~right, mid, hi)
+        return lo
+
+    def select(self, slots: IndexArray, ranks: IndexArray, *, of_labeled: bool) -> IndexArray:
+        """Offsets within their chunks of the ``ranks``-th labeled (or unlabeled) rows."""
+        if of_labeled:
+            return np.asarray(self.flat[self.starts[slots] + ranks], dtype=np.int64)
+        return ranks + self.count_at_most(slots, ranks, gaps=True)
+
+    def rank(self, slots: IndexArray, local: IndexArray) -> tuple[IndexArray, BoolArray]:
+        """Labeled rows before each offset ``local`` in its chunk, and whether it is labeled."""
+        before = self.count_at_most(slots, local - 1, gaps=False)
+        last = max(len(self.flat) - 1, 0)
+        at = np.minimum(self.starts[slots] + before, last)
+        hit = (before < self.lengths[slots]) & (
+            self.flat[at].astype(np.int64) == local if len(self.flat) else False
+        )
+        return before, np.asarray(hit, dtype=bool)
+
+
+def merge_tail(
+    base: Runs, chunk_rows: int, tail_indices: IndexArray, tail_labeled: BoolArray
+) -> Runs:
+    """The runs of ``base.chunks`` after the tail sets ``tail_indices`` to ``tail_labeled``.
+
+    ``tail_indices`` are sorted, unique dataset indices (any chunks; those
+    outside ``base.chunks`` are ignored). One pass over all chunks at once.
+
+    >>> base = Runs(np.array([0, 2]), np.array([1, 3, 0]), np.array([0, 2]), np.array([2, 1]))
+    >>> out = merge_tail(base, 4, np.array([1, 2, 9]), np.array([False, True, True]))
+    >>> out.run(0).tolist(), out.run(1).tolist()
+    ([2, 3], [0, 1])
+    """
+    chunks = base.chunks
+    lows = chunks * chunk_rows
+    take, owner = ragged_arange(base.starts, base.lengths)
+    held = np.asarray(base.flat[take], dtype=np.int64) + lows[owner]
+    t_lo = np.searchsorted(tail_indices, lows)
+    t_hi = np.searchsorted(tail_indices, lows + chunk_rows)
+    t_take, _ = ragged_arange(t_lo, t_hi - t_lo)
+    t_idx, t_lab = tail_indices[t_take], tail_labeled[t_take]
+    at = np.searchsorted(t_idx, held)
+    overridden = np.zeros(len(held), bool)
+    if len(t_idx):
+        overridden = (at < len(t_idx)) & (t_idx[np.minimum(at, len(t_idx) - 1)] == held)
+    merged = np.sort(np.concatenate([held[~overridden], t_idx[t_lab]]))
+    starts = np.searchsorted(merged, lows)
+    lengths = np.searchsorted(merged, lows + chunk_rows) - starts
+    local = merged - np.repeat(lows, lengths)
+    return Runs(chunks, local, starts, lengths)
+
+
+def chunk_members(run: IndexArray, size: int, *, of_labeled: bool) -> IndexArray:
+    """Offsets, within a chunk of ``size`` rows, of its rows in the view (sorted).
+
+    ``run`` is the chunk's sorted labeled offsets.
+
+    >>> chunk_members(np.array([1, 2]), 4, of_labeled=False)
+    array([0, 3])
     """
     if of_labeled:
-        return marks[ranks]
-    gaps = marks - np.arange(len(marks))
-    return ranks + np.searchsorted(gaps, ranks, side="right")
-
-
-def rank_in_chunk(marks: IndexArray, local: IndexArray, *, of_labeled: bool) -> IndexArray:
-    """How many labeled (or unlabeled) rows of the chunk come before each offset in ``local``."""
-    before_labeled = np.searchsorted(marks, local)
-    return before_labeled if of_labeled else local - before_labeled
-
-
-def view_to_dataset_indices(
-    positions: IndexArray,
-    counts: IndexArray,
-    chunk_rows: int,
-    chunk_marks: ChunkMarks,
-    *,
-    of_labeled: bool,
-    whole: BoolArray | None = None,
-) -> IndexArray:
-    """Map view positions to dataset indices, reading only the chunks hit.
-
-    ``counts[j]`` is the number of view rows in chunk ``j``; ``whole[j]``, when
-    given, says that every row of chunk ``j`` is in the view, so its positions
-    map without reading it (most chunks, for the Unlabeled view of a large
-    dataset with few labels).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> labeled = np.array([True, False, False, True, False, True])
-    >>> counts = np.array([2, 1])              # unlabeled rows in chunks [0:4], [4:6]
-    >>> marks = lambda j: np.flatnonzero(labeled[4*j:4*j+4])
-    >>> view_to_dataset_indices(np.array([2, 0]), counts, 4, marks, of_labeled=False)
-    array([4, 1])
-    """
-    chunks, offsets = locate_positions(positions, counts)
-    out = chunks * chunk_rows + offsets  # right wherever the chunk is all in the view
-    read = np.ones(chunks.shape, bool) if whole is None else ~whole[chunks]
-    if read.any():
-        order = np.flatnonzero(read)
-        order = order[np.argsort(chunks[order], kind="stable")]
-        sorted_chunks = chunks[order]
-        starts = np.flatnonzero(np.r_[True, sorted_chunks[1:] != sorted_chunks[:-1]])
-        for a, b in zip(starts, [*starts[1:], len(order)], strict=True):
-            j = int(sorted_chunks[a])
-            hit = order[a:b]
-            out[hit] = j * chunk_rows + select_in_chunk(
-                chunk_marks(j), offsets[hit], of_labeled=of_labeled
-            )
-    return out
-
-
-def dataset_to_view_positions(
-    dataset_indices: IndexArray,
-    counts: IndexArray,
-    chunk_rows: int,
-    chunk_marks: ChunkMarks,
-    *,
-    of_labeled: bool,
-) -> tuple[IndexArray, BoolArray]:
-    """Rank: map dataset indices to view positions.
-
-    Returns the positions and a mask telling which indices belong to the view at
-    all; the positions of the others are meaningless (``-1``).
-    """
-    before = np.cumsum(counts) - counts
-    positions = np.full(dataset_indices.shape, -1, dtype=np.int64)
-    member = np.zeros(dataset_indices.shape, dtype=bool)
-    chunks = dataset_indices // chunk_rows
-    for j in np.unique(chunks):
-        hit = np.flatnonzero(chunks == j)
-        marks = chunk_marks(int(j))
-        local = dataset_indices[hit] - int(j) * chunk_rows
-        is_member = contains(marks, local) if of_labeled else ~contains(marks, local)
-        member[hit] = is_member
-        ranks = before[j] + rank_in_chunk(marks, local, of_labeled=of_labeled)
-        positions[hit] = np.where(is_member, ranks, -1)
-    return positions, member
+        return np.asarray(run, dtype=np.int64)
+    if len(run) == 0:
+        return np.arange(size, dtype=np.int64)
+    keep = np.ones(size, bool)
+    keep[run] = False
+    return np.flatnonzero(keep)

@@ -37,6 +37,7 @@ byte offset. Nothing is ever silently skipped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -48,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._fs import crash_point, fsync_dir, storage_errors, write_fd
 from ._types import IndexArray
 from .errors import CorruptStoreError, InvalidInputError
 
@@ -57,7 +59,17 @@ FILE_MAGIC = b"ALMAJNL1"
 FILE_HEADER_SIZE = 32
 REC_MAGIC = b"REC1"
 REC_HEADER = struct.Struct("<4sIII")
-KINDS = ("add", "relabel", "remove")
+KINDS: dict[str, tuple[bool, bool]] = {
+    "add": (False, True),
+    "relabel": (True, True),
+    "remove": (True, False),
+}
+"""Event kinds, each with whether its items are labeled before and after it.
+
+Later formats add kinds here; a reader meeting a kind it does not know refuses
+the record with :class:`CorruptStoreError` (written by a newer alma_store)
+instead of guessing what it meant.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +108,7 @@ class LabelEvent:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise InvalidInputError(f"kind must be one of {KINDS}, got {self.kind!r}")
+            raise InvalidInputError(f"kind must be one of {list(KINDS)}, got {self.kind!r}")
         if self.version < 1:
             raise InvalidInputError(f"version must be >= 1, got {self.version}")
         if len(self.values) != len(self.dataset_indices):
@@ -114,12 +126,12 @@ class LabelEvent:
     @property
     def labeled_after(self) -> bool:
         """Whether the touched items are labeled after this event."""
-        return self.kind != "remove"
+        return KINDS[self.kind][1]
 
     @property
     def labeled_before(self) -> bool:
         """Whether the touched items were labeled before this event."""
-        return self.kind != "add"
+        return KINDS[self.kind][0]
 
     @property
     def values_before(self) -> np.ndarray:
@@ -160,6 +172,8 @@ class LabelEvent:
         """Parse a record payload (the bytes after the 16-byte record header)."""
         (jlen,) = struct.unpack_from("<I", payload, 0)
         head = json.loads(payload[4 : 4 + jlen])
+        if head["kind"] not in KINDS:
+            raise UnknownKindError(head["kind"])
         n = int(head["n"])
         pos = 4 + jlen
         idx = np.frombuffer(payload, dtype="<i8", count=n, offset=pos).astype(np.int64)
@@ -187,18 +201,13 @@ class LabelEvent:
         )
 
 
+class UnknownKindError(ValueError):
+    """A record of a kind this version does not know (turned into CorruptStoreError)."""
+
+
 def _file_header(uuid: bytes) -> bytes:
     body = FILE_MAGIC + uuid
     return body + struct.pack("<I", zlib.crc32(body)) + b"\0\0\0\0"
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a directory entry (a create or rename inside it) durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Journal:
@@ -235,7 +244,7 @@ class Journal:
     @staticmethod
     def create(path: Path, uuid: bytes) -> None:
         """Write an empty journal (header only) durably."""
-        with open(path, "xb") as f:
+        with storage_errors(path), open(path, "xb") as f:
             f.write(_file_header(uuid))
             f.flush()
             os.fsync(f.fileno())
@@ -308,7 +317,13 @@ class Journal:
                 )
             try:
                 event = LabelEvent.decode(payload, self.label_dtype, self.label_shape)
-            except (ValueError, KeyError, struct.error) as exc:
+            except UnknownKindError as exc:
+                raise CorruptStoreError(
+                    f"{self.path}: the record at byte {offset + pos} has event kind {exc}, "
+                    f"which this alma_store does not know (known: {list(KINDS)}); "
+                    "a newer alma_store wrote it: upgrade alma_store to read this store"
+                ) from None
+            except (ValueError, KeyError, TypeError, struct.error) as exc:
                 raise CorruptStoreError(
                     f"{self.path}: undecodable record at byte {offset + pos}: {exc}"
                 ) from None
@@ -339,15 +354,25 @@ class Journal:
 
     def append(self, record: bytes) -> None:
         """Append one encoded record and make it durable before returning."""
-        view = memoryview(record)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        os.fdatasync(self._fd)
+        crash_point("append-torn", lambda: write_fd(self._fd, record[: len(record) // 2]))
+        before = self.size()
+        try:
+            with storage_errors(self.path):
+                write_fd(self._fd, record)
+                crash_point("fsync")
+                os.fdatasync(self._fd)
+        except OSError:
+            # Whatever part of the record reached the file was never acknowledged:
+            # cut it off now, so the journal ends on a whole record.
+            with contextlib.suppress(OSError):
+                self.truncate(before)
+            raise
+        crash_point("append-done")
 
     def truncate(self, offset: int) -> None:
         """Cut an unacknowledged torn tail off (writer lock held)."""
         os.ftruncate(self._fd, offset)
+        crash_point("fsync")
         os.fsync(self._fd)
 
     def close(self) -> None:

@@ -1,74 +1,66 @@
-"""The persistent active-learning store.
+"""The persistent active-learning store: the facade and the commit protocol.
 
-A store is a directory::
+A store is a directory (see ``docs/format.md``)::
 
-    meta.json         geometry, label dtype, feature source and its fingerprint
+    meta.json         geometry, label dtype, feature source and its fingerprint (checksummed)
     journal.bin       append-only, fsynced label journal: the source of truth
-    checkpoint.bin    version and per-chunk labeled counts the Zarr arrays hold
-    marks-<c>.bin     every chunk's sorted labeled offsets at checkpoint c (memory-mapped)
+    checkpoint.bin    version and per-chunk labeled counts the chunk files hold
+    marks-<c>.bin     every chunk's sorted labeled offsets at checkpoint c, chunk file checksums
     state/            Zarr group: labeled mask and labels (see alma_store._state)
     features/         a Zarr copy of the features, only when given in memory
     lock              the writer lock file
 
-Write path (:meth:`Store.add_labels`), under the writer lock: read the journal
-tail that other processes appended, validate the whole batch against that
-state, append one record and ``fdatasync`` it, then return. The Zarr arrays are
-brought up to date later, in batches, by :meth:`Store.checkpoint` (automatic
-every ``CHECKPOINT_ROWS`` labels and when a writer closes); until then readers
-combine them with the journal tail. A crash at any point therefore loses
-nothing acknowledged, and the next reader sees every acknowledged batch whole
-and no unacknowledged one.
+Commit protocol (:meth:`Store.add_labels` and the other writes), under the
+writer lock: read the journal tail other processes appended
+(:meth:`Engine.refresh`), check ``expected_version``, validate the whole batch
+against that state, append one record and ``fdatasync`` it
+(:meth:`Engine.append`, :meth:`Journal.append`), then return. Every
+``checkpoint_rows`` labels the engine folds the tail into the chunk files. A
+crash at any point loses nothing acknowledged, and the next reader sees every
+acknowledged batch whole and no unacknowledged one.
+
+Reads are those of :class:`~alma_store._version.StoreVersion` at the newest
+version; :meth:`Store.at` gives the same reads at a past one.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal, Self
 
-import filelock
 import numpy as np
 
-from . import _state
-from ._history import RoundSummary, StoreAt, check_filters, filter_event, unlabeled_positions
-from ._labels import (
-    encode_classes,
-    parse_label_dtype,
-    parse_label_values,
-    parse_provenance,
-    split_batch,
-)
-from ._overlay import NO_UNDO, Overlay, chunk_labels
-from ._scoring import TopK
-from ._snapshot import MarksIndex, Snapshot
+from . import _history, _io, _scoring
+from ._create import build_store
+from ._engine import DEFAULT_CHECKPOINT_ROWS, open_engine
+from ._labels import parse_provenance, split_batch
+from ._plot import plot_progress
+from ._snapshot import Snapshot
 from ._types import IndexArray, PathLike
+from ._verify import verify
+from ._version import StoreVersion
 from .errors import (
     AlreadyLabeledError,
-    CorruptStoreError,
     InvalidInputError,
-    LockTimeoutError,
     NotLabeledError,
-    ReadOnlyError,
     StaleIndexError,
-    StoreNotFoundError,
 )
-from .features import FeatureSource, open_source
 from .index import parse_indices
-from .journal import FILE_HEADER_SIZE, Journal, LabelEvent
-from .views import LabeledMask, LabeledView, UnlabeledView
+from .journal import LabelEvent
 
-__all__ = ["CHECKPOINT_ROWS", "Store", "open", "open_store"]
+__all__ = ["Store", "create", "open", "open_store"]
 
-FORMAT_VERSION = 1
-CHECKPOINT_ROWS = 65536
-"""Journal entries after which a writer folds the tail into the Zarr arrays."""
+TopK = _scoring.TopK
+RoundSummary = _history.RoundSummary
 
 
 def open_store(
-    path: PathLike, mode: Literal["r", "r+"] = "r+", *, lock_timeout: float = 60.0
+    path: PathLike,
+    mode: Literal["r", "r+"] = "r+",
+    *,
+    lock_timeout: float = 60.0,
+    checkpoint_rows: int = DEFAULT_CHECKPOINT_ROWS,
 ) -> Store:
     """Open an existing store.
 
@@ -83,175 +75,135 @@ def open_store(
         ``"r+"`` to read and label, ``"r"`` to read only (no lock file is touched).
     lock_timeout
         Seconds a write waits for the writer lock before :class:`LockTimeoutError`.
+    checkpoint_rows
+        Journal entries after which a commit folds the tail into the chunk files.
 
     Raises
     ------
     StoreNotFoundError
         No store at ``path``.
     CorruptStoreError
-        A store file is damaged or truncated.
+        A store file is damaged, truncated, missing or swapped (the message names it).
     SourceMissingError, SourceChangedError
         The feature source is gone or differs from the one recorded at create.
     """
-    return Store(Path(path), mode=mode, lock_timeout=lock_timeout)
+    return Store(Path(path), mode=mode, lock_timeout=lock_timeout, checkpoint_rows=checkpoint_rows)
 
 
-class Store:
+def create(
+    path: PathLike,
+    features: object,
+    *,
+    label_dtype: object = "int64",
+    label_shape: tuple[int, ...] = (),
+    classes: list[str] | None = None,
+    chunk_rows: int | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Store:
+    """Create a store for ``features`` at ``path`` and open it for writing.
+
+    Parameters
+    ----------
+    path
+        Directory to create. It must not exist (or be empty), unless
+        ``overwrite`` is true and it holds a store.
+    features
+        The dataset ``D``, one row per item: a ``.npy`` path (memory-mapped,
+        never copied), a Zarr array (path or ``zarr.Array``), an HDF5 dataset
+        (``"file.h5:/name"`` or ``h5py.Dataset``), or an in-memory numpy array,
+        which is copied into the store as Zarr.
+    label_dtype
+        dtype of one label: numeric, bool, fixed-width ``"U<n>"`` or ``"str"``
+        (variable-length strings).
+    label_shape
+        Shape of one label; ``()`` for scalar labels.
+    classes
+        Optional class schema: labels are then given as class names (or
+        codes) and stored as codes ``0 .. len(classes) - 1`` (``label_dtype``
+        must be an integer dtype). An unknown class is an error.
+    chunk_rows
+        Rows per chunk of the mask and label arrays (and of the count index).
+        Default: 32,768 (an offset-map lookup decodes one 32 KiB mask chunk).
+    overwrite
+        Replace an existing store at ``path``.
+    progress
+        Called with the number of rows copied, block by block, while an
+        in-memory array is copied into the store (e.g. ``tqdm(...).update``).
+
+    Returns
+    -------
+    Store
+        The new store, opened with ``mode="r+"``.
+
+    Raises
+    ------
+    StoreExistsError
+        ``path`` exists and is not an empty directory (and not a store to overwrite).
+    InvalidInputError
+        A bad argument; nothing is created.
+    SourceMissingError
+        The feature path does not exist.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, alma_store
+    >>> d = tempfile.mkdtemp()
+    >>> with alma_store.create(d + "/s", np.zeros((10, 3))) as store:
+    ...     store.add_labels([(2, 1), (5, 0)])
+    ...     store.unlabeled.to_dataset_index([0, 2, 4])
+    array([2, 5])
+    array([0, 3, 6])
+    """
+    return Store(
+        build_store(
+            path,
+            features,
+            label_dtype=label_dtype,
+            label_shape=label_shape,
+            classes=classes,
+            chunk_rows=chunk_rows,
+            overwrite=overwrite,
+            progress=progress,
+        )
+    )
+
+
+class Store(StoreVersion):
     """A persistent labeled/unlabeled split of a dataset. Use :func:`create` or :func:`open`.
 
-    A ``Store`` is a context manager; leaving the block closes it. One object
-    may be used from several threads; several processes may open the same
-    store and label it at the same time.
+    Its reads (``version``, ``labeled``, ``unlabeled``, ``labels``, ...) are
+    those of :class:`StoreVersion` at the newest version. A ``Store`` is a
+    context manager; leaving the block closes it. One object may be used from
+    several threads; several processes may open the same store and label it at
+    the same time.
     """
 
-    def __init__(self, root: Path, *, mode: str = "r+", lock_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        mode: str = "r+",
+        lock_timeout: float = 60.0,
+        checkpoint_rows: int = DEFAULT_CHECKPOINT_ROWS,
+    ) -> None:
         if mode not in ("r", "r+"):
             raise InvalidInputError(f"mode must be 'r' or 'r+', got {mode!r}")
-        self.path = root
+        if not isinstance(checkpoint_rows, int) or checkpoint_rows < 1:
+            raise InvalidInputError(
+                f"checkpoint_rows must be a positive int, got {checkpoint_rows!r}"
+            )
+        engine, source = open_engine(
+            root,
+            writable=mode == "r+",
+            checkpoint_rows=checkpoint_rows,
+            lock_timeout=lock_timeout,
+        )
+        super().__init__(engine, source)
         self.mode = mode
-        self._lock_timeout = lock_timeout
-        self._closed = True
-        meta_path = root / "meta.json"
-        if not root.is_dir():
-            raise StoreNotFoundError(f"no alma_store at {root}: the directory does not exist")
-        try:
-            self.meta: dict[str, Any] = json.loads(meta_path.read_text())
-        except FileNotFoundError:
-            raise StoreNotFoundError(f"no alma_store at {root}: meta.json is missing") from None
-        except ValueError as exc:
-            raise CorruptStoreError(f"{meta_path} is damaged: {exc}") from None
-        if self.meta.get("format") != "alma_store":
-            raise CorruptStoreError(f"{meta_path} does not describe an alma_store")
-        if self.meta.get("format_version") != FORMAT_VERSION:
-            raise CorruptStoreError(
-                f"{root} has format version {self.meta.get('format_version')}, "
-                f"this alma_store reads version {FORMAT_VERSION}"
-            )
-        self._n = int(self.meta["n_items"])
-        self.chunk_rows = int(self.meta["chunk_rows"])
-        self.label_dtype = parse_label_dtype(self.meta["label_dtype"])
-        self.label_shape = tuple(self.meta["label_shape"])
-        classes = self.meta.get("classes")
-        self.classes: tuple[str, ...] | None = None if classes is None else tuple(classes)
-        """The class schema given at create (labels are codes into it), or None."""
-        self._source = open_source(self.meta["features"], root)
-        self._mutex = threading.RLock()
-        self._lock = filelock.FileLock(root / "lock") if mode == "r+" else None
-        try:
-            self._journal = Journal(
-                root / "journal.bin",
-                bytes.fromhex(self.meta["uuid"]),
-                self.label_dtype,
-                self.label_shape,
-                writable=mode == "r+",
-            )
-        except BaseException:
-            self._source.close()
-            raise
-        self._arrays = _state.StateArrays(root, self._n, self.chunk_rows)
-        self._ckpt_file = str(root / "checkpoint.bin")
-        self._ckpt_stat: tuple[int, int] | None = None
-        self._closed = False
-        self._load_checkpoint()
-        self._refresh()
+        """``"r+"`` (read and write) or ``"r"`` (read only)."""
 
-    # -- journal tail --------------------------------------------------------
-
-    def _load_checkpoint(self) -> None:
-        """(Re)base the in-memory tail on the checkpoint file."""
-        st = os.stat(self._ckpt_file)
-        version, offset, counts = _state.read_checkpoint(self.path, -(-self._n // self.chunk_rows))
-        self._ckpt_stat = (st.st_ino, st.st_mtime_ns)
-        old_events = getattr(self, "_events", [])
-        old_ends = getattr(self, "_ends", [])
-        overlay = Overlay.empty(version, counts, self.label_dtype, self.label_shape)
-        self._ckpt = (version, offset, counts)
-        mapped = _state.open_marks(self.path, version, int(counts.sum()), len(counts))
-        self._marks_index = None if mapped is None else MarksIndex(version, *mapped, counts)
-        self._events: list[LabelEvent] = []
-        self._ends: list[int] = []
-        self._read_offset = offset
-        for event, end in zip(old_events, old_ends, strict=True):
-            if event.version > version:
-                overlay = overlay.apply(event, self.chunk_rows)
-                self._events.append(event)
-                self._ends.append(end)
-                self._read_offset = end
-        self._overlay = overlay
-        self._snapshot: Snapshot | None = None
-        self._arrays.clear_cache()
-
-    def _refresh(self, *, writer: bool = False) -> None:
-        """Take in what other processes committed or checkpointed since we last looked."""
-        with self._mutex:
-            self._check_open()
-            if self._journal.size() == self._read_offset:
-                # No commit we have not seen, so no chunk on disk holds one: a checkpoint
-                # another process may have written since changes nothing we rely on.
-                return
-            st = os.stat(self._ckpt_file)
-            if (st.st_ino, st.st_mtime_ns) != self._ckpt_stat:
-                self._load_checkpoint()
-            records, end, torn = self._journal.read(self._read_offset, self._overlay.version + 1)
-            for event, rec_end in records:
-                self._overlay = self._overlay.apply(event, self.chunk_rows)
-                self._events.append(event)
-                self._ends.append(rec_end)
-            self._read_offset = end
-            if records:
-                self._snapshot = None
-            if torn and writer:
-                self._journal.truncate(end)  # never acknowledged: its writer died mid-append
-
-    def _events_after(self, version: int) -> list[LabelEvent] | None:
-        """Every committed event newer than ``version``; None if older than the tail held."""
-        with self._mutex:
-            self._refresh()
-            base = self._overlay.version - len(self._events)
-            if version >= base:
-                return self._events[version - base :]
-            return None
-
-    def _current(self) -> Snapshot:
-        with self._mutex:
-            self._refresh()
-            if self._snapshot is None:
-                offset = self._ends[-1] if self._ends else self._read_offset
-                self._snapshot = Snapshot(self, self._overlay, offset, self._marks_index)
-            return self._snapshot
-
-    def _snapshot_at(self, version: int) -> Snapshot:
-        """A snapshot at any committed version (the current one is cached)."""
-        with self._mutex:
-            current = self._current()
-            if version == current.version:
-                return current
-            if not 0 <= version < current.version:
-                raise InvalidInputError(
-                    f"version must lie in [0, {current.version}] (the store's versions), "
-                    f"got {version}"
-                )
-            base, base_offset, base_counts = self._ckpt
-            overlay = Overlay.empty(base, base_counts, self.label_dtype, self.label_shape)
-            if version >= base:
-                for event in self._events[: version - base]:
-                    overlay = overlay.apply(event, self.chunk_rows)
-                offset = self._ends[version - base - 1] if version > base else base_offset
-                return Snapshot(self, overlay, offset, self._marks_index)
-            # Older than the checkpoint: take the events back out of its counts.
-            counts = base_counts.copy()
-            offset = FILE_HEADER_SIZE
-            for event, end in self._journal.iter_records():
-                if event.version <= version:
-                    offset = end
-                    continue
-                if event.version > base:
-                    break
-                step = int(event.labeled_after) - int(event.labeled_before)
-                if step:
-                    np.add.at(counts, event.dataset_indices // self.chunk_rows, -step)
-            empty = Overlay.empty(version, counts, self.label_dtype, self.label_shape)
-            return Snapshot(self, empty, offset)
+    # -- the past ------------------------------------------------------------
 
     def history(
         self,
@@ -278,24 +230,15 @@ class Store:
         ...     [(e.version, e.kind, e.annotator, e.dataset_indices.tolist()) for e in store.history()]
         [(1, 'add', 'ann', [0, 1]), (2, 'relabel', 'bob', [0])]
         """
-        check_filters(kinds, start, stop)
-        current = self.version
-        for event, _ in self._journal.iter_records():
-            if event.version > current:
-                return
-            picked = filter_event(event, annotator, round, kinds, start, stop)
-            if picked is not None:
-                yield picked
+        return _history.history(
+            self._engine, annotator=annotator, round=round, kinds=kinds, start=start, stop=stop
+        )
 
     def rounds(self) -> list[RoundSummary]:
         """One summary per round tag, in order of first appearance (``None`` for untagged)."""
-        summaries: dict[int | None, RoundSummary] = {}
-        for event in self.history():
-            previous = summaries.get(event.round)
-            summaries[event.round] = RoundSummary.extend(previous, event)
-        return list(summaries.values())
+        return _history.rounds(self._engine)
 
-    def at(self, *, version: int | None = None, round: int | None = None) -> StoreAt:
+    def at(self, *, version: int | None = None, round: int | None = None) -> StoreVersion:
         """The store as it was at ``version``, or right after the last commit of ``round``.
 
         The result is read-only and copies nothing: views, labels, the mask and
@@ -310,77 +253,10 @@ class Store:
         if (version is None) == (round is None):
             raise InvalidInputError("give exactly one of version and round")
         if round is not None:
-            last = None
-            for event in self.history(round=round):
-                last = event.version
-            if last is None:
-                raise InvalidInputError(f"no commit of the store has round {round!r}")
-            version = last
+            version = _history.version_of_round(self._engine, round)
         if not isinstance(version, int | np.integer) or isinstance(version, bool):
             raise InvalidInputError(f"version must be an int, got {version!r}")
-        return StoreAt(self, self._snapshot_at(int(version)))
-
-    # -- basic properties ----------------------------------------------------
-
-    def __len__(self) -> int:
-        return self._n
-
-    @property
-    def features(self) -> Any:
-        """The feature array itself: a read-only memmap, ``zarr.Array`` or ``h5py.Dataset``."""
-        return self._source.array
-
-    @property
-    def feature_source(self) -> FeatureSource:
-        """The feature source wrapper (uniform row reads over every backend)."""
-        return self._source
-
-    @property
-    def version(self) -> int:
-        """Number of commits so far (0 for a new store); +1 per ``add_labels`` batch."""
-        return self._current().version
-
-    @property
-    def num_labeled(self) -> int:
-        """Number of labeled items now."""
-        return self._current().num_labeled
-
-    @property
-    def num_unlabeled(self) -> int:
-        """Number of unlabeled items now."""
-        return self._n - self._current().num_labeled
-
-    @property
-    def labeled(self) -> LabeledView:
-        """The Labeled view ``L``, a snapshot at the current version (nothing is copied)."""
-        return LabeledView(self, self._current())
-
-    @property
-    def unlabeled(self) -> UnlabeledView:
-        """The Unlabeled view ``U``, a snapshot at the current version (nothing is copied)."""
-        return UnlabeledView(self, self._current())
-
-    @property
-    def labeled_mask(self) -> LabeledMask:
-        """The labeled mask over dataset indices, lazy; ``np.asarray`` materialises it."""
-        return LabeledMask(self._current())
-
-    @property
-    def labels(self) -> np.ndarray:
-        """Labels of the labeled items in dataset order (materialised, size ``num_labeled``)."""
-        return self.labeled.labels
-
-    def to_unlabeled_position(self, dataset_indices: object) -> IndexArray:
-        """Positions in the current Unlabeled view of unlabeled ``dataset_indices``.
-
-        The inverse of ``store.unlabeled.to_dataset_index``.
-
-        Raises
-        ------
-        InvalidIndexError
-            An index is out of range or labeled (it has no unlabeled position).
-        """
-        return unlabeled_positions(self._current(), dataset_indices)
+        return StoreVersion(self._engine, self._source, self._engine.snapshot_at(int(version)))
 
     # -- writing -------------------------------------------------------------
 
@@ -441,29 +317,29 @@ class Store:
         Every check runs before anything is written: a failing batch writes
         nothing. When the call returns, the batch is on disk (fsynced).
         """
-        self._check_writable()
+        self._engine.check_writable()
         indices, vals = split_batch(labels, values)
         if relative_to not in ("unlabeled", "dataset"):
             raise InvalidInputError(
                 f"relative_to must be 'unlabeled' or 'dataset', got {relative_to!r}"
             )
-        provenance = parse_provenance(annotator, round, expected_version)
         name = "positions" if relative_to == "unlabeled" else "dataset_indices"
         # Type, sign and duplicate checks first; the range is checked under the lock.
         idx = parse_indices(indices, name=name, upper=None)
-        vals_arr = self._parse_values(vals, len(idx))
+        vals_arr = self.schema.parse_values(vals, len(idx))
 
         def build(snap: Snapshot) -> LabelEvent:
             if relative_to == "unlabeled":
-                pos = parse_indices(idx, name="positions", upper=self._n - snap.num_labeled)
+                pos = parse_indices(idx, name="positions", upper=snap.n_items - snap.num_labeled)
                 dataset_idx = snap.map_positions(pos, of_labeled=False)
             else:
-                dataset_idx = parse_indices(idx, name="dataset_indices", upper=self._n)
+                dataset_idx = parse_indices(idx, name="dataset_indices", upper=snap.n_items)
                 is_labeled = snap.is_labeled(dataset_idx)
                 if is_labeled.any():
                     raise AlreadyLabeledError([int(v) for v in dataset_idx[is_labeled]])
             return LabelEvent(snap.version + 1, "add", dataset_idx, vals_arr, **provenance)
 
+        provenance = parse_provenance(annotator, round, expected_version)
         return self._commit(build, len(idx), provenance)
 
     def relabel(
@@ -498,18 +374,14 @@ class Store:
         InvalidIndexError, InvalidInputError, StaleIndexError, ReadOnlyError
             As for :meth:`add_labels`; nothing is written.
         """
-        self._check_writable()
-        if np.ndim(values) == 0 or len(values) != np.size(dataset_indices):
-            raise InvalidInputError(
-                f"values has length {np.size(values) if np.ndim(values) else 'scalar'} "
-                f"but dataset_indices has length {np.size(dataset_indices)}"
-            )
+        self._engine.check_writable()
+        idx_raw, vals = split_batch(dataset_indices, values, names=("dataset_indices", "values"))
         provenance = parse_provenance(annotator, round, expected_version)
-        idx = parse_indices(dataset_indices, name="dataset_indices", upper=self._n)
-        vals_arr = self._parse_values(values, len(idx))
+        idx = parse_indices(idx_raw, name="dataset_indices", upper=len(self))
+        vals_arr = self.schema.parse_values(vals, len(idx))
 
         def build(snap: Snapshot) -> LabelEvent:
-            previous = self._labeled_values(snap, idx)
+            previous = _labeled_values(snap, idx)
             return LabelEvent(
                 snap.version + 1, "relabel", idx, vals_arr, previous=previous, **provenance
             )
@@ -533,44 +405,48 @@ class Store:
         InvalidIndexError, InvalidInputError, StaleIndexError, ReadOnlyError
             As for :meth:`add_labels`; nothing is written.
         """
-        self._check_writable()
+        self._engine.check_writable()
         provenance = parse_provenance(annotator, round, expected_version)
-        idx = parse_indices(dataset_indices, name="dataset_indices", upper=self._n)
+        idx = parse_indices(dataset_indices, name="dataset_indices", upper=len(self))
 
         def build(snap: Snapshot) -> LabelEvent:
-            removed = self._labeled_values(snap, idx)
+            removed = _labeled_values(snap, idx)
             return LabelEvent(snap.version + 1, "remove", idx, removed, **provenance)
 
         return self._commit(build, len(idx), provenance)
 
-    def _parse_values(self, values: object, n: int) -> np.ndarray:
-        """Labels for ``n`` items as an array of the label dtype (class names encoded)."""
-        if self.classes is not None:
-            values = encode_classes(values, self.classes)
-        return parse_label_values(values, n, self.label_dtype, self.label_shape)
+    def _commit(
+        self, build: Callable[[Snapshot], LabelEvent], n: int, provenance: dict[str, Any]
+    ) -> IndexArray:
+        """Under the writer lock: check the version, build the event, append it durably."""
+        engine = self._engine
+        expected = provenance.pop("expected_version")
+        if n == 0:
+            return np.empty(0, np.int64)
+        with engine.write_lock():
+            engine.refresh(writer=True)
+            engine.checkpoint_if_old_format()
+            snap = engine.current()
+            if expected is not None and expected != snap.version:
+                raise StaleIndexError(expected, snap.version)
+            event = build(snap)  # every check runs here, before anything is written
+            engine.append(event)
+            if engine.tail_rows >= engine.checkpoint_rows:
+                engine.checkpoint()
+        return event.dataset_indices
 
-    def class_names(self, codes: object) -> np.ndarray:
-        """Class names of label codes (stores created with ``classes`` only).
+    def checkpoint(self) -> None:
+        """Fold the journal tail into the chunk files now (it also happens automatically).
 
-        Examples
-        --------
-        >>> import numpy as np, tempfile, alma_store
-        >>> with alma_store.create(tempfile.mkdtemp() + "/s", np.zeros((4, 1)),
-        ...                        classes=["cat", "dog"]) as store:
-        ...     _ = store.add_labels([(0, "dog"), (1, "cat")])
-        ...     store.labels, store.class_names(store.labels)
-        (array([1, 0]), array(['dog', 'cat'], dtype=object))
+        On a store of an older format version this also upgrades it.
         """
-        if self.classes is None:
-            raise InvalidInputError(f"the store at {self.path} has no class schema")
-        codes_arr = np.asarray(codes)
-        if codes_arr.dtype.kind not in "iu" or (
-            codes_arr.size and ((codes_arr < 0) | (codes_arr >= len(self.classes))).any()
-        ):
-            raise InvalidInputError(
-                f"codes must be ints in [0, {len(self.classes)}), got {codes!r}"
-            )
-        return np.array(self.classes, dtype=object)[codes_arr]
+        with self._engine.write_lock():
+            self._engine.refresh(writer=True)
+            self._engine.checkpoint()
+
+    upgrade = checkpoint
+
+    # -- files ---------------------------------------------------------------
 
     def import_labels(
         self,
@@ -595,33 +471,38 @@ class Store:
         AlreadyLabeledError
             A row names a labeled item (the message names its line).
         """
-        from ._io import import_labels
-
-        self._check_writable()
-        return import_labels(
-            self,
-            Path(path),
-            annotator=annotator,
-            round=round,
-            expected_version=expected_version,
-            progress=progress,
-        )
+        self._engine.check_writable()
+        path = Path(path)
+        idx, values, lines = _io.read_labels_file(path, self, progress)
+        try:
+            return self.add_labels(
+                idx,
+                values,
+                relative_to="dataset",
+                annotator=annotator,
+                round=round,
+                expected_version=expected_version,
+            )
+        except AlreadyLabeledError as exc:
+            raise _io.name_line(exc, idx, lines, path) from None
 
     def export_labels(
         self, path: PathLike, *, progress: Callable[[int], None] | None = None
     ) -> int:
         """Write the current labels to ``.csv``, ``.jsonl`` or ``.parquet``, streaming; returns rows."""
-        from ._io import export_labels
-
-        return export_labels(self, Path(path), progress)
+        return _io.export_labels(self.at(version=self.version), Path(path), progress)
 
     def export_history(
         self, path: PathLike, *, progress: Callable[[int], None] | None = None
     ) -> int:
         """Write every label entry of every commit to ``.csv``, ``.jsonl`` or ``.parquet``."""
-        from ._io import export_history
+        return _io.export_history(self.history(), self.schema, Path(path), progress)
 
-        return export_history(self, Path(path), progress)
+    def plot_progress(self, path: PathLike) -> Path:
+        """Plot labels over time per annotator and labels per round to a PNG (``plot`` extra)."""
+        return plot_progress(self.history(), self.schema, Path(path))
+
+    # -- scoring -------------------------------------------------------------
 
     def score(
         self,
@@ -659,10 +540,9 @@ class Store:
         (``remove_labels``) after their chunk was scored have no score until
         the scoring is redone under a new name.
         """
-        from ._scoring import score
-
-        self._check_open()
-        return score(self, fn, name, batch_rows=batch_rows, shard=shard)
+        return _scoring.score(
+            self._engine, self._source, fn, name, batch_rows=batch_rows, shard=shard
+        )
 
     def top_k(
         self, name: str, k: int, *, largest: bool = True, allow_partial: bool = False
@@ -677,109 +557,14 @@ class Store:
         InvalidInputError
             No such scoring, or chunks not scored yet (unless ``allow_partial``).
         """
-        from ._scoring import top_k
-
-        self._check_open()
-        return top_k(self, name, k, largest=largest, allow_partial=allow_partial)
+        self._engine.check_open()
+        return _scoring.top_k(self._engine, name, k, largest=largest, allow_partial=allow_partial)
 
     def scoring_progress(self, name: str) -> tuple[int, int]:
         """``(chunks done, chunks in all)`` of scoring ``name``."""
-        from ._scoring import done_chunks, open_scores
+        return _scoring.progress(self._engine, name)
 
-        open_scores(self, name, create=False)
-        return len(done_chunks(self, name)), -(-self._n // self.chunk_rows)
-
-    def plot_progress(self, path: PathLike) -> Path:
-        """Plot labels over time per annotator and labels per round to a PNG (``plot`` extra)."""
-        from ._plot import plot_progress
-
-        return plot_progress(self, Path(path))
-
-    def _labeled_values(self, snap: Snapshot, dataset_indices: IndexArray) -> np.ndarray:
-        """Current labels of ``dataset_indices``, which must all be labeled."""
-        is_labeled = snap.is_labeled(dataset_indices)
-        if not is_labeled.all():
-            raise NotLabeledError([int(v) for v in dataset_indices[~is_labeled]])
-        return snap.labels_at(dataset_indices)
-
-    def _commit(
-        self, build: Callable[[Snapshot], LabelEvent], n: int, provenance: dict[str, Any]
-    ) -> IndexArray:
-        """Under the writer lock: check the version, build the event, append it durably."""
-        self._check_writable()
-        if n == 0:
-            return np.empty(0, np.int64)
-        expected = provenance.pop("expected_version")
-        with self._write_lock():
-            self._refresh(writer=True)
-            snap = self._current()
-            if expected is not None and expected != snap.version:
-                raise StaleIndexError(expected, snap.version)
-            event = build(snap)  # every check runs here, before anything is written
-            self._journal.append(event.encode(self.label_dtype))
-            self._refresh(writer=True)
-            if len(self._overlay.indices) >= CHECKPOINT_ROWS:
-                self._checkpoint_locked()
-        return event.dataset_indices
-
-    def checkpoint(self) -> None:
-        """Fold the journal tail into the Zarr arrays now (it also happens automatically)."""
-        self._check_writable()
-        with self._write_lock():
-            self._refresh(writer=True)
-            self._checkpoint_locked()
-
-    def _checkpoint_locked(self) -> None:
-        overlay = self._overlay
-        if not self._events:
-            return
-        touched = np.unique(overlay.indices // self.chunk_rows)
-        chunks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        for j in touched.tolist():
-            lo, hi = self._arrays.chunk_bounds(j)
-            mask = np.zeros(hi - lo, bool)
-            mask[self._arrays.read_marks(j)] = True
-            sl = overlay.in_range(lo, hi)
-            mask[overlay.indices[sl] - lo] = overlay.labeled[sl]
-            labels = chunk_labels(self._arrays.read_labels(lo, hi), lo, overlay, NO_UNDO)
-            chunks[j] = (mask, labels)
-        self._arrays.write_chunks(chunks)
-        old = self._marks_index
-        parts = (
-            np.flatnonzero(chunks[j][0])
-            if j in chunks
-            else (old.base(j) if old is not None else self._arrays.read_marks(j))
-            for j in range(len(overlay.counts))
-        )
-        _state.write_marks(self.path, overlay.version, parts, len(overlay.counts))
-        _state.write_checkpoint(
-            self.path,
-            version=overlay.version,
-            journal_offset=self._read_offset,
-            counts=overlay.counts,
-        )
-        _state.remove_marks_except(self.path, overlay.version)
-        self._load_checkpoint()
-
-    def _write_lock(self) -> Any:
-        assert self._lock is not None
-        try:
-            return self._lock.acquire(timeout=self._lock_timeout)
-        except filelock.Timeout:
-            raise LockTimeoutError(
-                f"could not obtain the writer lock of {self.path} within {self._lock_timeout} s"
-            ) from None
-
-    def _check_writable(self) -> None:
-        self._check_open()
-        if self.mode != "r+":
-            raise ReadOnlyError(
-                f"{self.path} was opened with mode='r'; open it with mode='r+' to label"
-            )
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise InvalidInputError(f"the store at {self.path} is closed")
+    # -- checks and lifecycle ------------------------------------------------
 
     def verify(self, *, progress: Callable[[int], None] | None = None) -> dict[str, int]:
         """Replay the whole journal and check the mask, labels and counts agree with it.
@@ -791,31 +576,28 @@ class Store:
         Raises
         ------
         CorruptStoreError
-            The journal is damaged, or the Zarr state disagrees with it.
+            The journal is damaged, or the chunk files disagree with it.
         """
-        from ._verify import verify
-
-        return verify(self, self._current(), progress)
+        return verify(self._engine, progress)
 
     def close(self, *, checkpoint: bool = True) -> None:
         """Release the store's files; a writer first checkpoints its journal tail.
 
         The checkpoint is skipped when another writer holds the lock (it will
         checkpoint itself) or when ``checkpoint`` is false; nothing is lost
-        either way, the next opener replays the tail from the journal.
+        either way, the next opener replays the tail from the journal. If the
+        checkpoint fails (a full disk, say), every file is released all the
+        same and the error is raised.
         """
-        if self._closed:
+        engine = self._engine
+        if engine.closed:
             return
-        if checkpoint and self.mode == "r+" and self._events and self._lock is not None:
-            try:
-                with self._lock.acquire(timeout=0.1):
-                    self._refresh(writer=True)
-                    self._checkpoint_locked()
-            except filelock.Timeout:
-                pass  # another writer is busy and will checkpoint; the journal has it all
-        self._closed = True
-        self._journal.close()
-        self._source.close()
+        try:
+            if checkpoint and self.mode == "r+" and engine.tail_rows:
+                engine.checkpoint_if_free()
+        finally:
+            engine.close()
+            self._source.close()
 
     def __enter__(self) -> Self:
         return self
@@ -824,8 +606,17 @@ class Store:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"version={self.version}, labeled={self.num_labeled}"
-        return f"<alma_store.Store {str(self.path)!r} N={self._n} {state} mode={self.mode!r}>"
+        engine = self._engine
+        state = "closed" if engine.closed else f"version={self.version}, labeled={self.num_labeled}"
+        return f"<alma_store.Store {str(self.path)!r} N={len(self)} {state} mode={self.mode!r}>"
+
+
+def _labeled_values(snap: Snapshot, dataset_indices: IndexArray) -> np.ndarray:
+    """Current labels of ``dataset_indices``, which must all be labeled."""
+    is_labeled = snap.is_labeled(dataset_indices)
+    if not is_labeled.all():
+        raise NotLabeledError([int(v) for v in dataset_indices[~is_labeled]])
+    return snap.labels_at(dataset_indices)
 
 
 open = open_store  # the public name: alma_store.open(path)

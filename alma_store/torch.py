@@ -18,7 +18,10 @@ import numpy as np
 from .errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from .views import _View
+    from .store import Store
+    from .views import LabeledView, UnlabeledView
+
+    View = LabeledView | UnlabeledView
 
 __all__ = ["ViewDataset"]
 
@@ -37,27 +40,27 @@ class ViewDataset:
     """
 
     def __init__(
-        self, view: _View, *, with_labels: bool | None = None, transform: Any = None
+        self, view: View, *, with_labels: bool | None = None, transform: Any = None
     ) -> None:
         if with_labels is None:
-            with_labels = view._labeled
-        if with_labels and not view._labeled:
+            with_labels = view.is_labeled_view
+        if with_labels and not view.is_labeled_view:
             raise InvalidInputError(
                 "with_labels needs the Labeled view; unlabeled rows have no labels"
             )
-        self.path = Path(view._store.path)
+        self.path = Path(view.store_path)
         self.version = view.version
-        self.labeled = view._labeled
+        self.labeled = view.is_labeled_view
         self.with_labels = with_labels
         self.transform = transform
-        self._view: _View | None = view
-        self._store: Any = None
+        self._view: View | None = view
+        self._store: Store | None = None
         self._len = len(view)
 
     def __len__(self) -> int:
         return self._len
 
-    def _open(self) -> _View:
+    def _open(self) -> View:
         if self._view is None:  # in a worker process: reopen by path, at our version
             from .store import open_store
 
@@ -78,11 +81,11 @@ class ViewDataset:
             )
         uniq, inverse = np.unique(pos, return_inverse=True)
         dataset_idx = view.to_dataset_index(uniq)
-        batch = view._source.read_sorted(dataset_idx)[inverse]  # one sorted read per batch
+        batch = view.feature_source.read_sorted(dataset_idx)[inverse]  # one sorted read per batch
         rows = [self.transform(r) for r in batch] if self.transform is not None else list(batch)
         if not self.with_labels:
             return rows
-        labels = view._snap.labels_at(dataset_idx)[inverse]
+        labels = view.labels_at(dataset_idx)[inverse]  # type: ignore[union-attr]
         return list(zip(rows, labels, strict=True))
 
     def __getstate__(self) -> dict[str, Any]:

@@ -14,17 +14,20 @@ since a position handed to a labeler must be unambiguous.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._engine import open_reader
 from ._types import IndexArray
 from .errors import InvalidIndexError, InvalidInputError
 from .index import parse_indices
 
 if TYPE_CHECKING:
+    from ._engine import Engine
     from ._snapshot import Snapshot
-    from .store import Store
+    from .features import FeatureSource
 
 __all__ = ["LabeledMask", "LabeledView", "UnlabeledView"]
 
@@ -66,17 +69,44 @@ class _View:
 
     _labeled: bool
 
-    def __init__(self, store: Store, snapshot: Snapshot) -> None:
-        self._store = store
+    def __init__(self, engine: Engine, source: FeatureSource, snapshot: Snapshot) -> None:
+        self._engine = engine
         self._snap = snapshot
-        self._source = store.feature_source
-        self._counts = snapshot.labeled_counts if self._labeled else snapshot.unlabeled_counts
+        self._source = source
+        self._counts = snapshot.counts(of_labeled=self._labeled)
         self._len = int(self._counts.sum())
 
     @property
     def version(self) -> int:
         """The store version this view shows."""
         return self._snap.version
+
+    @property
+    def is_labeled_view(self) -> bool:
+        """True for the Labeled view, False for the Unlabeled one."""
+        return self._labeled
+
+    @property
+    def store_path(self) -> str:
+        """The directory of the store this view belongs to (workers reopen it by path)."""
+        return str(self._engine.root)
+
+    @property
+    def feature_source(self) -> FeatureSource:
+        """The feature source rows are read from."""
+        return self._source
+
+    @property
+    def chunk_counts(self) -> IndexArray:
+        """Rows of the view in each chunk of the store (read-only)."""
+        out = self._counts.view()
+        out.flags.writeable = False
+        return out
+
+    def chunk_dataset_indices(self, j: int) -> IndexArray:
+        """Dataset indices of the view's rows in chunk ``j``, sorted."""
+        self._engine.check_open()
+        return self._snap.members(j, of_labeled=self._labeled)
 
     def __len__(self) -> int:
         return self._len
@@ -120,12 +150,12 @@ class _View:
         return self._map(pos)
 
     def _map(self, pos: IndexArray) -> IndexArray:
-        self._store._check_open()
+        self._engine.check_open()
         return self._snap.map_positions(pos, of_labeled=self._labeled)
 
-    def _read(self, dataset_indices: IndexArray) -> np.ndarray:
+    def read_rows(self, dataset_indices: IndexArray) -> np.ndarray:
         """Feature rows at ``dataset_indices`` (any order, repeats allowed)."""
-        self._store._check_open()
+        self._engine.check_open()
         if dataset_indices.size > 1 and (np.diff(dataset_indices) > 0).all():
             return self._source.read_sorted(dataset_indices)
         uniq, inverse = np.unique(dataset_indices, return_inverse=True)
@@ -133,29 +163,18 @@ class _View:
 
     def __getitem__(self, key: object) -> np.ndarray:
         pos, scalar = _parse_key(key, self._len)
-        rows = self._read(self._map(pos))
+        rows = self.read_rows(self._map(pos))
         return rows[0] if scalar else rows
 
     def iter_dataset_indices(self, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[IndexArray]:
         """Dataset indices of the view in order, ``batch_rows`` at a time (no feature reads)."""
         if not isinstance(batch_rows, int) or isinstance(batch_rows, bool) or batch_rows < 1:
             raise InvalidInputError(f"batch_rows must be a positive int, got {batch_rows!r}")
-        self._store._check_open()
+        self._engine.check_open()
         pending: list[IndexArray] = []
         have = 0
-        rows = self._snap.chunk_rows
         for j in np.flatnonzero(self._counts).tolist():
-            lo = j * rows
-            if self._counts[j] == self._snap.chunk_sizes[j]:
-                members = np.arange(lo, lo + int(self._counts[j]), dtype=np.int64)
-            else:
-                marks = self._snap.labeled_marks(j)
-                if self._labeled:
-                    members = lo + marks
-                else:
-                    keep = np.ones(int(self._snap.chunk_sizes[j]), bool)
-                    keep[marks] = False
-                    members = lo + np.flatnonzero(keep)
+            members = self.chunk_dataset_indices(j)
             while members.size:
                 take = members[: batch_rows - have]
                 pending.append(take)
@@ -176,18 +195,33 @@ class _View:
         read with contiguous range reads wherever the view is dense.
         """
         for idx in self.iter_dataset_indices(batch_rows):
-            self._store._check_open()
+            self._engine.check_open()
             yield idx, self._source.read_sorted(idx)  # sorted and unique by construction
 
     def to_dask(self) -> Any:
         """The view's rows as a ``dask.array.Array`` (``dask`` extra), one block per chunk.
 
-        Blocks read through the store's path at this view's version, so the
-        array pickles to workers and stays a snapshot.
+        Blocks carry the store's path and this view's version, not open files:
+        each reopens the store read-only where it runs and reads this snapshot,
+        however many labels land meanwhile.
         """
-        from .dask import to_dask
+        import dask
+        import dask.array as da
 
-        return to_dask(self)
+        tail = self.shape[1:]
+        blocks = [
+            da.from_delayed(
+                dask.delayed(read_view_block, pure=True)(
+                    self.store_path, self.version, self._labeled, j
+                ),
+                shape=(int(self._counts[j]), *tail),
+                dtype=self.dtype,
+            )
+            for j in np.flatnonzero(self._counts).tolist()
+        ]
+        if not blocks:
+            return da.empty((0, *tail), dtype=self.dtype)
+        return da.concatenate(blocks, axis=0)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for _, rows in self.batches():
@@ -208,6 +242,13 @@ class _View:
         return f"<{type(self).__name__} len={self._len} version={self.version} shape={self.shape}>"
 
 
+def read_view_block(path: str, version: int, labeled: bool, j: int) -> np.ndarray:
+    """The rows of chunk ``j`` in a view at ``version`` of the store at ``path`` (for workers)."""
+    with open_reader(Path(path)) as (engine, source):
+        snap = engine.snapshot_at(version)
+        return source.read_sorted(snap.members(j, of_labeled=labeled))
+
+
 class UnlabeledView(_View):
     """The Unlabeled part ``U`` of the dataset at one version. See :mod:`alma_store.views`."""
 
@@ -222,16 +263,28 @@ class LabeledView(_View):
     @property
     def labels(self) -> np.ndarray:
         """Labels of the view's rows, in view order (materialised, ``len(view)`` labels)."""
-        self._store._check_open()
+        self._engine.check_open()
         snap = self._snap
-        out = np.empty((self._len, *self._store.label_shape), dtype=self._store.label_dtype)
+        out = np.empty((self._len, *snap.label_shape), dtype=snap.label_dtype)
         at = 0
-        for j in np.flatnonzero(self._counts):
-            marks, labels = snap.labels_chunk(int(j))
-            got = labels[marks]
-            out[at : at + len(got)] = got
-            at += len(got)
+        for _, marks, labels in self.labeled_chunks():
+            out[at : at + len(marks)] = labels
+            at += len(marks)
         return out
+
+    def labeled_chunks(self) -> Iterator[tuple[int, IndexArray, np.ndarray]]:
+        """Stream ``(chunk, dataset_indices, labels)`` chunk by chunk, without feature reads."""
+        snap = self._snap
+        for j in np.flatnonzero(self._counts).tolist():
+            self._engine.check_open()
+            marks = snap.labeled_marks(j)
+            yield j, j * snap.chunk_rows + marks, snap.labels_chunk(j)[marks]
+
+    def labels_at(self, dataset_indices: object) -> np.ndarray:
+        """Labels of labeled ``dataset_indices`` at this view's version."""
+        idx = parse_indices(dataset_indices, name="dataset_indices", upper=self._snap.n_items)
+        self._engine.check_open()
+        return self._snap.labels_at(idx)
 
     def batches_with_labels(
         self, batch_rows: int = DEFAULT_BATCH_ROWS
@@ -248,7 +301,8 @@ class LabeledMask:
     involved; ``np.asarray(mask)`` materialises all ``N`` booleans.
     """
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, engine: Engine, snapshot: Snapshot) -> None:
+        self._engine = engine
         self._snap = snapshot
 
     def __len__(self) -> int:
@@ -275,6 +329,7 @@ class LabeledMask:
 
     def __getitem__(self, key: object) -> Any:
         pos, scalar = _parse_key(key, self._snap.n_items)
+        self._engine.check_open()
         out = self._snap.is_labeled(pos)
         return bool(out[0]) if scalar else out
 
@@ -282,8 +337,10 @@ class LabeledMask:
         """Materialise the whole mask (``N`` booleans)."""
         if copy is False:
             raise ValueError("the lazy mask cannot be turned into an array without copying")
-        parts = [self._snap.labeled_chunk(j) for j in range(len(self._snap.chunk_sizes))]
-        out = np.concatenate(parts) if parts else np.empty(0, bool)
+        self._engine.check_open()
+        out = np.zeros(self._snap.n_items, bool)
+        for j in np.flatnonzero(self._snap.labeled_counts).tolist():
+            out[self._snap.members(j, of_labeled=True)] = True
         return out if dtype is None else out.astype(dtype)
 
     def __repr__(self) -> str:

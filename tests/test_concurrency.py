@@ -19,12 +19,10 @@ WORKER = r"""
 import json, sys
 import numpy as np
 import alma_store
-from alma_store import store as store_module
 
 path, worker, n_workers, shared, reserve = (sys.argv[1], *map(int, sys.argv[2:6]))
-store_module.CHECKPOINT_ROWS = 7  # checkpoints race with the other writers' appends
 won, lost, by_position = [], [], []
-with alma_store.open(path) as store:
+with alma_store.open(path, checkpoint_rows=7) as store:  # checkpoints race with appends
     # Items [0, shared) are contended, the last `reserve` are taken by position, the rest owned.
     own = np.arange(shared + worker, len(store) - reserve, n_workers)
     for k, batch in enumerate(np.array_split(own, 25)):

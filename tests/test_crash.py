@@ -1,9 +1,10 @@
 """Crash safety with real processes and real SIGKILL.
 
 A writer subprocess labels batches and prints each batch after ``add_labels``
-returned (acknowledged). It is killed with SIGKILL at random moments, or
-deterministically at the dangerous instants (mid-append, between chunk writes
-of a checkpoint, before the checkpoint file is replaced). After every kill the
+returned (acknowledged). It kills itself with SIGKILL at a crash point
+(``ALMA_STORE_CRASH``, see :mod:`alma_store._fs`): at a random fsync, or at the
+dangerous instants (mid-append, after an append, between chunk writes of a
+checkpoint, before the checkpoint file is replaced). Never after a sleep. After every kill the
 store must hold every acknowledged batch, whole, and at most the one batch in
 flight; mask, labels and counts must agree with the journal.
 """
@@ -16,7 +17,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,53 +27,13 @@ import alma_store
 from .conftest import REPO
 
 WRITER = r"""
-import json, os, signal, sys
+import json, sys
 import numpy as np
 import alma_store
-from alma_store import store as store_module, _state, journal
 
-path, ckpt_rows, seed, crash_at = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-store_module.CHECKPOINT_ROWS = ckpt_rows
+path, ckpt_rows, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rng = np.random.default_rng(seed)
-die = lambda: os.kill(os.getpid(), signal.SIGKILL)
-calls = {"n": 0}
-def nth(limit):
-    calls["n"] += 1
-    return calls["n"] >= limit
-
-if crash_at == "mid-append":
-    real = journal.Journal.append
-    def append(self, record):
-        if nth(5):
-            os.write(self._fd, record[: len(record) // 2])
-            die()
-        real(self, record)
-    journal.Journal.append = append
-elif crash_at == "after-append":
-    real = journal.Journal.append
-    def append(self, record):
-        real(self, record)
-        if nth(5):
-            die()
-    journal.Journal.append = append
-elif crash_at == "mid-checkpoint":
-    real_write = _state.StateArrays.write_chunks
-    def write_chunks(self, chunks):
-        if nth(2):
-            first = dict(list(chunks.items())[: max(1, len(chunks) // 2)])
-            real_write(self, first)
-            die()
-        real_write(self, chunks)
-    _state.StateArrays.write_chunks = write_chunks
-elif crash_at == "before-checkpoint-file":
-    real_ckpt = store_module._state.write_checkpoint
-    def write_checkpoint(root, **kw):
-        if nth(2):
-            die()
-        real_ckpt(root, **kw)
-    store_module._state.write_checkpoint = write_checkpoint
-
-with alma_store.open(path) as store:
+with alma_store.open(path, checkpoint_rows=ckpt_rows) as store:
     while store.num_unlabeled:
         k = int(min(store.num_unlabeled, rng.integers(1, 6)))
         positions = rng.choice(store.num_unlabeled, size=k, replace=False)
@@ -87,12 +47,11 @@ with alma_store.open(path) as store:
 """
 
 
-def start_writer(
-    path: Path, ckpt_rows: int, seed: int, crash_at: str = "random"
-) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def start_writer(path: Path, ckpt_rows: int, seed: int, crash: str = "") -> subprocess.Popen[str]:
+    """A labeling process; ``crash`` (``ALMA_STORE_CRASH``) makes it SIGKILL itself there."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ALMA_STORE_CRASH": crash}
     return subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path), str(ckpt_rows), str(seed), crash_at],
+        [sys.executable, "-c", WRITER, str(path), str(ckpt_rows), str(seed)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -137,10 +96,13 @@ def test_random_sigkill_loses_no_acknowledged_label(tmp_path: Path) -> None:
     version = 0
     acked_all: list[dict[str, object]] = []
     for round_no in range(12):
-        proc = start_writer(tmp_path / "s", ckpt_rows=rng.choice([3, 20, 200]), seed=round_no)
-        time.sleep(rng.uniform(0.3, 1.6))  # imports take ~0.4 s: some kills land early
-        proc.send_signal(signal.SIGKILL)
-        out, err = proc.communicate()
+        # Killed at a random fsync: inside an append, a truncation, a checkpoint's chunk
+        # files, its marks index, its checkpoint file, or the directory entries after them.
+        crash = f"fsync:{rng.randint(1, 120)}"
+        proc = start_writer(
+            tmp_path / "s", ckpt_rows=rng.choice([3, 20, 200]), seed=round_no, crash=crash
+        )
+        out, err = proc.communicate(timeout=300)
         assert proc.returncode == -signal.SIGKILL, err
         acked = acknowledged(out)
         version = check_after_crash(tmp_path / "s", acked, version, acked_all)
@@ -150,22 +112,22 @@ def test_random_sigkill_loses_no_acknowledged_label(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "crash_at", ["mid-append", "after-append", "mid-checkpoint", "before-checkpoint-file"]
+    "crash_at", ["append-torn:5", "append-done:5", "checkpoint-chunks:2", "checkpoint-file:2"]
 )
 def test_sigkill_at_dangerous_instants(tmp_path: Path, crash_at: str) -> None:
     alma_store.create(tmp_path / "s", np.zeros((500, 2), np.float32), chunk_rows=16).close()
-    proc = start_writer(tmp_path / "s", ckpt_rows=4, seed=7, crash_at=crash_at)
+    proc = start_writer(tmp_path / "s", ckpt_rows=4, seed=7, crash=crash_at)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL, err
     acked = acknowledged(out)
     assert acked, "the writer died before acknowledging anything"
     version = check_after_crash(tmp_path / "s", acked, 0)
-    if crash_at == "mid-append":
+    if crash_at.startswith("append-torn"):
         assert version == len(acked)  # the torn record is not a commit
-    if crash_at == "after-append":
+    if crash_at.startswith("append-done"):
         assert version == len(acked) + 1  # durable though never acknowledged
     # The store goes on: a new writer labels over the crash site.
-    proc = start_writer(tmp_path / "s", ckpt_rows=4, seed=8, crash_at="none")
+    proc = start_writer(tmp_path / "s", ckpt_rows=4, seed=8)
     _, err2 = proc.communicate(timeout=300)
     assert proc.returncode == 0, err2
     with alma_store.open(tmp_path / "s") as store:

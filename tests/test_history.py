@@ -61,7 +61,7 @@ def test_corrections_are_checked(store: alma_store.Store) -> None:
     with pytest.raises(NotLabeledError):
         store.remove_labels([0])  # removed already
     with pytest.raises(
-        InvalidInputError, match="values has length 1 but dataset_indices has length 2"
+        InvalidInputError, match="values has 1 labels but dataset_indices has 2 indices"
     ):
         store.relabel([5, 9], [1])
     with pytest.raises(StaleIndexError):

@@ -10,50 +10,79 @@ from hypothesis.extra import numpy as hnp
 
 from alma_store.errors import InvalidIndexError, InvalidInputError
 from alma_store.index import (
+    Runs,
+    chunk_members,
     chunk_sizes,
-    dataset_to_view_positions,
+    locate_positions,
+    merge_tail,
     parse_indices,
-    view_to_dataset_indices,
 )
 
 
-@given(mask=hnp.arrays(bool, st.integers(0, 200)), chunk_rows=st.integers(1, 17), data=st.data())
-def test_select_and_rank_match_flatnonzero(
+def runs_of(mask: np.ndarray, chunk_rows: int, chunks: np.ndarray) -> Runs:
+    parts = [np.flatnonzero(mask[j * chunk_rows : (j + 1) * chunk_rows]) for j in chunks]
+    lengths = np.array([len(p) for p in parts], np.int64)
+    flat = np.concatenate(parts).astype(np.int32) if parts else np.empty(0, np.int32)
+    return Runs(chunks, flat, np.cumsum(lengths) - lengths, lengths)
+
+
+def map_like_snapshot(
+    runs: Runs, mask: np.ndarray, chunk_rows: int, pos: np.ndarray, of_labeled: bool
+) -> np.ndarray:
+    """View positions -> dataset indices through locate + Runs.select, as Snapshot does."""
+    sizes = chunk_sizes(len(mask), chunk_rows)
+    member = mask if of_labeled else ~mask
+    counts = np.add.reduceat(member, np.arange(0, len(mask), chunk_rows)) if len(mask) else sizes
+    chunks, ranks = locate_positions(pos, counts.astype(np.int64))
+    local = runs.select(runs.slot(chunks), ranks, of_labeled=of_labeled)
+    return chunks * chunk_rows + local
+
+
+@given(
+    mask=hnp.arrays(bool, st.integers(0, 200)),
+    chunk_rows=st.integers(1, 17),
+    data=st.data(),
+)
+def test_runs_and_tail_merge_match_flatnonzero(
     mask: np.ndarray, chunk_rows: int, data: st.DataObject
 ) -> None:
+    """The offset map, rank and chunk membership over a checkpoint plus a journal tail."""
     n = len(mask)
     sizes = chunk_sizes(n, chunk_rows)
     assert sizes.sum() == n
-    selector = lambda j: np.flatnonzero(mask[j * chunk_rows : (j + 1) * chunk_rows])
-    for of_labeled, member in ((True, mask), (False, ~mask)):  # the views partition range(n)
-        counts = np.array(
-            [member[j * chunk_rows : (j + 1) * chunk_rows].sum() for j in range(len(sizes))],
-            np.int64,
-        )
+    chunks = np.arange(len(sizes), dtype=np.int64)
+    # A journal tail flips some rows: the final state is `now`.
+    flips = np.unique(np.array(data.draw(st.lists(st.integers(0, max(n - 1, 0)))), np.int64))
+    flips = flips[flips < n]
+    now = mask.copy()
+    now[flips] = ~now[flips]
+    merged = merge_tail(runs_of(mask, chunk_rows, chunks), chunk_rows, flips, now[flips])
+    direct = runs_of(now, chunk_rows, chunks)
+    for j in range(len(chunks)):
+        assert np.array_equal(merged.run(j), direct.run(j))
+        for of_labeled in (True, False):
+            size = int(sizes[j])
+            want = np.flatnonzero(
+                (now if of_labeled else ~now)[j * chunk_rows : j * chunk_rows + size]
+            )
+            assert np.array_equal(chunk_members(merged.run(j), size, of_labeled=of_labeled), want)
+    for of_labeled, member in ((True, now), (False, ~now)):  # the views partition range(n)
         want = np.flatnonzero(member)
-        pos = (
+        pos = np.array(
             data.draw(st.lists(st.integers(0, max(len(want) - 1, 0)), max_size=10))
             if len(want)
-            else []
+            else [],
+            dtype=np.int64,
         )
-        pos = np.array(pos, dtype=np.int64)
-        got = view_to_dataset_indices(pos, counts, chunk_rows, selector, of_labeled=of_labeled)
+        got = map_like_snapshot(merged, now, chunk_rows, pos, of_labeled)
         assert np.array_equal(got, want[pos])
-        whole = counts == sizes
-        got = view_to_dataset_indices(
-            pos, counts, chunk_rows, selector, of_labeled=of_labeled, whole=whole
-        )
-        assert np.array_equal(got, want[pos])
-        back, is_member = dataset_to_view_positions(
-            got, counts, chunk_rows, selector, of_labeled=of_labeled
-        )
-        assert is_member.all() and np.array_equal(back, pos)
-        all_idx = np.arange(n, dtype=np.int64)
-        ranks, is_member = dataset_to_view_positions(
-            all_idx, counts, chunk_rows, selector, of_labeled=of_labeled
-        )
-        assert np.array_equal(is_member, member)
-        assert np.array_equal(ranks[member], np.arange(len(want)))
+    idx = np.arange(n, dtype=np.int64)
+    slots = merged.slot(idx // chunk_rows) if n else idx
+    before, labeled = merged.rank(slots, idx - (idx // chunk_rows) * chunk_rows)
+    assert np.array_equal(labeled, now)
+    starts = np.arange(0, n, chunk_rows)
+    want_before = np.cumsum(now) - now - np.repeat(np.cumsum(now)[starts] - now[starts], sizes)
+    assert np.array_equal(before, want_before)
 
 
 @given(st.lists(st.integers(0, 49), max_size=20, unique=True))

@@ -16,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import alma_store
-from alma_store import store as store_module
 
 from .conftest import BACKENDS, make_features, run_python
 
@@ -101,17 +100,16 @@ ops = st.lists(
 @given(n=st.integers(1, 60), chunk_rows=st.integers(1, 9), ckpt=st.integers(1, 12), steps=ops)
 def test_random_operations_match_seed_model(
     tmp_path_factory: pytest.TempPathFactory,
-    monkeypatch: pytest.MonkeyPatch,
     kind: str,
     n: int,
     chunk_rows: int,
     ckpt: int,
     steps: list[tuple[str, list[int] | None]],
 ) -> None:
-    monkeypatch.setattr(store_module, "CHECKPOINT_ROWS", ckpt)
     tmp = tmp_path_factory.mktemp("model")
     features = np.arange(n * 2, dtype=np.float32).reshape(n, 2)
-    store = alma_store.create(tmp / "s", make_features(kind, tmp, features), chunk_rows=chunk_rows)
+    alma_store.create(tmp / "s", make_features(kind, tmp, features), chunk_rows=chunk_rows).close()
+    store = alma_store.open(tmp / "s", checkpoint_rows=ckpt)
     model = SeedModel(n)
     snapshots: list[tuple[alma_store.LabeledView, alma_store.UnlabeledView, SeedModel]] = []
     past = [model.copy()]  # the model at every version, for time travel
@@ -172,10 +170,10 @@ def test_random_operations_match_seed_model(
             elif op == "reopen":
                 store.close()
                 for labeled, _, _ in snapshots:
-                    with pytest.raises(alma_store.InvalidInputError, match="is closed"):
+                    with pytest.raises(alma_store.StoreClosedError, match="is closed"):
                         labeled.to_dataset_index([0] if len(labeled) else [])
                 snapshots.clear()
-                store = alma_store.open(tmp / "s")
+                store = alma_store.open(tmp / "s", checkpoint_rows=ckpt)
             elif op == "checkpoint":
                 store.checkpoint()
             if model.version == len(past):

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -93,17 +92,16 @@ def test_scoring_errors(tmp_path: Path) -> None:
 
 
 SCORER = r"""
-import sys, time, numpy as np, alma_store
-def slow(rows):
-    time.sleep(0.02)
-    return np.linalg.norm(rows, axis=1)
+import sys, numpy as np, alma_store
 with alma_store.open(sys.argv[1]) as s:
-    print(s.score(slow, "norm", batch_rows=16, shard=sys.argv[2]), flush=True)
+    print(s.score(lambda rows: np.linalg.norm(rows, axis=1), "norm", batch_rows=16,
+                  shard=sys.argv[2]), flush=True)
 """
 
 
-def start_scorer(path: Path, shard: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def start_scorer(path: Path, shard: str, crash: str = "") -> subprocess.Popen[str]:
+    """A scoring process; ``crash`` (e.g. ``"score-chunk:4"``) makes it SIGKILL itself there."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ALMA_STORE_CRASH": crash}
     return subprocess.Popen(
         [sys.executable, "-c", SCORER, str(path), shard],
         stdout=subprocess.PIPE,
@@ -121,11 +119,11 @@ def test_killed_scoring_resumes_to_the_same_result(tmp_path: Path) -> None:
     reference, _ = make(reference_dir, n=2000, chunk_rows=64)
     reference.score(norm_score, "norm")
     store.close()
-    for _ in range(3):  # kill it three times at different moments, then let it finish
-        proc = start_scorer(tmp_path / "s", "0/1")
-        time.sleep(1.2)
-        proc.send_signal(signal.SIGKILL)
-        _, err = proc.communicate()
+    # Killed three times at deterministic points: right after a chunk's marker, between a
+    # chunk's scores and its marker (its fsync), and mid-way; then it finishes.
+    for crash in ("score-chunk:3", "fsync:9", "score-chunk:5"):
+        proc = start_scorer(tmp_path / "s", "0/1", crash)
+        _, err = proc.communicate(timeout=300)
         assert proc.returncode == -signal.SIGKILL, err
     with alma_store.open(tmp_path / "s") as s:
         done, total = s.scoring_progress("norm")

@@ -1,0 +1,506 @@
+"""The state engine: journal tail, checkpoints, marks index, snapshots, checkpointing.
+
+One :class:`Engine` per open store owns every piece of mutable state:
+
+- the journal (:mod:`alma_store.journal`) and the tail of events after the
+  last checkpoint, with its :class:`~alma_store._overlay.Overlay`;
+- the checkpoint and its memory-mapped marks index (:mod:`alma_store._state`);
+- the snapshot of the current version, cached until the next commit;
+- checkpointing: folding the tail into the chunk files.
+
+It hands out immutable :class:`~alma_store._snapshot.Snapshot` objects and
+serves their chunk reads (:class:`~alma_store._snapshot.ChunkSource`), checking
+each chunk file against the checksum a marks index records for it. The
+commit protocol itself (lock, validate, append) is the facade's
+(:mod:`alma_store.store`); the engine offers the pieces: :meth:`write_lock`,
+:meth:`refresh`, :meth:`current`, :meth:`append`, :meth:`checkpoint`.
+
+Checkpoint protocol, each step durable before the next:
+
+1. encode the new mask and label chunk files in memory, with their CRC-32s;
+2. write ``marks-<c1>.bin``: the new runs and every chunk file's checksum;
+3. replace the touched chunk files (each atomically);
+4. replace ``checkpoint.bin`` (now naming ``c1``), then delete older marks files.
+
+A reader whose chunk file does not match its checkpoint's checksum accepts it
+if a newer marks file (a checkpoint in progress, or finished since) records
+it, and reports :class:`CorruptStoreError` otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import filelock
+import numpy as np
+
+from . import _state
+from ._fs import crash_point
+from ._meta import FORMAT_VERSION, StoreMeta, read_meta, write_meta
+from ._overlay import NO_UNDO, Overlay, chunk_labels, chunk_mask, undo_in_range
+from ._snapshot import Snapshot
+from ._state import Checkpoint, MarksIndex
+from .errors import (
+    CorruptStoreError,
+    InvalidInputError,
+    LockTimeoutError,
+    ReadOnlyError,
+    StoreClosedError,
+)
+from .features import FeatureSource, open_source
+from .index import n_chunks
+from .journal import FILE_HEADER_SIZE, Journal, LabelEvent
+
+__all__ = ["DEFAULT_CHECKPOINT_ROWS", "Engine", "open_engine", "open_reader"]
+
+DEFAULT_CHECKPOINT_ROWS = 65536
+"""Journal entries after which a writer folds the tail into the chunk files."""
+
+
+class Engine:
+    """The mutable state of one open store. See the module docstring.
+
+    Parameters
+    ----------
+    root
+        The store directory.
+    meta
+        Its checked ``meta.json``.
+    writable
+        Open for writing (takes the writer lock to commit).
+    checkpoint_rows
+        Journal entries after which a commit folds the tail into the chunk files.
+    lock_timeout
+        Seconds to wait for the writer lock before :class:`LockTimeoutError`.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        meta: StoreMeta,
+        *,
+        writable: bool,
+        checkpoint_rows: int,
+        lock_timeout: float,
+    ) -> None:
+        self.root = root
+        self.meta = meta
+        self.writable = writable
+        self.checkpoint_rows = checkpoint_rows
+        self.lock_timeout = lock_timeout
+        self.n_items = meta.n_items
+        self.chunk_rows = meta.chunk_rows
+        self.n_chunks = n_chunks(meta.n_items, meta.chunk_rows)
+        self._mutex = threading.RLock()
+        self._lock = filelock.FileLock(root / "lock") if writable else None
+        self.journal = Journal(
+            root / "journal.bin",
+            bytes.fromhex(meta.uuid),
+            meta.label_dtype,
+            meta.label_shape,
+            writable=writable,
+        )
+        self._closed = False
+        try:
+            self.arrays = _state.StateArrays(
+                root, meta.n_items, meta.chunk_rows, meta.label_dtype, meta.label_shape
+            )
+            self._events: list[LabelEvent] = []
+            self._ends: list[int] = []
+            self._pending: dict[int, MarksIndex | None] = {}
+            self._past: tuple[int, list[LabelEvent], int, int] | None = None
+            self._snapshot: Snapshot | None = None
+            self._load_checkpoint()
+            self.refresh()
+        except BaseException:
+            self.journal.close()
+            raise
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def check_open(self) -> None:
+        """Raise :class:`StoreClosedError` once the store is closed."""
+        if self._closed:
+            raise StoreClosedError(f"the store at {self.root} is closed; open it again to use it")
+
+    def check_writable(self) -> None:
+        """Raise unless the store is open for writing."""
+        self.check_open()
+        if not self.writable:
+            raise ReadOnlyError(
+                f"{self.root} was opened with mode='r'; open it with mode='r+' to write"
+            )
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    @property
+    def tail_rows(self) -> int:
+        """Dataset indices the journal tail holds (what a checkpoint would fold in)."""
+        return len(self._overlay.indices)
+
+    def close(self) -> None:
+        """Release the journal, the marks index and the cached snapshot."""
+        with self._mutex:
+            self._closed = True
+            self.journal.close()
+            self._snapshot = None
+            self._pending.clear()
+            self._past = None
+
+    @contextlib.contextmanager
+    def write_lock(self, timeout: float | None = None) -> Iterator[None]:
+        """Hold the store's writer lock (between processes and threads)."""
+        self.check_writable()
+        assert self._lock is not None
+        wait = self.lock_timeout if timeout is None else timeout
+        try:
+            self._lock.acquire(timeout=wait)
+        except filelock.Timeout:
+            raise LockTimeoutError(
+                f"could not obtain the writer lock of {self.root} within {wait} s"
+            ) from None
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    # -- checkpoint and tail ---------------------------------------------------
+
+    def _load_checkpoint(self) -> None:
+        """(Re)base the in-memory tail on the checkpoint file."""
+        path = self.root / "checkpoint.bin"
+        while True:
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                raise CorruptStoreError(f"checkpoint file {path} is missing") from None
+            ckpt = _state.read_checkpoint(self.root, self.n_chunks)
+            marks = _state.open_marks(self.root, ckpt.version, ckpt.counts, self.n_chunks)
+            if marks is not None or self.meta.format_version < 2:
+                break
+            # A checkpoint may have replaced the file and its marks index since we read it.
+            now = os.stat(path)
+            if (now.st_ino, now.st_mtime_ns) == (st.st_ino, st.st_mtime_ns):
+                raise CorruptStoreError(
+                    f"marks index {_state.marks_path(self.root, ckpt.version)} is missing"
+                )
+        self._ckpt_stat = (st.st_ino, st.st_mtime_ns)
+        self._ckpt = ckpt
+        self._pending.clear()
+        overlay = Overlay.empty(
+            ckpt.version, ckpt.counts, self.meta.label_dtype, self.meta.label_shape
+        )
+        events, ends, read_offset = [], [], ckpt.journal_offset
+        for event, end in zip(self._events, self._ends, strict=True):
+            if event.version > ckpt.version:
+                overlay = overlay.apply(event, self.chunk_rows)
+                events.append(event)
+                ends.append(end)
+                read_offset = end
+        self._events, self._ends, self._overlay = events, ends, overlay
+        self._read_offset = read_offset
+        self._snapshot = None
+        if marks is None:  # a version-1 store without a marks index: built from mask chunks
+            self._marks = MarksIndex.from_runs(ckpt.version, [])
+            self._catch_up()
+            marks = self._marks_from_mask_chunks()
+        self._marks = marks
+
+    def _marks_from_mask_chunks(self) -> MarksIndex:
+        """Every chunk's labeled offsets at the checkpoint, decoded from its mask file."""
+        base = self._ckpt
+        codec = self.arrays.codecs["mask"]
+        runs = []
+        for j in range(self.n_chunks):
+            lo = j * self.chunk_rows
+            rows = self.arrays.rows(j)
+            if not base.counts[j] and not self._overlay.in_range(lo, lo + rows).stop:
+                runs.append(np.empty(0, np.int64))
+                continue
+            disk = codec.decode(codec.read_raw(j), j, rows)
+            self._catch_up()  # after the read: every event the chunk may reflect is known
+            undo = undo_in_range(self._events, lo, lo + rows)
+            empty = Overlay.empty(base.version, base.counts, np.dtype(bool), ())
+            run = np.flatnonzero(chunk_mask(disk, lo, empty, undo))
+            if len(run) != base.counts[j]:
+                raise CorruptStoreError(
+                    f"mask chunk file {codec.path(j)} holds {len(run)} labels where the "
+                    f"checkpoint counts {int(base.counts[j])}"
+                )
+            runs.append(run)
+        return MarksIndex.from_runs(base.version, runs)
+
+    def _catch_up(self, *, writer: bool = False) -> bool:
+        """Read the journal records appended since we last looked; True if there were any."""
+        records, end, torn = self.journal.read(self._read_offset, self._overlay.version + 1)
+        for event, rec_end in records:
+            self._overlay = self._overlay.apply(event, self.chunk_rows)
+            self._events.append(event)
+            self._ends.append(rec_end)
+        self._read_offset = end
+        if torn and writer:
+            self.journal.truncate(end)  # never acknowledged: its writer died mid-append
+        return bool(records)
+
+    def refresh(self, *, writer: bool = False) -> None:
+        """Take in what other processes committed or checkpointed since we last looked."""
+        with self._mutex:
+            self.check_open()
+            if self.journal.size() == self._read_offset:
+                # No commit we have not seen, so no chunk on disk holds one: a checkpoint
+                # another process may have written since changes nothing we rely on.
+                return
+            self._reload_if_checkpointed()
+            if self._catch_up(writer=writer):
+                self._snapshot = None
+
+    def _reload_if_checkpointed(self) -> bool:
+        try:
+            st = os.stat(self.root / "checkpoint.bin")
+        except FileNotFoundError:
+            raise CorruptStoreError(
+                f"checkpoint file {self.root / 'checkpoint.bin'} is missing"
+            ) from None
+        if (st.st_ino, st.st_mtime_ns) == self._ckpt_stat:
+            return False
+        self._load_checkpoint()
+        return True
+
+    def _snapshot_of(self, overlay: Overlay) -> Snapshot:
+        meta = self.meta
+        return Snapshot(
+            self,
+            self._marks,
+            overlay,
+            n_items=meta.n_items,
+            chunk_rows=meta.chunk_rows,
+            label_dtype=meta.label_dtype,
+            label_shape=meta.label_shape,
+        )
+
+    def current(self) -> Snapshot:
+        """The snapshot of the newest committed version."""
+        with self._mutex:
+            self.refresh()
+            if self._snapshot is None:
+                self._snapshot = self._snapshot_of(self._overlay)
+            return self._snapshot
+
+    def snapshot_at(self, version: int) -> Snapshot:
+        """A snapshot at any committed version (the current one is cached)."""
+        with self._mutex:
+            current = self.current()
+            if version == current.version:
+                return current
+            if not 0 <= version < current.version:
+                raise InvalidInputError(
+                    f"version must lie in [0, {current.version}] (the store's versions), "
+                    f"got {version}"
+                )
+            base = self._ckpt
+            overlay = Overlay.empty(
+                base.version, base.counts, self.meta.label_dtype, self.meta.label_shape
+            )
+            if version >= base.version:
+                for event in self._events[: version - base.version]:
+                    overlay = overlay.apply(event, self.chunk_rows)
+            else:  # older than the checkpoint: take the events (version, c0] back out
+                older = list(self.iter_events(first=version + 1, last=base.version))
+                overlay = Overlay.rewind(overlay, older, self.chunk_rows)
+            return self._snapshot_of(overlay)
+
+    # -- the one journal reader ---------------------------------------------
+
+    def iter_events(self, *, first: int = 1, last: int | None = None) -> Iterator[LabelEvent]:
+        """Committed events ``first .. last`` (default: up to now), oldest first, streaming.
+
+        Memory stays bounded by one read block of the journal, whatever its length.
+        """
+        stop = self.current().version if last is None else last
+        if first > stop:
+            return
+        offset, version = FILE_HEADER_SIZE, 1
+        tail_base = self._overlay.version - len(self._events)
+        if first > tail_base and self._ends:  # start inside the in-memory tail
+            k = first - tail_base - 1
+            offset = self._ends[k - 1] if k else self._ckpt.journal_offset
+            version = first
+        for event, _ in self.journal.iter_records(offset, version):
+            if event.version > stop:
+                return
+            if event.version >= first:
+                yield event
+
+    def events_after(self, version: int) -> list[LabelEvent]:
+        """Every committed event newer than ``version``, up to now (see :class:`ChunkSource`)."""
+        with self._mutex:
+            self.refresh()
+            base = self._overlay.version - len(self._events)
+            if version >= base:
+                return self._events[version - base :]
+            # Older than the tail held: read those events once, then extend as the journal grows.
+            if self._past is None or self._past[0] != version:
+                self._past = (version, [], FILE_HEADER_SIZE, 1)
+            _, events, offset, next_version = self._past
+            for event, end in self.journal.iter_records(offset, next_version):
+                if event.version > version:
+                    events.append(event)
+                offset, next_version = end, event.version + 1
+            self._past = (version, events, offset, next_version)
+            return events
+
+    # -- chunk reads (ChunkSource) -----------------------------------------------
+
+    def _recorded(self, kind: str, j: int, entry: int) -> bool:
+        """Whether a marks index at or after ours records ``entry`` for chunk file ``kind``/``j``."""
+        if self._marks.file_entry(kind, j) == entry:
+            return True
+        for v in _state.marks_versions(self.root):
+            if v <= self._marks.version:
+                continue
+            if v not in self._pending:
+                self._pending[v] = _state.open_marks(self.root, v, None, self.n_chunks)
+            pending = self._pending[v]
+            if pending is not None and pending.file_entry(kind, j) == entry:
+                return True
+        return False
+
+    def read_chunk(self, kind: str, j: int) -> np.ndarray:
+        """Chunk ``j`` of the ``"mask"`` or ``"labels"`` array as on disk now, checked."""
+        codec = self.arrays.codecs[kind]
+        rows = self.arrays.rows(j)
+        with self._mutex:
+            self.check_open()
+            if self._marks.table is None:  # format version 1 records no chunk checksums
+                return codec.decode(codec.read_raw(j), j, rows)
+            while True:
+                raw = codec.read_raw(j)
+                if self._recorded(kind, j, _state.file_checksum(raw)):
+                    return codec.decode(raw, j, rows)
+                if not self._reload_if_checkpointed():
+                    what = "missing" if raw is None else "damaged or swapped"
+                    raise CorruptStoreError(
+                        f"chunk file {codec.path(j)} is {what}: it does not match the "
+                        f"checksum that marks index {self._marks.path} records for it"
+                    )
+
+    # -- writing ---------------------------------------------------------------
+
+    def append(self, event: LabelEvent) -> None:
+        """Append one event durably (writer lock held, tail refreshed)."""
+        self.journal.append(event.encode(self.meta.label_dtype))
+        self.refresh(writer=True)
+
+    def checkpoint_if_old_format(self) -> None:
+        """Upgrade a store of an older format version (writer lock held), before a write."""
+        if self.meta.format_version < FORMAT_VERSION:
+            self.checkpoint()
+
+    def checkpoint_if_free(self) -> None:
+        """Checkpoint unless another writer holds the lock (it will checkpoint itself)."""
+        try:
+            with self.write_lock(timeout=0.1):
+                self.refresh(writer=True)
+                self.checkpoint()
+        except LockTimeoutError:
+            pass  # another writer is busy and will checkpoint; the journal has it all
+
+    def checkpoint(self) -> None:
+        """Fold the journal tail into the chunk files (writer lock held, tail refreshed)."""
+        with self._mutex:
+            if self._events or self.meta.format_version < FORMAT_VERSION:
+                self._write_checkpoint()
+
+    def _write_checkpoint(self) -> None:
+        snap = self.current()
+        overlay = self._overlay
+        upgrade = self._marks.table is None
+        if upgrade:  # a version-1 store: every chunk file gets written and checksummed
+            codecs = self.arrays.codecs
+            touched = np.array(
+                [
+                    j
+                    for j in range(self.n_chunks)
+                    if snap.labeled_counts[j]
+                    or self._marks.counts[j]
+                    or codecs["mask"].path(j).exists()
+                    or codecs["labels"].path(j).exists()
+                ],
+                dtype=np.int64,
+            )
+            table = np.zeros(self.n_chunks, _state.ENTRY)
+        else:
+            touched = np.unique(overlay.indices // self.chunk_rows)
+            assert self._marks.table is not None
+            self._marks.check(np.arange(self.n_chunks))
+            table = self._marks.table.copy()
+        new = snap.runs(touched)
+        files: dict[tuple[str, int], bytes] = {}
+        for i, j in enumerate(touched.tolist()):
+            lo = j * self.chunk_rows
+            mask = np.zeros(self.arrays.rows(j), bool)
+            mask[new.run(i)] = True
+            labels = chunk_labels(self.read_chunk("labels", j), lo, overlay, NO_UNDO)
+            for kind, data in (("mask", mask), ("labels", labels)):
+                raw = self.arrays.codecs[kind].encode(data)
+                files[kind, j] = raw
+                table[kind][j] = _state.file_checksum(raw)
+        everything = snap.runs(np.arange(self.n_chunks))
+        runs = [everything.run(j) for j in range(self.n_chunks)]
+        _state.write_marks(self.root, overlay.version, runs, table)
+        self.arrays.write(files)
+        crash_point("checkpoint-file")
+        offset = self._ends[-1] if self._ends else self._ckpt.journal_offset
+        _state.write_checkpoint(self.root, Checkpoint(overlay.version, offset, overlay.counts))
+        _state.remove_marks_except(self.root, overlay.version)
+        if upgrade:
+            self.meta = _upgraded(self.meta)
+            write_meta(self.root, self.meta)
+        self._load_checkpoint()
+
+
+def _upgraded(meta: StoreMeta) -> StoreMeta:
+    fields: dict[str, Any] = {f: getattr(meta, f) for f in StoreMeta.__dataclass_fields__}
+    fields["format_version"] = FORMAT_VERSION
+    return StoreMeta(**fields)
+
+
+def open_engine(
+    root: Path, *, writable: bool, checkpoint_rows: int, lock_timeout: float
+) -> tuple[Engine, FeatureSource]:
+    """Open the store at ``root``: its checked metadata, feature source and engine."""
+    meta = read_meta(root)
+    source = open_source(meta.features, root, meta.n_items)
+    try:
+        engine = Engine(
+            root,
+            meta,
+            writable=writable,
+            checkpoint_rows=checkpoint_rows,
+            lock_timeout=lock_timeout,
+        )
+    except BaseException:
+        source.close()
+        raise
+    return engine, source
+
+
+@contextlib.contextmanager
+def open_reader(root: Path) -> Iterator[tuple[Engine, FeatureSource]]:
+    """Open the store at ``root`` read-only for one task (a dask or DataLoader worker)."""
+    engine, source = open_engine(
+        root, writable=False, checkpoint_rows=DEFAULT_CHECKPOINT_ROWS, lock_timeout=0.0
+    )
+    try:
+        yield engine, source
+    finally:
+        engine.close()
+        source.close()
