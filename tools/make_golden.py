@@ -2,6 +2,7 @@
 
     python tools/make_golden.py
 
+A golden set, once committed, is never overwritten (the script refuses).
 The store is small and self-contained (its features are copied into it), has a
 checkpoint and a journal tail after it, string labels and provenance, so
 tests/test_can_read_old.py checks that every later release still reads it.
@@ -9,19 +10,20 @@ tests/test_can_read_old.py checks that every later release still reads it.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 import alma_store
-from alma_store.store import FORMAT_VERSION
+from alma_store._meta import FORMAT_VERSION
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / f"store-v{FORMAT_VERSION}"
 
 
 def main() -> None:
-    shutil.rmtree(OUT, ignore_errors=True)
+    if OUT.exists():
+        # A released set is what later releases must read: it is never rewritten.
+        raise SystemExit(f"{OUT} exists: golden stores of released formats are never overwritten")
     features = np.arange(60, dtype=np.float32).reshape(20, 3)
     store = alma_store.create(OUT, features, label_dtype="str", chunk_rows=8)
     store.add_labels([(0, "cat"), (5, "dog")], annotator="ann", round=0)
