@@ -53,7 +53,7 @@ from .errors import (
     StoreClosedError,
 )
 from .features import FeatureSource, open_source
-from .index import n_chunks
+from .index import Runs, n_chunks
 from .journal import FILE_HEADER_SIZE, Journal, LabelEvent
 
 __all__ = ["DEFAULT_CHECKPOINT_ROWS", "Engine", "open_engine", "open_reader"]
@@ -115,6 +115,7 @@ class Engine:
             self._pending: dict[int, MarksIndex | None] = {}
             self._past: tuple[int, list[LabelEvent], int, int] | None = None
             self._snapshot: Snapshot | None = None
+            self._previous: Snapshot | None = None
             self._load_checkpoint()
             self.refresh()
         except BaseException:
@@ -151,7 +152,7 @@ class Engine:
         with self._mutex:
             self._closed = True
             self.journal.close()
-            self._snapshot = None
+            self._snapshot = self._previous = None
             self._pending.clear()
             self._past = None
 
@@ -274,7 +275,7 @@ class Engine:
         self._load_checkpoint()
         return True
 
-    def _snapshot_of(self, overlay: Overlay) -> Snapshot:
+    def _snapshot_of(self, overlay: Overlay, merged: Runs | None = None) -> Snapshot:
         meta = self.meta
         return Snapshot(
             self,
@@ -284,6 +285,7 @@ class Engine:
             chunk_rows=meta.chunk_rows,
             label_dtype=meta.label_dtype,
             label_shape=meta.label_shape,
+            merged=merged,
         )
 
     def current(self) -> Snapshot:
@@ -291,8 +293,22 @@ class Engine:
         with self._mutex:
             self.refresh()
             if self._snapshot is None:
-                self._snapshot = self._snapshot_of(self._overlay)
+                self._snapshot = self._snapshot_of(self._overlay, self._inherited())
+                self._previous = self._snapshot
             return self._snapshot
+
+    def _inherited(self) -> Runs | None:
+        """The merged runs of the previous current snapshot that are still right now."""
+        prev = self._previous
+        tail_base = self._overlay.version - len(self._events)
+        if prev is None or prev.marks_version != self._marks.version or prev.version < tail_base:
+            return None
+        newer = self._events[prev.version - tail_base :]
+        return prev.merged.without(
+            np.concatenate([e.dataset_indices for e in newer]) // self.chunk_rows
+            if newer
+            else np.empty(0, np.int64)
+        )
 
     def snapshot_at(self, version: int) -> Snapshot:
         """A snapshot at any committed version (the current one is cached)."""

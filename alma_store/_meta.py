@@ -100,6 +100,8 @@ def read_meta(root: Path) -> StoreMeta:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
+        if (root / "journal.bin").exists():  # the rest of a store is there: damage
+            raise CorruptStoreError(f"{path} is missing") from None
         raise StoreNotFoundError(f"no alma_store at {root}: meta.json is missing") from None
     try:
         fields = json.loads(raw.decode("utf-8"))

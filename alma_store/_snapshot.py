@@ -22,7 +22,14 @@ import numpy as np
 from ._overlay import Overlay, chunk_labels, chunk_mask, undo_in_range
 from ._state import MarksIndex
 from ._types import BoolArray, IndexArray
-from .index import Runs, chunk_members, chunk_sizes, locate_positions, merge_tail
+from .index import (
+    Runs,
+    chunk_members,
+    chunk_sizes,
+    locate_positions,
+    merge_tail,
+    ragged_arange,
+)
 from .journal import LabelEvent
 
 __all__ = ["ChunkSource", "Snapshot"]
@@ -53,10 +60,15 @@ class Snapshot:
         chunk_rows: int,
         label_dtype: np.dtype[Any],
         label_shape: tuple[int, ...],
+        merged: Runs | None = None,
     ) -> None:
         self._source = source
         self._marks = marks
         self._overlay = overlay
+        # Runs of chunks the overlay touches, merged once and kept: the engine hands them on
+        # to the next version's snapshot for every chunk the events in between leave alone.
+        self.merged = merged if merged is not None else _NO_RUNS
+        self._ends: dict[bool, IndexArray] = {}
         self.version = overlay.version
         self.n_items = n_items
         self.chunk_rows = chunk_rows
@@ -76,19 +88,63 @@ class Snapshot:
         lo = j * self.chunk_rows
         return lo, lo + int(self.chunk_sizes[j])
 
-    def runs(self, chunks: IndexArray) -> Runs:
-        """Sorted labeled offsets of ``chunks`` (sorted, unique) at this version."""
-        base = self._marks.runs(chunks)
+    @property
+    def marks_version(self) -> int:
+        """The checkpoint whose marks index this snapshot builds on."""
+        return self._marks.version
+
+    def _touched(self, chunks: IndexArray) -> BoolArray:
+        """Which of ``chunks`` (sorted, unique) the overlay has entries in."""
         ov = self._overlay
         if not len(ov.indices):
-            return base
+            return np.zeros(len(chunks), bool)
         lows = chunks * self.chunk_rows
-        hit = np.searchsorted(ov.indices, lows + self.chunk_rows) > np.searchsorted(
-            ov.indices, lows
-        )
-        if not hit.any():
-            return base
-        return merge_tail(base, self.chunk_rows, ov.indices, ov.labeled)
+        after = np.searchsorted(ov.indices, lows + self.chunk_rows)
+        return np.asarray(after > np.searchsorted(ov.indices, lows))
+
+    def _merged_runs(self, touched: IndexArray) -> Runs:
+        """The merged runs, covering at least ``touched`` (merging the missing ones at once)."""
+        have = self.merged
+        missing = touched[~np.isin(touched, have.chunks)] if len(have.chunks) else touched
+        if missing.size:
+            ov = self._overlay
+            fresh = merge_tail(self._marks.runs(missing), self.chunk_rows, ov.indices, ov.labeled)
+            chunks = np.concatenate([have.chunks, fresh.chunks])
+            order = np.argsort(chunks, kind="stable")
+            self.merged = Runs(
+                chunks[order],
+                np.concatenate([np.asarray(have.flat, np.int64), fresh.flat]),
+                np.concatenate([have.starts, fresh.starts + len(have.flat)])[order],
+                np.concatenate([have.lengths, fresh.lengths])[order],
+            )
+        return self.merged
+
+    def _groups(self, queries: IndexArray) -> list[tuple[Runs, BoolArray]]:
+        """The runs that answer each query chunk: the marks index's or the merged ones."""
+        wanted = np.unique(queries)
+        hit = self._touched(wanted)
+        where = hit[np.searchsorted(wanted, queries)]
+        groups = []
+        if not hit.all():
+            groups.append((self._marks.runs(wanted[~hit]), ~where))
+        if hit.any():
+            groups.append((self._merged_runs(wanted[hit]), where))
+        return groups
+
+    def runs(self, chunks: IndexArray) -> Runs:
+        """Sorted labeled offsets of ``chunks`` (sorted, unique) at this version, gathered."""
+        lengths = np.zeros(len(chunks), np.int64)
+        parts = []
+        for runs, sel in self._groups(chunks):
+            slots = runs.slot(chunks[sel])
+            lengths[sel] = runs.lengths[slots]
+            parts.append((runs, slots, sel))
+        starts = np.cumsum(lengths) - lengths
+        flat = np.empty(int(lengths.sum()), np.int64)
+        for runs, slots, sel in parts:
+            take, _ = ragged_arange(runs.starts[slots], runs.lengths[slots])
+            flat[ragged_arange(starts[sel], lengths[sel])[0]] = runs.flat[take]
+        return Runs(chunks, flat, starts, lengths)
 
     def labeled_marks(self, j: int) -> IndexArray:
         """Sorted offsets, within chunk ``j``, of its labeled rows at this version."""
@@ -107,24 +163,27 @@ class Snapshot:
     def map_positions(self, positions: IndexArray, *, of_labeled: bool) -> IndexArray:
         """View positions (validated) -> dataset indices at this version, all at once."""
         counts = self.counts(of_labeled=of_labeled)
-        chunks, ranks = locate_positions(positions, counts)
+        if of_labeled not in self._ends:
+            self._ends[of_labeled] = np.cumsum(counts)
+        chunks, ranks = locate_positions(positions, counts, self._ends[of_labeled])
         out = chunks * self.chunk_rows + ranks  # right wherever the chunk is all in the view
         need = np.flatnonzero(counts[chunks] != self.chunk_sizes[chunks])
         if need.size:
-            wanted = np.unique(chunks[need])
-            runs = self.runs(wanted)
-            local = runs.select(runs.slot(chunks[need]), ranks[need], of_labeled=of_labeled)
-            out[need] = chunks[need] * self.chunk_rows + local
+            q, r = chunks[need], ranks[need]
+            local = np.empty(len(need), np.int64)
+            for runs, sel in self._groups(q):
+                local[sel] = runs.select(runs.slot(q[sel]), r[sel], of_labeled=of_labeled)
+            out[need] = q * self.chunk_rows + local
         return out
 
     def locate(self, dataset_indices: IndexArray) -> tuple[IndexArray, IndexArray, BoolArray]:
         """Per dataset index: its chunk, the labeled rows before it there, whether labeled."""
         chunks = dataset_indices // self.chunk_rows
-        if not len(chunks):
-            return chunks, chunks.copy(), np.zeros(0, bool)
-        wanted = np.unique(chunks)
-        runs = self.runs(wanted)
-        before, labeled = runs.rank(runs.slot(chunks), dataset_indices - chunks * self.chunk_rows)
+        local = dataset_indices - chunks * self.chunk_rows
+        before = np.zeros(len(chunks), np.int64)
+        labeled = np.zeros(len(chunks), bool)
+        for runs, sel in self._groups(chunks) if len(chunks) else []:
+            before[sel], labeled[sel] = runs.rank(runs.slot(chunks[sel]), local[sel])
         return chunks, before, labeled
 
     def is_labeled(self, dataset_indices: IndexArray) -> BoolArray:
@@ -137,7 +196,9 @@ class Snapshot:
         """Rank: view positions of ``dataset_indices``, and which belong to the view at all."""
         chunks, before, labeled = self.locate(dataset_indices)
         counts = self.counts(of_labeled=of_labeled)
-        ahead = (np.cumsum(counts) - counts)[chunks]
+        if of_labeled not in self._ends:
+            self._ends[of_labeled] = np.cumsum(counts)
+        ahead = (self._ends[of_labeled] - counts)[chunks]
         local = dataset_indices - chunks * self.chunk_rows
         ranks = before if of_labeled else local - before
         member = labeled if of_labeled else ~labeled
@@ -172,3 +233,8 @@ class Snapshot:
         disk = self._source.read_chunk("mask", j)
         undo = undo_in_range(self._source.events_after(self.version), lo, lo + len(disk))
         return chunk_mask(disk, lo, self._overlay, undo)
+
+
+_NO_RUNS = Runs(
+    np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
+)

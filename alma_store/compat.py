@@ -25,9 +25,10 @@ from typing import Any, Self
 
 import numpy as np
 
-from ._labels import infer_label_dtype, parse_label_dtype
+from ._labels import STR_DTYPE, infer_label_dtype, parse_label_dtype
 from ._types import PathLike
 from .errors import InvalidInputError
+from .features import check_same_features
 from .index import parse_indices
 from .store import Store, create, open_store
 
@@ -43,7 +44,10 @@ class ActiveLearningManager:
         The dataset ``D`` (a numpy array, or anything :func:`alma_store.create` takes).
     labels_dtype
         dtype of the labels. ``None``: inferred from the first batch (strings,
-        booleans, ints or floats); later batches must fit it.
+        booleans, ints or floats); later batches must fit it. ``object`` (or
+        ``np.object_``, ``"O"``), which ALMa takes for arbitrary labels, keeps
+        labels as strings (``"str"``): a label that is not a string is an error,
+        never silently converted.
     sources
         The raw items behind the features (e.g. texts), for ``remaining_sources``.
     path
@@ -69,19 +73,18 @@ class ActiveLearningManager:
     ) -> None:
         self.features = features
         self.sources = np.array(sources if sources is not None else [])
-        self._dtype = None if labels_dtype is None else parse_label_dtype(labels_dtype)
+        self._dtype = None if labels_dtype is None else _parse_dtype(labels_dtype)
         self._path = None if path is None else Path(path)
         self._tmp: weakref.finalize | None = None
         self._store: Store | None = None
         self._n = len(features)
         if self._path is not None and (self._path / "meta.json").exists():
             self._store = open_store(self._path)
-            if len(self._store) != self._n:
-                n = len(self._store)
+            try:  # the same check as reopening a store against its own features
+                check_same_features(self._store.feature_source, features)
+            except BaseException:
                 self._store.close()
-                raise InvalidInputError(
-                    f"the store at {self._path} has {n} items but features has {self._n} rows"
-                )
+                raise
         elif self._dtype is not None:
             self._create(self._dtype)
 
@@ -183,3 +186,14 @@ class ActiveLearningManager:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _parse_dtype(value: object) -> np.dtype[Any]:
+    """ALMa's ``labels_dtype``: any label dtype, and ``object`` for labels kept as strings."""
+    if (
+        value is object
+        or value == "O"
+        or (isinstance(value, np.dtype | type) and np.dtype(value) == np.dtype(object))
+    ):
+        return STR_DTYPE
+    return parse_label_dtype(value)

@@ -152,13 +152,17 @@ def chunk_sizes(n_items: int, chunk_rows: int) -> IndexArray:
     return sizes
 
 
-def locate_positions(positions: IndexArray, counts: IndexArray) -> tuple[IndexArray, IndexArray]:
+def locate_positions(
+    positions: IndexArray, counts: IndexArray, ends: IndexArray | None = None
+) -> tuple[IndexArray, IndexArray]:
     """Select: map view positions to (chunk, rank of the row among the chunk's view rows).
 
-    ``counts[j]`` is the number of view rows in chunk ``j``. Positions must lie
-    in ``[0, counts.sum())``; that is the caller's check.
+    ``counts[j]`` is the number of view rows in chunk ``j``; ``ends``, when
+    given, is ``np.cumsum(counts)`` (kept by the caller). Positions must lie in
+    ``[0, counts.sum())``; that is the caller's check.
     """
-    ends = np.cumsum(counts)
+    if ends is None:
+        ends = np.cumsum(counts)
     chunks = np.searchsorted(ends, positions, side="right")
     offsets = positions - (ends[chunks] - counts[chunks])
     return chunks.astype(np.int64), offsets.astype(np.int64)
@@ -195,6 +199,18 @@ class Runs:
         """The run of the ``i``-th chunk, as int64."""
         a = int(self.starts[i])
         return np.asarray(self.flat[a : a + int(self.lengths[i])], dtype=np.int64)
+
+    def without(self, chunks: IndexArray) -> Runs:
+        """These runs less those of ``chunks``; compacted when mostly stale."""
+        keep = ~np.isin(self.chunks, chunks)
+        kept = Runs(self.chunks[keep], self.flat, self.starts[keep], self.lengths[keep])
+        live = int(kept.lengths.sum())
+        if len(self.flat) <= 2 * live + 4096:
+            return kept
+        take, _ = ragged_arange(kept.starts, kept.lengths)
+        return Runs(
+            kept.chunks, self.flat[take], np.cumsum(kept.lengths) - kept.lengths, kept.lengths
+        )
 
     def slot(self, chunks: IndexArray) -> IndexArray:
         """Where each of ``chunks`` (all among ``self.chunks``) is in this set."""

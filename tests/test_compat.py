@@ -7,7 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alma_store import ActiveLearningManager, InvalidIndexError, InvalidInputError
+from alma_store import (
+    ActiveLearningManager,
+    InvalidIndexError,
+    InvalidInputError,
+    SourceChangedError,
+)
 
 
 def test_seed_api_surface() -> None:
@@ -61,7 +66,9 @@ def test_typed_and_persistent(tmp_path: Path) -> None:
             m.add_labels([(0, 300)])
     with ActiveLearningManager(X, path=tmp_path / "m") as m:  # resumes
         assert m.labels.tolist() == [1, 0] and m.labeled_mask[[5, 6]].all()
-    with pytest.raises(InvalidInputError, match="has 30 items but features has 29 rows"):
+    with pytest.raises(
+        InvalidInputError, match=r"have shape \(29, 4\).*store.s features have shape \(30, 4\)"
+    ):
         ActiveLearningManager(X[:29], path=tmp_path / "m")
 
 
@@ -89,3 +96,27 @@ def test_seed_loop_on_digits_with_a_real_classifier() -> None:
     assert len(m.labels) == 180
     assert accuracies[-1] > accuracies[0] and accuracies[-1] > 0.85
     m.close()
+
+
+def test_resume_checks_the_features(tmp_path: Path) -> None:
+    X = np.arange(40.0).reshape(20, 2)
+    with ActiveLearningManager(X, labels_dtype="int64", path=tmp_path / "s") as m:
+        m.add_labels([(0, 1)])
+    with ActiveLearningManager(X.copy(), path=tmp_path / "s") as m:  # same data: resumes
+        assert m.labels.tolist() == [1]
+    for other, match in (
+        (np.zeros((7, 2)), r"shape \(7, 2\)"),
+        (X.astype(np.float32), "dtype float32"),
+        (X + 1, "differ in content"),
+    ):
+        with pytest.raises(SourceChangedError, match=match):
+            ActiveLearningManager(other, path=tmp_path / "s")
+
+
+@pytest.mark.parametrize("dtype", [object, np.object_, "O", np.dtype(object)])
+def test_object_labels_dtype_keeps_strings(dtype: object) -> None:
+    with ActiveLearningManager(np.zeros((4, 1)), labels_dtype=dtype) as m:
+        m.add_labels([(0, "cat"), (1, "dog")])
+        assert m.labels.tolist() == ["cat", "dog"]
+        with pytest.raises(InvalidInputError, match="must be strings"):
+            m.add_labels([(0, 3)])

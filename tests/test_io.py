@@ -23,6 +23,19 @@ def test_class_schema(tmp_path: Path) -> None:
             s.add_labels([(0, 2)])
         s.relabel([0], ["cat"])
         assert s.version == 2
+        # Codes are exact ints in range: floats, booleans and other codes are refused,
+        # in add_labels, relabel and import alike, and nothing is written.
+        for bad in (1.0, 7.0, True, False, 3, -1, np.float64(0.0), None):
+            with pytest.raises(InvalidInputError, match="class"):
+                s.add_labels([2], [bad], relative_to="dataset")
+            with pytest.raises(InvalidInputError, match="class"):
+                s.relabel([0], [bad])
+        with pytest.raises(InvalidInputError, match="class"):
+            s.add_labels([2], np.array([1.0]), relative_to="dataset")
+        (tmp_path / "bad.jsonl").write_text('{"dataset_index": 3, "label": 1.0}\n')
+        with pytest.raises(InvalidInputError, match="line 1: labels must be class names"):
+            s.import_labels(tmp_path / "bad.jsonl")
+        assert s.version == 2 and s.labels.tolist() == [0, 0]
     with alma_store.open(tmp_path / "s", "r") as s:
         assert s.classes == ("cat", "dog")
     for bad, match in [(["a", "a"], "repeats"), ("ab", "list of class names"), ([], "non-empty")]:

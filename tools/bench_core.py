@@ -5,6 +5,7 @@ Unlabeled-view streaming throughput and peak anonymous memory (RssAnon).
 
     python tools/bench_core.py                 # N = 1e6, 1e8 (+1e9 with --huge)
     python tools/bench_core.py --quick         # small sizes, for a smoke run
+    python tools/bench_core.py --sections tail # journal tail at N = 1e8 and 1e9
 
 Everything is written under --dir (default: a temporary directory).
 """
@@ -149,6 +150,68 @@ def bench_commit(root: Path, n: int, rows: list[dict]) -> None:
     shutil.rmtree(path)
 
 
+def bench_tail(root: Path, n: int, rows: list[dict]) -> None:
+    """Offset map and commit cost just after a checkpoint and with a journal tail behind it."""
+    n_labeled = min(10**6, n // 100)
+    path, labeled = make_store(root, n, n_labeled)
+    mask = np.zeros(n, bool)
+    mask[labeled] = True
+    rng = np.random.default_rng(4)
+    record = root / "fdatasync-probe.bin"  # the hardware limit of a commit: one durable append
+    with open(record, "wb") as f:
+        payload = os.urandom(100 * 16 + 200)
+
+        def probe() -> None:
+            f.write(payload)
+            f.flush()
+            os.fdatasync(f.fileno())
+
+        t_fsync = timeit(probe, 30)
+    record.unlink()
+    # checkpoint_rows beyond the largest tail: nothing is folded in while measuring.
+    with alma_store.open(path, checkpoint_rows=10**9) as store:
+        have = 0
+        for tail in (0, 1000, 10_000, 60_000):
+            while have < tail:  # grow the tail in commits of 100 labels, as a campaign would
+                pos = rng.choice(store.num_unlabeled, 100, replace=False)
+                idx = store.add_labels(pos, np.ones(100, np.int64))
+                mask[idx] = True
+                have += 100
+            view = store.unlabeled
+            draws = [rng.choice(len(view), 100, replace=False) for _ in range(40)]
+            want = np.flatnonzero(~mask)
+            assert np.array_equal(view.to_dataset_index(draws[0]), want[draws[0]])
+            t_naive = timeit(lambda d=draws[0]: np.flatnonzero(~mask)[d], 3)
+            for draw in draws:  # warm: every chunk hit is checked (and merged) once
+                view.to_dataset_index(draw)
+            it = iter(draws * 5)
+            t_map = timeit(lambda v=view, it=it: v.to_dataset_index(next(it)), 200)
+            lat = []
+            for _ in range(20):
+                pos = rng.choice(store.num_unlabeled, 100, replace=False)
+                t = time.perf_counter()
+                idx = store.add_labels(pos, np.ones(100, np.int64))
+                lat.append(time.perf_counter() - t)
+                mask[idx] = True
+                have += 100
+            rows.append(
+                {
+                    "N": n,
+                    "labeled": n_labeled,
+                    "tail_labels": tail,
+                    "map100_warm_us": t_map * 1e6,
+                    "naive_flatnonzero_ms": t_naive * 1e3,
+                    "commit100_median_ms": statistics.median(lat) * 1e3,
+                    "bare_fdatasync_ms": t_fsync * 1e3,
+                }
+            )
+    base = {r["N"]: r for r in rows if r["tail_labels"] == 0}
+    for r in rows:
+        r["map_vs_checkpointed"] = r["map100_warm_us"] / base[r["N"]]["map100_warm_us"]
+        r["commit_vs_checkpointed"] = r["commit100_median_ms"] / base[r["N"]]["commit100_median_ms"]
+    shutil.rmtree(path)
+
+
 STREAM_CHILD = r"""
 import json, sys, time
 import numpy as np
@@ -259,7 +322,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     ap.add_argument("--huge", action="store_true", help="also N = 1e9 for the offset map")
     ap.add_argument("--dir", type=Path, default=None)
-    ap.add_argument("--sections", default="map,commit,stream", help="comma-separated subset")
+    ap.add_argument("--sections", default="map,commit,tail,stream", help="comma-separated subset")
     args = ap.parse_args()
     root = args.dir or Path(tempfile.mkdtemp(prefix="alma-bench-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -273,6 +336,11 @@ def main() -> None:
     commits: list[dict] = []
     for n in sizes[:2] if "commit" in sections else []:
         bench_commit(root, n, commits)
+    tails: list[dict] = []
+    for n in ([10**6] if args.quick else [10**8, 10**9]) if "tail" in sections else []:
+        t = time.perf_counter()
+        bench_tail(root, n, tails)
+        print(f"tail section at N={n}: {time.perf_counter() - t:.0f} s", flush=True)
     streams: list[dict] = []
     if "stream" in sections:
         n_stream = 200_000 if args.quick else 10_000_000
@@ -280,6 +348,7 @@ def main() -> None:
     print(f"# alma_store core benchmark ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores)")
     print(table("Offset map: 100 random Unlabeled positions -> dataset indices", maps))
     print(table("Durable commit latency (add_labels returns after fdatasync)", commits))
+    print(table("Journal tail: 100 Unlabeled positions and a 100-label commit", tails))
     print(table("Streaming the Unlabeled view (float32 features, page cache warm)", streams))
     if args.dir is None:
         shutil.rmtree(root)
