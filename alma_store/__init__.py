@@ -11,6 +11,7 @@ and see the Labeled and Unlabeled parts as views of ``D``::
 
 from __future__ import annotations
 
+from ._entry import create, open
 from ._version import StoreVersion
 from .compat import ActiveLearningManager
 from .errors import (
@@ -31,7 +32,7 @@ from .errors import (
     StoreNotFoundError,
 )
 from .journal import LabelEvent
-from .store import Store, create, open
+from .store import Store
 from .views import LabeledMask, LabeledView, UnlabeledView
 
 __version__ = "0.1.0"

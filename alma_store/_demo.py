@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .store import create, open_store
+from ._entry import create, open_store
 
 
 def run_demo(

@@ -128,10 +128,10 @@ def history(
             yield picked
 
 
-def rounds(engine: Engine) -> list[RoundSummary]:
-    """One summary per round tag, in order of first appearance."""
+def rounds(engine: Engine, *, last: int | None = None) -> list[RoundSummary]:
+    """One summary per round tag up to version ``last``, in order of first appearance."""
     summaries: dict[int | None, RoundSummary] = {}
-    for event in engine.iter_events():
+    for event in engine.iter_events(last=last):
         summaries[event.round] = RoundSummary.extend(summaries.get(event.round), event)
     return list(summaries.values())
 

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from ._labels import LabelSchema
-from ._version import StoreVersion
 from .errors import AlreadyLabeledError, InvalidInputError
 from .journal import LabelEvent
 
@@ -106,13 +105,17 @@ class _Writer:
             self.file.close()
 
 
-def export_labels(version: StoreVersion, path: Path, progress: Progress = None) -> int:
-    """Write the labels at ``version``; returns the number of rows."""
+def export_labels(
+    chunks: Iterable[tuple[int, np.ndarray, np.ndarray]],
+    schema: LabelSchema,
+    path: Path,
+    progress: Progress = None,
+) -> int:
+    """Write ``(chunk, dataset_indices, labels)`` chunk by chunk; returns the number of rows."""
     writer = _Writer(path, LABEL_FIELDS)
-    schema = version.schema
     rows = 0
     try:
-        for _, idx, labels in version.labeled.labeled_chunks():
+        for _, idx, labels in chunks:
             for i, y in zip(idx.tolist(), labels, strict=True):
                 writer.row((i, schema.to_python(y)))
             rows += len(idx)
@@ -200,7 +203,7 @@ def _records(kind: str, f: Any, path: Path, schema: LabelSchema) -> Iterator[tup
 
 
 def read_labels_file(
-    path: Path, version: StoreVersion, progress: Progress = None
+    path: Path, n_items: int, schema: LabelSchema, progress: Progress = None
 ) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Read and check every row: (dataset indices, labels, line numbers)."""
     kind = _format(path)
@@ -211,7 +214,7 @@ def read_labels_file(
     try:
         opened = path.open("rb") if kind == "parquet" else path.open(encoding="utf-8", newline="")
         with opened as f:
-            for line, index, label in _records(kind, f, path, version.schema):
+            for line, index, label in _records(kind, f, path, schema):
                 if not isinstance(index, int) or isinstance(index, bool):
                     raise InvalidInputError(
                         f"{path}: {unit} {line}: dataset_index must be an integer, got {index!r}"
@@ -224,7 +227,6 @@ def read_labels_file(
     if progress is not None:
         progress(len(indices))
     idx = np.array(indices, dtype=np.int64)
-    n_items = len(version)
     for k, i in enumerate(indices):
         if not 0 <= i < n_items:
             raise InvalidInputError(
@@ -238,11 +240,11 @@ def read_labels_file(
             )
         seen[i] = lines[k]
     try:
-        values = version.schema.parse_values(labels, len(labels))
+        values = schema.parse_values(labels, len(labels))
     except InvalidInputError:
         for k, y in enumerate(labels):  # each label alone, to name the line of the bad one
             try:
-                version.schema.parse_values([y], 1)
+                schema.parse_values([y], 1)
             except InvalidInputError as exc:
                 raise InvalidInputError(f"{path}: {unit} {lines[k]}: {exc}") from None
         raise

@@ -22,7 +22,7 @@ def parse_label_dtype(value: object) -> np.dtype:
     if value is str or value == "str" or isinstance(value, np.dtypes.StringDType):
         return STR_DTYPE
     try:
-        dtype = np.dtype(value)  # type: ignore[call-overload]
+        dtype: np.dtype[Any] = np.dtype(value)  # type: ignore[call-overload]
     except TypeError as exc:
         raise InvalidInputError(f"label_dtype {value!r} is not a numpy dtype: {exc}") from None
     if dtype.kind not in "biufcU" or dtype.fields is not None or dtype.itemsize == 0:
@@ -224,7 +224,8 @@ class LabelSchema:
             raise InvalidInputError(
                 f"codes must be ints in [0, {len(self.classes)}), got {codes!r}"
             )
-        return np.array(self.classes, dtype=object)[codes_arr]
+        names: np.ndarray = np.array(self.classes, dtype=object)[codes_arr]
+        return names
 
     def to_python(self, value: Any) -> Any:
         """A label as a JSON-ready Python value (the class name where there is a schema)."""

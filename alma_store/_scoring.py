@@ -84,7 +84,9 @@ def scores_root(root: Path, name: str) -> Path:
     return root / "scores" / name
 
 
-def open_scores(engine: Engine, name: str, dtype: str = "float32", *, create: bool) -> zarr.Array:
+def open_scores(
+    engine: Engine, name: str, dtype: str = "float32", *, create: bool
+) -> zarr.Array[Any]:
     """The scores array, created (under the writer lock) on first use."""
     root = scores_root(engine.root, name)
     meta_path = root / "meta.json"
@@ -137,7 +139,7 @@ def score_chunk(
     snap: Snapshot,
     fn: ScoreFn,
     name: str,
-    arr: zarr.Array,
+    arr: zarr.Array[Any],
     j: int,
     batch_rows: int,
 ) -> None:

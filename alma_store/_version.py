@@ -7,15 +7,19 @@ its newest version. Nothing here writes.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import _history, _io
 from ._labels import LabelSchema
-from ._types import IndexArray
+from ._plot import plot_progress
+from ._types import IndexArray, PathLike
 from .errors import InvalidIndexError
 from .index import parse_indices
+from .journal import LabelEvent
 from .views import LabeledMask, LabeledView, UnlabeledView
 
 if TYPE_CHECKING:
@@ -24,6 +28,8 @@ if TYPE_CHECKING:
     from .features import FeatureSource
 
 __all__ = ["StoreVersion"]
+
+RoundSummary = _history.RoundSummary
 
 
 class StoreVersion:
@@ -143,6 +149,62 @@ class StoreVersion:
                 reason=f"dataset indices {bad} are labeled, not in the Unlabeled view",
             )
         return pos
+
+    def history(
+        self,
+        *,
+        annotator: str | None = None,
+        round: int | None = None,
+        kinds: tuple[str, ...] | None = None,
+        start: int | None = None,
+        stop: int | None = None,
+    ) -> Iterator[LabelEvent]:
+        """Iterate the committed events up to this version, oldest first, streaming the journal.
+
+        Every filter is optional; an event restricted to the dataset index range
+        ``[start, stop)`` keeps only its entries in that range (and is skipped
+        when none are left). Memory stays bounded by one read block of the
+        journal, whatever its length.
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, alma_store
+        >>> with alma_store.create(tempfile.mkdtemp() + "/s", np.zeros((6, 1))) as store:
+        ...     _ = store.add_labels([(0, 1), (1, 2)], annotator="ann", round=0)
+        ...     _ = store.relabel([0], [5], annotator="bob", round=1)
+        ...     [(e.version, e.kind, e.annotator, e.dataset_indices.tolist()) for e in store.history()]
+        [(1, 'add', 'ann', [0, 1]), (2, 'relabel', 'bob', [0])]
+        """
+        return _history.history(
+            self._engine,
+            annotator=annotator,
+            round=round,
+            kinds=kinds,
+            start=start,
+            stop=stop,
+            last=self.version,
+        )
+
+    def rounds(self) -> list[RoundSummary]:
+        """One summary per round tag, in order of first appearance (``None`` for untagged)."""
+        return _history.rounds(self._engine, last=self.version)
+
+    def export_labels(
+        self, path: PathLike, *, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Write the labels at this version to ``.csv``, ``.jsonl`` or ``.parquet``, streaming; returns rows."""
+        chunks = self.labeled.labeled_chunks()
+        return _io.export_labels(chunks, self.schema, Path(path), progress)
+
+    def export_history(
+        self, path: PathLike, *, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Write every label entry of every commit up to this version to ``.csv``, ``.jsonl`` or ``.parquet``."""
+        return _io.export_history(self.history(), self.schema, Path(path), progress)
+
+    def plot_progress(self, path: PathLike) -> Path:
+        """Plot labels over time per annotator and labels per round to a PNG (``plot`` extra)."""
+        return plot_progress(self.history(), self.schema, Path(path))
 
     def class_names(self, codes: object) -> np.ndarray:
         """Class names of label codes (stores created with ``classes`` only).

@@ -22,10 +22,10 @@ try:
 except ImportError:  # pragma: no cover - exercised only without the extra
     click = None  # type: ignore[assignment]
 
+from ._entry import create, open_store
 from ._io import parse_label_text
 from .errors import AlmaError, InvalidInputError
 from .index import n_chunks
-from .store import create, open_store
 
 
 def _need_click() -> None:
@@ -426,7 +426,8 @@ def _import_function(spec: str) -> Callable[..., Any]:
         raise InvalidInputError(f"cannot import {spec!r}: {exc}") from None
     if not callable(fn):
         raise InvalidInputError(f"{spec!r} is not callable")
-    return fn
+    picked: Callable[..., Any] = fn
+    return picked
 
 
 def main(argv: list[str] | None = None) -> int:

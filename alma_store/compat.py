@@ -25,12 +25,13 @@ from typing import Any, Self
 
 import numpy as np
 
+from ._entry import create, open_store
 from ._labels import STR_DTYPE, infer_label_dtype, parse_label_dtype
 from ._types import PathLike
 from .errors import InvalidInputError
 from .features import check_same_features
 from .index import parse_indices
-from .store import Store, create, open_store
+from .store import Store
 
 __all__ = ["ActiveLearningManager"]
 
@@ -75,7 +76,7 @@ class ActiveLearningManager:
         self.sources = np.array(sources if sources is not None else [])
         self._dtype = None if labels_dtype is None else _parse_dtype(labels_dtype)
         self._path = None if path is None else Path(path)
-        self._tmp: weakref.finalize | None = None
+        self._tmp: weakref.finalize[Any, Any] | None = None
         self._store: Store | None = None
         self._n = len(features)
         if self._path is not None and (self._path / "meta.json").exists():
@@ -139,7 +140,8 @@ class ActiveLearningManager:
         """``sources[unlabeled_mask]`` (empty when no sources were given)."""
         if self.sources.size == 0:
             return self.sources
-        return self.sources[self.unlabeled_mask]
+        remaining: np.ndarray = self.sources[self.unlabeled_mask]
+        return remaining
 
     def add_labels(self, labels: Any, offset_to_unlabeled: bool = True) -> None:
         """Add ``(index, label)`` tuples; indices are positions in the Unlabeled part.

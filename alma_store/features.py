@@ -146,9 +146,10 @@ class NpySource(FeatureSource):
         self.dtype = self._mm.dtype
 
     @property
-    def array(self) -> np.memmap:
+    def array(self) -> np.memmap[Any, np.dtype[Any]]:
         # docstring inherited
-        return self._mm
+        mm: np.memmap[Any, np.dtype[Any]] = self._mm
+        return mm
 
     def read_range(self, lo: int, hi: int) -> np.ndarray:
         # docstring inherited
@@ -156,7 +157,7 @@ class NpySource(FeatureSource):
 
     def read_rows(self, dataset_indices: IndexArray) -> np.ndarray:
         # docstring inherited
-        return self._mm[dataset_indices]
+        return np.asarray(self._mm[dataset_indices])
 
     def read_sorted(self, dataset_indices: IndexArray) -> np.ndarray:
         # docstring inherited
@@ -190,7 +191,7 @@ class ZarrSource(FeatureSource):
 
     kind = "zarr"
 
-    def __init__(self, source: PathLike | zarr.Array) -> None:
+    def __init__(self, source: PathLike | zarr.Array[Any]) -> None:
         if isinstance(source, zarr.Array):
             self._arr = source
             self.path = _zarr_local_path(source)
@@ -209,7 +210,7 @@ class ZarrSource(FeatureSource):
         self.dtype = np.dtype(self._arr.dtype)
 
     @property
-    def array(self) -> zarr.Array:
+    def array(self) -> zarr.Array[Any]:
         # docstring inherited
         return self._arr
 
@@ -336,7 +337,7 @@ def _check_rows(shape: tuple[int, ...], where: object) -> None:
         raise InvalidInputError(f"features {where} must have at least one dimension, got a scalar")
 
 
-def _zarr_local_path(arr: zarr.Array) -> Path:
+def _zarr_local_path(arr: zarr.Array[Any]) -> Path:
     store = arr.store
     root = getattr(store, "root", None)
     if root is None:

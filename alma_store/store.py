@@ -25,17 +25,15 @@ version; :meth:`Store.at` gives the same reads at a past one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, Self
 
 import numpy as np
 
 from . import _history, _io, _scoring
-from ._create import build_store
 from ._engine import DEFAULT_CHECKPOINT_ROWS, open_engine
 from ._labels import parse_provenance, split_batch
-from ._plot import plot_progress
 from ._snapshot import Snapshot
 from ._types import IndexArray, PathLike
 from ._verify import verify
@@ -49,124 +47,9 @@ from .errors import (
 from .index import parse_indices
 from .journal import LabelEvent
 
-__all__ = ["Store", "create", "open", "open_store"]
+__all__ = ["Store"]
 
 TopK = _scoring.TopK
-RoundSummary = _history.RoundSummary
-
-
-def open_store(
-    path: PathLike,
-    mode: Literal["r", "r+"] = "r+",
-    *,
-    lock_timeout: float = 60.0,
-    checkpoint_rows: int = DEFAULT_CHECKPOINT_ROWS,
-) -> Store:
-    """Open an existing store.
-
-    Cost is ``O(number of chunks)`` plus the journal tail since the last
-    checkpoint; the dataset, the mask and the labels are not read.
-
-    Parameters
-    ----------
-    path
-        The store directory.
-    mode
-        ``"r+"`` to read and label, ``"r"`` to read only (no lock file is touched).
-    lock_timeout
-        Seconds a write waits for the writer lock before :class:`LockTimeoutError`.
-    checkpoint_rows
-        Journal entries after which a commit folds the tail into the chunk files.
-
-    Raises
-    ------
-    StoreNotFoundError
-        No store at ``path``.
-    CorruptStoreError
-        A store file is damaged, truncated, missing or swapped (the message names it).
-    SourceMissingError, SourceChangedError
-        The feature source is gone or differs from the one recorded at create.
-    """
-    return Store(Path(path), mode=mode, lock_timeout=lock_timeout, checkpoint_rows=checkpoint_rows)
-
-
-def create(
-    path: PathLike,
-    features: object,
-    *,
-    label_dtype: object = "int64",
-    label_shape: tuple[int, ...] = (),
-    classes: list[str] | None = None,
-    chunk_rows: int | None = None,
-    overwrite: bool = False,
-    progress: Callable[[int], None] | None = None,
-) -> Store:
-    """Create a store for ``features`` at ``path`` and open it for writing.
-
-    Parameters
-    ----------
-    path
-        Directory to create. It must not exist (or be empty), unless
-        ``overwrite`` is true and it holds a store.
-    features
-        The dataset ``D``, one row per item: a ``.npy`` path (memory-mapped,
-        never copied), a Zarr array (path or ``zarr.Array``), an HDF5 dataset
-        (``"file.h5:/name"`` or ``h5py.Dataset``), or an in-memory numpy array,
-        which is copied into the store as Zarr.
-    label_dtype
-        dtype of one label: numeric, bool, fixed-width ``"U<n>"`` or ``"str"``
-        (variable-length strings).
-    label_shape
-        Shape of one label; ``()`` for scalar labels.
-    classes
-        Optional class schema: labels are then given as class names (or
-        codes) and stored as codes ``0 .. len(classes) - 1`` (``label_dtype``
-        must be an integer dtype). An unknown class is an error.
-    chunk_rows
-        Rows per chunk of the mask and label arrays (and of the count index).
-        Default: 32,768 (an offset-map lookup decodes one 32 KiB mask chunk).
-    overwrite
-        Replace an existing store at ``path``.
-    progress
-        Called with the number of rows copied, block by block, while an
-        in-memory array is copied into the store (e.g. ``tqdm(...).update``).
-
-    Returns
-    -------
-    Store
-        The new store, opened with ``mode="r+"``.
-
-    Raises
-    ------
-    StoreExistsError
-        ``path`` exists and is not an empty directory (and not a store to overwrite).
-    InvalidInputError
-        A bad argument; nothing is created.
-    SourceMissingError
-        The feature path does not exist.
-
-    Examples
-    --------
-    >>> import numpy as np, tempfile, alma_store
-    >>> d = tempfile.mkdtemp()
-    >>> with alma_store.create(d + "/s", np.zeros((10, 3))) as store:
-    ...     store.add_labels([(2, 1), (5, 0)])
-    ...     store.unlabeled.to_dataset_index([0, 2, 4])
-    array([2, 5])
-    array([0, 3, 6])
-    """
-    return Store(
-        build_store(
-            path,
-            features,
-            label_dtype=label_dtype,
-            label_shape=label_shape,
-            classes=classes,
-            chunk_rows=chunk_rows,
-            overwrite=overwrite,
-            progress=progress,
-        )
-    )
 
 
 class Store(StoreVersion):
@@ -204,39 +87,6 @@ class Store(StoreVersion):
         """``"r+"`` (read and write) or ``"r"`` (read only)."""
 
     # -- the past ------------------------------------------------------------
-
-    def history(
-        self,
-        *,
-        annotator: str | None = None,
-        round: int | None = None,
-        kinds: tuple[str, ...] | None = None,
-        start: int | None = None,
-        stop: int | None = None,
-    ) -> Iterator[LabelEvent]:
-        """Iterate the committed events, oldest first, streaming the journal.
-
-        Every filter is optional; an event restricted to the dataset index range
-        ``[start, stop)`` keeps only its entries in that range (and is skipped
-        when none are left). Memory stays bounded by one read block of the
-        journal, whatever its length.
-
-        Examples
-        --------
-        >>> import numpy as np, tempfile, alma_store
-        >>> with alma_store.create(tempfile.mkdtemp() + "/s", np.zeros((6, 1))) as store:
-        ...     _ = store.add_labels([(0, 1), (1, 2)], annotator="ann", round=0)
-        ...     _ = store.relabel([0], [5], annotator="bob", round=1)
-        ...     [(e.version, e.kind, e.annotator, e.dataset_indices.tolist()) for e in store.history()]
-        [(1, 'add', 'ann', [0, 1]), (2, 'relabel', 'bob', [0])]
-        """
-        return _history.history(
-            self._engine, annotator=annotator, round=round, kinds=kinds, start=start, stop=stop
-        )
-
-    def rounds(self) -> list[RoundSummary]:
-        """One summary per round tag, in order of first appearance (``None`` for untagged)."""
-        return _history.rounds(self._engine)
 
     def at(self, *, version: int | None = None, round: int | None = None) -> StoreVersion:
         """The store as it was at ``version``, or right after the last commit of ``round``.
@@ -473,7 +323,7 @@ class Store(StoreVersion):
         """
         self._engine.check_writable()
         path = Path(path)
-        idx, values, lines = _io.read_labels_file(path, self, progress)
+        idx, values, lines = _io.read_labels_file(path, len(self), self.schema, progress)
         try:
             return self.add_labels(
                 idx,
@@ -485,22 +335,6 @@ class Store(StoreVersion):
             )
         except AlreadyLabeledError as exc:
             raise _io.name_line(exc, idx, lines, path) from None
-
-    def export_labels(
-        self, path: PathLike, *, progress: Callable[[int], None] | None = None
-    ) -> int:
-        """Write the current labels to ``.csv``, ``.jsonl`` or ``.parquet``, streaming; returns rows."""
-        return _io.export_labels(self.at(version=self.version), Path(path), progress)
-
-    def export_history(
-        self, path: PathLike, *, progress: Callable[[int], None] | None = None
-    ) -> int:
-        """Write every label entry of every commit to ``.csv``, ``.jsonl`` or ``.parquet``."""
-        return _io.export_history(self.history(), self.schema, Path(path), progress)
-
-    def plot_progress(self, path: PathLike) -> Path:
-        """Plot labels over time per annotator and labels per round to a PNG (``plot`` extra)."""
-        return plot_progress(self.history(), self.schema, Path(path))
 
     # -- scoring -------------------------------------------------------------
 
@@ -617,6 +451,3 @@ def _labeled_values(snap: Snapshot, dataset_indices: IndexArray) -> np.ndarray:
     if not is_labeled.all():
         raise NotLabeledError([int(v) for v in dataset_indices[~is_labeled]])
     return snap.labels_at(dataset_indices)
-
-
-open = open_store  # the public name: alma_store.open(path)

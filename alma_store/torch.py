@@ -62,7 +62,7 @@ class ViewDataset:
 
     def _open(self) -> View:
         if self._view is None:  # in a worker process: reopen by path, at our version
-            from .store import open_store
+            from ._entry import open_store
 
             self._store = open_store(self.path, mode="r")
             past = self._store.at(version=self.version)

@@ -1,0 +1,131 @@
+"""Opening and creating stores: the two ways to get a :class:`~alma_store.store.Store`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from ._create import build_store
+from ._engine import DEFAULT_CHECKPOINT_ROWS
+from ._types import PathLike
+from .store import Store
+
+__all__ = ["create", "open", "open_store"]
+
+
+def open_store(
+    path: PathLike,
+    mode: Literal["r", "r+"] = "r+",
+    *,
+    lock_timeout: float = 60.0,
+    checkpoint_rows: int = DEFAULT_CHECKPOINT_ROWS,
+) -> Store:
+    """Open an existing store.
+
+    Cost is ``O(number of chunks)`` plus the journal tail since the last
+    checkpoint; the dataset, the mask and the labels are not read.
+
+    Parameters
+    ----------
+    path
+        The store directory.
+    mode
+        ``"r+"`` to read and label, ``"r"`` to read only (no lock file is touched).
+    lock_timeout
+        Seconds a write waits for the writer lock before :class:`LockTimeoutError`.
+    checkpoint_rows
+        Journal entries after which a commit folds the tail into the chunk files.
+
+    Raises
+    ------
+    StoreNotFoundError
+        No store at ``path``.
+    CorruptStoreError
+        A store file is damaged, truncated, missing or swapped (the message names it).
+    SourceMissingError, SourceChangedError
+        The feature source is gone or differs from the one recorded at create.
+    """
+    return Store(Path(path), mode=mode, lock_timeout=lock_timeout, checkpoint_rows=checkpoint_rows)
+
+
+def create(
+    path: PathLike,
+    features: object,
+    *,
+    label_dtype: object = "int64",
+    label_shape: tuple[int, ...] = (),
+    classes: list[str] | None = None,
+    chunk_rows: int | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Store:
+    """Create a store for ``features`` at ``path`` and open it for writing.
+
+    Parameters
+    ----------
+    path
+        Directory to create. It must not exist (or be empty), unless
+        ``overwrite`` is true and it holds a store.
+    features
+        The dataset ``D``, one row per item: a ``.npy`` path (memory-mapped,
+        never copied), a Zarr array (path or ``zarr.Array``), an HDF5 dataset
+        (``"file.h5:/name"`` or ``h5py.Dataset``), or an in-memory numpy array,
+        which is copied into the store as Zarr.
+    label_dtype
+        dtype of one label: numeric, bool, fixed-width ``"U<n>"`` or ``"str"``
+        (variable-length strings).
+    label_shape
+        Shape of one label; ``()`` for scalar labels.
+    classes
+        Optional class schema: labels are then given as class names (or
+        codes) and stored as codes ``0 .. len(classes) - 1`` (``label_dtype``
+        must be an integer dtype). An unknown class is an error.
+    chunk_rows
+        Rows per chunk of the mask and label arrays (and of the count index).
+        Default: 32,768 (an offset-map lookup decodes one 32 KiB mask chunk).
+    overwrite
+        Replace an existing store at ``path``.
+    progress
+        Called with the number of rows copied, block by block, while an
+        in-memory array is copied into the store (e.g. ``tqdm(...).update``).
+
+    Returns
+    -------
+    Store
+        The new store, opened with ``mode="r+"``.
+
+    Raises
+    ------
+    StoreExistsError
+        ``path`` exists and is not an empty directory (and not a store to overwrite).
+    InvalidInputError
+        A bad argument; nothing is created.
+    SourceMissingError
+        The feature path does not exist.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, alma_store
+    >>> d = tempfile.mkdtemp()
+    >>> with alma_store.create(d + "/s", np.zeros((10, 3))) as store:
+    ...     store.add_labels([(2, 1), (5, 0)])
+    ...     store.unlabeled.to_dataset_index([0, 2, 4])
+    array([2, 5])
+    array([0, 3, 6])
+    """
+    return Store(
+        build_store(
+            path,
+            features,
+            label_dtype=label_dtype,
+            label_shape=label_shape,
+            classes=classes,
+            chunk_rows=chunk_rows,
+            overwrite=overwrite,
+            progress=progress,
+        )
+    )
+
+
+open = open_store  # the public name: alma_store.open(path)
