@@ -22,7 +22,7 @@ import numpy as np
 import zarr
 
 from . import _state
-from ._fs import fsync_dir, storage_errors
+from ._fs import fsync_path, storage_errors
 from ._labels import parse_classes, parse_label_dtype, parse_label_shape
 from ._meta import FORMAT_VERSION, StoreMeta, write_meta
 from ._types import PathLike
@@ -61,40 +61,9 @@ def build_store(
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> Path:
-    """Build a store for ``features`` at ``path``; see :func:`alma_store.create`.
+    """Build a store for ``features`` at ``path`` and return its directory.
 
-    Parameters
-    ----------
-    path
-        Directory to create. It must not exist (or be empty), unless
-        ``overwrite`` is true and it holds a store.
-    features
-        The dataset ``D``, one row per item: a ``.npy`` path (memory-mapped,
-        never copied), a Zarr array (path or ``zarr.Array``), an HDF5 dataset
-        (``"file.h5:/name"`` or ``h5py.Dataset``), or an in-memory numpy array,
-        which is copied into the store as Zarr.
-    label_dtype
-        dtype of one label: numeric, bool, fixed-width ``"U<n>"`` or ``"str"``
-        (variable-length strings).
-    label_shape
-        Shape of one label; ``()`` for scalar labels.
-    classes
-        Optional class schema: labels are then given as class names (or
-        codes) and stored as codes ``0 .. len(classes) - 1`` (``label_dtype``
-        must be an integer dtype). An unknown class is an error.
-    chunk_rows
-        Rows per chunk of the mask and label arrays (and of the count index).
-        Default: 32,768 (an offset-map lookup decodes one 32 KiB mask chunk).
-    overwrite
-        Replace an existing store at ``path``.
-    progress
-        Called with the number of rows copied, block by block, while an
-        in-memory array is copied into the store (e.g. ``tqdm(...).update``).
-
-    Returns
-    -------
-    pathlib.Path
-        The store directory.
+    The parameters, their checks and the errors are those of :func:`alma_store.create`.
     """
     root = Path(path)
     dtype = parse_label_dtype(label_dtype)
@@ -176,7 +145,7 @@ def build_store(
                 shutil.rmtree(trash)
             else:
                 os.replace(tmp, root)
-            fsync_dir(root.parent)
+            fsync_path(root.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -53,7 +53,7 @@ from .errors import (
     StoreClosedError,
 )
 from .features import FeatureSource, open_source
-from .index import Runs, n_chunks
+from .index import Arena, Runs, n_chunks
 from .journal import FILE_HEADER_SIZE, Journal, LabelEvent
 
 __all__ = ["DEFAULT_CHECKPOINT_ROWS", "Engine", "open_engine", "open_reader"]
@@ -196,6 +196,7 @@ class Engine:
         self._ckpt_stat = (st.st_ino, st.st_mtime_ns)
         self._ckpt = ckpt
         self._pending.clear()
+        self._arena = Arena()  # merged runs build on this checkpoint's marks index
         overlay = Overlay.empty(
             ckpt.version, ckpt.counts, self.meta.label_dtype, self.meta.label_shape
         )
@@ -286,6 +287,7 @@ class Engine:
             label_dtype=meta.label_dtype,
             label_shape=meta.label_shape,
             merged=merged,
+            arena=self._arena,
         )
 
     def current(self) -> Snapshot:
@@ -298,17 +300,24 @@ class Engine:
             return self._snapshot
 
     def _inherited(self) -> Runs | None:
-        """The merged runs of the previous current snapshot that are still right now."""
+        """The previous current snapshot's merged runs that are still right now.
+
+        Runs of chunks the newer events touch are dropped (merged again when
+        next asked for); the others are handed on as they are, nothing copied.
+        """
         prev = self._previous
         tail_base = self._overlay.version - len(self._events)
         if prev is None or prev.marks_version != self._marks.version or prev.version < tail_base:
             return None
         newer = self._events[prev.version - tail_base :]
-        return prev.merged.without(
-            np.concatenate([e.dataset_indices for e in newer]) // self.chunk_rows
-            if newer
-            else np.empty(0, np.int64)
-        )
+        if not newer:
+            return prev.merged
+        dirty = np.unique(np.concatenate([e.dataset_indices for e in newer]) // self.chunk_rows)
+        kept = prev.merged.without(dirty)
+        if self._arena.used > 2 * int(kept.lengths.sum()) + (1 << 20):  # mostly stale: start anew
+            self._arena = Arena()
+            kept = Runs.empty().union(kept, self._arena)
+        return kept
 
     def snapshot_at(self, version: int) -> Snapshot:
         """A snapshot at any committed version (the current one is cached)."""
@@ -477,7 +486,7 @@ class Engine:
         offset = self._ends[-1] if self._ends else self._ckpt.journal_offset
         _state.write_checkpoint(self.root, Checkpoint(overlay.version, offset, overlay.counts))
         _state.remove_marks_except(self.root, overlay.version)
-        if upgrade:
+        if self.meta.format_version < FORMAT_VERSION:  # last: the upgrade is done
             self.meta = _upgraded(self.meta)
             write_meta(self.root, self.meta)
         self._load_checkpoint()

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from .errors import StorageFullError
 
-__all__ = ["atomic_write", "crash_point", "fsync_dir", "fsync_file", "storage_errors"]
+__all__ = ["atomic_write", "crash_point", "fsync_path", "storage_errors", "write_fd"]
 
 _FULL = {errno.ENOSPC, errno.EDQUOT}
 
@@ -72,18 +72,8 @@ def storage_errors(what: object) -> Iterator[None]:
         raise
 
 
-def fsync_file(path: Path) -> None:
-    """Make the data of the file at ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        crash_point("fsync")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a directory entry (a create, rename or unlink inside it) durable."""
+def fsync_path(path: Path) -> None:
+    """Make a file's data, or a directory's entries (creates, renames, unlinks), durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         crash_point("fsync")
@@ -119,4 +109,4 @@ def atomic_write(path: Path, data: bytes | memoryview, *, sync_dir: bool = True)
             Path(tmp).unlink(missing_ok=True)
             raise
         if sync_dir:
-            fsync_dir(path.parent)
+            fsync_path(path.parent)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 
-from ._fs import atomic_write, crash_point, fsync_dir, fsync_file, storage_errors
+from ._fs import atomic_write, crash_point, fsync_path, storage_errors
 from ._types import IndexArray
 from .errors import InvalidInputError
 from .index import n_chunks
@@ -164,8 +164,8 @@ def score_chunk(
         arr[lo:hi] = out
     chunk_file = folder / "values" / "c" / str(j)
     if chunk_file.exists():  # a chunk of all NaN (all labeled) is not stored
-        fsync_file(chunk_file)
-        fsync_dir(chunk_file.parent)
+        fsync_path(chunk_file)
+        fsync_path(chunk_file.parent)
     atomic_write(folder / "done" / str(j), b"")
     crash_point("score-chunk")
 

@@ -23,12 +23,12 @@ from ._overlay import Overlay, chunk_labels, chunk_mask, undo_in_range
 from ._state import MarksIndex
 from ._types import BoolArray, IndexArray
 from .index import (
+    Arena,
     Runs,
     chunk_members,
     chunk_sizes,
     locate_positions,
     merge_tail,
-    ragged_arange,
 )
 from .journal import LabelEvent
 
@@ -61,13 +61,15 @@ class Snapshot:
         label_dtype: np.dtype[Any],
         label_shape: tuple[int, ...],
         merged: Runs | None = None,
+        arena: Arena | None = None,
     ) -> None:
         self._source = source
         self._marks = marks
         self._overlay = overlay
-        # Runs of chunks the overlay touches, merged once and kept: the engine hands them on
-        # to the next version's snapshot for every chunk the events in between leave alone.
-        self.merged = merged if merged is not None else _NO_RUNS
+        # Runs merged with the overlay, kept (see runs()); the engine hands them on to the
+        # next version's snapshot for every chunk the events in between leave alone.
+        self.merged = merged if merged is not None else Runs.empty()
+        self._arena = arena if arena is not None else Arena()
         self._ends: dict[bool, IndexArray] = {}
         self.version = overlay.version
         self.n_items = n_items
@@ -93,58 +95,27 @@ class Snapshot:
         """The checkpoint whose marks index this snapshot builds on."""
         return self._marks.version
 
-    def _touched(self, chunks: IndexArray) -> BoolArray:
-        """Which of ``chunks`` (sorted, unique) the overlay has entries in."""
-        ov = self._overlay
-        if not len(ov.indices):
-            return np.zeros(len(chunks), bool)
-        lows = chunks * self.chunk_rows
-        after = np.searchsorted(ov.indices, lows + self.chunk_rows)
-        return np.asarray(after > np.searchsorted(ov.indices, lows))
+    def runs(self, chunks: IndexArray) -> Runs:
+        """Sorted labeled offsets of ``chunks`` (sorted, unique) at this version.
 
-    def _merged_runs(self, touched: IndexArray) -> Runs:
-        """The merged runs, covering at least ``touched`` (merging the missing ones at once)."""
+        Right after a checkpoint they are the marks index's runs, read in place.
+        With a journal tail, runs are merged with it (all missing chunks in one
+        pass; a chunk the tail leaves alone merges to a copy of its run) and
+        kept, and the engine hands them on to the next version's snapshot for
+        every chunk the commits in between leave alone: each chunk is merged
+        about once per checkpoint, not once per query.
+        """
+        if not len(self._overlay.indices):
+            return self._marks.runs(chunks)
         have = self.merged
-        missing = touched[~np.isin(touched, have.chunks)] if len(have.chunks) else touched
+        at = np.minimum(np.searchsorted(have.chunks, chunks), max(len(have.chunks) - 1, 0))
+        known = have.chunks[at] == chunks if len(have.chunks) else np.zeros(len(chunks), bool)
+        missing = chunks[~known]
         if missing.size:
             ov = self._overlay
             fresh = merge_tail(self._marks.runs(missing), self.chunk_rows, ov.indices, ov.labeled)
-            chunks = np.concatenate([have.chunks, fresh.chunks])
-            order = np.argsort(chunks, kind="stable")
-            self.merged = Runs(
-                chunks[order],
-                np.concatenate([np.asarray(have.flat, np.int64), fresh.flat]),
-                np.concatenate([have.starts, fresh.starts + len(have.flat)])[order],
-                np.concatenate([have.lengths, fresh.lengths])[order],
-            )
-        return self.merged
-
-    def _groups(self, queries: IndexArray) -> list[tuple[Runs, BoolArray]]:
-        """The runs that answer each query chunk: the marks index's or the merged ones."""
-        wanted = np.unique(queries)
-        hit = self._touched(wanted)
-        where = hit[np.searchsorted(wanted, queries)]
-        groups = []
-        if not hit.all():
-            groups.append((self._marks.runs(wanted[~hit]), ~where))
-        if hit.any():
-            groups.append((self._merged_runs(wanted[hit]), where))
-        return groups
-
-    def runs(self, chunks: IndexArray) -> Runs:
-        """Sorted labeled offsets of ``chunks`` (sorted, unique) at this version, gathered."""
-        lengths = np.zeros(len(chunks), np.int64)
-        parts = []
-        for runs, sel in self._groups(chunks):
-            slots = runs.slot(chunks[sel])
-            lengths[sel] = runs.lengths[slots]
-            parts.append((runs, slots, sel))
-        starts = np.cumsum(lengths) - lengths
-        flat = np.empty(int(lengths.sum()), np.int64)
-        for runs, slots, sel in parts:
-            take, _ = ragged_arange(runs.starts[slots], runs.lengths[slots])
-            flat[ragged_arange(starts[sel], lengths[sel])[0]] = runs.flat[take]
-        return Runs(chunks, flat, starts, lengths)
+            have = self.merged = have.union(fresh, self._arena)
+        return have.subset(chunks)
 
     def labeled_marks(self, j: int) -> IndexArray:
         """Sorted offsets, within chunk ``j``, of its labeled rows at this version."""
@@ -169,21 +140,19 @@ class Snapshot:
         out = chunks * self.chunk_rows + ranks  # right wherever the chunk is all in the view
         need = np.flatnonzero(counts[chunks] != self.chunk_sizes[chunks])
         if need.size:
-            q, r = chunks[need], ranks[need]
-            local = np.empty(len(need), np.int64)
-            for runs, sel in self._groups(q):
-                local[sel] = runs.select(runs.slot(q[sel]), r[sel], of_labeled=of_labeled)
+            q = chunks[need]
+            runs = self.runs(np.unique(q))
+            local = runs.select(runs.slot(q), ranks[need], of_labeled=of_labeled)
             out[need] = q * self.chunk_rows + local
         return out
 
     def locate(self, dataset_indices: IndexArray) -> tuple[IndexArray, IndexArray, BoolArray]:
         """Per dataset index: its chunk, the labeled rows before it there, whether labeled."""
         chunks = dataset_indices // self.chunk_rows
-        local = dataset_indices - chunks * self.chunk_rows
-        before = np.zeros(len(chunks), np.int64)
-        labeled = np.zeros(len(chunks), bool)
-        for runs, sel in self._groups(chunks) if len(chunks) else []:
-            before[sel], labeled[sel] = runs.rank(runs.slot(chunks[sel]), local[sel])
+        if not len(chunks):
+            return chunks, chunks.copy(), np.zeros(0, bool)
+        runs = self.runs(np.unique(chunks))
+        before, labeled = runs.rank(runs.slot(chunks), dataset_indices - chunks * self.chunk_rows)
         return chunks, before, labeled
 
     def is_labeled(self, dataset_indices: IndexArray) -> BoolArray:
@@ -233,8 +202,3 @@ class Snapshot:
         disk = self._source.read_chunk("mask", j)
         undo = undo_in_range(self._source.events_after(self.version), lo, lo + len(disk))
         return chunk_mask(disk, lo, self._overlay, undo)
-
-
-_NO_RUNS = Runs(
-    np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
-)

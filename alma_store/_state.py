@@ -37,7 +37,7 @@ import zarr
 from numcodecs import Blosc, VLenUTF8, Zstd
 from zarr.codecs import BloscCodec
 
-from ._fs import atomic_write, crash_point, fsync_dir, storage_errors
+from ._fs import atomic_write, crash_point, fsync_path, storage_errors
 from ._labels import STR_DTYPE
 from ._types import IndexArray
 from .errors import CorruptStoreError
@@ -426,4 +426,4 @@ class StateArrays:
                 folders.add(folder)
                 folder = folder.parent
         for folder in sorted(folders):
-            fsync_dir(folder)
+            fsync_path(folder)

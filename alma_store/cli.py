@@ -324,6 +324,19 @@ if click is not None:
 
     @cli.command()
     @store_arg
+    def upgrade(store: Path) -> None:
+        """Rewrite STORE in the current format version (also done by its first write)."""
+        with open_store(store) as s:
+            before = s.meta["format_version"]
+            s.upgrade()
+            after = s.meta["format_version"]
+        if before == after:
+            click.echo(f"{store} is at format version {after} already")
+        else:
+            click.echo(f"upgraded {store} from format version {before} to {after}")
+
+    @cli.command()
+    @store_arg
     @click.option(
         "--fn",
         "fn_path",

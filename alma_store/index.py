@@ -35,6 +35,7 @@ Examples
 from __future__ import annotations
 
 import numbers
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +44,7 @@ from ._types import BoolArray, IndexArray
 from .errors import InvalidIndexError, InvalidInputError
 
 __all__ = [
+    "Arena",
     "Runs",
     "chunk_members",
     "chunk_sizes",
@@ -182,6 +184,37 @@ def ragged_arange(starts: IndexArray, lengths: IndexArray) -> tuple[IndexArray, 
     return np.asarray(starts, dtype=np.int64)[owner] + within, owner
 
 
+class Arena:
+    """Append-only int64 storage for runs, shared by the snapshots of successive versions.
+
+    An append never writes below the length any earlier caller was handed, so
+    every :class:`Runs` holding an earlier buffer stays valid while later ones
+    add to it; a full buffer is copied into one twice its size.
+    """
+
+    def __init__(self, capacity: int = 1 << 16) -> None:
+        self._data = np.empty(capacity, np.int64)
+        self._used = 0
+        self._lock = threading.Lock()
+
+    @property
+    def used(self) -> int:
+        """Offsets stored so far (live or not)."""
+        return self._used
+
+    def append(self, values: IndexArray) -> tuple[IndexArray, int]:
+        """Store ``values``; returns the buffer that holds them and where they start."""
+        with self._lock:
+            at, end = self._used, self._used + len(values)
+            if end > len(self._data):
+                grown = np.empty(max(2 * len(self._data), end), np.int64)
+                grown[:at] = self._data[:at]
+                self._data = grown
+            self._data[at:end] = values
+            self._used = end
+            return self._data, at
+
+
 @dataclass(frozen=True, slots=True)
 class Runs:
     """The sorted labeled offsets of some chunks, back to back in one flat array.
@@ -200,28 +233,69 @@ class Runs:
         a = int(self.starts[i])
         return np.asarray(self.flat[a : a + int(self.lengths[i])], dtype=np.int64)
 
-    def without(self, chunks: IndexArray) -> Runs:
-        """These runs less those of ``chunks``; compacted when mostly stale."""
-        keep = ~np.isin(self.chunks, chunks)
-        kept = Runs(self.chunks[keep], self.flat, self.starts[keep], self.lengths[keep])
-        live = int(kept.lengths.sum())
-        if len(self.flat) <= 2 * live + 4096:
-            return kept
-        take, _ = ragged_arange(kept.starts, kept.lengths)
+    @classmethod
+    def empty(cls) -> Runs:
+        """No runs at all."""
+        return cls(*(np.empty(0, np.int64) for _ in range(4)))
+
+    def compact(self) -> Runs:
+        """The same runs in a flat array of their own, back to back."""
+        take, _ = ragged_arange(self.starts, self.lengths)
+        flat = np.asarray(self.flat[take], np.int64)
+        return Runs(self.chunks, flat, np.cumsum(self.lengths) - self.lengths, self.lengths)
+
+    def union(self, other: Runs, arena: Arena) -> Runs:
+        """These runs and ``other``'s (of other chunks) in one set, ``other`` stored in ``arena``.
+
+        ``self.flat`` must be a buffer of ``arena`` (or ``self`` empty): only
+        ``other``'s offsets are copied, never these.
+        """
+        other = other.compact() if len(other.flat) != int(other.lengths.sum()) else other
+        flat, at = arena.append(np.asarray(other.flat, np.int64))
+        where = np.searchsorted(self.chunks, other.chunks)  # both sorted, disjoint
         return Runs(
-            kept.chunks, self.flat[take], np.cumsum(kept.lengths) - kept.lengths, kept.lengths
+            np.insert(self.chunks, where, other.chunks),
+            flat,
+            np.insert(self.starts, where, other.starts + at),
+            np.insert(self.lengths, where, other.lengths),
         )
+
+    def without(self, chunks: IndexArray) -> Runs:
+        """These runs less those of ``chunks`` (nothing is copied)."""
+        keep = np.ones(len(self.chunks), bool)
+        if len(self.chunks) and len(chunks):
+            at = np.minimum(np.searchsorted(self.chunks, chunks), len(self.chunks) - 1)
+            keep[at[self.chunks[at] == chunks]] = False
+        return Runs(self.chunks[keep], self.flat, self.starts[keep], self.lengths[keep])
 
     def slot(self, chunks: IndexArray) -> IndexArray:
         """Where each of ``chunks`` (all among ``self.chunks``) is in this set."""
         return np.searchsorted(self.chunks, chunks)
 
+    def subset(self, chunks: IndexArray) -> Runs:
+        """These runs restricted to ``chunks`` (sorted, unique, all among ``self.chunks``)."""
+        slots = self.slot(chunks)
+        return Runs(chunks, self.flat, self.starts[slots], self.lengths[slots])
+
     def count_at_most(self, slots: IndexArray, targets: IndexArray, *, gaps: bool) -> IndexArray:
         """Per query ``q``: ``#{i : run[i] <= targets[q]}`` in the run of ``slots[q]``.
 
         With ``gaps``, counts ``#{i : run[i] - i <= targets[q]}`` instead (the
-        key of the unlabeled select). One binary search for every query at once.
+        key of the unlabeled select; it never decreases along a run). When the
+        runs are short next to the number of queries, they are gathered into
+        one globally sorted key and every query is one ``searchsorted``;
+        otherwise one binary search runs for all queries at once.
         """
+        total = int(self.lengths.sum())
+        if total <= max(1 << 14, 64 * len(slots)):
+            take, owner = ragged_arange(self.starts, self.lengths)
+            values = np.asarray(self.flat[take], dtype=np.int64)
+            if gaps:
+                values -= take - self.starts[owner]
+            first = np.cumsum(self.lengths) - self.lengths
+            keys = (owner << 33) + values  # runs back to back: one sorted array
+            found = np.searchsorted(keys, (slots << 33) + targets, side="right")
+            return np.asarray(found - first[slots], dtype=np.int64)
         starts, lengths = self.starts[slots], self.lengths[slots]
         lo = np.zeros(len(slots), np.int64)
         hi = lengths.astype(np.int64)
@@ -275,11 +349,12 @@ def merge_tail(
     t_hi = np.searchsorted(tail_indices, lows + chunk_rows)
     t_take, _ = ragged_arange(t_lo, t_hi - t_lo)
     t_idx, t_lab = tail_indices[t_take], tail_labeled[t_take]
-    at = np.searchsorted(t_idx, held)
-    overridden = np.zeros(len(held), bool)
-    if len(t_idx):
-        overridden = (at < len(t_idx)) & (t_idx[np.minimum(at, len(t_idx) - 1)] == held)
-    merged = np.sort(np.concatenate([held[~overridden], t_idx[t_lab]]))
+    keep = np.ones(len(held), bool)
+    if len(held):
+        at = np.minimum(np.searchsorted(held, t_idx), len(held) - 1)
+        keep[at[held[at] == t_idx]] = False  # the tail says what these rows are now
+    kept, added = held[keep], t_idx[t_lab]
+    merged = np.insert(kept, np.searchsorted(kept, added), added)  # both sorted: no sort
     starts = np.searchsorted(merged, lows)
     lengths = np.searchsorted(merged, lows + chunk_rows) - starts
     local = merged - np.repeat(lows, lengths)

@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._fs import crash_point, fsync_dir, storage_errors, write_fd
+from ._fs import crash_point, fsync_path, storage_errors, write_fd
 from ._types import IndexArray
 from .errors import CorruptStoreError, InvalidInputError
 
@@ -248,7 +248,7 @@ class Journal:
             f.write(_file_header(uuid))
             f.flush()
             os.fsync(f.fileno())
-        fsync_dir(path.parent)
+        fsync_path(path.parent)
 
     def size(self) -> int:
         """Current file size in bytes."""

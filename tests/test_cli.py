@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,7 @@ def test_every_command_has_help(capsys) -> None:
         "export",
         "history",
         "verify",
+        "upgrade",
         "plot",
         "demo",
         "score",
@@ -153,3 +155,13 @@ def test_score_and_query(tmp_path: Path, features: str, capsys, monkeypatch) -> 
     assert out.splitlines()[1:] == ["0\t0", "1\t2"]
     code, _, err = run(capsys, "score", s, "--fn", "nomodule:x", "--name", "g")
     assert code == 1 and "cannot import 'nomodule:x'" in err
+
+
+def test_upgrade_of_a_v1_store(tmp_path: Path, capsys) -> None:
+    shutil.copytree(Path(__file__).parent / "data" / "store-v1", tmp_path / "s")
+    code, out, _ = run(capsys, "upgrade", str(tmp_path / "s"))
+    assert code == 0 and "from format version 1 to 2" in out
+    code, out, _ = run(capsys, "upgrade", str(tmp_path / "s"))
+    assert code == 0 and "at format version 2 already" in out
+    code, out, _ = run(capsys, "verify", str(tmp_path / "s"))
+    assert code == 0 and "version 3, 5 labeled" in out
