@@ -10,6 +10,7 @@ from hypothesis.extra import numpy as hnp
 
 from alma_store.errors import InvalidIndexError, InvalidInputError
 from alma_store.index import (
+    Arena,
     Runs,
     chunk_members,
     chunk_sizes,
@@ -117,3 +118,18 @@ def test_parse_indices_accepts_every_integer_form(values: list[int]) -> None:
 def test_parse_indices_rejects(value: object, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         parse_indices(value, name="p", upper=5)
+
+
+def test_arena_appends_never_disturb_earlier_runs() -> None:
+    """Runs unioned into a shared arena stay right while later unions grow it."""
+    arena = Arena(capacity=4)
+    one = Runs.empty().union(
+        Runs(np.array([3]), np.array([1, 2]), np.array([0]), np.array([2])), arena
+    )
+    two = one.union(Runs(np.array([1]), np.array([5, 6, 7]), np.array([0]), np.array([3])), arena)
+    branch = one.union(Runs(np.array([0]), np.array([9]), np.array([0]), np.array([1])), arena)
+    assert one.run(0).tolist() == [1, 2]
+    assert [two.run(i).tolist() for i in range(2)] == [[5, 6, 7], [1, 2]]
+    assert [branch.run(i).tolist() for i in range(2)] == [[9], [1, 2]]
+    assert two.without(np.array([3])).chunks.tolist() == [1]
+    assert two.compact().flat.tolist() == [5, 6, 7, 1, 2]
