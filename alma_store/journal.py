@@ -319,7 +319,7 @@ class Journal:
                 event = LabelEvent.decode(payload, self.label_dtype, self.label_shape)
             except UnknownKindError as exc:
                 raise CorruptStoreError(
-                    f"{self.path}: the record at byte {offset + pos} has event kind {exc}, "
+                    f"{self.path}: the record at byte {offset + pos} has event kind {str(exc)!r}, "
                     f"which this alma_store does not know (known: {list(KINDS)}); "
                     "a newer alma_store wrote it: upgrade alma_store to read this store"
                 ) from None

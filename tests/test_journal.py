@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from alma_store import journal
 from alma_store._labels import STR_DTYPE
 from alma_store.errors import CorruptStoreError
 from alma_store.journal import FILE_HEADER_SIZE, Journal, LabelEvent
@@ -99,3 +100,17 @@ def test_foreign_or_missing_journal(tmp_path: Path) -> None:
         Journal(tmp_path / "j", uuid.uuid4().bytes, np.dtype("int64"), (), writable=False)
     with pytest.raises(CorruptStoreError, match="missing"):
         Journal(tmp_path / "nope", b"x" * 16, np.dtype("int64"), (), writable=False)
+
+
+def test_unknown_event_kind_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kind a newer release added is refused by name, not guessed at."""
+    j, _ = make_journal(tmp_path, 2)
+    # A newer alma_store knows a kind "vote" (labeled before and after); it writes a record.
+    monkeypatch.setitem(journal.KINDS, "vote", (True, True))
+    j.append(LabelEvent(3, "vote", np.array([1]), np.array([5])).encode(np.dtype("int64")))
+    assert [e.kind for e, _ in j.read(FILE_HEADER_SIZE, 1)[0]] == ["add", "add", "vote"]
+    monkeypatch.delitem(journal.KINDS, "vote")  # this release does not know it
+    with pytest.raises(CorruptStoreError, match=r"event kind 'vote'.*newer alma_store"):
+        j.read(FILE_HEADER_SIZE, 1)
