@@ -12,9 +12,10 @@ source that is missing or no longer matches it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,13 @@ import numpy as np
 import zarr
 
 from ._types import IndexArray, PathLike
-from .errors import CorruptStoreError, InvalidInputError, SourceChangedError, SourceMissingError
+from .errors import (
+    AlmaError,
+    CorruptStoreError,
+    InvalidInputError,
+    SourceChangedError,
+    SourceMissingError,
+)
 
 if TYPE_CHECKING:
     import h5py
@@ -48,6 +55,9 @@ class FeatureSource:
     kind: str = ""
     shape: tuple[int, ...]
     dtype: np.dtype
+    path: Path
+    owned_by: Path | None = None
+    """The store whose own copy of the features this is (its damage is the store's)."""
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -113,6 +123,16 @@ class FeatureSource:
 
     def close(self) -> None:
         """Release file handles."""
+
+    @contextlib.contextmanager
+    def _unreadable(self) -> Iterator[None]:
+        """Turn data that cannot be read or decoded into an error of the tree, naming it."""
+        try:
+            yield
+        except AlmaError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - zarr, numcodecs and h5py raise bare errors
+            raise damaged_source(self.path, self.owned_by, exc) from None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(shape={self.shape}, dtype={self.dtype})"
@@ -216,11 +236,13 @@ class ZarrSource(FeatureSource):
 
     def read_range(self, lo: int, hi: int) -> np.ndarray:
         # docstring inherited
-        return np.asarray(self._arr[lo:hi])
+        with self._unreadable():
+            return np.asarray(self._arr[lo:hi])
 
     def read_rows(self, dataset_indices: IndexArray) -> np.ndarray:
         # docstring inherited
-        return np.asarray(self._arr.oindex[dataset_indices])
+        with self._unreadable():
+            return np.asarray(self._arr.oindex[dataset_indices])
 
     def describe(self) -> dict[str, Any]:
         # docstring inherited
@@ -273,13 +295,15 @@ class HDF5Source(FeatureSource):
 
     def read_range(self, lo: int, hi: int) -> np.ndarray:
         # docstring inherited
-        return np.asarray(self._ds[lo:hi])
+        with self._unreadable():
+            return np.asarray(self._ds[lo:hi])
 
     def read_rows(self, dataset_indices: IndexArray) -> np.ndarray:
         # docstring inherited
         if len(dataset_indices) == 0:
             return np.empty((0, *self.shape[1:]), self.dtype)
-        return np.asarray(self._ds[dataset_indices])
+        with self._unreadable():
+            return np.asarray(self._ds[dataset_indices])
 
     def describe(self) -> dict[str, Any]:
         # docstring inherited
@@ -400,15 +424,38 @@ def open_source(record: dict[str, Any], store_root: Path, n_items: int) -> Featu
         ) from None
 
 
+def damaged_source(path: Path, owned_by: Path | None, exc: BaseException) -> AlmaError:
+    """The error for feature data that cannot be read: the store's copy, or the user's source."""
+    if owned_by is not None:
+        return CorruptStoreError(
+            f"{path}, the copy of the features inside the store {owned_by}, is damaged: {exc}"
+        )
+    return SourceChangedError(f"feature source {path} cannot be read (damaged?): {exc}")
+
+
 def _open_recorded(record: dict[str, Any], store_root: Path, n_items: int) -> FeatureSource:
     path = Path(record["path"])
-    if not path.is_absolute():
+    owned = not path.is_absolute()  # a copy made at create, inside the store
+    if owned:
         path = store_root / path
+    try:
+        src = _open_checked(record, path, store_root, n_items, owned)
+    except (InvalidInputError, SourceMissingError) as exc:
+        if not owned:
+            raise
+        raise damaged_source(path, store_root, exc) from None
+    return src
+
+
+def _open_checked(
+    record: dict[str, Any], path: Path, store_root: Path, n_items: int, owned: bool
+) -> FeatureSource:
     kind = record["kind"]
     if kind == "npy":
         src: FeatureSource = NpySource(path)
     elif kind == "zarr":
         src = ZarrSource(path)
+        src.owned_by = store_root if owned else None
     elif kind == "hdf5":
         src = HDF5Source(str(path), record["dataset"])
     else:

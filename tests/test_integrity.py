@@ -54,6 +54,9 @@ def delete(p: Path) -> None:
 DAMAGE: dict[str, Callable[[Path], None]] = {"flip": flip, "truncate": truncate, "delete": delete}
 FILES = [
     "meta.json",
+    "journal.bin",
+    "features/zarr.json",
+    *(f"features/c/{j}/0" for j in range(3)),
     "checkpoint.bin",
     "marks-1.bin",
     "state/mask/zarr.json",
@@ -121,3 +124,19 @@ def test_same_shape_replacement_of_features_is_refused(tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", np.ones((50, 3)))  # same shape, dtype and size
     with pytest.raises(alma_store.SourceChangedError, match="sample"):
         alma_store.open(tmp_path / "s")
+
+
+def test_damaged_external_zarr_features_are_a_source_error(tmp_path: Path) -> None:
+    """The user's own Zarr features, damaged: a SourceChangedError naming them, not a RuntimeError."""
+    import zarr
+
+    X = np.arange(400.0).reshape(200, 2)
+    zarr.create_array(tmp_path / "x.zarr", data=X, chunks=(10, 2))
+    alma_store.create(tmp_path / "s", tmp_path / "x.zarr").close()
+    (tmp_path / "x.zarr" / "c" / "5" / "0").write_bytes(b"garbage")
+    # Caught at open if the sampled rows cover the chunk, else when its rows are read.
+    with (
+        pytest.raises(alma_store.SourceChangedError, match=r"x\.zarr cannot be read"),
+        alma_store.open(tmp_path / "s", mode="r") as s,
+    ):
+        np.asarray(s.unlabeled)
