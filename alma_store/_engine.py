@@ -155,6 +155,8 @@ class Engine:
             self._snapshot = self._previous = None
             self._pending.clear()
             self._past = None
+            # Unmapped once no snapshot of ours is left (views of a closed store refuse reads).
+            self._marks = MarksIndex.from_runs(self._marks.version, [])
 
     @contextlib.contextmanager
     def write_lock(self, timeout: float | None = None) -> Iterator[None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import shutil
 import signal
@@ -136,3 +137,20 @@ def test_killed_create_leaves_nothing_in_the_way(tmp_path: Path) -> None:
         assert s.num_unlabeled == 100
     assert not list(tmp_path.glob(".s.creating-*"))  # the dead build was removed
     shutil.rmtree(tmp_path / "s")
+
+
+def test_close_releases_the_marks_mapping(tmp_path: Path) -> None:
+    def mapped() -> list[str]:
+        return [
+            line for line in Path("/proc/self/maps").read_text().splitlines() if "marks-" in line
+        ]
+
+    with alma_store.create(tmp_path / "s", np.zeros((100, 1)), chunk_rows=8) as s:
+        s.add_labels([(0, 1), (40, 2)])
+        s.checkpoint()
+        assert s.unlabeled.to_dataset_index([0]).tolist() == [1]
+        assert any(str(tmp_path) in line for line in mapped())
+    gc.collect()
+    assert not [line for line in mapped() if str(tmp_path) in line]
+    with pytest.raises(StoreClosedError):
+        s.labels  # noqa: B018
