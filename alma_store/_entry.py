@@ -83,7 +83,7 @@ def create(
         must be an integer dtype). An unknown class is an error.
     chunk_rows
         Rows per chunk of the mask and label arrays (and of the count index).
-        Default: 32,768 (an offset-map lookup decodes one 32 KiB mask chunk).
+        Default: 32,768 (a label read decodes one chunk of this many labels).
     overwrite
         Replace an existing store at ``path``.
     progress
