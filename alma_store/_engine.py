@@ -116,6 +116,7 @@ class Engine:
             self._past: tuple[int, list[LabelEvent], int, int] | None = None
             self._snapshot: Snapshot | None = None
             self._previous: Snapshot | None = None
+            self._marks: MarksIndex
             self._load_checkpoint()
             self.refresh()
         except BaseException:

@@ -212,6 +212,38 @@ def bench_tail(root: Path, n: int, rows: list[dict]) -> None:
     shutil.rmtree(path)
 
 
+def bench_checkpoint(root: Path, n: int, rows: list[dict]) -> None:
+    """Folding 65,536 random labels into the chunk files: one writer thread against several."""
+    from alma_store import _state
+
+    feats = root / f"features-{n}.npy"
+    sparse_npy(feats, (n, 1), "uint8")
+    threads = _state.WRITE_THREADS
+    for workers in (1, threads):
+        path = root / f"ckpt-{n}-{workers}"
+        alma_store.create(path, str(feats), chunk_rows=65536, overwrite=True).close()
+        idx = np.random.default_rng(workers).choice(n, 65536, replace=False)
+        with alma_store.open(path, checkpoint_rows=10**9) as store:
+            store.add_labels(idx, np.ones(len(idx), np.int64), relative_to="dataset")
+            _state.WRITE_THREADS = workers
+            t = time.perf_counter()
+            store.checkpoint()
+            seconds = time.perf_counter() - t
+            _state.WRITE_THREADS = threads
+        rows.append(
+            {
+                "N": n,
+                "labels": len(idx),
+                "chunk_files": 2 * len(np.unique(idx // 65536)),
+                "writer_threads": workers,
+                "checkpoint_s": seconds,
+            }
+        )
+        shutil.rmtree(path)
+    rows[-1]["vs_one_thread"] = rows[-1]["checkpoint_s"] / rows[-2]["checkpoint_s"]
+    rows[-2]["vs_one_thread"] = 1.0
+
+
 STREAM_CHILD = r"""
 import json, sys, time
 import numpy as np
@@ -341,6 +373,9 @@ def main() -> None:
         t = time.perf_counter()
         bench_tail(root, n, tails)
         print(f"tail section at N={n}: {time.perf_counter() - t:.0f} s", flush=True)
+    ckpts: list[dict] = []
+    if "checkpoint" in sections:
+        bench_checkpoint(root, 10**6 if args.quick else 10**8, ckpts)
     streams: list[dict] = []
     if "stream" in sections:
         n_stream = 200_000 if args.quick else 10_000_000
@@ -349,6 +384,7 @@ def main() -> None:
     print(table("Offset map: 100 random Unlabeled positions -> dataset indices", maps))
     print(table("Durable commit latency (add_labels returns after fdatasync)", commits))
     print(table("Journal tail: 100 Unlabeled positions and a 100-label commit", tails))
+    print(table("Checkpoint: 65,536 random labels folded into the chunk files", ckpts))
     print(table("Streaming the Unlabeled view (float32 features, page cache warm)", streams))
     if args.dir is None:
         shutil.rmtree(root)
