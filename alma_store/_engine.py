@@ -199,7 +199,8 @@ class Engine:
         self._ckpt_stat = (st.st_ino, st.st_mtime_ns)
         self._ckpt = ckpt
         self._pending.clear()
-        self._arena = Arena()  # merged runs build on this checkpoint's marks index
+        self._arena = Arena()  # merged runs build on this checkpoint's marks index ...
+        self._previous = None  # ... and none from before it is handed on
         overlay = Overlay.empty(
             ckpt.version, ckpt.counts, self.meta.label_dtype, self.meta.label_shape
         )
@@ -310,7 +311,7 @@ class Engine:
         """
         prev = self._previous
         tail_base = self._overlay.version - len(self._events)
-        if prev is None or prev.marks_version != self._marks.version or prev.version < tail_base:
+        if prev is None or prev.version < tail_base:
             return None
         newer = self._events[prev.version - tail_base :]
         if not newer:

@@ -90,11 +90,6 @@ class Snapshot:
         lo = j * self.chunk_rows
         return lo, lo + int(self.chunk_sizes[j])
 
-    @property
-    def marks_version(self) -> int:
-        """The checkpoint whose marks index this snapshot builds on."""
-        return self._marks.version
-
     def runs(self, chunks: IndexArray) -> Runs:
         """Sorted labeled offsets of ``chunks`` (sorted, unique) at this version.
 

@@ -96,13 +96,6 @@ class _View:
         """The feature source rows are read from."""
         return self._source
 
-    @property
-    def chunk_counts(self) -> IndexArray:
-        """Rows of the view in each chunk of the store (read-only)."""
-        out = self._counts.view()
-        out.flags.writeable = False
-        return out
-
     def chunk_dataset_indices(self, j: int) -> IndexArray:
         """Dataset indices of the view's rows in chunk ``j``, sorted."""
         self._engine.check_open()
