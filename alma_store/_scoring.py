@@ -30,6 +30,7 @@ import numpy as np
 import zarr
 
 from ._fs import atomic_write, crash_point, fsync_path, storage_errors
+from ._state import ChunkCodec
 from ._types import IndexArray
 from .errors import InvalidInputError
 from .index import n_chunks
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from .features import FeatureSource
 
 ScoreFn = Callable[[np.ndarray], Any]
+TOP_K_BLOCK_CHUNKS = 8
+"""Score chunks :func:`top_k` reads per block (memory: ``O(k + 8 * chunk_rows)``)."""
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 
@@ -208,7 +211,14 @@ def score(
 
 
 def top_k(engine: Engine, name: str, k: int, *, largest: bool, allow_partial: bool) -> TopK:
-    """Best ``k`` still-unlabeled items by score, streaming chunk by chunk."""
+    """Best ``k`` still-unlabeled items by score, streaming block by block.
+
+    Score chunk files are read and decoded directly (no zarr call per chunk),
+    :data:`TOP_K_BLOCK_CHUNKS` chunks at a time. Each block keeps only its
+    candidates that can still be among the best ``k`` (``np.partition``, no
+    sort), and one ``lexsort`` of at most ``k`` plus those orders the result:
+    best first, ties to the lower dataset index.
+    """
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise InvalidInputError(f"k must be a positive int, got {k!r}")
     arr = open_scores(engine, name, create=False)
@@ -220,17 +230,31 @@ def top_k(engine: Engine, name: str, k: int, *, largest: bool, allow_partial: bo
             f"scores {name!r} are incomplete: {len(missing)} of {len(snap.chunk_sizes)} chunks "
             f"not scored yet (e.g. {missing[:5]}); finish the run or pass allow_partial=True"
         )
+    codec = ChunkCodec(
+        scores_root(engine.root, name) / "values",
+        (engine.n_items,),
+        (engine.chunk_rows,),
+        arr.dtype,
+    )
     best_idx = np.empty(0, np.int64)
-    best_val = np.empty(0, np.float64)
-    sign = -1.0 if largest else 1.0  # keep the k smallest of sign * score
-    for j in sorted(done):
-        lo, hi = snap.bounds(j)
-        values = np.asarray(arr[lo:hi], dtype=np.float64)
-        usable = ~np.isnan(values)
-        usable[snap.labeled_marks(j)] = False  # labeled since scoring: not a candidate
-        local = np.flatnonzero(usable)
-        cand_idx = np.concatenate([best_idx, lo + local])
-        cand_val = np.concatenate([best_val, sign * values[local]])
-        keep = np.lexsort((cand_idx, cand_val))[:k]  # best first; ties go to the lower index
-        best_idx, best_val = cand_idx[keep], cand_val[keep]
-    return TopK(best_idx, sign * best_val, snap.version)
+    best_key = np.empty(0, np.float64)
+    sign = -1.0 if largest else 1.0  # keep the k smallest keys, key = sign * score
+    ordered = np.array(sorted(done), dtype=np.int64)
+    for a in range(0, len(ordered), TOP_K_BLOCK_CHUNKS):
+        block = ordered[a : a + TOP_K_BLOCK_CHUNKS]
+        runs = snap.runs(block)
+        idx_parts, key_parts = [best_idx], [best_key]
+        for i, j in enumerate(block.tolist()):
+            lo, hi = snap.bounds(j)
+            values = codec.decode(codec.read_raw(j), j, hi - lo).astype(np.float64)
+            values[runs.run(i)] = np.nan  # labeled since scoring: not a candidate
+            local = np.flatnonzero(~np.isnan(values))
+            idx_parts.append(lo + local)
+            key_parts.append(sign * values[local])
+        idx, key = np.concatenate(idx_parts), np.concatenate(key_parts)
+        if len(key) > k:  # only keys up to the k-th smallest can make the cut (ties kept)
+            keep = key <= np.partition(key, k - 1)[k - 1]
+            idx, key = idx[keep], key[keep]
+        order = np.lexsort((idx, key))[:k]  # best first; ties go to the lower index
+        best_idx, best_key = idx[order], key[order]
+    return TopK(best_idx, sign * best_key, snap.version)

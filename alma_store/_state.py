@@ -289,6 +289,7 @@ class ChunkCodec:
             names = [c["name"] for c in meta["codecs"]]
             configs = [c.get("configuration", {}) for c in meta["codecs"]]
             separator = meta["chunk_key_encoding"].get("configuration", {}).get("separator", "/")
+            fill = meta["fill_value"]
             ok = (
                 meta["shape"] == list(shape)
                 and grid == list(chunks)
@@ -319,6 +320,8 @@ class ChunkCodec:
                 f"(shape {list(shape)}, chunks {list(chunks)}, dtype {self.dtype})"
             )
         self._key_tail = "/0" * (len(chunks) - 1)
+        # zarr v3 writes non-finite float fill values as strings ("NaN", "Infinity", ...).
+        self._fill = float(fill) if isinstance(fill, str) and self.dtype.kind == "f" else fill
 
     def path(self, j: int) -> Path:
         """The chunk file of row chunk ``j``."""
@@ -335,9 +338,9 @@ class ChunkCodec:
     def decode(self, raw: bytes | None, j: int, rows: int) -> np.ndarray:
         """The first ``rows`` rows of chunk ``j`` from its bytes (None: the fill value)."""
         if raw is None:
-            if self.dtype.kind == "T":
-                return np.full((rows, *self.chunk_shape[1:]), "", dtype=STR_DTYPE)
-            return np.zeros((rows, *self.chunk_shape[1:]), self.dtype)
+            dtype = STR_DTYPE if self.dtype.kind == "T" else self.dtype
+            fill = "" if self.dtype.kind == "T" or self._fill is None else self._fill
+            return np.full((rows, *self.chunk_shape[1:]), fill, dtype=dtype)
         try:
             data: Any = raw
             for codec in reversed(self._compressors):

@@ -384,7 +384,7 @@ class Store(StoreVersion):
         """The ``k`` best still-unlabeled items of scoring ``name``, streaming.
 
         Returns a :class:`TopK` (``dataset_indices``, ``scores``, ``version``),
-        best first. Memory is ``O(k + chunk_rows)`` whatever ``N`` is.
+        best first. Memory is ``O(k + 8 * chunk_rows)`` whatever ``N`` is.
 
         Raises
         ------

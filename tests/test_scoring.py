@@ -191,3 +191,25 @@ def test_dask_matches_single_process(tmp_path: Path) -> None:
         == store.top_k("single", 30).dataset_indices.tolist()
     )
     store.close()
+
+
+def coarse_score(rows: np.ndarray) -> np.ndarray:
+    """Few distinct values: most items tie."""
+    return np.round(rows[:, 0])
+
+
+@pytest.mark.parametrize("k", [1, 7, 64, 500, 5000])
+def test_top_k_with_many_ties_matches_brute_force(tmp_path: Path, k: int) -> None:
+    store, X = make(tmp_path, n=3000, chunk_rows=16)  # 188 chunks: many blocks
+    store.score(coarse_score, "coarse")
+    later = np.random.default_rng(5).choice(np.flatnonzero(~np.asarray(store.labeled_mask)), 40)
+    store.add_labels(later, np.ones(len(later), np.int64), relative_to="dataset")
+    mask = np.asarray(store.labeled_mask)
+    scores = coarse_score(X).astype(np.float32).astype(np.float64)
+    idx = np.flatnonzero(~mask)
+    for largest in (True, False):
+        key = -scores[idx] if largest else scores[idx]
+        want = idx[np.lexsort((idx, key))[:k]]  # ties go to the lower dataset index
+        got = store.top_k("coarse", k, largest=largest)
+        assert got.dataset_indices.tolist() == want.tolist()
+        assert np.array_equal(got.scores, scores[want])
