@@ -3,7 +3,10 @@
 ``torch.utils.data.DataLoader`` accepts any object with ``__len__`` and
 ``__getitem__``, and uses ``__getitems__`` for whole batches when present, so
 :class:`ViewDataset` works with it without importing torch (and costs nothing
-to users without torch). Batches are read in one sorted read per batch. The
+to users without torch). Batches are read in one sorted read per batch. With
+labels, the Labeled view's labels are materialised once per process (the
+labeled set is small by nature: ``O(len(view))`` labels), so a shuffled batch
+costs what a sorted one does instead of decoding the label chunks it hits. The
 dataset pickles by path and version: DataLoader worker processes reopen the
 store read-only and see the same snapshot as the parent.
 """
@@ -55,6 +58,7 @@ class ViewDataset:
         self.transform = transform
         self._view: View | None = view
         self._store: Store | None = None
+        self._labels: np.ndarray | None = None  # the view's labels, by position (once used)
         self._len = len(view)
 
     def __len__(self) -> int:
@@ -85,13 +89,15 @@ class ViewDataset:
         rows = [self.transform(r) for r in batch] if self.transform is not None else list(batch)
         if not self.with_labels:
             return rows
-        labels = view.labels_at(dataset_idx)[inverse]  # type: ignore[union-attr]
-        return list(zip(rows, labels, strict=True))
+        if self._labels is None:
+            self._labels = view.labels  # type: ignore[union-attr]  # in view order
+        return list(zip(rows, self._labels[pos], strict=True))
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_view"] = None
         state["_store"] = None
+        state["_labels"] = None  # a worker reads them once for itself
         return state
 
     def __repr__(self) -> str:

@@ -60,3 +60,15 @@ def test_with_torch_dataloader(store: alma_store.Store) -> None:
     rows, labels = zip(*[(x, y) for x, y in loader], strict=True)
     assert torch.cat(labels).tolist() == (np.arange(0, 100, 3) * 10).tolist()
     assert torch.cat(rows).shape == (34, 2)
+
+
+def test_shuffled_labels_stay_a_snapshot(store: alma_store.Store) -> None:
+    dataset = ViewDataset(store.labeled)
+    version = store.version
+    order = np.random.default_rng(3).permutation(len(dataset))
+    first = [int(y) for _, y in dataset.__getitems__(order[:10].tolist())]  # labels now cached
+    store.relabel([0, 3], [-1, -2])  # later corrections do not reach the dataset's version
+    again = [int(y) for _, y in dataset.__getitems__(order.tolist())]
+    want = store.at(version=version).labels
+    assert again == want[order].tolist() and first == again[:10]
+    assert ViewDataset(store.labeled)[0][1] == -1  # a new dataset shows the new version

@@ -244,6 +244,65 @@ def bench_checkpoint(root: Path, n: int, rows: list[dict]) -> None:
     rows[-2]["vs_one_thread"] = 1.0
 
 
+def bench_dataset(root: Path, n: int, rows: list[dict]) -> None:
+    """ViewDataset batches over the Labeled view: sorted against shuffled positions.
+
+    Side by side: the in-memory baseline (``X[pos], y[pos]`` of materialised arrays, what a
+    ``TensorDataset`` does) and the labels read per batch from the label chunks
+    (``view.labels_at``, what ``ViewDataset`` did before it kept the view's labels).
+    """
+    from alma_store.torch import ViewDataset
+
+    feats = root / f"dataset-{n}.npy"
+    mm = np.lib.format.open_memmap(feats, mode="w+", dtype="float32", shape=(n, 32))
+    mm[:] = np.random.default_rng(0).random((n, 32), np.float32)
+    mm.flush()
+    del mm
+    path = root / "dataset-store"
+    labeled = np.random.default_rng(1).choice(n, n // 10, replace=False)
+    with alma_store.create(path, str(feats), overwrite=True) as store:
+        store.add_labels(labeled, labeled % 7, relative_to="dataset")
+        store.checkpoint()
+        view = store.labeled
+        x_mem, y_mem = np.asarray(view), view.labels
+        batch, n_batches = 256, 200
+        rng = np.random.default_rng(2)
+        plans = {
+            "sorted": [np.arange(a, a + batch) for a in range(0, n_batches * batch, batch)],
+            "shuffled": [rng.choice(len(view), batch, replace=False) for _ in range(n_batches)],
+        }
+        for order, batches in plans.items():
+            dataset = ViewDataset(view)
+            dataset.__getitems__(batches[0].tolist())  # the labels are read once, up front
+            t = time.perf_counter()
+            for pos in batches:
+                dataset.__getitems__(pos.tolist())
+            t_store = time.perf_counter() - t
+            t = time.perf_counter()
+            for pos in batches:
+                view.labels_at(view.to_dataset_index(np.unique(pos)))
+            t_chunks = time.perf_counter() - t
+            t = time.perf_counter()
+            for pos in batches:
+                list(zip(x_mem[pos], y_mem[pos], strict=True))
+            t_mem = time.perf_counter() - t
+            rows.append(
+                {
+                    "N": n,
+                    "labeled": len(view),
+                    "order": order,
+                    "store_rows_per_s": n_batches * batch / t_store,
+                    "in_memory_rows_per_s": n_batches * batch / t_mem,
+                    "labels_from_chunks_only_rows_per_s": n_batches * batch / t_chunks,
+                }
+            )
+    for r in rows:
+        r["vs_sorted"] = r["store_rows_per_s"] / rows[0]["store_rows_per_s"]
+        r["vs_in_memory"] = r["store_rows_per_s"] / r["in_memory_rows_per_s"]
+    shutil.rmtree(path)
+    feats.unlink()
+
+
 STREAM_CHILD = r"""
 import json, sys, time
 import numpy as np
@@ -373,6 +432,9 @@ def main() -> None:
         t = time.perf_counter()
         bench_tail(root, n, tails)
         print(f"tail section at N={n}: {time.perf_counter() - t:.0f} s", flush=True)
+    datasets: list[dict] = []
+    if "dataset" in sections:
+        bench_dataset(root, 10**5 if args.quick else 10**6, datasets)
     ckpts: list[dict] = []
     if "checkpoint" in sections:
         bench_checkpoint(root, 10**6 if args.quick else 10**8, ckpts)
@@ -385,6 +447,7 @@ def main() -> None:
     print(table("Durable commit latency (add_labels returns after fdatasync)", commits))
     print(table("Journal tail: 100 Unlabeled positions and a 100-label commit", tails))
     print(table("Checkpoint: 65,536 random labels folded into the chunk files", ckpts))
+    print(table("ViewDataset over the Labeled view, batches of 256", datasets))
     print(table("Streaming the Unlabeled view (float32 features, page cache warm)", streams))
     if args.dir is None:
         shutil.rmtree(root)
