@@ -30,11 +30,11 @@ it, and reports :class:`CorruptStoreError` otherwise.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import filelock
 import numpy as np
@@ -471,19 +471,18 @@ class Engine:
             assert self._marks.table is not None
             self._marks.check(np.arange(self.n_chunks))
             table = self._marks.table.copy()
-        new = snap.runs(touched)
+        everything = snap.runs(np.arange(self.n_chunks))
+        runs = [everything.run(j) for j in range(self.n_chunks)]
         files: dict[tuple[str, int], bytes] = {}
-        for i, j in enumerate(touched.tolist()):
+        for j in touched.tolist():
             lo = j * self.chunk_rows
             mask = np.zeros(self.arrays.rows(j), bool)
-            mask[new.run(i)] = True
+            mask[runs[j]] = True
             labels = chunk_labels(self.read_chunk("labels", j), lo, overlay, NO_UNDO)
             for kind, data in (("mask", mask), ("labels", labels)):
                 raw = self.arrays.codecs[kind].encode(data)
                 files[kind, j] = raw
                 table[kind][j] = _state.file_checksum(raw)
-        everything = snap.runs(np.arange(self.n_chunks))
-        runs = [everything.run(j) for j in range(self.n_chunks)]
         _state.write_marks(self.root, overlay.version, runs, table)
         self.arrays.write(files)
         crash_point("checkpoint-file")
@@ -491,15 +490,9 @@ class Engine:
         _state.write_checkpoint(self.root, Checkpoint(overlay.version, offset, overlay.counts))
         _state.remove_marks_except(self.root, overlay.version)
         if self.meta.format_version < FORMAT_VERSION:  # last: the upgrade is done
-            self.meta = _upgraded(self.meta)
+            self.meta = dataclasses.replace(self.meta, format_version=FORMAT_VERSION)
             write_meta(self.root, self.meta)
         self._load_checkpoint()
-
-
-def _upgraded(meta: StoreMeta) -> StoreMeta:
-    fields: dict[str, Any] = {f: getattr(meta, f) for f in StoreMeta.__dataclass_fields__}
-    fields["format_version"] = FORMAT_VERSION
-    return StoreMeta(**fields)
 
 
 def open_engine(

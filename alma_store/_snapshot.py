@@ -70,7 +70,7 @@ class Snapshot:
         # next version's snapshot for every chunk the events in between leave alone.
         self.merged = merged if merged is not None else Runs.empty()
         self._arena = arena if arena is not None else Arena()
-        self._ends: dict[bool, IndexArray] = {}
+        self._cumsums: dict[bool, IndexArray] = {}
         self.version = overlay.version
         self.n_items = n_items
         self.chunk_rows = chunk_rows
@@ -84,6 +84,12 @@ class Snapshot:
     def counts(self, *, of_labeled: bool) -> IndexArray:
         """Rows of each chunk in the Labeled (or Unlabeled) view."""
         return self.labeled_counts if of_labeled else self.unlabeled_counts
+
+    def _ends(self, *, of_labeled: bool) -> IndexArray:
+        """``np.cumsum`` of the view's per-chunk counts (kept: the snapshot never changes)."""
+        if of_labeled not in self._cumsums:
+            self._cumsums[of_labeled] = np.cumsum(self.counts(of_labeled=of_labeled))
+        return self._cumsums[of_labeled]
 
     def bounds(self, j: int) -> tuple[int, int]:
         """Dataset index range ``[lo, hi)`` of chunk ``j``."""
@@ -129,9 +135,7 @@ class Snapshot:
     def map_positions(self, positions: IndexArray, *, of_labeled: bool) -> IndexArray:
         """View positions (validated) -> dataset indices at this version, all at once."""
         counts = self.counts(of_labeled=of_labeled)
-        if of_labeled not in self._ends:
-            self._ends[of_labeled] = np.cumsum(counts)
-        chunks, ranks = locate_positions(positions, counts, self._ends[of_labeled])
+        chunks, ranks = locate_positions(positions, counts, self._ends(of_labeled=of_labeled))
         out = chunks * self.chunk_rows + ranks  # right wherever the chunk is all in the view
         need = np.flatnonzero(counts[chunks] != self.chunk_sizes[chunks])
         if need.size:
@@ -160,9 +164,7 @@ class Snapshot:
         """Rank: view positions of ``dataset_indices``, and which belong to the view at all."""
         chunks, before, labeled = self.locate(dataset_indices)
         counts = self.counts(of_labeled=of_labeled)
-        if of_labeled not in self._ends:
-            self._ends[of_labeled] = np.cumsum(counts)
-        ahead = (self._ends[of_labeled] - counts)[chunks]
+        ahead = (self._ends(of_labeled=of_labeled) - counts)[chunks]
         local = dataset_indices - chunks * self.chunk_rows
         ranks = before if of_labeled else local - before
         member = labeled if of_labeled else ~labeled
