@@ -36,11 +36,11 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import filelock
 import numpy as np
 
 from . import _state
 from ._fs import crash_point
+from ._lock import LockTimeout, WriterLock
 from ._meta import FORMAT_VERSION, StoreMeta, read_meta, write_meta
 from ._overlay import NO_UNDO, Overlay, chunk_labels, chunk_mask, undo_in_range
 from ._snapshot import Snapshot
@@ -97,7 +97,7 @@ class Engine:
         self.chunk_rows = meta.chunk_rows
         self.n_chunks = n_chunks(meta.n_items, meta.chunk_rows)
         self._mutex = threading.RLock()
-        self._lock = filelock.FileLock(root / "lock") if writable else None
+        self._lock = WriterLock(root / "lock") if writable else None
         self.journal = Journal(
             root / "journal.bin",
             bytes.fromhex(meta.uuid),
@@ -112,6 +112,8 @@ class Engine:
             )
             self._events: list[LabelEvent] = []
             self._ends: list[int] = []
+            # Records beyond _read_offset decoded (by events_since) but not taken in yet.
+            self._unread: list[tuple[LabelEvent, int]] = []
             self._pending: dict[int, MarksIndex | None] = {}
             self._past: tuple[int, list[LabelEvent], int, int] | None = None
             self._snapshot: Snapshot | None = None
@@ -153,6 +155,8 @@ class Engine:
         with self._mutex:
             self._closed = True
             self.journal.close()
+            if self._lock is not None:
+                self._lock.close()
             self._snapshot = self._previous = None
             self._pending.clear()
             self._past = None
@@ -167,7 +171,7 @@ class Engine:
         wait = self.lock_timeout if timeout is None else timeout
         try:
             self._lock.acquire(timeout=wait)
-        except filelock.Timeout:
+        except LockTimeout:
             raise LockTimeoutError(
                 f"could not obtain the writer lock of {self.root} within {wait} s"
             ) from None
@@ -213,6 +217,7 @@ class Engine:
                 read_offset = end
         self._events, self._ends, self._overlay = events, ends, overlay
         self._read_offset = read_offset
+        self._unread = []
         self._snapshot = None
         if marks is None:  # a version-1 store without a marks index: built from mask chunks
             self._marks = MarksIndex.from_runs(ckpt.version, [])
@@ -246,7 +251,8 @@ class Engine:
 
     def _catch_up(self, *, writer: bool = False) -> bool:
         """Read the journal records appended since we last looked; True if there were any."""
-        records, end, torn = self.journal.read(self._read_offset, self._overlay.version + 1)
+        records, end, torn = self._read_unread()
+        self._unread = []
         for event, rec_end in records:
             self._overlay = self._overlay.apply(event, self.chunk_rows)
             self._events.append(event)
@@ -280,7 +286,12 @@ class Engine:
         self._load_checkpoint()
         return True
 
-    def _snapshot_of(self, overlay: Overlay, merged: Runs | None = None) -> Snapshot:
+    def _snapshot_of(
+        self,
+        overlay: Overlay,
+        merged: Runs | None = None,
+        labels: dict[int, np.ndarray] | None = None,
+    ) -> Snapshot:
         meta = self.meta
         return Snapshot(
             self,
@@ -291,37 +302,51 @@ class Engine:
             label_dtype=meta.label_dtype,
             label_shape=meta.label_shape,
             merged=merged,
+            labels=labels,
             arena=self._arena,
         )
+
+    def latest_taken_in(self) -> Snapshot:
+        """The newest snapshot this engine holds, without looking for newer commits.
+
+        What a commit builds on before it takes the lock: the commits it has
+        not taken in are checked under the lock (:meth:`events_since`).
+        """
+        with self._mutex:
+            if self._snapshot is not None:
+                return self._snapshot
+        return self.current()
 
     def current(self) -> Snapshot:
         """The snapshot of the newest committed version."""
         with self._mutex:
             self.refresh()
             if self._snapshot is None:
-                self._snapshot = self._snapshot_of(self._overlay, self._inherited())
+                self._snapshot = self._snapshot_of(self._overlay, *self._inherited())
                 self._previous = self._snapshot
             return self._snapshot
 
-    def _inherited(self) -> Runs | None:
-        """The previous current snapshot's merged runs that are still right now.
+    def _inherited(self) -> tuple[Runs | None, dict[int, np.ndarray] | None]:
+        """The previous current snapshot's merged runs and labels that are still right now.
 
-        Runs of chunks the newer events touch are dropped (merged again when
-        next asked for); the others are handed on as they are, nothing copied.
+        Runs and labels of chunks the newer events touch are dropped (merged or
+        read again when next asked for); the others are handed on as they are,
+        nothing copied.
         """
         prev = self._previous
         tail_base = self._overlay.version - len(self._events)
         if prev is None or prev.version < tail_base:
-            return None
+            return None, None
         newer = self._events[prev.version - tail_base :]
         if not newer:
-            return prev.merged
+            return prev.merged, dict(prev.labels)
         dirty = np.unique(np.concatenate([e.dataset_indices for e in newer]) // self.chunk_rows)
         kept = prev.merged.without(dirty)
         if self._arena.used > 2 * int(kept.lengths.sum()) + (1 << 20):  # mostly stale: start anew
             self._arena = Arena()
             kept = Runs.empty().union(kept, self._arena)
-        return kept
+        gone = set(dirty.tolist())
+        return kept, {j: v for j, v in prev.labels.items() if j not in gone}
 
     def snapshot_at(self, version: int) -> Snapshot:
         """A snapshot at any committed version (the current one is cached)."""
@@ -423,10 +448,56 @@ class Engine:
 
     # -- writing ---------------------------------------------------------------
 
-    def append(self, event: LabelEvent) -> None:
-        """Append one event durably (writer lock held, tail refreshed)."""
-        self.journal.append(event.encode(self.meta.label_dtype))
-        self.refresh(writer=True)
+    def events_since(self, version: int) -> list[LabelEvent] | None:
+        """Committed events after ``version``, to the end of the journal (writer lock held).
+
+        Records not taken in yet are decoded but not applied: this is the cheap
+        check a commit built outside the lock makes. None when ``version`` is
+        older than the tail this engine holds.
+        """
+        with self._mutex:
+            base = self._overlay.version - len(self._events)
+            if version < base:
+                return None
+            held = self._events[version - base :]
+            records, end, torn = self._read_unread()
+            if torn:
+                self.journal.truncate(end)  # never acknowledged: its writer died mid-append
+            self._unread = records
+            return held + [event for event, _ in records]
+
+    def _read_unread(self) -> tuple[list[tuple[LabelEvent, int]], int, bool]:
+        """Records beyond ``_read_offset``: those decoded already, then the file's rest."""
+        have = self._unread
+        offset = have[-1][1] if have else self._read_offset
+        version = have[-1][0].version if have else self._overlay.version
+        records, end, torn = self.journal.read(offset, version + 1)
+        return have + records, end, torn
+
+    def append(self, event: LabelEvent) -> int:
+        """Append one event (writer lock held); returns the offset to sync.
+
+        ``event.version`` must follow the journal's last record. The event is
+        committed but not durable yet: call :meth:`sync` with the returned
+        offset once the writer lock is released (group commit). The engine
+        takes it in with its next refresh, like another writer's.
+        """
+        record = event.encode(self.meta.label_dtype)
+        end = self.journal.write(record)
+        with self._mutex:  # known without reading it back, if it follows what we know
+            known = self._unread[-1][1] if self._unread else self._read_offset
+            if known == end - len(record):
+                self._unread.append((event, end))
+        return end
+
+    def sync(self, end: int) -> None:
+        """Return once the journal is durable up to ``end`` (no lock needed)."""
+        self.journal.sync(end)
+
+    @property
+    def needs_upgrade(self) -> bool:
+        """Whether the store is of an older format version (its next write upgrades it)."""
+        return self.meta.format_version < FORMAT_VERSION
 
     def checkpoint_if_old_format(self) -> None:
         """Upgrade a store of an older format version (writer lock held), before a write."""
@@ -449,6 +520,8 @@ class Engine:
                 self._write_checkpoint()
 
     def _write_checkpoint(self) -> None:
+        # Chunk files must never get ahead of the durable journal they are a view of.
+        self.journal.sync(self._ends[-1] if self._ends else self._ckpt.journal_offset)
         snap = self.current()
         overlay = self._overlay
         upgrade = self._marks.table is None

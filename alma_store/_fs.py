@@ -15,7 +15,8 @@ Points: ``fsync`` (every fsync, data or directory), ``append-torn`` (half a
 journal record written), ``append-done`` (a record durable, not yet
 acknowledged), ``checkpoint-chunks`` (half of a checkpoint's chunk files
 written), ``checkpoint-file`` (chunks and marks written, checkpoint file not),
-``score-chunk`` (a chunk of scores marked done). Without the variable a point
+``commit-unsynced`` (a commit appended, the writer lock released, not yet
+synced or acknowledged), ``score-step`` (a step of scores durable). Without the variable a point
 costs one dictionary lookup.
 """
 
@@ -26,7 +27,7 @@ import errno
 import os
 import signal
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from .errors import StorageFullError
@@ -89,17 +90,25 @@ def write_fd(fd: int, data: bytes | memoryview) -> None:
         view = view[os.write(fd, view) :]
 
 
-def atomic_write(path: Path, data: bytes | memoryview, *, sync_dir: bool = True) -> None:
+def atomic_write(
+    path: Path,
+    data: bytes | memoryview | Sequence[bytes | memoryview],
+    *,
+    sync_dir: bool = True,
+) -> None:
     """Replace ``path`` with ``data`` durably: temp file, fsync, rename, fsync of the dir.
 
-    ``sync_dir=False`` leaves the directory fsync to the caller, who batches it
-    over many files of one directory.
+    ``data`` may be a sequence of buffers, written one after the other (no
+    joined copy). ``sync_dir=False`` leaves the directory fsync to the caller,
+    who batches it over many files of one directory.
     """
+    parts = [data] if isinstance(data, bytes | memoryview) else data
     with storage_errors(path):
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         try:
             try:
-                write_fd(fd, data)
+                for part in parts:
+                    write_fd(fd, part)
                 crash_point("fsync")
                 os.fsync(fd)
             finally:

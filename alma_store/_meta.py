@@ -23,8 +23,8 @@ from .errors import CorruptStoreError, InvalidInputError, StoreNotFoundError
 
 __all__ = ["FORMAT_VERSION", "READABLE_VERSIONS", "StoreMeta", "read_meta", "write_meta"]
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,39 +1,32 @@
 """Resumable, sharded scoring of the Unlabeled part, and streaming top-k.
 
-Scores live in the store, next to the state::
-
-    scores/<name>/meta.json    dtype, chunk_rows, the store version the run started at
-    scores/<name>/values       Zarr float array (N,), chunked like the mask; NaN = no score
-    scores/<name>/done/<j>     completion marker of chunk j (written last, atomically)
-
+Scores live in the store (``scores/<name>/``, see :mod:`alma_store._scorefiles`).
 A chunk is scored as a unit: its unlabeled rows are read, ``fn`` is applied in
-batches of ``batch_rows``, the whole chunk of scores is written and fsynced,
-and only then is its marker created. A job killed at any instant leaves each
-chunk either marked (complete) or not (redone next time), so a requeued job —
-a Slurm array task with the same ``shard`` — redoes only unfinished chunks.
-Shard ``(i, n)`` owns the chunks ``j`` with ``j % n == i``, so shards write
-disjoint chunk files and need no coordination.
+batches of ``batch_rows``, and the chunk's scores join the current *step*.
+A step is made durable as one file (one fsync of the file, one of the
+directory) once it holds ``step_seconds`` of work, while the next step is
+being scored: a background thread writes it. A job killed at any instant
+leaves each chunk either in a step file (complete) or not (redone next time),
+so a requeued job (a Slurm array task with the same ``shard``) redoes at most
+its last ``step_seconds`` of work. Shard ``(i, n)`` owns the chunks ``j`` with
+``j % n == i``, so shards write disjoint work and need no coordination.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
-import zarr
 
-from ._fs import atomic_write, crash_point, fsync_path, storage_errors
-from ._state import ChunkCodec
+from ._scorefiles import ScoreRun, open_run
 from ._types import IndexArray
 from .errors import InvalidInputError
-from .index import n_chunks
+from .index import n_chunks, ragged_arange
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -41,9 +34,13 @@ if TYPE_CHECKING:
     from .features import FeatureSource
 
 ScoreFn = Callable[[np.ndarray], Any]
-TOP_K_BLOCK_CHUNKS = 8
-"""Score chunks :func:`top_k` reads per block (memory: ``O(k + 8 * chunk_rows)``)."""
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+DEFAULT_STEP_SECONDS = 5.0
+"""Work a durable progress step holds, so at most what a killed job redoes."""
+MAX_STEP_BYTES = 8 << 20
+"""A step is made durable once its scores reach this size, whatever the time: steps
+are written while the next is scored, so smaller ones leave less to wait for at the end."""
+RANGE_LABELED_SHARE = 1 / 8
+"""Up to this share of labeled rows, a chunk is scored as whole ranges (see :func:`score_chunk`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,115 +75,164 @@ def parse_shard(shard: object) -> tuple[int, int]:
     return shard[0], shard[1]
 
 
-def scores_root(root: Path, name: str) -> Path:
-    """The folder of scoring ``name`` (the name checked)."""
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise InvalidInputError(
-            f"a scores name must be 1-100 letters, digits, '_', '-' or '.', got {name!r}"
-        )
-    return root / "scores" / name
-
-
-def open_scores(
-    engine: Engine, name: str, dtype: str = "float32", *, create: bool
-) -> zarr.Array[Any]:
-    """The scores array, created (under the writer lock) on first use."""
-    root = scores_root(engine.root, name)
-    meta_path = root / "meta.json"
-    if not meta_path.exists():
-        if not create:
-            raise InvalidInputError(f"no scores named {name!r} in {engine.root}")
-        with engine.write_lock():
-            if not meta_path.exists():  # another shard may have won the race
-                with storage_errors(root):
-                    root.mkdir(parents=True, exist_ok=True)
-                    (root / "done").mkdir(exist_ok=True)
-                    zarr.create_array(
-                        root / "values",
-                        shape=(engine.n_items,),
-                        chunks=(engine.chunk_rows,),
-                        dtype=dtype,
-                        fill_value=np.nan,
-                        overwrite=True,
-                    )
-                meta = {
-                    "dtype": dtype,
-                    "chunk_rows": engine.chunk_rows,
-                    "store_version": engine.current().version,
-                    "created": time.time(),
-                }
-                atomic_write(meta_path, json.dumps(meta).encode())
-    meta = json.loads(meta_path.read_text())
-    if meta["chunk_rows"] != engine.chunk_rows:
-        raise InvalidInputError(f"scores {name!r} do not match the store's chunking")
-    return zarr.open_array(root / "values", mode="r+" if create else "r")
-
-
-def done_chunks(root: Path, name: str) -> set[int]:
-    """Chunks of scores ``name`` that are complete."""
-    folder = scores_root(root, name) / "done"
-    if not folder.exists():
-        return set()
-    return {int(p) for p in os.listdir(folder) if p.isdigit()}
-
-
 def progress(engine: Engine, name: str) -> tuple[int, int]:
     """``(chunks done, chunks in all)`` of scoring ``name``."""
-    open_scores(engine, name, create=False)
-    return len(done_chunks(engine.root, name)), n_chunks(engine.n_items, engine.chunk_rows)
+    return len(open_run(engine, name, create=False).done()), n_chunks(
+        engine.n_items, engine.chunk_rows
+    )
 
 
 def score_chunk(
-    root: Path,
     source: FeatureSource,
     snap: Snapshot,
     fn: ScoreFn,
-    name: str,
-    arr: zarr.Array[Any],
     j: int,
-    batch_rows: int,
-) -> None:
-    """Score the unlabeled rows of chunk ``j`` at ``snap``, write, fsync, mark done."""
+    dtype: np.dtype,
+    buffer: np.ndarray,
+) -> np.ndarray:
+    """The scores of chunk ``j``'s unlabeled rows at ``snap`` (NaN for its labeled rows).
+
+    ``fn`` gets at most ``len(buffer)`` rows per call, read-only and valid only
+    during the call. Where at most :data:`RANGE_LABELED_SHARE` of the chunk is
+    labeled, ``fn`` scores whole row ranges as the source holds them (for a
+    ``.npy`` file, the mapped page cache itself: no copy at all) and the scores
+    of the few labeled rows among them are dropped; otherwise only the
+    unlabeled rows are gathered into ``buffer``.
+    """
+    batch_rows = len(buffer)
     lo, hi = snap.bounds(j)
+    labeled = snap.labeled_marks(j) if snap.labeled_counts[j] else np.empty(0, np.int64)
+    out = np.full(hi - lo, np.nan, dtype=dtype)
+    if len(labeled) <= RANGE_LABELED_SHARE * (hi - lo):
+        for a in range(lo, hi, batch_rows):
+            b = min(a + batch_rows, hi)
+            out[a - lo : b - lo] = _call(fn, source.view_range(a, b))
+        out[labeled] = np.nan
+        return out
     members = snap.members(j, of_labeled=False)
-    out = np.full(hi - lo, np.nan, dtype=arr.dtype)
     for a in range(0, len(members), batch_rows):
         idx = members[a : a + batch_rows]
-        rows = source.read_sorted(idx)
-        scores = np.asarray(fn(rows))
-        if scores.shape != (len(idx),):
-            raise InvalidInputError(
-                f"the scoring function returned shape {scores.shape} for {len(idx)} rows; "
-                f"it must return one score per row, shape ({len(idx)},)"
-            )
-        if scores.dtype.kind not in "biuf":
-            raise InvalidInputError(f"scores must be numbers, got dtype {scores.dtype}")
-        out[idx - lo] = scores
-    folder = scores_root(root, name)
-    with storage_errors(folder):
-        arr[lo:hi] = out
-    chunk_file = folder / "values" / "c" / str(j)
-    if chunk_file.exists():  # a chunk of all NaN (all labeled) is not stored
-        fsync_path(chunk_file)
-        fsync_path(chunk_file.parent)
-    atomic_write(folder / "done" / str(j), b"")
-    crash_point("score-chunk")
+        out[idx - lo] = _call(fn, source.read_sorted(idx, buffer))
+    return out
 
 
-def check_score_args(fn: object, batch_rows: object) -> None:
-    """Raise :class:`InvalidInputError` for a bad scoring function or batch size."""
+def _call(fn: ScoreFn, rows: np.ndarray) -> np.ndarray:
+    scores = np.asarray(fn(rows))
+    if scores.shape != (len(rows),):
+        raise InvalidInputError(
+            f"the scoring function returned shape {scores.shape} for {len(rows)} rows; "
+            f"it must return one score per row, shape ({len(rows)},)"
+        )
+    if scores.dtype.kind not in "biuf":
+        raise InvalidInputError(f"scores must be numbers, got dtype {scores.dtype}")
+    return scores
+
+
+def load_scores(engine: Engine, name: str) -> np.ndarray:
+    """Every score of ``name`` in one array of ``N`` (NaN where none)."""
+    run = open_run(engine, name, create=False)
+    out = np.full(engine.n_items, np.nan, dtype=run.dtype)
+    for j, values in run.read(sorted(run.done())):
+        lo = j * engine.chunk_rows
+        out[lo : lo + len(values)] = values
+    return out
+
+
+class StepWriter:
+    """Gathers scored chunks into steps and makes each durable in the background.
+
+    At most one step is being written while the next is scored, so memory stays
+    at two steps. Leaving the ``with`` block normally writes the last step and
+    waits for it; leaving on an error drops the unfinished step (its chunks are
+    simply redone) but still waits for the write in flight.
+    """
+
+    def __init__(self, run: ScoreRun, step_seconds: float) -> None:
+        self._run = run
+        self._step_seconds = step_seconds
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alma-score-step")
+        self._pending: Future[object] | None = None
+        self._chunks: list[int] = []
+        self._values: list[np.ndarray] = []
+        self._bytes = 0
+        self._started = time.monotonic()
+
+    def add(self, j: int, values: np.ndarray) -> None:
+        """Add the complete scores of chunk ``j``; a full step goes to be written."""
+        self._chunks.append(j)
+        self._values.append(values)
+        self._bytes += values.nbytes
+        age = time.monotonic() - self._started
+        if age >= self._step_seconds or self._bytes >= MAX_STEP_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._wait()
+        if self._chunks:
+            self._pending = self._pool.submit(self._run.write_step, self._chunks, self._values)
+        self._chunks, self._values, self._bytes = [], [], 0
+        self._started = time.monotonic()
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                self._flush()
+            self._wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+def check_score_args(
+    fn: object, batch_rows: object, step_seconds: object = DEFAULT_STEP_SECONDS
+) -> None:
+    """Raise :class:`InvalidInputError` for a bad scoring function, batch size or step."""
     if not callable(fn):
         raise InvalidInputError(f"fn must be callable, got {fn!r}")
     if not isinstance(batch_rows, int) or isinstance(batch_rows, bool) or batch_rows < 1:
         raise InvalidInputError(f"batch_rows must be a positive int, got {batch_rows!r}")
+    if (
+        not isinstance(step_seconds, int | float)
+        or isinstance(step_seconds, bool)
+        or not step_seconds >= 0
+    ):
+        raise InvalidInputError(f"step_seconds must be a number >= 0, got {step_seconds!r}")
 
 
-def todo_chunks(engine: Engine, name: str, shard: tuple[int, int] = (0, 1)) -> list[int]:
-    """This shard's chunks of scoring ``name`` that are not complete yet."""
+def todo_chunks(run: ScoreRun, shard: tuple[int, int] = (0, 1)) -> list[int]:
+    """This shard's chunks of ``run`` that are not complete yet."""
     i, n = shard
-    done = done_chunks(engine.root, name)
-    count = n_chunks(engine.n_items, engine.chunk_rows)
-    return [j for j in range(count) if j % n == i and j not in done]
+    done = run.done()
+    return [j for j in range(i, len(run.sizes), n) if j not in done]
+
+
+def score_chunks(
+    run: ScoreRun,
+    source: FeatureSource,
+    snap: Snapshot,
+    fn: ScoreFn,
+    chunks: list[int],
+    *,
+    batch_rows: int,
+    step_seconds: float,
+) -> None:
+    """Score ``chunks`` at ``snap`` into ``run``, durable step by step."""
+    buffer = source.buffer(min(batch_rows, run.chunk_rows))
+    with StepWriter(run, step_seconds) as steps:
+        for j in chunks:
+            steps.add(j, score_chunk(source, snap, fn, j, run.dtype, buffer))
 
 
 def score(
@@ -197,64 +243,60 @@ def score(
     *,
     batch_rows: int,
     shard: object,
+    step_seconds: float = DEFAULT_STEP_SECONDS,
 ) -> int:
     """Score this shard's unfinished chunks; returns how many were scored now."""
     engine.check_writable()
-    check_score_args(fn, batch_rows)
+    check_score_args(fn, batch_rows, step_seconds)
     parsed = parse_shard(shard)
-    arr = open_scores(engine, name, create=True)
-    snap = engine.current()
-    todo = todo_chunks(engine, name, parsed)
-    for j in todo:
-        score_chunk(engine.root, source, snap, fn, name, arr, j, batch_rows)
+    run = open_run(engine, name, create=True)
+    todo = todo_chunks(run, parsed)
+    score_chunks(
+        run, source, engine.current(), fn, todo, batch_rows=batch_rows, step_seconds=step_seconds
+    )
     return len(todo)
 
 
 def top_k(engine: Engine, name: str, k: int, *, largest: bool, allow_partial: bool) -> TopK:
     """Best ``k`` still-unlabeled items by score, streaming block by block.
 
-    Score chunk files are read and decoded directly (no zarr call per chunk),
-    :data:`TOP_K_BLOCK_CHUNKS` chunks at a time. Each block keeps only its
-    candidates that can still be among the best ``k`` (``np.partition``, no
-    sort), and one ``lexsort`` of at most ``k`` plus those orders the result:
-    best first, ties to the lower dataset index.
+    Step files are read through a memory map, each once and checked, and
+    each is searched as one vectorised block: only scores at least as good as
+    the ``k``-th best so far are candidates, at most ``k`` of them (ties kept)
+    survive an ``np.partition``, and one ``lexsort`` of those and the best so
+    far orders the result: best first, ties to the lower dataset index.
     """
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise InvalidInputError(f"k must be a positive int, got {k!r}")
-    arr = open_scores(engine, name, create=False)
+    run = open_run(engine, name, create=False)
     snap = engine.current()
-    done = done_chunks(engine.root, name)
+    done = run.done()
     missing = [j for j in range(len(snap.chunk_sizes)) if j not in done]
     if missing and not allow_partial:
         raise InvalidInputError(
             f"scores {name!r} are incomplete: {len(missing)} of {len(snap.chunk_sizes)} chunks "
             f"not scored yet (e.g. {missing[:5]}); finish the run or pass allow_partial=True"
         )
-    codec = ChunkCodec(
-        scores_root(engine.root, name) / "values",
-        (engine.n_items,),
-        (engine.chunk_rows,),
-        arr.dtype,
-    )
     best_idx = np.empty(0, np.int64)
-    best_key = np.empty(0, np.float64)
+    best_key = np.empty(0, run.dtype)
     sign = -1.0 if largest else 1.0  # keep the k smallest keys, key = sign * score
-    ordered = np.array(sorted(done), dtype=np.int64)
-    for a in range(0, len(ordered), TOP_K_BLOCK_CHUNKS):
-        block = ordered[a : a + TOP_K_BLOCK_CHUNKS]
-        runs = snap.runs(block)
-        idx_parts, key_parts = [best_idx], [best_key]
-        for i, j in enumerate(block.tolist()):
-            lo, hi = snap.bounds(j)
-            values = codec.decode(codec.read_raw(j), j, hi - lo).astype(np.float64)
-            values[runs.run(i)] = np.nan  # labeled since scoring: not a candidate
-            local = np.flatnonzero(~np.isnan(values))
-            idx_parts.append(lo + local)
-            key_parts.append(sign * values[local])
-        idx, key = np.concatenate(idx_parts), np.concatenate(key_parts)
-        if len(key) > k:  # only keys up to the k-th smallest can make the cut (ties kept)
-            keep = key <= np.partition(key, k - 1)[k - 1]
-            idx, key = idx[keep], key[keep]
-        order = np.lexsort((idx, key))[:k]  # best first; ties go to the lower index
-        best_idx, best_key = idx[order], key[order]
-    return TopK(best_idx, sign * best_key, snap.version)
+    sizes = snap.chunk_sizes
+    for ids, values in run.read_blocks(sorted(done)):
+        starts = np.cumsum(sizes[ids]) - sizes[ids]  # of each chunk within the block
+        key = np.negative(values) if largest else values.copy()  # exact, in the scores' dtype
+        order = np.argsort(ids)
+        runs = snap.runs(ids[order])
+        take, owner = ragged_arange(runs.starts, runs.lengths)
+        key[starts[order][owner] + runs.flat[take]] = np.nan  # labeled since: not candidates
+        if len(best_key) == k:  # only keys up to the k-th best so far can make the cut
+            cand = np.flatnonzero(key <= best_key[-1])
+        else:
+            cand = np.flatnonzero(~np.isnan(key))
+        if len(cand) > k:  # ties with the k-th smallest are kept
+            cand = cand[key[cand] <= np.partition(key[cand], k - 1)[k - 1]]
+        chunk = np.searchsorted(starts, cand, side="right") - 1
+        idx = np.concatenate([best_idx, ids[chunk] * snap.chunk_rows + (cand - starts[chunk])])
+        both = np.concatenate([best_key, key[cand]])
+        pick = np.lexsort((idx, both))[:k]  # best first; ties go to the lower index
+        best_idx, best_key = idx[pick], both[pick]
+    return TopK(best_idx, sign * best_key.astype(np.float64), snap.version)

@@ -61,6 +61,7 @@ class Snapshot:
         label_dtype: np.dtype[Any],
         label_shape: tuple[int, ...],
         merged: Runs | None = None,
+        labels: dict[int, np.ndarray] | None = None,
         arena: Arena | None = None,
     ) -> None:
         self._source = source
@@ -69,6 +70,9 @@ class Snapshot:
         # Runs merged with the overlay, kept (see runs()); the engine hands them on to the
         # next version's snapshot for every chunk the events in between leave alone.
         self.merged = merged if merged is not None else Runs.empty()
+        # Labels of each chunk's labeled rows (read-only arrays), handed on the same way:
+        # ``O(labeled rows)`` memory, which the labeled set being small keeps small.
+        self.labels: dict[int, np.ndarray] = labels if labels is not None else {}
         self._arena = arena if arena is not None else Arena()
         self._cumsums: dict[bool, IndexArray] = {}
         self.version = overlay.version
@@ -178,6 +182,15 @@ class Snapshot:
         undo = undo_in_range(self._source.events_after(self.version), lo, lo + len(disk))
         return chunk_labels(disk, lo, self._overlay, undo)
 
+    def labeled_labels(self, j: int) -> np.ndarray:
+        """Labels of chunk ``j``'s labeled rows, in order (read-only, kept and handed on)."""
+        got = self.labels.get(j)
+        if got is None:
+            got = self.labels_chunk(j)[self.labeled_marks(j)]
+            got.flags.writeable = False
+            self.labels[j] = got
+        return got
+
     def labels_at(self, dataset_indices: IndexArray) -> np.ndarray:
         """Labels of ``dataset_indices`` at this version (meaningless for unlabeled ones)."""
         out = np.empty((len(dataset_indices), *self.label_shape), self.label_dtype)
@@ -186,7 +199,10 @@ class Snapshot:
         edges = np.flatnonzero(np.diff(chunks[order])) + 1
         for group in np.split(order, edges) if len(order) else []:
             j = int(chunks[group[0]])
-            out[group] = self.labels_chunk(j)[dataset_indices[group] - j * self.chunk_rows]
+            marks, labels = self.labeled_marks(j), self.labeled_labels(j)
+            if len(marks):
+                at = np.searchsorted(marks, dataset_indices[group] - j * self.chunk_rows)
+                out[group] = labels[np.minimum(at, len(marks) - 1)]
         return out
 
     def disk_mask(self, j: int) -> BoolArray:

@@ -4,7 +4,7 @@ Tasks never receive open files: they carry the store's path and the version
 their view was taken at, reopen the store read-only in the worker and read that
 snapshot, so every block shows the same state however many labels land
 meanwhile. ``view.to_dask()`` builds the array; :func:`score` scores the
-Unlabeled part with one task per unfinished chunk.
+Unlabeled part with one task per 8 unfinished chunks.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._engine import DEFAULT_CHECKPOINT_ROWS, Engine, open_engine
-from ._scoring import ScoreFn, check_score_args, open_scores, score_chunk, todo_chunks
+from ._scorefiles import open_run
+from ._scoring import ScoreFn, check_score_args, score_chunks, todo_chunks
 from .errors import ReadOnlyError
 
 if TYPE_CHECKING:
@@ -36,15 +37,24 @@ def _writer(path: str | Path) -> tuple[Engine, Any]:
     )
 
 
-def _score_task(path: str, version: int, fn: ScoreFn, name: str, j: int, batch_rows: int) -> int:
+TASK_CHUNKS = 8
+"""Chunks per task: each task makes its chunks durable as one step file."""
+
+
+def _score_task(
+    path: str, version: int, fn: ScoreFn, name: str, chunks: list[int], batch_rows: int
+) -> int:
     engine, source = _writer(path)
     try:
-        arr = open_scores(engine, name, create=True)
-        score_chunk(engine.root, source, engine.snapshot_at(version), fn, name, arr, j, batch_rows)
+        run = open_run(engine, name, create=False)
+        snap = engine.snapshot_at(version)
+        score_chunks(
+            run, source, snap, fn, chunks, batch_rows=batch_rows, step_seconds=float("inf")
+        )
     finally:
         engine.close()
         source.close()
-    return j
+    return len(chunks)
 
 
 def score(
@@ -70,14 +80,16 @@ def score(
     path = str(Path(store.path).resolve())
     engine, source = _writer(path)
     try:
-        open_scores(engine, name, create=True)
-        todo = todo_chunks(engine, name)
+        todo = todo_chunks(open_run(engine, name, create=True))
     finally:
         engine.close()
         source.close()
     version = store.version
     tasks = [
-        dask.delayed(_score_task, pure=False)(path, version, fn, name, j, batch_rows) for j in todo
+        dask.delayed(_score_task, pure=False)(
+            path, version, fn, name, todo[a : a + TASK_CHUNKS], batch_rows
+        )
+        for a in range(0, len(todo), TASK_CHUNKS)
     ]
     if client is not None:
         client.gather(client.compute(tasks))

@@ -18,12 +18,27 @@ values themselves; ``indices`` are ``n`` int64 dataset indices; ``values`` (and
 ``previous`` for corrections) are the raw little-endian bytes of the label
 dtype, shape ``(n, *label_shape)``.
 
-Durability
-----------
-:meth:`Journal.append` writes a record with ``write`` and returns only after
-``fdatasync``: once ``add_labels`` has returned, the record survives
-``kill -9`` and power loss. A process killed *during* an append leaves at most
-a short record at the end of the file.
+Durability and group commit
+---------------------------
+A writer appends its record with ``write`` (:meth:`Journal.write`, writer lock
+held), releases the lock, and only then makes it durable
+(:meth:`Journal.sync`): ``add_labels`` returns after an ``fdatasync`` of the
+file that began after the record was written, so an acknowledged record
+survives ``kill -9`` and power loss. Writers waiting to sync queue on a second
+lock, ``journal.sync``; the first one in takes the file's size, syncs, and
+records that size in ``journal.sync``; each writer after it whose record ends
+within that size is covered and returns without an ``fdatasync`` of its own.
+So one ``fdatasync`` acknowledges the records of every writer that was waiting,
+and the writer lock is never held across one.
+
+``journal.sync`` holds ``boot id (16 bytes) | journal inode u64 | size u64``.
+It is a hint for the running system only: a writer trusts it only with the
+same boot id and inode. Within one boot the journal only grows, except where a
+writer cuts off a torn tail (a record whose writer died mid-``write``, never
+acknowledged); it does that holding the sync lock and lowers the recorded size
+first, so no record written after the cut can be mistaken for a synced one.
+A process killed *during* an append leaves at most a short record at the end
+of the file.
 
 Replay rules
 ------------
@@ -38,9 +53,11 @@ byte offset. Nothing is ever silently skipped.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import struct
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -205,6 +222,49 @@ class UnknownKindError(ValueError):
     """A record of a kind this version does not know (turned into CorruptStoreError)."""
 
 
+_HINT = struct.Struct("<16sQQ")
+
+
+def _boot_id() -> bytes:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", "rb") as f:
+            return f.read().strip()[:16].ljust(16, b"-")
+    except OSError:
+        return b""  # no boot id: the hint is never trusted
+
+
+_BOOT_ID = _boot_id()
+
+
+@dataclass
+class _SyncHint:
+    """The size of the journal known to be durable (``journal.sync``, its lock held)."""
+
+    fd: int
+    inode: int
+
+    def _read(self) -> int:
+        raw = os.pread(self.fd, _HINT.size, 0)
+        if len(raw) != _HINT.size or not _BOOT_ID:
+            return 0
+        boot, inode, size = _HINT.unpack(raw)
+        return int(size) if boot == _BOOT_ID and inode == self.inode else 0
+
+    def covers(self, end: int) -> bool:
+        """Whether the journal is known durable up to ``end``."""
+        return self._read() >= end
+
+    def set(self, size: int) -> None:
+        """Record that the journal is durable up to ``size`` (never lowers it)."""
+        if _BOOT_ID and size > self._read():
+            os.pwrite(self.fd, _HINT.pack(_BOOT_ID, self.inode, size), 0)
+
+    def lower(self, size: int) -> None:
+        """The journal is being cut to ``size``: nothing beyond it counts as durable."""
+        if self._read() > size:
+            os.pwrite(self.fd, _HINT.pack(_BOOT_ID, self.inode, size), 0)
+
+
 def _file_header(uuid: bytes) -> bytes:
     body = FILE_MAGIC + uuid
     return body + struct.pack("<I", zlib.crc32(body)) + b"\0\0\0\0"
@@ -229,6 +289,8 @@ class Journal:
         self.path = path
         self.label_dtype = label_dtype
         self.label_shape = label_shape
+        self._sync_fd, self._sync_pid = -1, os.getpid()
+        self._sync_mutex = threading.Lock()
         try:
             self._fd = os.open(path, os.O_RDWR | os.O_APPEND if writable else os.O_RDONLY)
         except FileNotFoundError:
@@ -352,31 +414,68 @@ class Journal:
                 return
             offset, first_version = end, first_version + len(records)
 
-    def append(self, record: bytes) -> None:
-        """Append one encoded record and make it durable before returning."""
+    def write(self, record: bytes) -> int:
+        """Append one encoded record (writer lock held); returns where it ends.
+
+        The record is not durable yet: :meth:`sync` it once the lock is released.
+        """
         crash_point("append-torn", lambda: write_fd(self._fd, record[: len(record) // 2]))
         before = self.size()
         try:
             with storage_errors(self.path):
                 write_fd(self._fd, record)
-                crash_point("fsync")
-                os.fdatasync(self._fd)
         except OSError:
             # Whatever part of the record reached the file was never acknowledged:
             # cut it off now, so the journal ends on a whole record.
             with contextlib.suppress(OSError):
                 self.truncate(before)
             raise
+        return before + len(record)
+
+    def sync(self, end: int) -> None:
+        """Return once the file is durable up to ``end``: group commit, see the module doc."""
+        with self._sync_lock() as hint:
+            if hint.covers(end):
+                return  # a sync that began after our record was written covered it
+            size = self.size()
+            with storage_errors(self.path):
+                crash_point("fsync")
+                os.fdatasync(self._fd)
+            hint.set(size)
         crash_point("append-done")
+
+    def append(self, record: bytes) -> None:
+        """Append one encoded record and make it durable before returning."""
+        self.sync(self.write(record))
 
     def truncate(self, offset: int) -> None:
         """Cut an unacknowledged torn tail off (writer lock held)."""
-        os.ftruncate(self._fd, offset)
-        crash_point("fsync")
-        os.fsync(self._fd)
+        with self._sync_lock() as hint:
+            hint.lower(offset)
+            os.ftruncate(self._fd, offset)
+            crash_point("fsync")
+            os.fsync(self._fd)
+
+    @contextlib.contextmanager
+    def _sync_lock(self) -> Iterator[_SyncHint]:
+        """Hold ``journal.sync``'s lock (blocking: it is only ever held across one fsync)."""
+        with self._sync_mutex:  # threads of this process share the descriptor
+            if self._sync_fd < 0 or self._sync_pid != os.getpid():
+                self._sync_fd = os.open(
+                    self.path.with_suffix(".sync"), os.O_RDWR | os.O_CREAT, 0o644
+                )
+                self._sync_pid = os.getpid()
+            fcntl.flock(self._sync_fd, fcntl.LOCK_EX)
+            try:
+                yield _SyncHint(self._sync_fd, os.fstat(self._fd).st_ino)
+            finally:
+                fcntl.flock(self._sync_fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        """Close the file descriptor."""
+        """Close the file descriptors."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        if self._sync_fd >= 0 and self._sync_pid == os.getpid():
+            os.close(self._sync_fd)
+        self._sync_fd = -1

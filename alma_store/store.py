@@ -25,6 +25,8 @@ version; :meth:`Store.at` gives the same reads at a past one.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -33,12 +35,14 @@ import numpy as np
 
 from . import _history, _io, _scoring
 from ._engine import DEFAULT_CHECKPOINT_ROWS, open_engine
+from ._fs import crash_point
 from ._labels import parse_provenance, split_batch
 from ._snapshot import Snapshot
 from ._types import IndexArray, PathLike
 from ._verify import verify
 from ._version import StoreVersion
 from .errors import (
+    AlmaError,
     AlreadyLabeledError,
     InvalidInputError,
     NotLabeledError,
@@ -190,7 +194,7 @@ class Store(StoreVersion):
             return LabelEvent(snap.version + 1, "add", dataset_idx, vals_arr, **provenance)
 
         provenance = parse_provenance(annotator, round, expected_version)
-        return self._commit(build, len(idx), provenance)
+        return self._commit(build, len(idx), provenance, by_position=relative_to == "unlabeled")
 
     def relabel(
         self,
@@ -266,23 +270,57 @@ class Store(StoreVersion):
         return self._commit(build, len(idx), provenance)
 
     def _commit(
-        self, build: Callable[[Snapshot], LabelEvent], n: int, provenance: dict[str, Any]
+        self,
+        build: Callable[[Snapshot], LabelEvent],
+        n: int,
+        provenance: dict[str, Any],
+        *,
+        by_position: bool = False,
     ) -> IndexArray:
-        """Under the writer lock: check the version, build the event, append it durably."""
+        """Build and check the event, append it under the writer lock, then sync it.
+
+        The event is built and checked against the newest snapshot *before* the
+        lock is taken. Under the lock, the records committed meanwhile are only
+        decoded: if none touches the event's items (and its indices are not
+        view positions, which any commit shifts), the event stays right and is
+        appended as the next version. Otherwise it is built again under the
+        lock. ``fdatasync`` runs after the lock is released, shared by every
+        writer waiting for one (group commit, see :mod:`alma_store.journal`).
+        """
         engine = self._engine
         expected = provenance.pop("expected_version")
         if n == 0:
             return np.empty(0, np.int64)
+        if engine.needs_upgrade:
+            with engine.write_lock():
+                engine.refresh(writer=True)
+                engine.checkpoint_if_old_format()
+        snap = engine.latest_taken_in()  # what came since is checked under the lock
+        event: LabelEvent | None = None
+        if not by_position:  # positions are only meaningful at the newest version
+            with contextlib.suppress(AlmaError):  # the verdict is given under the lock
+                event = build(snap)  # every check runs here, before anything is written
         with engine.write_lock():
-            engine.refresh(writer=True)
-            engine.checkpoint_if_old_format()
-            snap = engine.current()
-            if expected is not None and expected != snap.version:
-                raise StaleIndexError(expected, snap.version)
-            event = build(snap)  # every check runs here, before anything is written
-            engine.append(event)
+            newer = engine.events_since(snap.version) if event is not None else None
+            if event is None or newer is None or (newer and _touches(newer, event)):
+                engine.refresh(writer=True)
+                snap, newer, event = engine.current(), [], None
+            latest = snap.version + len(newer)
+            if expected is not None and expected != latest:
+                raise StaleIndexError(expected, latest)
+            if event is None:
+                event = build(snap)
+            elif newer:
+                event = dataclasses.replace(event, version=latest + 1)
+            end = engine.append(event)
+        crash_point("commit-unsynced")  # appended, lock released, not acknowledged yet
+        engine.sync(end)  # outside the lock: one fdatasync covers every waiting writer
+        if len(newer) >= REFRESH_AFTER_EVENTS:
+            engine.refresh()  # take the newer commits in, in one go
+        if engine.tail_rows + n >= engine.checkpoint_rows:
+            engine.refresh()
             if engine.tail_rows >= engine.checkpoint_rows:
-                engine.checkpoint()
+                engine.checkpoint_if_free()
         return event.dataset_indices
 
     def checkpoint(self) -> None:
@@ -345,6 +383,7 @@ class Store(StoreVersion):
         *,
         batch_rows: int = 4096,
         shard: tuple[int, int] | str = (0, 1),
+        step_seconds: float = _scoring.DEFAULT_STEP_SECONDS,
     ) -> int:
         """Score the Unlabeled rows chunk by chunk into ``scores/<name>``, resumably.
 
@@ -352,14 +391,20 @@ class Store(StoreVersion):
         ----------
         fn
             ``fn(rows) -> scores``: one number per row, called with at most
-            ``batch_rows`` rows at a time.
+            ``batch_rows`` rows at a time. ``rows`` is a reused buffer: ``fn``
+            must not keep it (or a view of it) after it returns.
         name
-            Name of the scoring (letters, digits, ``_-.``); one Zarr array each.
+            Name of the scoring (letters, digits, ``_-.``).
         batch_rows
             Rows per call of ``fn``.
         shard
             ``(i, n)`` or ``"i/n"``: score only chunks ``j`` with ``j % n == i``
             (e.g. ``(SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT)``).
+        step_seconds
+            Scored chunks are made durable together, one step file (two fsyncs)
+            per ``step_seconds`` of work (or 64 MiB of scores), written in the
+            background while the next step is scored. A killed job redoes at
+            most its last step. ``0`` makes every chunk its own step.
 
         Returns
         -------
@@ -375,7 +420,13 @@ class Store(StoreVersion):
         the scoring is redone under a new name.
         """
         return _scoring.score(
-            self._engine, self._source, fn, name, batch_rows=batch_rows, shard=shard
+            self._engine,
+            self._source,
+            fn,
+            name,
+            batch_rows=batch_rows,
+            shard=shard,
+            step_seconds=step_seconds,
         )
 
     def top_k(
@@ -397,6 +448,16 @@ class Store(StoreVersion):
     def scoring_progress(self, name: str) -> tuple[int, int]:
         """``(chunks done, chunks in all)`` of scoring ``name``."""
         return _scoring.progress(self._engine, name)
+
+    def load_scores(self, name: str) -> np.ndarray:
+        """All ``N`` scores of scoring ``name`` in memory (materialises ``N`` values).
+
+        NaN where an item has no score: it was labeled when its chunk was
+        scored, or its chunk is not scored yet. For the best items use the
+        streaming :meth:`top_k` instead.
+        """
+        self._engine.check_open()
+        return _scoring.load_scores(self._engine, name)
 
     # -- checks and lifecycle ------------------------------------------------
 
@@ -427,8 +488,10 @@ class Store(StoreVersion):
         if engine.closed:
             return
         try:
-            if checkpoint and self.mode == "r+" and engine.tail_rows:
-                engine.checkpoint_if_free()
+            if checkpoint and self.mode == "r+":
+                engine.refresh()  # our own last commits are taken in lazily
+                if engine.tail_rows:
+                    engine.checkpoint_if_free()
         finally:
             engine.close()
             self._source.close()
@@ -443,6 +506,20 @@ class Store(StoreVersion):
         engine = self._engine
         state = "closed" if engine.closed else f"version={self.version}, labeled={self.num_labeled}"
         return f"<alma_store.Store {str(self.path)!r} N={len(self)} {state} mode={self.mode!r}>"
+
+
+REFRESH_AFTER_EVENTS = 16
+"""A writer takes in others' commits (and its own) once this many have piled up."""
+
+
+def _touches(events: list[LabelEvent], event: LabelEvent) -> bool:
+    """Whether any of ``events`` touches an item of ``event``."""
+    mine = np.sort(event.dataset_indices)
+    for other in events:
+        at = np.searchsorted(mine, other.dataset_indices)
+        if (mine[np.minimum(at, len(mine) - 1)] == other.dataset_indices).any():
+            return True
+    return False
 
 
 def _labeled_values(snap: Snapshot, dataset_indices: IndexArray) -> np.ndarray:

@@ -180,16 +180,29 @@ class _View:
             yield np.concatenate(pending)
 
     def batches(
-        self, batch_rows: int = DEFAULT_BATCH_ROWS
+        self, batch_rows: int = DEFAULT_BATCH_ROWS, *, reuse: bool = False
     ) -> Iterator[tuple[IndexArray, np.ndarray]]:
         """Stream the view: ``(dataset_indices, rows)`` of at most ``batch_rows`` rows each.
 
         Memory stays bounded by one batch whatever the view's length; rows are
-        read with contiguous range reads wherever the view is dense.
+        read with contiguous range reads wherever the view is dense, and each
+        row is copied once, from the page cache into the batch.
+
+        Parameters
+        ----------
+        batch_rows
+            Rows per batch.
+        reuse
+            Fill one buffer again and again instead of a new array per batch:
+            a batch's ``rows`` are then valid only until the next batch is
+            asked for (copy what you keep). It saves allocating and zeroing
+            fresh memory for every batch, which is most of the cost of
+            streaming beside a model that allocates too.
         """
+        out = self._source.buffer(batch_rows) if reuse else None
         for idx in self.iter_dataset_indices(batch_rows):
             self._engine.check_open()
-            yield idx, self._source.read_sorted(idx)  # sorted and unique by construction
+            yield idx, self._source.read_sorted(idx, out)  # sorted and unique by construction
 
     def to_dask(self) -> Any:
         """The view's rows as a ``dask.array.Array`` (``dask`` extra), one block per chunk.
@@ -226,9 +239,10 @@ class _View:
             raise ValueError("a view cannot be turned into an array without copying")
         out = np.empty(self.shape, dtype=self.dtype)
         at = 0
-        for _, rows in self.batches():
-            out[at : at + len(rows)] = rows
-            at += len(rows)
+        for idx in self.iter_dataset_indices():  # each batch read straight into its place
+            self._engine.check_open()
+            self._source.read_sorted(idx, out[at : at + len(idx)])
+            at += len(idx)
         return out if dtype is None else out.astype(dtype)
 
     def __repr__(self) -> str:
@@ -271,7 +285,7 @@ class LabeledView(_View):
         for j in np.flatnonzero(self._counts).tolist():
             self._engine.check_open()
             marks = snap.labeled_marks(j)
-            yield j, j * snap.chunk_rows + marks, snap.labels_chunk(j)[marks]
+            yield j, j * snap.chunk_rows + marks, snap.labeled_labels(j)
 
     def labels_at(self, dataset_indices: object) -> np.ndarray:
         """Labels of labeled ``dataset_indices`` at this view's version."""

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 import alma_store
+from alma_store._meta import FORMAT_VERSION
 
 DATA = Path(__file__).resolve().parent / "data"
 
 
-@pytest.mark.parametrize("name", ["store-v1", "store-v2"])
+@pytest.mark.parametrize("name", ["store-v1", "store-v2", "store-v3"])
 def test_can_read_old(tmp_path: Path, name: str) -> None:
     with alma_store.open(DATA / name, mode="r") as store:  # read-only: touches nothing
         assert (len(store), store.version, store.num_labeled) == (20, 3, 5)
@@ -29,7 +30,7 @@ def test_can_read_old(tmp_path: Path, name: str) -> None:
     with alma_store.open(tmp_path / name, mode="r") as store:
         assert store.version == 4 and store.labels.tolist()[0] == "cat"
         assert store.verify()["num_labeled"] == 6
-        assert store.meta["format_version"] == 2  # a v1 store is upgraded by its first write
+        assert store.meta["format_version"] == FORMAT_VERSION  # upgraded by its first write
     # The writer checkpointed when it closed: one marks index, of version 4.
     assert sorted(p.name for p in (tmp_path / name).glob("marks-*.bin")) == ["marks-4.bin"]
 
@@ -40,8 +41,44 @@ def test_upgrade_of_v1_keeps_everything(tmp_path: Path) -> None:
         before = (store.version, store.labels.tolist(), np.asarray(store.labeled_mask).tolist())
     with alma_store.open(tmp_path / "s") as store:
         store.upgrade()
-        assert store.meta["format_version"] == 2
+        assert store.meta["format_version"] == FORMAT_VERSION
         assert (store.version, store.labels.tolist(), np.asarray(store.labeled_mask).tolist()) == (
             before
         )
         assert store.verify()["records"] == 3
+
+
+def norm(rows: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(rows, axis=1)
+
+
+@pytest.mark.parametrize("name", ["store-v2-scores", "store-v3"])
+def test_scorings_of_every_layout(tmp_path: Path, name: str) -> None:
+    """A partial scoring (chunks 0 and 2 of 3) is read as it is and resumed by a writer.
+
+    ``store-v2-scores`` holds a scoring of layout 1 (a Zarr array and a marker per
+    chunk), written by alma_store 0.1 with format version 2; the writer that resumes
+    it rewrites it as step files first.
+    """
+    features = np.arange(60, dtype=np.float32).reshape(20, 3)
+    labeled = [0, 4, 5, 12, 19]
+    want = norm(features).astype(np.float32)
+    want[labeled] = np.nan
+    unscored = np.arange(8, 16)  # chunk 1
+    with alma_store.open(DATA / name, mode="r") as store:
+        assert store.scoring_progress("norm") == (2, 3)
+        partial = want.copy()
+        partial[unscored] = np.nan
+        assert np.array_equal(store.load_scores("norm"), partial, equal_nan=True)
+        q = store.top_k("norm", 3, allow_partial=True)
+        assert q.dataset_indices.tolist() == [18, 17, 16]
+        with pytest.raises(alma_store.InvalidInputError, match="incomplete"):
+            store.top_k("norm", 3)
+    shutil.copytree(DATA / name, tmp_path / name)
+    with alma_store.open(tmp_path / name) as store:
+        assert store.score(norm, "norm") == 1  # only chunk 1 is scored now
+        assert store.scoring_progress("norm") == (3, 3)
+        assert np.allclose(store.load_scores("norm"), want, equal_nan=True)
+        assert store.top_k("norm", 2).dataset_indices.tolist() == [18, 17]
+    folder = tmp_path / name / "scores" / "norm"
+    assert sorted(p.name for p in folder.iterdir()) == ["meta.json", "steps"]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import alma_store
+from alma_store._meta import FORMAT_VERSION
 from alma_store.cli import cli, main
 
 
@@ -160,8 +161,8 @@ def test_score_and_query(tmp_path: Path, features: str, capsys, monkeypatch) -> 
 def test_upgrade_of_a_v1_store(tmp_path: Path, capsys) -> None:
     shutil.copytree(Path(__file__).parent / "data" / "store-v1", tmp_path / "s")
     code, out, _ = run(capsys, "upgrade", str(tmp_path / "s"))
-    assert code == 0 and "from format version 1 to 2" in out
+    assert code == 0 and f"from format version 1 to {FORMAT_VERSION}" in out
     code, out, _ = run(capsys, "upgrade", str(tmp_path / "s"))
-    assert code == 0 and "at format version 2 already" in out
+    assert code == 0 and f"at format version {FORMAT_VERSION} already" in out
     code, out, _ = run(capsys, "verify", str(tmp_path / "s"))
     assert code == 0 and "version 3, 5 labeled" in out

@@ -99,3 +99,73 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     assert taken == list(range(n - 5 * n_workers, n))
     assert all(labels[i] == -1 for i in taken)
     assert len(labels) == n - reserve + 5 * n_workers
+
+
+GROUP_WRITER = r"""
+import sys
+import alma_store
+path, w, writers, n = sys.argv[1], *map(int, sys.argv[2:5])
+store = alma_store.open(path, checkpoint_rows=10**9)  # no checkpoint: only commits fsync
+print("ready", flush=True)
+sys.stdin.readline()
+for i in range(w, n, writers):
+    store.add_labels([i], [w], relative_to="dataset")
+    print(i, flush=True)  # acknowledged: add_labels returned
+store.close(checkpoint=False)
+"""
+
+
+@pytest.mark.slow
+def test_group_commit_survives_killed_writers(tmp_path: Path) -> None:
+    """Writers killed inside the group commit leave every acknowledged label and no stuck lock.
+
+    Writer 0 is killed holding the sync lock as the leader, about to ``fdatasync`` for
+    everyone waiting; writer 1 right after appending its third commit and releasing the
+    writer lock, before syncing it. The other two must finish, and every label any writer
+    acknowledged must be there with its writer's value.
+    """
+    writers, n = 4, 400
+    alma_store.create(tmp_path / "s", np.zeros((n, 1)), chunk_rows=32).close()
+    crashes = {0: "fsync:3", 1: "commit-unsynced:3"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", GROUP_WRITER, str(tmp_path / "s"), str(w), str(writers), str(n)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO), "ALMA_STORE_CRASH": crashes.get(w, "")},
+        )
+        for w in range(writers)
+    ]
+    for proc in procs:  # all have opened the store: let them go at once
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    acknowledged: dict[int, int] = {}
+    for w, proc in enumerate(procs):
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == (-9 if w in crashes else 0), err
+        acknowledged.update((int(i), w) for i in out.split())
+    assert len([i for i, w in acknowledged.items() if w >= 2]) == 2 * n // writers
+    with alma_store.open(tmp_path / "s") as store:
+        summary = store.verify()
+        labels = dict(
+            zip(
+                np.flatnonzero(np.asarray(store.labeled_mask)).tolist(),
+                store.labels.tolist(),
+                strict=True,
+            )
+        )
+        # The killed writers' last commits were appended but never acknowledged: present or
+        # not, never half there; everything acknowledged is there with its writer's value.
+        assert all(labels.get(i) == w for i, w in acknowledged.items())
+        in_flight = {
+            max((i for i, k in acknowledged.items() if k == w), default=w - writers) + writers
+            for w in crashes
+        }
+        assert set(labels) - set(acknowledged) <= in_flight
+        assert summary["num_labeled"] == len(labels) == store.version
+        store.relabel([n - 1], [9])  # the store goes on

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import zarr
 
 import alma_store
 from alma_store import InvalidInputError
@@ -51,7 +50,7 @@ def test_score_and_top_k_match_brute_force(tmp_path: Path) -> None:
     )
     assert store.score(norm_score, "norm") == 0  # all done: nothing redone
     mask = np.asarray(store.labeled_mask)
-    values = zarr.open_array(tmp_path / "s" / "scores" / "norm" / "values")[:]
+    values = store.load_scores("norm")
     assert np.isnan(values[mask]).all()
     assert np.allclose(values[~mask], norm_score(X[~mask]))
     for largest in (True, False):
@@ -95,15 +94,17 @@ SCORER = r"""
 import sys, numpy as np, alma_store
 with alma_store.open(sys.argv[1]) as s:
     print(s.score(lambda rows: np.linalg.norm(rows, axis=1), "norm", batch_rows=16,
-                  shard=sys.argv[2]), flush=True)
+                  shard=sys.argv[2], step_seconds=float(sys.argv[3])), flush=True)
 """
 
 
-def start_scorer(path: Path, shard: str, crash: str = "") -> subprocess.Popen[str]:
-    """A scoring process; ``crash`` (e.g. ``"score-chunk:4"``) makes it SIGKILL itself there."""
+def start_scorer(
+    path: Path, shard: str, crash: str = "", step_seconds: float = 0.0
+) -> subprocess.Popen[str]:
+    """A scoring process; ``crash`` (e.g. ``"score-step:4"``) makes it SIGKILL itself there."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "ALMA_STORE_CRASH": crash}
     return subprocess.Popen(
-        [sys.executable, "-c", SCORER, str(path), shard],
+        [sys.executable, "-c", SCORER, str(path), shard, str(step_seconds)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -119,21 +120,29 @@ def test_killed_scoring_resumes_to_the_same_result(tmp_path: Path) -> None:
     reference, _ = make(reference_dir, n=2000, chunk_rows=64)
     reference.score(norm_score, "norm")
     store.close()
-    # Killed three times at deterministic points: right after a chunk's marker, between a
-    # chunk's scores and its marker (its fsync), and mid-way; then it finishes.
-    for crash in ("score-chunk:3", "fsync:9", "score-chunk:5"):
-        proc = start_scorer(tmp_path / "s", "0/1", crash)
+    # Killed three times at deterministic points: right after the third one-chunk step is
+    # durable (the fourth being scored meanwhile), before the file of a step holding every
+    # remaining chunk is fsynced (nothing of it may count), and after two more steps.
+    expect_done = 0
+    for crash, step_seconds, gained in (
+        ("score-step:3", 0.0, 3),
+        ("fsync:1", float("inf"), 0),
+        ("score-step:2", 0.0, 2),
+    ):
+        proc = start_scorer(tmp_path / "s", "0/1", crash, step_seconds)
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == -signal.SIGKILL, err
-    with alma_store.open(tmp_path / "s") as s:
-        done, total = s.scoring_progress("norm")
-        assert 0 < done < total
+        expect_done += gained
+        with alma_store.open(tmp_path / "s", mode="r") as s:
+            done, total = s.scoring_progress("norm")
+        assert done == expect_done, crash
     proc = start_scorer(tmp_path / "s", "0/1")
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert int(out) == total - done  # only the unfinished chunks were redone
-    got = zarr.open_array(tmp_path / "s" / "scores" / "norm" / "values")[:]
-    want = zarr.open_array(reference_dir / "s" / "scores" / "norm" / "values")[:]
+    with alma_store.open(tmp_path / "s", mode="r") as s:
+        got = s.load_scores("norm")
+    want = reference.load_scores("norm")
     assert np.array_equal(got, want, equal_nan=True)
     with alma_store.open(tmp_path / "s") as s:
         assert (
@@ -181,8 +190,8 @@ def test_dask_matches_single_process(tmp_path: Path) -> None:
     assert np.array_equal(rows, np.asarray(unlabeled))
     assert unlabeled.to_dask().compute(scheduler="synchronous").shape == unlabeled.shape
     store.score(norm_score, "single")
-    dask_values = zarr.open_array(tmp_path / "s" / "scores" / "dask" / "values")[:]
-    single_values = zarr.open_array(tmp_path / "s" / "scores" / "single" / "values")[:]
+    dask_values = store.load_scores("dask")
+    single_values = store.load_scores("single")
     # The single run scored one version later (one more label); compare where both scored.
     both = ~np.isnan(single_values)
     assert np.array_equal(dask_values[both], single_values[both])
@@ -213,3 +222,23 @@ def test_top_k_with_many_ties_matches_brute_force(tmp_path: Path, k: int) -> Non
         got = store.top_k("coarse", k, largest=largest)
         assert got.dataset_indices.tolist() == want.tolist()
         assert np.array_equal(got.scores, scores[want])
+
+
+def test_damaged_step_file_is_named_and_recomputed(tmp_path: Path) -> None:
+    store, X = make(tmp_path, n=300, chunk_rows=64)
+    store.score(norm_score, "norm", step_seconds=0)  # 5 chunks, 5 step files
+    steps = sorted((tmp_path / "s" / "scores" / "norm" / "steps").glob("*.bin"))
+    assert len(steps) == 5
+    raw = bytearray(steps[2].read_bytes())
+    raw[len(raw) // 2] ^= 0x10
+    steps[2].write_bytes(bytes(raw))
+    with pytest.raises(alma_store.CorruptStoreError, match=steps[2].name):
+        store.top_k("norm", 3)
+    steps[2].unlink()  # what the error says to do
+    assert store.score(norm_score, "norm") == 1
+    mask = np.asarray(store.labeled_mask)
+    assert store.top_k("norm", 9).dataset_indices.tolist() == brute_top_k(X, mask, 9, True).tolist()
+    steps[0].write_bytes(steps[0].read_bytes()[:7])  # a torn header
+    with pytest.raises(alma_store.CorruptStoreError, match=steps[0].name):
+        store.scoring_progress("norm")
+    store.close()

@@ -396,13 +396,78 @@ def bench_stream(
     shutil.rmtree(store_path)
 
 
+WRITER_CHILD = r"""
+import json, sys, time
+import numpy as np
+import alma_store
+path, w, writers, commits, per = sys.argv[1], *map(int, sys.argv[2:6])
+store = alma_store.open(path, lock_timeout=60)
+items = np.arange(w, commits * per * writers, writers)  # this writer's own items
+print("ready", flush=True)
+sys.stdin.readline()  # all writers start together
+lat = []
+start = time.perf_counter()
+for c in range(commits):
+    t = time.perf_counter()
+    store.add_labels(items[c * per : (c + 1) * per], np.ones(per, np.int64), relative_to="dataset")
+    lat.append(time.perf_counter() - t)
+end = time.perf_counter()
+store.close(checkpoint=False)
+print(json.dumps({"start": start, "end": end, "lat": lat}))
+"""
+
+
+def bench_writers(root: Path, n: int, rows: list[dict], commits: int = 400, per: int = 10) -> None:
+    """Commits per second and latency with 1 and 4 writer processes on one store."""
+    feats = root / f"features-{n}.npy"
+    sparse_npy(feats, (n, 1), "uint8")
+    for writers in (1, 4):
+        path = root / f"writers-{writers}"
+        alma_store.create(path, str(feats), overwrite=True).close()
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", WRITER_CHILD, str(path)]
+                + [str(v) for v in (w, writers, commits, per)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for w in range(writers)
+        ]
+        for proc in procs:  # every writer has opened the store: start them at once
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        out = [json.loads(proc.communicate()[0]) for proc in procs]
+        lat = np.concatenate([o["lat"] for o in out]) * 1e3
+        span = max(o["end"] for o in out) - min(o["start"] for o in out)
+        with alma_store.open(path, mode="r") as store:
+            assert store.version == writers * commits
+            assert store.num_labeled == writers * commits * per
+        rows.append(
+            {
+                "writers": writers,
+                "labels_per_commit": per,
+                "commits_per_s": writers * commits / span,
+                "median_ms": float(np.median(lat)),
+                "p99_ms": float(np.percentile(lat, 99)),
+                "max_ms": float(lat.max()),
+            }
+        )
+    rows[-1]["x_one_writer"] = rows[-1]["commits_per_s"] / rows[-2]["commits_per_s"]
+    rows[-2]["x_one_writer"] = 1.0
+
+
 def table(title: str, rows: list[dict]) -> str:
     if not rows:
         return ""
-    keys = list(rows[0])
+    keys = list(dict.fromkeys(k for r in rows for k in r))
     fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)
     lines = [f"\n### {title}\n", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows]
+    lines += ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -438,6 +503,9 @@ def main() -> None:
     ckpts: list[dict] = []
     if "checkpoint" in sections:
         bench_checkpoint(root, 10**6 if args.quick else 10**8, ckpts)
+    writers: list[dict] = []
+    if "writers" in sections:
+        bench_writers(root, 10**6, writers, commits=100 if args.quick else 400)
     streams: list[dict] = []
     if "stream" in sections:
         n_stream = 200_000 if args.quick else 10_000_000
@@ -448,6 +516,7 @@ def main() -> None:
     print(table("Journal tail: 100 Unlabeled positions and a 100-label commit", tails))
     print(table("Checkpoint: 65,536 random labels folded into the chunk files", ckpts))
     print(table("ViewDataset over the Labeled view, batches of 256", datasets))
+    print(table("Concurrent writers: 10-label commits by dataset index", writers))
     print(table("Streaming the Unlabeled view (float32 features, page cache warm)", streams))
     if args.dir is None:
         shutil.rmtree(root)

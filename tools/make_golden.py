@@ -4,7 +4,8 @@
 
 A golden set, once committed, is never overwritten (the script refuses).
 The store is small and self-contained (its features are copied into it), has a
-checkpoint and a journal tail after it, string labels and provenance, so
+checkpoint and a journal tail after it, string labels, provenance and a partial
+scoring, so
 tests/test_can_read_old.py checks that every later release still reads it.
 """
 
@@ -30,6 +31,8 @@ def main() -> None:
     store.add_labels([12, 19], ["dog", "bird"], relative_to="dataset", annotator="bob", round=1)
     store.checkpoint()
     store.add_labels([(3, "cat")], round=2)  # position 3 is item 4; stays in the journal tail
+    # Chunks 0 and 2 of 3 scored, one step file each (format version 3 and later).
+    store.score(lambda rows: np.linalg.norm(rows, axis=1), "norm", shard=(0, 2), step_seconds=0)
     store.close(checkpoint=False)
     (OUT / "lock").unlink(missing_ok=True)
     print(f"wrote {OUT}")

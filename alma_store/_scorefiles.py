@@ -1,0 +1,284 @@
+"""The files of one scoring run: ``scores/<name>/``.
+
+Layout 2 (format version 3)::
+
+    scores/<name>/meta.json        layout, dtype, chunk_rows, the store version it started at
+    scores/<name>/steps/<id>.bin   one durable progress step: the scores of whole chunks
+
+A step file holds the complete scores of one or more chunks and is created
+atomically (temp file, fsync, rename, fsync of the directory), so a chunk is
+done exactly when a step file holds it: there is nothing else to trust or to
+keep consistent. A step's bytes are::
+
+    b"ALSS" | u32 format (1) | u32 count | u32 chunk ids[count] | the chunks' scores | u32 CRC-32
+
+each chunk's scores are its rows' values (NaN where it had no unlabeled row),
+little-endian, in the order of the ids, and the CRC-32 covers every byte
+before it. Two step files may hold the same chunk (two processes that scored it
+at once): either is a complete scoring of it, and readers take the first by
+file name.
+
+Layout 1 (format versions 1 and 2) kept a Zarr array ``values`` chunked like
+the mask and one empty marker ``done/<j>`` per chunk, at four fsyncs per
+chunk. It is still read; the first :func:`open_run` with ``create=True``
+rewrites it as layout 2.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import re
+import shutil
+import struct
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ._fs import atomic_write, crash_point, storage_errors
+from ._state import ChunkCodec
+from .errors import CorruptStoreError, InvalidInputError
+from .index import chunk_sizes
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+
+__all__ = ["ScoreRun", "open_run", "scores_root"]
+
+LAYOUT = 2
+_MAGIC = b"ALSS"
+_HEAD = struct.Struct("<4sII")
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+
+
+def scores_root(root: Path, name: str) -> Path:
+    """The folder of scoring ``name`` (the name checked)."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidInputError(
+            f"a scores name must be 1-100 letters, digits, '_', '-' or '.', got {name!r}"
+        )
+    return root / "scores" / name
+
+
+def encode_step(chunks: list[int], values: list[np.ndarray], dtype: np.dtype) -> list[memoryview]:
+    """The buffers of a step file holding ``values[i]``, the scores of chunk ``chunks[i]``.
+
+    >>> raw = b"".join(encode_step([3], [np.array([1.0, np.nan])], np.dtype("float32")))
+    >>> ids, scores = decode_step(raw, "x", np.dtype("float32"))
+    >>> ids.tolist(), scores.tolist()[0]
+    ([3], 1.0)
+    """
+    little = dtype.newbyteorder("<")
+    parts = [
+        memoryview(_HEAD.pack(_MAGIC, 1, len(chunks))),
+        memoryview(np.asarray(chunks, "<u4")).cast("B"),
+        *(memoryview(np.ascontiguousarray(v, dtype=little)).cast("B") for v in values),
+    ]
+    crc = 0
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    return [*parts, memoryview(struct.pack("<I", crc))]
+
+
+def decode_step(
+    raw: bytes | mmap.mmap, where: object, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(chunk ids, all their scores concatenated)`` of a step file, checked."""
+    view = memoryview(raw)
+    try:
+        magic, fmt, count = _HEAD.unpack_from(view)
+        (crc,) = struct.unpack_from("<I", view, len(view) - 4)
+        ok = magic == _MAGIC and fmt == 1 and zlib.crc32(view[:-4]) == crc
+    except struct.error:
+        ok = False
+    if not ok:
+        raise CorruptStoreError(
+            f"score step file {where} is damaged (its checksum does not match); delete it "
+            "and score again under the same name: only its chunks are redone"
+        )
+    ids = np.frombuffer(view, "<u4", count, _HEAD.size).astype(np.int64)
+    values = np.frombuffer(
+        view[: len(view) - 4], dtype.newbyteorder("<"), offset=_HEAD.size + 4 * count
+    )
+    return ids, values
+
+
+@dataclass
+class ScoreRun:
+    """One scoring run's files, and which chunks are done."""
+
+    folder: Path
+    name: str
+    dtype: np.dtype
+    chunk_rows: int
+    n_items: int
+    layout: int
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """Rows of every chunk."""
+        return chunk_sizes(self.n_items, self.chunk_rows)
+
+    def done(self) -> dict[int, Path]:
+        """Chunks that are complete, and the file holding each (layout 2)."""
+        if self.layout == 1:
+            folder = self.folder / "done"
+            names = os.listdir(folder) if folder.exists() else []
+            return {int(p): folder / p for p in names if p.isdigit()}
+        out: dict[int, Path] = {}
+        folder = self.folder / "steps"
+        for path in sorted(folder.glob("*.bin")) if folder.exists() else []:
+            for j in self._step_ids(path):
+                out.setdefault(j, path)
+        return out
+
+    def _step_ids(self, path: Path) -> list[int]:
+        with open(path, "rb") as f:
+            head = f.read(_HEAD.size)
+            if len(head) < _HEAD.size or head[:4] != _MAGIC:
+                raise CorruptStoreError(f"score step file {path} is damaged (bad header)")
+            _, _, count = _HEAD.unpack(head)
+            ids = np.frombuffer(f.read(4 * count), "<u4")
+        if len(ids) != count or (len(ids) and ids.max() >= len(self.sizes)):
+            raise CorruptStoreError(f"score step file {path} is damaged (bad chunk ids)")
+        return ids.astype(np.int64).tolist()
+
+    def read(self, chunks: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+        """``(j, scores of chunk j)`` for the given done chunks, each file read once."""
+        sizes = self.sizes
+        for ids, values in self.read_blocks(chunks):
+            ends = np.cumsum(sizes[ids])
+            for j, end in zip(ids.tolist(), ends.tolist(), strict=True):
+                yield j, values[end - int(sizes[j]) : end]
+
+    def read_blocks(self, chunks: list[int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(chunk ids, their scores back to back)``, one block per step file read.
+
+        The scores of a step file are its memory map itself wherever the block
+        is all of the file (read-only; the page cache, not this process's memory).
+        """
+        done = self.done()
+        sizes = self.sizes
+        if self.layout == 1:
+            codec = self._legacy_codec()
+            for a in range(0, len(chunks), 8):
+                ids = np.array(chunks[a : a + 8], np.int64)
+                parts = [codec.decode(codec.read_raw(j), j, int(sizes[j])) for j in ids.tolist()]
+                yield ids, np.concatenate(parts) if parts else np.empty(0, self.dtype)
+            return
+        by_file: dict[Path, set[int]] = {}
+        for j in chunks:
+            by_file.setdefault(done[j], set()).add(j)
+        for path, wanted in by_file.items():
+            with open(path, "rb") as f:  # mapped: the page cache, not this process's memory
+                try:
+                    raw: bytes | mmap.mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                except ValueError:  # an empty file
+                    raw = b""
+            ids, values = decode_step(raw, path, self.dtype)
+            if ids.size and len(values) != int(sizes[ids].sum()):
+                raise CorruptStoreError(f"score step file {path} is damaged (wrong length)")
+            keep = np.isin(ids, np.fromiter(wanted, np.int64, len(wanted)))
+            if not keep.all():
+                ends = np.cumsum(sizes[ids])
+                values = np.concatenate(
+                    [
+                        values[e - int(sizes[j]) : e]
+                        for j, e, k in zip(ids, ends, keep, strict=True)
+                        if k
+                    ]
+                )
+                ids = ids[keep]
+            yield ids, values
+
+    def write_step(self, chunks: list[int], values: list[np.ndarray]) -> Path:
+        """Make the scores of ``chunks`` durable in one new step file."""
+        path = self.folder / "steps" / f"{uuid.uuid4().hex}.bin"
+        atomic_write(path, encode_step(chunks, values, self.dtype))
+        crash_point("score-step")
+        return path
+
+    def _legacy_codec(self) -> ChunkCodec:
+        return ChunkCodec(self.folder / "values", (self.n_items,), (self.chunk_rows,), self.dtype)
+
+
+def _read_meta(folder: Path, name: str) -> dict[str, object]:
+    try:
+        meta = json.loads((folder / "meta.json").read_bytes())
+        if not isinstance(meta, dict):
+            raise TypeError("not an object")
+        return meta
+    except FileNotFoundError:
+        raise InvalidInputError(f"no scores named {name!r} in {folder.parent.parent}") from None
+    except (ValueError, TypeError) as exc:
+        raise CorruptStoreError(f"{folder / 'meta.json'} is damaged: {exc}") from None
+
+
+def _run_from(engine: Engine, folder: Path, name: str) -> ScoreRun:
+    meta = _read_meta(folder, name)
+    try:
+        dtype = np.dtype(str(meta["dtype"]))
+        layout = int(meta.get("layout", 1))  # type: ignore[call-overload]
+        chunk_rows = meta["chunk_rows"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptStoreError(f"{folder / 'meta.json'} is damaged: {exc!r}") from None
+    if chunk_rows != engine.chunk_rows or layout not in (1, LAYOUT):
+        raise CorruptStoreError(
+            f"{folder / 'meta.json'} does not describe a scoring of this store "
+            f"(chunk_rows {chunk_rows!r}, layout {layout!r})"
+        )
+    return ScoreRun(folder, name, dtype, engine.chunk_rows, engine.n_items, layout)
+
+
+def open_run(engine: Engine, name: str, dtype: str = "float32", *, create: bool) -> ScoreRun:
+    """The scoring run ``name``; with ``create``, made (or moved to layout 2) under the writer lock."""
+    folder = scores_root(engine.root, name)
+    if not create:
+        return _run_from(engine, folder, name)
+    with engine.write_lock():
+        engine.refresh(writer=True)
+        engine.checkpoint_if_old_format()  # step files need format version 3
+        if not (folder / "meta.json").exists():
+            with storage_errors(folder):
+                (folder / "steps").mkdir(parents=True, exist_ok=True)
+            meta = {
+                "layout": LAYOUT,
+                "dtype": np.dtype(dtype).str,
+                "chunk_rows": engine.chunk_rows,
+                "store_version": engine.current().version,
+                "created": time.time(),
+            }
+            atomic_write(folder / "meta.json", json.dumps(meta).encode())
+        run = _run_from(engine, folder, name)
+        return _upgrade(run) if run.layout == 1 else run
+
+
+def _upgrade(old: ScoreRun) -> ScoreRun:
+    """Rewrite a layout-1 run as step files, then switch its meta.json (writer lock held).
+
+    A crash before the switch leaves layout 1 in force (the steps are redone); after
+    it, only the old files are left to delete.
+    """
+    new = ScoreRun(old.folder, old.name, old.dtype, old.chunk_rows, old.n_items, LAYOUT)
+    steps = old.folder / "steps"
+    shutil.rmtree(steps, ignore_errors=True)  # from an upgrade that did not finish
+    with storage_errors(steps):
+        steps.mkdir()
+    done = sorted(old.done())
+    per_step = max(1, (64 << 20) // max(1, old.chunk_rows * old.dtype.itemsize))
+    for a in range(0, len(done), per_step):
+        part = dict(old.read(done[a : a + per_step]))
+        new.write_step(list(part), list(part.values()))
+    meta = _read_meta(old.folder, old.name)
+    meta["layout"] = LAYOUT
+    atomic_write(old.folder / "meta.json", json.dumps(meta).encode())
+    shutil.rmtree(old.folder / "values", ignore_errors=True)
+    shutil.rmtree(old.folder / "done", ignore_errors=True)
+    return new
