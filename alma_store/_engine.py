@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _state
-from ._fs import crash_point
+from ._fs import crash_point, will_need
 from ._lock import LockTimeout, WriterLock
 from ._meta import FORMAT_VERSION, StoreMeta, read_meta, write_meta
 from ._overlay import NO_UNDO, Overlay, chunk_labels, chunk_mask, undo_in_range
@@ -58,6 +58,8 @@ from .journal import FILE_HEADER_SIZE, Journal, LabelEvent
 
 __all__ = ["DEFAULT_CHECKPOINT_ROWS", "Engine", "open_engine", "open_reader"]
 
+OPEN_READ_BYTES = 1 << 18
+"""Bytes of each store file an open fetches ahead (all of the small ones)."""
 DEFAULT_CHECKPOINT_ROWS = 65536
 """Journal entries after which a writer folds the tail into the chunk files."""
 
@@ -573,6 +575,12 @@ def open_engine(
 ) -> tuple[Engine, FeatureSource]:
     """Open the store at ``root``: its checked metadata, feature source and engine."""
     meta = read_meta(root)
+    # What the open reads next, fetched at once rather than one cold read after another.
+    for name in ("checkpoint.bin", "journal.bin", "state/mask/zarr.json", "state/labels/zarr.json"):
+        will_need(root / name, OPEN_READ_BYTES)
+    with contextlib.suppress(OSError):
+        for version in _state.marks_versions(root)[-1:]:
+            will_need(_state.marks_path(root, version), OPEN_READ_BYTES)
     source = open_source(meta.features, root, meta.n_items)
     try:
         engine = Engine(

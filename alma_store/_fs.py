@@ -32,7 +32,14 @@ from pathlib import Path
 
 from .errors import StorageFullError
 
-__all__ = ["atomic_write", "crash_point", "fsync_path", "storage_errors", "write_fd"]
+__all__ = [
+    "atomic_write",
+    "crash_point",
+    "fsync_path",
+    "storage_errors",
+    "will_need",
+    "write_fd",
+]
 
 _FULL = {errno.ENOSPC, errno.EDQUOT}
 
@@ -79,6 +86,22 @@ def fsync_path(path: Path) -> None:
     try:
         crash_point("fsync")
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def will_need(path: Path, length: int = 0) -> None:
+    """Start reading the first ``length`` bytes of ``path`` (0: all of it) into the page cache.
+
+    Asynchronous: files about to be read one after the other are fetched at once.
+    A missing file is ignored (the read that follows reports it).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.posix_fadvise(fd, 0, length, os.POSIX_FADV_WILLNEED)
     finally:
         os.close(fd)
 

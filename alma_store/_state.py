@@ -323,6 +323,11 @@ class ChunkCodec:
         # zarr v3 writes non-finite float fill values as strings ("NaN", "Infinity", ...).
         self._fill = float(fill) if isinstance(fill, str) and self.dtype.kind == "f" else fill
 
+    @property
+    def compressors(self) -> list[Any]:
+        """The bytes-to-bytes codecs after ``bytes`` (none: chunk files are raw)."""
+        return list(self._compressors)
+
     def path(self, j: int) -> Path:
         """The chunk file of row chunk ``j``."""
         return self.folder / "c" / f"{j}{self._key_tail}"
@@ -335,8 +340,12 @@ class ChunkCodec:
         except FileNotFoundError:
             return None
 
-    def decode(self, raw: bytes | None, j: int, rows: int) -> np.ndarray:
-        """The first ``rows`` rows of chunk ``j`` from its bytes (None: the fill value)."""
+    def decode(self, raw: bytes | None, j: int, rows: int, *, writable: bool = True) -> np.ndarray:
+        """The first ``rows`` rows of chunk ``j`` from its bytes (None: the fill value).
+
+        ``writable=False`` may return a read-only view of the decoded bytes
+        instead of a copy.
+        """
         if raw is None:
             dtype = STR_DTYPE if self.dtype.kind == "T" else self.dtype
             fill = "" if self.dtype.kind == "T" or self._fill is None else self._fill
@@ -348,7 +357,8 @@ class ChunkCodec:
             if self.dtype.kind == "T":
                 out = np.asarray(VLenUTF8().decode(data)).astype(STR_DTYPE)
             else:
-                out = np.frombuffer(data, dtype=self.dtype.newbyteorder("<")).astype(self.dtype)
+                out = np.frombuffer(data, dtype=self.dtype.newbyteorder("<"))
+                out = out.astype(self.dtype, copy=writable or out.dtype != self.dtype)
             return out.reshape(self.chunk_shape)[:rows]
         except Exception as exc:  # noqa: BLE001 - numcodecs raises bare RuntimeErrors
             raise CorruptStoreError(f"chunk file {self.path(j)} is damaged: {exc}") from None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ import numpy as np
 import zarr
 
 from ._types import IndexArray, PathLike
+from ._zarrchunks import chunk_rows_for
 from .errors import (
     AlmaError,
     CorruptStoreError,
@@ -134,16 +136,10 @@ class FeatureSource:
 
     def sample_hash(self) -> str:
         """BLAKE2b of :data:`SAMPLE_BLOCKS` evenly spread blocks of rows (``O(1)`` reads)."""
-        n = self.shape[0]
-        rows = min(SAMPLE_ROWS, n)
-        digest = hashlib.blake2b(digest_size=16)
-        starts = sorted(
-            {(k * (n - rows)) // max(SAMPLE_BLOCKS - 1, 1) for k in range(SAMPLE_BLOCKS)}
-        )
-        for lo in starts if rows else []:
-            block = np.ascontiguousarray(self.read_range(lo, lo + rows))
-            digest.update(block.astype(block.dtype.newbyteorder("<")).tobytes())
-        return f"blake2b:{digest.hexdigest()}"
+        return sample_hash(self.shape[0], self.read_range, self.will_read)
+
+    def will_read(self, ranges: list[tuple[int, int]]) -> None:
+        """A hint that rows ``[lo, hi)`` of each range are read next (their I/O may start now)."""
 
     def close(self) -> None:
         """Release file handles."""
@@ -153,6 +149,8 @@ class FeatureSource:
         """Turn data that cannot be read or decoded into an error of the tree, naming it."""
         try:
             yield
+        except CorruptStoreError as exc:  # a chunk file the fast path could not decode
+            raise damaged_source(self.path, self.owned_by, exc) from None
         except AlmaError:
             raise
         except Exception as exc:  # noqa: BLE001 - zarr, numcodecs and h5py raise bare errors
@@ -210,6 +208,19 @@ class NpySource(FeatureSource):
     def view_range(self, lo: int, hi: int) -> np.ndarray:
         # docstring inherited
         return np.asarray(self._mm[lo:hi])  # the mapping itself (read-only)
+
+    def will_read(self, ranges: list[tuple[int, int]]) -> None:
+        # docstring inherited
+        # Asynchronous readahead of every range at once: a cold open waits for one
+        # round trip to the disk, not one per sampled block.
+        row_bytes = self.dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64))
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for lo, hi in ranges:
+                start = self._mm.offset + lo * row_bytes
+                os.posix_fadvise(fd, start, (hi - lo) * row_bytes, os.POSIX_FADV_WILLNEED)
+        finally:
+            os.close(fd)
 
     def read_rows(self, dataset_indices: IndexArray) -> np.ndarray:
         # docstring inherited
@@ -277,21 +288,58 @@ class ZarrSource(FeatureSource):
         _check_rows(self._arr.shape, self.path)
         self.shape = tuple(self._arr.shape)
         self.dtype = np.dtype(self._arr.dtype)
+        self._fast = (
+            chunk_rows_for(self.path, self.shape, tuple(self._arr.chunks), self.dtype)
+            if self._arr.metadata.zarr_format == 3 and self._arr.shards is None
+            else None
+        )
 
     @property
     def array(self) -> zarr.Array[Any]:
         # docstring inherited
         return self._arr
 
+    @property
+    def fast_path(self) -> bool:
+        """Whether rows are read straight from the chunk files (see :mod:`alma_store._zarrchunks`)."""
+        return self._fast is not None
+
     def read_range(self, lo: int, hi: int) -> np.ndarray:
         # docstring inherited
         with self._unreadable():
+            if self._fast is not None and hi > lo:
+                out = self.buffer(hi - lo)
+                self._fast.read_range(lo, hi, out)
+                return out
             return np.asarray(self._arr[lo:hi])
 
     def read_rows(self, dataset_indices: IndexArray) -> np.ndarray:
         # docstring inherited
         with self._unreadable():
             return np.asarray(self._arr.oindex[dataset_indices])
+
+    def read_sorted(self, dataset_indices: IndexArray, out: np.ndarray | None = None) -> np.ndarray:
+        # docstring inherited
+        if self._fast is None:
+            return super().read_sorted(dataset_indices, out)
+        part = (self.buffer(len(dataset_indices)) if out is None else out)[: len(dataset_indices)]
+        if len(dataset_indices):
+            with self._unreadable():
+                self._fast.gather(dataset_indices, part)
+        return part
+
+    def will_read(self, ranges: list[tuple[int, int]]) -> None:
+        # docstring inherited
+        if self._fast is not None:  # the chunks are decoded in parallel, ahead of the reads
+            rows = self._fast.chunk_rows
+            self._fast.prefetch(
+                sorted({j for lo, hi in ranges for j in range(lo // rows, (hi - 1) // rows + 1)})
+            )
+
+    def close(self) -> None:
+        # docstring inherited
+        if self._fast is not None:
+            self._fast.close()
 
     def describe(self) -> dict[str, Any]:
         # docstring inherited
@@ -333,6 +381,8 @@ class HDF5Source(FeatureSource):
             self._file.close()
             raise InvalidInputError(f"{self.path}:{self.dataset} is a group, not a dataset")
         self._ds = ds
+        self._scratch: np.ndarray | None = None
+        self._scratch_lock = threading.Lock()
         _check_rows(ds.shape, self.path)
         self.shape = tuple(ds.shape)
         self.dtype = np.dtype(ds.dtype)
@@ -354,6 +404,31 @@ class HDF5Source(FeatureSource):
         with self._unreadable():
             return np.asarray(self._ds[dataset_indices])
 
+    def read_sorted(self, dataset_indices: IndexArray, out: np.ndarray | None = None) -> np.ndarray:
+        # docstring inherited
+        # ``read_direct`` decodes into our buffer: no array allocated per read. A set
+        # with gaps is read as its covering range into a reused scratch buffer and
+        # gathered from there, far cheaper than HDF5's point selection.
+        n = len(dataset_indices)
+        part = (self.buffer(n) if out is None else out)[:n]
+        if n == 0:
+            return part
+        lo, hi = int(dataset_indices[0]), int(dataset_indices[-1]) + 1
+        if hi - lo > 4 * n or not part.flags.c_contiguous:
+            part[...] = self.read_rows(dataset_indices)
+            return part
+        with self._unreadable():
+            if hi - lo == n:
+                self._ds.read_direct(part, np.s_[lo:hi])
+                return part
+            with self._scratch_lock:  # one scratch buffer per source, threads take turns
+                if self._scratch is None or len(self._scratch) < hi - lo:
+                    self._scratch = self.buffer(hi - lo)
+                scratch = self._scratch[: hi - lo]
+                self._ds.read_direct(scratch, np.s_[lo:hi])
+                np.take(scratch, dataset_indices - lo, axis=0, out=part, mode="clip")
+        return part
+
     def describe(self) -> dict[str, Any]:
         # docstring inherited
         return {
@@ -369,10 +444,15 @@ class HDF5Source(FeatureSource):
             self._file.close()
 
 
-def sample_hash(n_rows: int, read_range: Callable[[int, int], np.ndarray]) -> str:
+def sample_hash(
+    n_rows: int,
+    read_range: Callable[[int, int], np.ndarray],
+    will_read: Callable[[list[tuple[int, int]]], None] | None = None,
+) -> str:
     """BLAKE2b of :data:`SAMPLE_BLOCKS` evenly spread blocks of rows read by ``read_range``.
 
     The content part of a feature fingerprint: its cost does not grow with ``n_rows``.
+    ``will_read`` is told all the blocks first, so a source can fetch them at once.
 
     >>> x = np.arange(100.0).reshape(50, 2)
     >>> sample_hash(50, lambda a, b: x[a:b]) == sample_hash(50, lambda a, b: x.copy()[a:b])
@@ -381,8 +461,10 @@ def sample_hash(n_rows: int, read_range: Callable[[int, int], np.ndarray]) -> st
     rows = min(SAMPLE_ROWS, n_rows)
     digest = hashlib.blake2b(digest_size=16)
     spread = max(SAMPLE_BLOCKS - 1, 1)
-    starts = sorted({(k * (n_rows - rows)) // spread for k in range(SAMPLE_BLOCKS)})
-    for lo in starts if rows else []:
+    starts = sorted({(k * (n_rows - rows)) // spread for k in range(SAMPLE_BLOCKS)}) if rows else []
+    if will_read is not None and starts:
+        will_read([(lo, lo + rows) for lo in starts])
+    for lo in starts:
         block = np.ascontiguousarray(read_range(lo, lo + rows))
         digest.update(block.astype(block.dtype.newbyteorder("<")).tobytes())
     return f"blake2b:{digest.hexdigest()}"

@@ -113,6 +113,51 @@ def bench_map(root: Path, n: int, n_labeled: int, rows: list[dict]) -> None:
     shutil.rmtree(path)
 
 
+OPEN_CHILD = r"""
+import json, os, sys, time
+import alma_store  # imported before the clock starts: a process opens many stores
+path, cold = sys.argv[1], sys.argv[2] == "1"
+if cold:  # every file the open reads, out of the page cache
+    feats = json.load(open(os.path.join(path, "meta.json")))["features"]["path"]
+    files = [feats] + [os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs]
+    for name in files:
+        fd = os.open(name, os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+t = time.perf_counter()
+store = alma_store.open(path, mode="r")
+opened = time.perf_counter() - t
+n = len(store.unlabeled)
+store.close()
+print(json.dumps({"open_s": opened, "unlabeled": n}))
+"""
+
+
+def bench_open(root: Path, n: int, n_labeled: int, rows: list[dict]) -> None:
+    """Open in a fresh process, page cache warm and cold (every file the open reads dropped)."""
+    path, _ = make_store(root, n, n_labeled)
+    for cold in (False, True):
+        times = []
+        for _ in range(7):
+            out = subprocess.run(
+                [sys.executable, "-c", OPEN_CHILD, str(path), "1" if cold else "0"],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            times.append(json.loads(out.stdout)["open_s"])
+        rows.append(
+            {
+                "N": n,
+                "labeled": n_labeled,
+                "page_cache": "cold" if cold else "warm",
+                "open_median_ms": statistics.median(times) * 1e3,
+                "open_max_ms": max(times) * 1e3,
+            }
+        )
+    shutil.rmtree(path)
+
+
 def bench_commit(root: Path, n: int, rows: list[dict]) -> None:
     path, _ = make_store(root, n, 0)
     rng = np.random.default_rng(2)
@@ -489,6 +534,9 @@ def main() -> None:
         for n_labeled in (1000, min(n // 100, 10**6)):
             bench_map(root, n, n_labeled, maps)
             print(table("offset map, 100 positions", maps[-1:]), flush=True)
+    opens: list[dict] = []
+    if "open" in sections:
+        bench_open(root, 10**6 if args.quick else 10**9, 10**4 if args.quick else 10**6, opens)
     commits: list[dict] = []
     for n in sizes[:2] if "commit" in sections else []:
         bench_commit(root, n, commits)
@@ -512,6 +560,7 @@ def main() -> None:
         bench_stream(root, n_stream, 32, 0.01, 65536, streams)
     print(f"# alma_store core benchmark ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores)")
     print(table("Offset map: 100 random Unlabeled positions -> dataset indices", maps))
+    print(table("Open in a fresh process (read-only)", opens))
     print(table("Durable commit latency (add_labels returns after fdatasync)", commits))
     print(table("Journal tail: 100 Unlabeled positions and a 100-label commit", tails))
     print(table("Checkpoint: 65,536 random labels folded into the chunk files", ckpts))
