@@ -213,11 +213,11 @@ class Engine:
         events, ends, read_offset = [], [], ckpt.journal_offset
         for event, end in zip(self._events, self._ends, strict=True):
             if event.version > ckpt.version:
-                overlay = overlay.apply(event, self.chunk_rows)
                 events.append(event)
                 ends.append(end)
                 read_offset = end
-        self._events, self._ends, self._overlay = events, ends, overlay
+        self._events, self._ends = events, ends
+        self._overlay = overlay.apply_all(events, self.chunk_rows)
         self._read_offset = read_offset
         self._unread = []
         self._snapshot = None
@@ -255,8 +255,8 @@ class Engine:
         """Read the journal records appended since we last looked; True if there were any."""
         records, end, torn = self._read_unread()
         self._unread = []
+        self._overlay = self._overlay.apply_all([event for event, _ in records], self.chunk_rows)
         for event, rec_end in records:
-            self._overlay = self._overlay.apply(event, self.chunk_rows)
             self._events.append(event)
             self._ends.append(rec_end)
         self._read_offset = end
@@ -366,8 +366,7 @@ class Engine:
                 base.version, base.counts, self.meta.label_dtype, self.meta.label_shape
             )
             if version >= base.version:
-                for event in self._events[: version - base.version]:
-                    overlay = overlay.apply(event, self.chunk_rows)
+                overlay = overlay.apply_all(self._events[: version - base.version], self.chunk_rows)
             else:  # older than the checkpoint: take the events (version, c0] back out
                 older = list(self.iter_events(first=version + 1, last=base.version))
                 overlay = Overlay.rewind(overlay, older, self.chunk_rows)

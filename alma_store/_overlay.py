@@ -11,7 +11,7 @@ at any version in ``[c0, now]``:
    (setting each index back to its state — labeled or not, and its label —
    before the event), then
 2. set every index the overlay holds to its state at ``v``: for ``v >= c0``
-   the indices touched in ``(c0, v]`` (:meth:`Overlay.apply`), for ``v < c0``
+   the indices touched in ``(c0, v]`` (:meth:`Overlay.apply_all`), for ``v < c0``
    those touched in ``(v, c0]`` (:meth:`Overlay.rewind`).
 
 Indices touched by no event in ``(c0, now]`` are the same at every version in
@@ -59,30 +59,43 @@ class Overlay:
             counts=counts,
         )
 
-    def apply(self, event: LabelEvent, chunk_rows: int) -> Overlay:
-        """The overlay one event later."""
-        if event.version != self.version + 1:
-            raise ValueError(f"event version {event.version} does not follow {self.version}")
-        order = np.argsort(event.dataset_indices, kind="stable")
-        new = event.dataset_indices[order]
-        new_values = event.values[order]
+    def apply_all(self, events: list[LabelEvent], chunk_rows: int) -> Overlay:
+        """The overlay after ``events`` (consecutive versions), merged into it in one pass.
+
+        Where several events touch an index the last one decides its state, so
+        this equals applying them one by one, with one insertion into the
+        sorted arrays instead of one per event.
+        """
+        if not events:
+            return self
+        for k, event in enumerate(events, start=self.version + 1):
+            if event.version != k:
+                raise ValueError(f"event version {event.version} does not follow {k - 1}")
+        counts = self.counts.copy()
+        for event in events:
+            step = int(event.labeled_after) - int(event.labeled_before)
+            if step:
+                np.add.at(counts, event.dataset_indices // chunk_rows, step)
+        idx = np.concatenate([e.dataset_indices for e in events])
+        state = np.concatenate([np.full(len(e.dataset_indices), e.labeled_after) for e in events])
+        vals = np.concatenate([e.values for e in events]) if len(events) > 1 else events[0].values
+        # The last occurrence of each index wins: unique over the reversed order.
+        new, first = np.unique(idx[::-1], return_index=True)
+        last = len(idx) - 1 - first
+        new_labeled, new_values = state[last], vals[last]
         at = np.searchsorted(self.indices, new)
         present = np.zeros(new.shape, bool)
         if len(self.indices):
             present = self.indices[np.minimum(at, len(self.indices) - 1)] == new
         labeled = self.labeled.copy()
         values = self.values.copy()
-        labeled[at[present]] = event.labeled_after
+        labeled[at[present]] = new_labeled[present]
         values[at[present]] = new_values[present]
         fresh = ~present
-        counts = self.counts.copy()
-        step = int(event.labeled_after) - int(event.labeled_before)
-        if step:
-            np.add.at(counts, new // chunk_rows, step)
         return Overlay(
-            version=event.version,
+            version=events[-1].version,
             indices=np.insert(self.indices, at[fresh], new[fresh]),
-            labeled=np.insert(labeled, at[fresh], event.labeled_after),
+            labeled=np.insert(labeled, at[fresh], new_labeled[fresh]),
             values=np.insert(values, at[fresh], new_values[fresh], axis=0),
             counts=counts,
         )

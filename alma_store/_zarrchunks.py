@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._copy import take_rows
 from ._state import ChunkCodec
 from ._types import IndexArray
 from .errors import CorruptStoreError
@@ -155,8 +156,7 @@ class ChunkRows:
                 if b - a == len(rows):
                     out[a:b] = rows
                 else:
-                    local = dataset_indices[a:b] - j * self.chunk_rows
-                    np.take(rows, local, axis=0, out=out[a:b], mode="clip")
+                    take_rows(rows, dataset_indices[a:b] - j * self.chunk_rows, out[a:b])
 
     def read_range(self, lo: int, hi: int, out: np.ndarray) -> None:
         """Rows ``[lo, hi)`` into ``out``."""

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 
+from ._copy import take_rows
 from ._types import IndexArray, PathLike
 from ._zarrchunks import chunk_rows_for
 from .errors import (
@@ -186,14 +187,7 @@ class NpySource(FeatureSource):
         _check_rows(self._mm.shape, self.path)
         self.shape = tuple(self._mm.shape)
         self.dtype = self._mm.dtype
-        row_bytes = self.dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64))
-        # One opaque item per row: numpy gathers those with a plain copy per row,
-        # markedly faster than ``take`` along axis 0 of the numeric array.
-        self._rows = (
-            self._mm.reshape(self.shape[0], -1).view(np.dtype((np.void, row_bytes))).reshape(-1)
-            if self._mm.flags.c_contiguous and row_bytes and len(self.shape) > 1
-            else None
-        )
+        self._fd = -1  # for read-ahead hints, opened on first use
 
     @property
     def array(self) -> np.memmap[Any, np.dtype[Any]]:
@@ -214,13 +208,11 @@ class NpySource(FeatureSource):
         # Asynchronous readahead of every range at once: a cold open waits for one
         # round trip to the disk, not one per sampled block.
         row_bytes = self.dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64))
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            for lo, hi in ranges:
-                start = self._mm.offset + lo * row_bytes
-                os.posix_fadvise(fd, start, (hi - lo) * row_bytes, os.POSIX_FADV_WILLNEED)
-        finally:
-            os.close(fd)
+        if self._fd < 0:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        for lo, hi in ranges:
+            start = self._mm.offset + lo * row_bytes
+            os.posix_fadvise(self._fd, start, (hi - lo) * row_bytes, os.POSIX_FADV_WILLNEED)
 
     def read_rows(self, dataset_indices: IndexArray) -> np.ndarray:
         # docstring inherited
@@ -237,17 +229,8 @@ class NpySource(FeatureSource):
         lo, hi = int(dataset_indices[0]), int(dataset_indices[-1]) + 1
         if hi - lo == n:
             np.copyto(part, self._mm[lo:hi])
-        elif self._rows is not None and part.flags.c_contiguous:
-            # Straight from the mapping into the batch, each row copied once; "clip" (the
-            # indices are checked already) lets numpy write into ``out`` without a temporary.
-            np.take(
-                self._rows,
-                dataset_indices,
-                out=part.reshape(n, -1).view(self._rows.dtype).reshape(-1),
-                mode="clip",
-            )
-        else:
-            np.take(self._mm, dataset_indices, axis=0, out=part, mode="clip")
+        else:  # straight from the mapping into the batch, each row copied once
+            take_rows(np.asarray(self._mm), dataset_indices, part)
         return part
 
     def describe(self) -> dict[str, Any]:
@@ -263,7 +246,9 @@ class NpySource(FeatureSource):
         # docstring inherited
         # The mapping is released when the last array using it goes; closing it
         # by hand would leave such arrays pointing at unmapped memory.
-        return
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class ZarrSource(FeatureSource):
@@ -426,7 +411,7 @@ class HDF5Source(FeatureSource):
                     self._scratch = self.buffer(hi - lo)
                 scratch = self._scratch[: hi - lo]
                 self._ds.read_direct(scratch, np.s_[lo:hi])
-                np.take(scratch, dataset_indices - lo, axis=0, out=part, mode="clip")
+                take_rows(scratch, dataset_indices - lo, part)
         return part
 
     def describe(self) -> dict[str, Any]:

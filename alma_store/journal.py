@@ -24,21 +24,23 @@ A writer appends its record with ``write`` (:meth:`Journal.write`, writer lock
 held), releases the lock, and only then makes it durable
 (:meth:`Journal.sync`): ``add_labels`` returns after an ``fdatasync`` of the
 file that began after the record was written, so an acknowledged record
-survives ``kill -9`` and power loss. Writers waiting to sync queue on a second
-lock, ``journal.sync``; the first one in takes the file's size, syncs, and
-records that size in ``journal.sync``; each writer after it whose record ends
-within that size is covered and returns without an ``fdatasync`` of its own.
-So one ``fdatasync`` acknowledges the records of every writer that was waiting,
-and the writer lock is never held across one.
+survives ``kill -9`` and power loss. The writer lock is never held across an
+``fdatasync``. A syncing writer reads the file's size, calls ``fdatasync`` and
+records that size in ``journal.sync``; a writer whose record ends within a
+recorded size is covered by that ``fdatasync`` and returns without one of its
+own. Writers that do sync at the same time are merged into one journal commit
+by the filesystem.
 
-``journal.sync`` holds ``boot id (16 bytes) | journal inode u64 | size u64``.
-It is a hint for the running system only: a writer trusts it only with the
-same boot id and inode. Within one boot the journal only grows, except where a
-writer cuts off a torn tail (a record whose writer died mid-``write``, never
-acknowledged); it does that holding the sync lock and lowers the recorded size
-first, so no record written after the cut can be mistaken for a synced one.
-A process killed *during* an append leaves at most a short record at the end
-of the file.
+``journal.sync`` holds ``boot id (16 bytes) | journal inode u64 | size u64 |
+generation u64``, read and written under its own ``flock`` (held for that read
+or write only). It is a hint for the running system only: a writer trusts it
+only with the same boot id and inode. Within one boot the journal only grows,
+except where a writer cuts off a torn tail (a record whose writer died
+mid-``write``, never acknowledged): it lowers the recorded size to the cut and
+bumps the generation first, and a syncing writer records its size only if the
+generation is still the one it saw before it read the size, so no record
+written after a cut is ever taken for a synced one. A process killed *during*
+an append leaves at most a short record at the end of the file.
 
 Replay rules
 ------------
@@ -222,7 +224,7 @@ class UnknownKindError(ValueError):
     """A record of a kind this version does not know (turned into CorruptStoreError)."""
 
 
-_HINT = struct.Struct("<16sQQ")
+_HINT = struct.Struct("<16sQQQ")
 
 
 def _boot_id() -> bytes:
@@ -238,31 +240,25 @@ _BOOT_ID = _boot_id()
 
 @dataclass
 class _SyncHint:
-    """The size of the journal known to be durable (``journal.sync``, its lock held)."""
+    """``journal.sync`` (its lock held): the journal size known durable, and the cut count."""
 
     fd: int
     inode: int
 
-    def _read(self) -> int:
+    def read(self) -> tuple[int, int]:
+        """``(size known durable, generation)``; ``(0, 0)`` unless this boot and journal wrote it."""
         raw = os.pread(self.fd, _HINT.size, 0)
         if len(raw) != _HINT.size or not _BOOT_ID:
-            return 0
-        boot, inode, size = _HINT.unpack(raw)
-        return int(size) if boot == _BOOT_ID and inode == self.inode else 0
+            return 0, 0
+        boot, inode, size, generation = _HINT.unpack(raw)
+        if boot != _BOOT_ID or inode != self.inode:
+            return 0, 0
+        return int(size), int(generation)
 
-    def covers(self, end: int) -> bool:
-        """Whether the journal is known durable up to ``end``."""
-        return self._read() >= end
-
-    def set(self, size: int) -> None:
-        """Record that the journal is durable up to ``size`` (never lowers it)."""
-        if _BOOT_ID and size > self._read():
-            os.pwrite(self.fd, _HINT.pack(_BOOT_ID, self.inode, size), 0)
-
-    def lower(self, size: int) -> None:
-        """The journal is being cut to ``size``: nothing beyond it counts as durable."""
-        if self._read() > size:
-            os.pwrite(self.fd, _HINT.pack(_BOOT_ID, self.inode, size), 0)
+    def write(self, size: int, generation: int) -> None:
+        """Record ``size`` and ``generation``."""
+        if _BOOT_ID:
+            os.pwrite(self.fd, _HINT.pack(_BOOT_ID, self.inode, size, generation), 0)
 
 
 def _file_header(uuid: bytes) -> bytes:
@@ -435,13 +431,17 @@ class Journal:
     def sync(self, end: int) -> None:
         """Return once the file is durable up to ``end``: group commit, see the module doc."""
         with self._sync_lock() as hint:
-            if hint.covers(end):
-                return  # a sync that began after our record was written covered it
-            size = self.size()
-            with storage_errors(self.path):
-                crash_point("fsync")
-                os.fdatasync(self._fd)
-            hint.set(size)
+            durable, generation = hint.read()
+        if durable >= end:
+            return  # a sync that began after our record was written covered it
+        size = self.size()
+        with storage_errors(self.path):
+            crash_point("fsync")
+            os.fdatasync(self._fd)  # concurrent ones are merged by the filesystem's journal
+        with self._sync_lock() as hint:
+            now, now_generation = hint.read()
+            if now_generation == generation and size > now:  # no tail was cut meanwhile
+                hint.write(size, generation)
         crash_point("append-done")
 
     def append(self, record: bytes) -> None:
@@ -451,14 +451,15 @@ class Journal:
     def truncate(self, offset: int) -> None:
         """Cut an unacknowledged torn tail off (writer lock held)."""
         with self._sync_lock() as hint:
-            hint.lower(offset)
+            durable, generation = hint.read()
+            hint.write(min(durable, offset), generation + 1)
             os.ftruncate(self._fd, offset)
             crash_point("fsync")
             os.fsync(self._fd)
 
     @contextlib.contextmanager
     def _sync_lock(self) -> Iterator[_SyncHint]:
-        """Hold ``journal.sync``'s lock (blocking: it is only ever held across one fsync)."""
+        """Hold ``journal.sync``'s lock (blocking: it is held for a read or a write of it)."""
         with self._sync_mutex:  # threads of this process share the descriptor
             if self._sync_fd < 0 or self._sync_pid != os.getpid():
                 self._sync_fd = os.open(

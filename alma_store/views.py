@@ -200,9 +200,15 @@ class _View:
             streaming beside a model that allocates too.
         """
         out = self._source.buffer(batch_rows) if reuse else None
-        for idx in self.iter_dataset_indices(batch_rows):
+        batches = self.iter_dataset_indices(batch_rows)
+        idx = next(batches, None)
+        while idx is not None:
+            following = next(batches, None)
+            if following is not None:  # its I/O (or decoding) starts while this one is used
+                self._source.will_read([(int(following[0]), int(following[-1]) + 1)])
             self._engine.check_open()
             yield idx, self._source.read_sorted(idx, out)  # sorted and unique by construction
+            idx = following
 
     def to_dask(self) -> Any:
         """The view's rows as a ``dask.array.Array`` (``dask`` extra), one block per chunk.

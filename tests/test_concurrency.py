@@ -119,9 +119,9 @@ store.close(checkpoint=False)
 def test_group_commit_survives_killed_writers(tmp_path: Path) -> None:
     """Writers killed inside the group commit leave every acknowledged label and no stuck lock.
 
-    Writer 0 is killed holding the sync lock as the leader, about to ``fdatasync`` for
-    everyone waiting; writer 1 right after appending its third commit and releasing the
-    writer lock, before syncing it. The other two must finish, and every label any writer
+    Writer 0 is killed about to ``fdatasync`` a size that may cover other writers' records
+    (before it can record that size in ``journal.sync``); writer 1 right after appending its
+    third commit and releasing the writer lock, before syncing it. The other two must finish, and every label any writer
     acknowledged must be there with its writer's value.
     """
     writers, n = 4, 400

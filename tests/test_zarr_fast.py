@@ -103,6 +103,8 @@ def test_damaged_chunk_of_a_source_is_a_source_error(tmp_path: Path) -> None:
     store = alma_store.create(tmp_path / "s", str(path))
     (path / "c" / "1" / "0").write_bytes(b"not zstd at all")
     store.close()
-    with pytest.raises(alma_store.SourceChangedError, match="cannot be read"):
-        with alma_store.open(tmp_path / "s") as s:  # the fingerprint reads chunk 1 too
-            s.unlabeled[60]
+    with (
+        pytest.raises(alma_store.SourceChangedError, match="cannot be read"),
+        alma_store.open(tmp_path / "s") as s,  # the fingerprint reads chunk 1 too
+    ):
+        s.unlabeled[60]

@@ -450,15 +450,21 @@ store = alma_store.open(path, lock_timeout=60)
 items = np.arange(w, commits * per * writers, writers)  # this writer's own items
 print("ready", flush=True)
 sys.stdin.readline()  # all writers start together
+import resource
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 lat = []
+cpu0 = cpu()
 start = time.perf_counter()
 for c in range(commits):
     t = time.perf_counter()
     store.add_labels(items[c * per : (c + 1) * per], np.ones(per, np.int64), relative_to="dataset")
     lat.append(time.perf_counter() - t)
 end = time.perf_counter()
+used = cpu() - cpu0
 store.close(checkpoint=False)
-print(json.dumps({"start": start, "end": end, "lat": lat}))
+print(json.dumps({"start": start, "end": end, "lat": lat, "cpu": used}))
 """
 
 
@@ -500,6 +506,8 @@ def bench_writers(root: Path, n: int, rows: list[dict], commits: int = 400, per:
                 "median_ms": float(np.median(lat)),
                 "p99_ms": float(np.percentile(lat, 99)),
                 "max_ms": float(lat.max()),
+                "cpu_ms_per_commit": sum(o["cpu"] for o in out) / (writers * commits) * 1e3,
+                "cores_busy": sum(o["cpu"] for o in out) / span,
             }
         )
     rows[-1]["x_one_writer"] = rows[-1]["commits_per_s"] / rows[-2]["commits_per_s"]

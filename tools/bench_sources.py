@@ -230,7 +230,9 @@ def main() -> None:
         f"# {args.rows:,} x 32 float32 ({args.rows * 128 / 1e9:.2f} GB), Zarr chunks of "
         f"{args.chunk} rows, batches of {args.batch}, 1% labeled; {time.strftime('%Y-%m-%d %H:%M')}\n"
     )
-    print("| what | GB/s | limit it is set against | limit GB/s | ratio | target | peak RssAnon (MiB) |")
+    print(
+        "| what | GB/s | limit it is set against | limit GB/s | ratio | target | peak RssAnon (MiB) |"
+    )
     print("|---|---:|---|---:|---:|---|---:|")
     rows = [
         ("`.npy` stream, warm", "npy", "memcpy from the page cache", "memcpy", "≥ 0.7"),
@@ -245,12 +247,12 @@ def main() -> None:
             f"| {what} | {gbps(m)} | {limit} | {gbps(lm)} | "
             f"{r[m]['GBps'] / r[lm]['GBps']:.2f} | {target} | {mib(m)} |"
         )
-    print("\n| 10,000 random rows from | ms | × `.npy` | target |")
+    print("\n| 10,000 random rows from | ms | x `.npy` | target |")
     print("|---|---:|---:|---|")
     base = r["gather-npy"]["seconds"]
     for what, m, target in (
         ("`.npy`", "gather-npy", ""),
-        ("Zarr uncompressed", "gather-zarr-raw", "≤ 5×"),
+        ("Zarr uncompressed", "gather-zarr-raw", "≤ 5x"),
         ("Zarr zstd", "gather-zarr-zstd", ""),
         ("zarr-python `oindex`, uncompressed", "gather-zarrpy-raw", ""),
     ):
