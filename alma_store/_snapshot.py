@@ -29,6 +29,7 @@ from .index import (
     chunk_sizes,
     locate_positions,
     merge_tail,
+    ragged_arange,
 )
 from .journal import LabelEvent
 
@@ -135,6 +136,22 @@ class Snapshot:
         if count == 0:
             return np.empty(0, np.int64)
         return lo + chunk_members(self.labeled_marks(j), hi - lo, of_labeled=of_labeled)
+
+    def members_between(self, first: int, last: int, *, of_labeled: bool) -> IndexArray:
+        """Dataset indices of the view's rows in chunks ``first`` to ``last``, sorted.
+
+        One vectorised pass over all of them (what streaming a view asks for).
+        """
+        lo, hi = first * self.chunk_rows, self.bounds(last)[1]
+        chunks = np.arange(first, last + 1, dtype=np.int64)
+        runs = self.runs(chunks[self.labeled_counts[first : last + 1] > 0])
+        take, owner = ragged_arange(runs.starts, runs.lengths)
+        labeled = np.asarray(runs.flat[take], np.int64) + runs.chunks[owner] * self.chunk_rows
+        if of_labeled:
+            return labeled
+        keep = np.ones(hi - lo, bool)
+        keep[labeled - lo] = False
+        return lo + np.flatnonzero(keep)
 
     def map_positions(self, positions: IndexArray, *, of_labeled: bool) -> IndexArray:
         """View positions (validated) -> dataset indices at this version, all at once."""

@@ -32,6 +32,8 @@ __all__ = ["ChunkRows", "chunk_rows_for"]
 
 CACHE_BYTES = 32 << 20
 """Decoded chunks kept (and decoded ahead) at most, whatever the array's size."""
+MAPPED_CHUNKS = 1024
+"""Memory maps of uncompressed chunks kept (page cache, not this process's memory)."""
 
 
 def chunk_rows_for(
@@ -66,6 +68,7 @@ class ChunkRows:
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._done: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._maps: OrderedDict[int, np.ndarray] = OrderedDict()
         self._pending: dict[int, Future[np.ndarray]] = {}
         self._last = -1
 
@@ -98,6 +101,20 @@ class ChunkRows:
             if j not in self._done and j not in self._pending and 0 <= j < self.n_chunks:
                 self._pending[j] = self._pool.submit(self._load, j)
 
+    def _mapped(self, j: int) -> np.ndarray:
+        """Uncompressed chunk ``j``, its mapping kept (page tables and all) for the next pass."""
+        with self._lock:
+            got = self._maps.get(j)
+            if got is not None:
+                self._maps.move_to_end(j)
+                return got
+        got = self._load(j)
+        with self._lock:
+            self._maps[j] = got
+            while len(self._maps) > MAPPED_CHUNKS:
+                self._maps.popitem(last=False)
+        return got
+
     def prefetch(self, wanted: list[int]) -> None:
         """Start loading ``wanted`` chunks in the background (compressed chunks only)."""
         if not self._raw:
@@ -111,7 +128,7 @@ class ChunkRows:
         the next chunks loaded ahead while it works on these.
         """
         if self._raw:  # mapping a file costs less than handing it to a thread
-            return [self._load(j) for j in wanted]
+            return [self._mapped(j) for j in wanted]
         with self._lock:
             self._submit([j for j in wanted if j not in self._done])
             if wanted and wanted[0] in (self._last, self._last + 1):
@@ -172,6 +189,7 @@ class ChunkRows:
         with self._lock:
             pool, self._pool = self._pool, None
             self._done.clear()
+            self._maps.clear()
             self._pending.clear()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)

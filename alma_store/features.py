@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import mmap
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -142,6 +143,11 @@ class FeatureSource:
     def will_read(self, ranges: list[tuple[int, int]]) -> None:
         """A hint that rows ``[lo, hi)`` of each range are read next (their I/O may start now)."""
 
+    @contextlib.contextmanager
+    def sequential(self) -> Iterator[None]:
+        """A hint that the rows are read in order, from start to end, while it is held."""
+        yield
+
     def close(self) -> None:
         """Release file handles."""
 
@@ -162,7 +168,7 @@ class FeatureSource:
 
 
 class NpySource(FeatureSource):
-    """A ``.npy`` file opened with ``np.load(mmap_mode="r")``.
+    """A ``.npy`` file, memory-mapped read-only.
 
     >>> import numpy as np, tempfile, os
     >>> path = os.path.join(tempfile.mkdtemp(), "x.npy")
@@ -177,23 +183,36 @@ class NpySource(FeatureSource):
     def __init__(self, path: PathLike) -> None:
         self.path = Path(path).resolve()
         try:
-            self._mm = np.load(self.path, mmap_mode="r", allow_pickle=False)
+            self._fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
             raise SourceMissingError(f"feature file {self.path} does not exist") from None
-        except ValueError as exc:
-            raise InvalidInputError(
-                f"features {self.path} is not a readable .npy file: {exc}"
-            ) from None
+        try:
+            self._mm, self._offset, self._map = _map_npy(self._fd, self.path)
+        except BaseException:
+            os.close(self._fd)
+            raise
         _check_rows(self._mm.shape, self.path)
         self.shape = tuple(self._mm.shape)
         self.dtype = self._mm.dtype
-        self._fd = -1  # for read-ahead hints, opened on first use
 
     @property
     def array(self) -> np.memmap[Any, np.dtype[Any]]:
         # docstring inherited
-        mm: np.memmap[Any, np.dtype[Any]] = self._mm
+        # A mapping of its own: reads go through the source's mapping, which it advises.
+        mm: np.memmap[Any, np.dtype[Any]] = np.load(self.path, mmap_mode="r", allow_pickle=False)
         return mm
+
+    @contextlib.contextmanager
+    def sequential(self) -> Iterator[None]:
+        # docstring inherited
+        # The kernel reads ahead much further on faults in a mapping advised sequential.
+        if self._map is not None:
+            self._map.madvise(mmap.MADV_SEQUENTIAL)
+        try:
+            yield
+        finally:
+            if self._map is not None and not self._map.closed:
+                self._map.madvise(mmap.MADV_NORMAL)
 
     def read_range(self, lo: int, hi: int) -> np.ndarray:
         # docstring inherited
@@ -208,10 +227,8 @@ class NpySource(FeatureSource):
         # Asynchronous readahead of every range at once: a cold open waits for one
         # round trip to the disk, not one per sampled block.
         row_bytes = self.dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64))
-        if self._fd < 0:
-            self._fd = os.open(self.path, os.O_RDONLY)
         for lo, hi in ranges:
-            start = self._mm.offset + lo * row_bytes
+            start = self._offset + lo * row_bytes
             os.posix_fadvise(self._fd, start, (hi - lo) * row_bytes, os.POSIX_FADV_WILLNEED)
 
     def read_rows(self, dataset_indices: IndexArray) -> np.ndarray:
@@ -470,6 +487,30 @@ def check_same_features(source: FeatureSource, features: Any) -> None:
             "the features given differ in content from the store's features "
             "(their sampled rows do not match)"
         )
+
+
+def _map_npy(fd: int, path: Path) -> tuple[np.ndarray, int, mmap.mmap | None]:
+    """``(read-only array over the mapped file, offset of its data, the mapping)``."""
+    with open(fd, "rb", closefd=False) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        except ValueError as exc:
+            raise InvalidInputError(f"features {path} is not a readable .npy file: {exc}") from None
+        offset = f.tell()
+    if dtype.hasobject:
+        raise InvalidInputError(f"features {path} hold Python objects, not numbers")
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if os.fstat(fd).st_size < offset + nbytes:
+        raise InvalidInputError(f"features {path} is not a readable .npy file: it is truncated")
+    if nbytes == 0:
+        return np.empty(shape, dtype), offset, None
+    mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    arr = np.ndarray(shape, dtype, buffer=mapped, offset=offset, order="F" if fortran else "C")
+    return arr, offset, mapped
 
 
 def _check_rows(shape: tuple[int, ...], where: object) -> None:

@@ -163,21 +163,16 @@ class _View:
         """Dataset indices of the view in order, ``batch_rows`` at a time (no feature reads)."""
         if not isinstance(batch_rows, int) or isinstance(batch_rows, bool) or batch_rows < 1:
             raise InvalidInputError(f"batch_rows must be a positive int, got {batch_rows!r}")
-        self._engine.check_open()
-        pending: list[IndexArray] = []
-        have = 0
-        for j in np.flatnonzero(self._counts).tolist():
-            members = self.chunk_dataset_indices(j)
-            while members.size:
-                take = members[: batch_rows - have]
-                pending.append(take)
-                have += take.size
-                members = members[take.size :]
-                if have == batch_rows:
-                    yield np.concatenate(pending)
-                    pending, have = [], 0
-        if have:
-            yield np.concatenate(pending)
+        ends = np.cumsum(self._counts)
+        for start in range(0, self._len, batch_rows):
+            stop = min(start + batch_rows, self._len)
+            # The chunks holding view positions [start, stop), their members in one pass.
+            first = int(np.searchsorted(ends, start, side="right"))
+            last = int(np.searchsorted(ends, stop - 1, side="right"))
+            self._engine.check_open()
+            members = self._snap.members_between(first, last, of_labeled=self._labeled)
+            skip = start - (int(ends[first]) - int(self._counts[first]))
+            yield members[skip : skip + stop - start]
 
     def batches(
         self, batch_rows: int = DEFAULT_BATCH_ROWS, *, reuse: bool = False
@@ -200,15 +195,10 @@ class _View:
             streaming beside a model that allocates too.
         """
         out = self._source.buffer(batch_rows) if reuse else None
-        batches = self.iter_dataset_indices(batch_rows)
-        idx = next(batches, None)
-        while idx is not None:
-            following = next(batches, None)
-            if following is not None:  # its I/O (or decoding) starts while this one is used
-                self._source.will_read([(int(following[0]), int(following[-1]) + 1)])
-            self._engine.check_open()
-            yield idx, self._source.read_sorted(idx, out)  # sorted and unique by construction
-            idx = following
+        with self._source.sequential():
+            for idx in self.iter_dataset_indices(batch_rows):
+                self._engine.check_open()
+                yield idx, self._source.read_sorted(idx, out)  # sorted, unique by construction
 
     def to_dask(self) -> Any:
         """The view's rows as a ``dask.array.Array`` (``dask`` extra), one block per chunk.
