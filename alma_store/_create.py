@@ -22,12 +22,12 @@ import numpy as np
 import zarr
 
 from . import _state
-from ._fs import fsync_path, storage_errors
+from ._fs import fsync_path, local_path, storage_errors
 from ._labels import parse_classes, parse_label_dtype, parse_label_shape
 from ._meta import FORMAT_VERSION, StoreMeta, write_meta
 from ._types import PathLike
 from .errors import InvalidInputError, StoreExistsError
-from .features import FeatureSource, source_from
+from .features import FeatureSource, IndexOnlySource, source_from
 from .index import n_chunks
 from .journal import FILE_HEADER_SIZE, Journal
 
@@ -54,6 +54,7 @@ def build_store(
     path: PathLike,
     features: object,
     *,
+    n_items: int | None = None,
     label_dtype: object = "int64",
     label_shape: tuple[int, ...] = (),
     classes: list[str] | None = None,
@@ -65,7 +66,15 @@ def build_store(
 
     The parameters, their checks and the errors are those of :func:`alma_store.create`.
     """
-    root = Path(path)
+    root = local_path(path, "store path")
+    if (features is None) == (n_items is None):
+        raise InvalidInputError(
+            "give features (the dataset's rows), or n_items alone for an index-only store"
+        )
+    if n_items is not None and (
+        not isinstance(n_items, int | np.integer) or isinstance(n_items, bool) or n_items < 1
+    ):
+        raise InvalidInputError(f"n_items must be a positive int, got {n_items!r}")
     dtype = parse_label_dtype(label_dtype)
     shape = parse_label_shape(label_shape)
     class_names = parse_classes(classes)
@@ -92,7 +101,10 @@ def build_store(
     building = filelock.FileLock(tmp / "lock")
     building.acquire()
     try:
-        if isinstance(features, np.ndarray):
+        if features is None:
+            source: FeatureSource = IndexOnlySource(int(n_items))  # type: ignore[arg-type]
+            record = source.describe()
+        elif isinstance(features, np.ndarray):
             if features.ndim < 1:
                 raise InvalidInputError("features must have at least one dimension, got a scalar")
             rows = chunk_rows or DEFAULT_CHUNK_ROWS
@@ -106,7 +118,7 @@ def build_store(
                 copy[lo : lo + rows] = features[lo : lo + rows]
                 if progress is not None:
                     progress(min(rows, len(features) - lo))
-            source: FeatureSource = source_from(tmp / "features")
+            source = source_from(tmp / "features")
             record = source.describe()
             record["path"] = "features"
         else:

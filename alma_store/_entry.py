@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Literal
 
 from ._create import build_store
 from ._engine import DEFAULT_CHECKPOINT_ROWS
+from ._fs import local_path
 from ._types import PathLike
 from .store import Store
 
@@ -46,13 +46,15 @@ def open_store(
     SourceMissingError, SourceChangedError
         The feature source is gone or differs from the one recorded at create.
     """
-    return Store(Path(path), mode=mode, lock_timeout=lock_timeout, checkpoint_rows=checkpoint_rows)
+    root = local_path(path, "store path")
+    return Store(root, mode=mode, lock_timeout=lock_timeout, checkpoint_rows=checkpoint_rows)
 
 
 def create(
     path: PathLike,
-    features: object,
+    features: object = None,
     *,
+    n_items: int | None = None,
     label_dtype: object = "int64",
     label_shape: tuple[int, ...] = (),
     classes: list[str] | None = None,
@@ -71,7 +73,16 @@ def create(
         The dataset ``D``, one row per item: a ``.npy`` path (memory-mapped,
         never copied), a Zarr array (path or ``zarr.Array``), an HDF5 dataset
         (``"file.h5:/name"`` or ``h5py.Dataset``), or an in-memory numpy array,
-        which is copied into the store as Zarr.
+        which is copied into the store as Zarr. Leave it out, and give
+        ``n_items``, for an *index-only* store.
+    n_items
+        Without ``features``: the number of items of an index-only store. It
+        keeps the labels, views, the offset map, history and scoring by
+        dataset index, for data that is not one array (images on disk, a
+        dataset that decodes files): ``store.score`` then calls ``fn`` with
+        dataset indices, and ``alma_store.torch.ViewDataset(view, dataset=...)``
+        returns ``dataset[i]`` for the view's items. Reading feature rows from
+        it is an error.
     label_dtype
         dtype of one label: numeric, bool, fixed-width ``"U<n>"`` or ``"str"``
         (variable-length strings).
@@ -100,7 +111,8 @@ def create(
     StoreExistsError
         ``path`` exists and is not an empty directory (and not a store to overwrite).
     InvalidInputError
-        A bad argument; nothing is created.
+        A bad argument (a URL as ``path``, both or neither of ``features`` and
+        ``n_items``, ...); nothing is created.
     SourceMissingError
         The feature path does not exist.
 
@@ -118,6 +130,7 @@ def create(
         build_store(
             path,
             features,
+            n_items=n_items,
             label_dtype=label_dtype,
             label_shape=label_shape,
             classes=classes,

@@ -25,17 +25,19 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import signal
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from .errors import StorageFullError
+from .errors import InvalidInputError, StorageFullError
 
 __all__ = [
     "atomic_write",
     "crash_point",
     "fsync_path",
+    "local_path",
     "storage_errors",
     "will_need",
     "write_fd",
@@ -78,6 +80,28 @@ def storage_errors(what: object) -> Iterator[None]:
                 exc.errno, f"no space left to write {what}: {exc.strerror}"
             ) from exc
         raise
+
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+
+
+def local_path(path: object, what: str) -> Path:
+    """``path`` as a local path; a URL (``s3://...``) is refused, never taken for a file name.
+
+    ``file://`` URLs name local paths and are accepted.
+    """
+    text = os.fspath(path) if isinstance(path, str | os.PathLike) else None
+    if not isinstance(text, str):
+        raise InvalidInputError(f"{what} must be a path, got {type(path).__name__}")
+    if _URL.match(text):
+        if text.startswith("file://"):
+            return Path(text[len("file://") :])
+        raise InvalidInputError(
+            f"{what} {text!r} is a URL: {what}s must be local paths for now (a local disk, or a "
+            "network filesystem mounted as a directory); object storage (s3://, gs://, az://) "
+            "is not supported yet"
+        )
+    return Path(text)
 
 
 def fsync_path(path: Path) -> None:

@@ -93,7 +93,7 @@ def score_chunk(
     """The scores of chunk ``j``'s unlabeled rows at ``snap`` (NaN for its labeled rows).
 
     ``fn`` gets at most ``len(buffer)`` rows per call, read-only and valid only
-    during the call. Where at most :data:`RANGE_LABELED_SHARE` of the chunk is
+    during the call (in an index-only store, their dataset indices instead). Where at most :data:`RANGE_LABELED_SHARE` of the chunk is
     labeled, ``fn`` scores whole row ranges as the source holds them (for a
     ``.npy`` file, the mapped page cache itself: no copy at all) and the scores
     of the few labeled rows among them are dropped; otherwise only the
@@ -106,13 +106,14 @@ def score_chunk(
     if len(labeled) <= RANGE_LABELED_SHARE * (hi - lo):
         for a in range(lo, hi, batch_rows):
             b = min(a + batch_rows, hi)
-            out[a - lo : b - lo] = _call(fn, source.view_range(a, b))
+            rows = source.view_range(a, b) if source.has_rows else np.arange(a, b)
+            out[a - lo : b - lo] = _call(fn, rows)
         out[labeled] = np.nan
         return out
     members = snap.members(j, of_labeled=False)
     for a in range(0, len(members), batch_rows):
         idx = members[a : a + batch_rows]
-        out[idx - lo] = _call(fn, source.read_sorted(idx, buffer))
+        out[idx - lo] = _call(fn, source.read_sorted(idx, buffer) if source.has_rows else idx)
     return out
 
 

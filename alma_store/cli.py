@@ -167,7 +167,9 @@ if click is not None:
                 f"{'last commit':14} v{c['version']} {c['kind']} of {c['n']} at {c['time']}"
                 f" by {c['annotator']}"
             )
-        click.echo(f"{'features':14} {data['features']['kind']} {data['features']['path']}")
+        feats = data["features"]
+        where = feats.get("path", "(index-only: no features)")
+        click.echo(f"{'features':14} {feats['kind']} {where}")
 
     @cli.command()
     @store_arg

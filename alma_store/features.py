@@ -25,6 +25,7 @@ import numpy as np
 import zarr
 
 from ._copy import take_rows
+from ._fs import local_path
 from ._types import IndexArray, PathLike
 from ._zarrchunks import chunk_rows_for
 from .errors import (
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FeatureSource",
     "HDF5Source",
+    "IndexOnlySource",
     "NpySource",
     "ZarrSource",
     "check_same_features",
@@ -57,6 +59,8 @@ class FeatureSource:
     """A read-only 2-D-or-more array of features, one row per dataset item."""
 
     kind: str = ""
+    has_rows: bool = True
+    """False for an index-only store, whose items are read by the user, by dataset index."""
     shape: tuple[int, ...]
     dtype: np.dtype
     path: Path
@@ -165,6 +169,52 @@ class FeatureSource:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(shape={self.shape}, dtype={self.dtype})"
+
+
+class IndexOnlySource(FeatureSource):
+    """The "features" of an index-only store: ``N`` items, no rows to read.
+
+    The store keeps labels, views, the offset map, history and scoring by
+    dataset index; reading rows raises :class:`InvalidInputError` saying how
+    to reach the items instead.
+    """
+
+    kind = "none"
+    has_rows = False
+
+    def __init__(self, n_items: int) -> None:
+        self.shape = (n_items,)
+        self.dtype = np.dtype(np.int64)
+        self.path = Path("(index-only)")
+
+    def _no_rows(self) -> InvalidInputError:
+        return InvalidInputError(
+            "this store is index-only (created with n_items=, no features): it has no rows "
+            "to read. Take the view's dataset indices (view.to_dataset_index(positions) or "
+            "view.iter_dataset_indices()) and read your items by index; for PyTorch, "
+            "alma_store.torch.ViewDataset(view, dataset=your_dataset) returns dataset[i]"
+        )
+
+    def read_range(self, lo: int, hi: int) -> np.ndarray:
+        # docstring inherited
+        raise self._no_rows()
+
+    def read_rows(self, dataset_indices: IndexArray) -> np.ndarray:
+        # docstring inherited
+        raise self._no_rows()
+
+    def read_sorted(self, dataset_indices: IndexArray, out: np.ndarray | None = None) -> np.ndarray:
+        # docstring inherited
+        raise self._no_rows()
+
+    @property
+    def array(self) -> None:
+        # docstring inherited
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        # docstring inherited
+        return {"kind": self.kind, "shape": [self.shape[0]]}
 
 
 class NpySource(FeatureSource):
@@ -541,8 +591,8 @@ def source_from(features: object) -> FeatureSource:
     if type(features).__module__.startswith("h5py") and type(features).__name__ == "Dataset":
         return HDF5Source(features)
     if isinstance(features, str | os.PathLike):
-        text = os.fspath(features)
-        path = Path(text)
+        path = local_path(features, "features path")
+        text = str(path)
         if path.suffix == ".npy":
             return NpySource(path)
         if path.is_dir():
@@ -591,6 +641,13 @@ def damaged_source(path: Path, owned_by: Path | None, exc: BaseException) -> Alm
 
 
 def _open_recorded(record: dict[str, Any], store_root: Path, n_items: int) -> FeatureSource:
+    if record["kind"] == IndexOnlySource.kind:
+        if record["shape"] != [n_items]:
+            raise CorruptStoreError(
+                f"{store_root / 'meta.json'} is damaged: it says the store has {n_items} items, "
+                f"but its features record has {record['shape']}"
+            )
+        return IndexOnlySource(n_items)
     path = Path(record["path"])
     owned = not path.is_absolute()  # a copy made at create, inside the store
     if owned:

@@ -1,5 +1,9 @@
 """A PyTorch-style map dataset over a view (``torch`` itself is not imported here).
 
+Items are the view's feature rows, or, with ``dataset=``, ``dataset[i]`` of any
+map-style dataset for the view's dataset indices ``i`` (images on disk, or
+anything else that is not one array: the way to train from an index-only store).
+
 ``torch.utils.data.DataLoader`` accepts any object with ``__len__`` and
 ``__getitem__``, and uses ``__getitems__`` for whole batches when present, so
 :class:`ViewDataset` works with it without importing torch (and costs nothing
@@ -40,10 +44,21 @@ class ViewDataset:
         Return ``(row, label)`` pairs; default: True for the Labeled view.
     transform
         Applied to each row (e.g. ``torch.from_numpy``); must pickle for workers.
+    dataset
+        Any map-style dataset indexed by dataset index (``dataset[i]``), e.g.
+        one that decodes images from disk: the items are then
+        ``dataset[i]`` for the view's dataset indices ``i`` instead of
+        feature rows (the way to use an index-only store). It must pickle
+        for DataLoader workers.
     """
 
     def __init__(
-        self, view: View, *, with_labels: bool | None = None, transform: Any = None
+        self,
+        view: View,
+        *,
+        with_labels: bool | None = None,
+        transform: Any = None,
+        dataset: Any = None,
     ) -> None:
         if with_labels is None:
             with_labels = view.is_labeled_view
@@ -51,6 +66,11 @@ class ViewDataset:
             raise InvalidInputError(
                 "with_labels needs the Labeled view; unlabeled rows have no labels"
             )
+        if dataset is not None and not hasattr(dataset, "__getitem__"):
+            raise InvalidInputError(
+                f"dataset must be indexable by dataset index, got {type(dataset).__name__}"
+            )
+        self.dataset = dataset
         self.path = Path(view.store_path)
         self.version = view.version
         self.labeled = view.is_labeled_view
@@ -85,8 +105,11 @@ class ViewDataset:
             )
         uniq, inverse = np.unique(pos, return_inverse=True)
         dataset_idx = view.to_dataset_index(uniq)
-        batch = view.feature_source.read_sorted(dataset_idx)[inverse]  # one sorted read per batch
-        rows = [self.transform(r) for r in batch] if self.transform is not None else list(batch)
+        if self.dataset is not None:
+            items = [self.dataset[int(i)] for i in dataset_idx[inverse]]
+        else:  # one sorted read per batch
+            items = list(view.feature_source.read_sorted(dataset_idx)[inverse])
+        rows = [self.transform(r) for r in items] if self.transform is not None else items
         if not self.with_labels:
             return rows
         if self._labels is None:

@@ -82,3 +82,18 @@ def test_scorings_of_every_layout(tmp_path: Path, name: str) -> None:
         assert store.top_k("norm", 2).dataset_indices.tolist() == [18, 17]
     folder = tmp_path / name / "scores" / "norm"
     assert sorted(p.name for p in folder.iterdir()) == ["meta.json", "steps"]
+
+
+def test_index_only_golden_store(tmp_path: Path) -> None:
+    """An index-only store (no features) of format version 3 reads and goes on."""
+    with alma_store.open(DATA / "store-v3-index-only", mode="r") as store:
+        assert (len(store), store.version, store.num_labeled) == (30, 2, 2)
+        assert store.labeled.to_dataset_index([0, 1]).tolist() == [2, 29]
+        assert store.labels.tolist() == [1, 1]
+        assert store.verify()["records"] == 2
+        with pytest.raises(alma_store.InvalidInputError, match="index-only"):
+            store.labeled[0]
+    shutil.copytree(DATA / "store-v3-index-only", tmp_path / "s")
+    with alma_store.open(tmp_path / "s") as store:
+        store.add_labels([(0, 5)])
+        assert store.labeled.to_dataset_index([0]).tolist() == [0]
