@@ -55,6 +55,7 @@ def build_store(
     features: object,
     *,
     n_items: int | None = None,
+    column: str | None = None,
     label_dtype: object = "int64",
     label_shape: tuple[int, ...] = (),
     classes: list[str] | None = None,
@@ -101,6 +102,12 @@ def build_store(
     building = filelock.FileLock(tmp / "lock")
     building.acquire()
     try:
+        if column is not None and not isinstance(features, str | os.PathLike):
+            from ._arrow import in_memory_rows  # pyarrow: the arrow or hf extra
+
+            held = in_memory_rows(features, column)
+            if held is not None:  # held in memory: copied into the store like an array
+                features, column = held, None
         if features is None:
             source: FeatureSource = IndexOnlySource(int(n_items))  # type: ignore[arg-type]
             record = source.describe()
@@ -122,7 +129,7 @@ def build_store(
             record = source.describe()
             record["path"] = "features"
         else:
-            source = source_from(features)
+            source = source_from(features, column)
             record = source.describe()
         n_items = source.shape[0]
         source.close()

@@ -55,6 +55,7 @@ def create(
     features: object = None,
     *,
     n_items: int | None = None,
+    column: str | None = None,
     label_dtype: object = "int64",
     label_shape: tuple[int, ...] = (),
     classes: list[str] | None = None,
@@ -83,6 +84,14 @@ def create(
         dataset indices, and ``alma_store.torch.ViewDataset(view, dataset=...)``
         returns ``dataset[i]`` for the view's items. Reading feature rows from
         it is an error.
+    column
+        The column holding the features when ``features`` is an Arrow IPC
+        file (``.arrow``, also ``datasets``' cache files), a Hugging Face
+        ``datasets.Dataset`` or a ``pyarrow.Table``. A dataset saved on disk
+        is memory-mapped and read in place (fixed-size list columns, or list
+        columns whose rows all have one length, without a copy); an in-memory
+        table or dataset is copied into the store. Needs the ``arrow`` (or
+        ``hf``) extra.
     label_dtype
         dtype of one label: numeric, bool, fixed-width ``"U<n>"`` or ``"str"``
         (variable-length strings).
@@ -131,6 +140,7 @@ def create(
             path,
             features,
             n_items=n_items,
+            column=column,
             label_dtype=label_dtype,
             label_shape=label_shape,
             classes=classes,

@@ -13,11 +13,10 @@ source that is missing or no longer matches it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import mmap
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,10 +25,10 @@ import zarr
 
 from ._copy import take_rows
 from ._fs import local_path
+from ._source import FeatureSource, check_rows, damaged_source, sample_hash
 from ._types import IndexArray, PathLike
 from ._zarrchunks import chunk_rows_for
 from .errors import (
-    AlmaError,
     CorruptStoreError,
     InvalidInputError,
     SourceChangedError,
@@ -50,125 +49,6 @@ __all__ = [
     "sample_hash",
     "source_from",
 ]
-
-SAMPLE_BLOCKS = 8
-SAMPLE_ROWS = 16
-
-
-class FeatureSource:
-    """A read-only 2-D-or-more array of features, one row per dataset item."""
-
-    kind: str = ""
-    has_rows: bool = True
-    """False for an index-only store, whose items are read by the user, by dataset index."""
-    shape: tuple[int, ...]
-    dtype: np.dtype
-    path: Path
-    owned_by: Path | None = None
-    """The store whose own copy of the features this is (its damage is the store's)."""
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def read_range(self, lo: int, hi: int) -> np.ndarray:
-        """Rows ``[lo, hi)`` as an in-memory array."""
-        raise NotImplementedError
-
-    def read_rows(self, dataset_indices: IndexArray) -> np.ndarray:
-        """Rows at sorted, unique ``dataset_indices``, in that order."""
-        raise NotImplementedError
-
-    def read_sorted(self, dataset_indices: IndexArray, out: np.ndarray | None = None) -> np.ndarray:
-        """Rows at sorted, unique ``dataset_indices``, by the cheapest read.
-
-        A dense run is read as one contiguous range and gathered in memory;
-        a sparse set goes to the backend's point selection. With ``out`` (a
-        C-contiguous buffer of at least ``len(dataset_indices)`` rows), the rows
-        go into its first rows and that part of it is returned: a reused
-        buffer saves allocating (and page-faulting) every batch anew.
-        """
-        rows = self._read_sorted(dataset_indices)
-        if out is None:
-            return rows
-        part = out[: len(rows)]
-        part[...] = rows
-        return part
-
-    def _read_sorted(self, dataset_indices: IndexArray) -> np.ndarray:
-        if len(dataset_indices) == 0:
-            return np.empty((0, *self.shape[1:]), self.dtype)
-        lo, hi = int(dataset_indices[0]), int(dataset_indices[-1]) + 1
-        if hi - lo == len(dataset_indices):
-            return self.read_range(lo, hi)
-        if hi - lo <= 4 * len(dataset_indices):
-            return np.take(self.read_range(lo, hi), dataset_indices - lo, axis=0)
-        return self.read_rows(dataset_indices)
-
-    def view_range(self, lo: int, hi: int) -> np.ndarray:
-        """Rows ``[lo, hi)``, read-only, without a copy where the source allows it.
-
-        Valid only until the next read; :meth:`read_range` returns an array to keep.
-        """
-        rows = self.read_range(lo, hi)
-        rows.flags.writeable = False
-        return rows
-
-    def buffer(self, rows: int) -> np.ndarray:
-        """An uninitialised buffer of ``rows`` rows for :meth:`read_sorted`'s ``out``."""
-        return np.empty((rows, *self.shape[1:]), self.dtype)
-
-    @property
-    def array(self) -> Any:
-        """The underlying array object (memmap, ``zarr.Array`` or ``h5py.Dataset``)."""
-        raise NotImplementedError
-
-    def describe(self) -> dict[str, Any]:
-        """Location and fingerprint, as recorded in the store's metadata."""
-        raise NotImplementedError
-
-    def fingerprint(self) -> dict[str, Any]:
-        """What must not change: shape, dtype, size in bytes, and a hash of sampled rows.
-
-        The sample is :data:`SAMPLE_BLOCKS` blocks of at most :data:`SAMPLE_ROWS`
-        rows spread evenly over the rows, so its cost does not grow with ``N``
-        and a same-shape replacement of the features is caught at open.
-        """
-        return {
-            "shape": list(self.shape),
-            "dtype": self.dtype.str,
-            "nbytes": int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize,
-            "sample": self.sample_hash(),
-        }
-
-    def sample_hash(self) -> str:
-        """BLAKE2b of :data:`SAMPLE_BLOCKS` evenly spread blocks of rows (``O(1)`` reads)."""
-        return sample_hash(self.shape[0], self.read_range, self.will_read)
-
-    def will_read(self, ranges: list[tuple[int, int]]) -> None:
-        """A hint that rows ``[lo, hi)`` of each range are read next (their I/O may start now)."""
-
-    @contextlib.contextmanager
-    def sequential(self) -> Iterator[None]:
-        """A hint that the rows are read in order, from start to end, while it is held."""
-        yield
-
-    def close(self) -> None:
-        """Release file handles."""
-
-    @contextlib.contextmanager
-    def _unreadable(self) -> Iterator[None]:
-        """Turn data that cannot be read or decoded into an error of the tree, naming it."""
-        try:
-            yield
-        except CorruptStoreError as exc:  # a chunk file the fast path could not decode
-            raise damaged_source(self.path, self.owned_by, exc) from None
-        except AlmaError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - zarr, numcodecs and h5py raise bare errors
-            raise damaged_source(self.path, self.owned_by, exc) from None
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(shape={self.shape}, dtype={self.dtype})"
 
 
 class IndexOnlySource(FeatureSource):
@@ -241,7 +121,7 @@ class NpySource(FeatureSource):
         except BaseException:
             os.close(self._fd)
             raise
-        _check_rows(self._mm.shape, self.path)
+        check_rows(self._mm.shape, self.path)
         self.shape = tuple(self._mm.shape)
         self.dtype = self._mm.dtype
 
@@ -337,7 +217,7 @@ class ZarrSource(FeatureSource):
                 raise InvalidInputError(
                     f"features {self.path} is not a Zarr array: {exc}"
                 ) from None
-        _check_rows(self._arr.shape, self.path)
+        check_rows(self._arr.shape, self.path)
         self.shape = tuple(self._arr.shape)
         self.dtype = np.dtype(self._arr.dtype)
         self._fast = (
@@ -435,7 +315,7 @@ class HDF5Source(FeatureSource):
         self._ds = ds
         self._scratch: np.ndarray | None = None
         self._scratch_lock = threading.Lock()
-        _check_rows(ds.shape, self.path)
+        check_rows(ds.shape, self.path)
         self.shape = tuple(ds.shape)
         self.dtype = np.dtype(ds.dtype)
 
@@ -496,32 +376,6 @@ class HDF5Source(FeatureSource):
             self._file.close()
 
 
-def sample_hash(
-    n_rows: int,
-    read_range: Callable[[int, int], np.ndarray],
-    will_read: Callable[[list[tuple[int, int]]], None] | None = None,
-) -> str:
-    """BLAKE2b of :data:`SAMPLE_BLOCKS` evenly spread blocks of rows read by ``read_range``.
-
-    The content part of a feature fingerprint: its cost does not grow with ``n_rows``.
-    ``will_read`` is told all the blocks first, so a source can fetch them at once.
-
-    >>> x = np.arange(100.0).reshape(50, 2)
-    >>> sample_hash(50, lambda a, b: x[a:b]) == sample_hash(50, lambda a, b: x.copy()[a:b])
-    True
-    """
-    rows = min(SAMPLE_ROWS, n_rows)
-    digest = hashlib.blake2b(digest_size=16)
-    spread = max(SAMPLE_BLOCKS - 1, 1)
-    starts = sorted({(k * (n_rows - rows)) // spread for k in range(SAMPLE_BLOCKS)}) if rows else []
-    if will_read is not None and starts:
-        will_read([(lo, lo + rows) for lo in starts])
-    for lo in starts:
-        block = np.ascontiguousarray(read_range(lo, lo + rows))
-        digest.update(block.astype(block.dtype.newbyteorder("<")).tobytes())
-    return f"blake2b:{digest.hexdigest()}"
-
-
 def check_same_features(source: FeatureSource, features: Any) -> None:
     """Raise :class:`SourceChangedError` unless ``features`` has ``source``'s shape,
     dtype and sampled content (what reopening a store checks of its source)."""
@@ -563,11 +417,6 @@ def _map_npy(fd: int, path: Path) -> tuple[np.ndarray, int, mmap.mmap | None]:
     return arr, offset, mapped
 
 
-def _check_rows(shape: tuple[int, ...], where: object) -> None:
-    if len(shape) < 1:
-        raise InvalidInputError(f"features {where} must have at least one dimension, got a scalar")
-
-
 def _zarr_local_path(arr: zarr.Array[Any]) -> Path:
     store = arr.store
     root = getattr(store, "root", None)
@@ -579,13 +428,20 @@ def _zarr_local_path(arr: zarr.Array[Any]) -> Path:
     return (Path(root) / arr.path).resolve()
 
 
-def source_from(features: object) -> FeatureSource:
+ARROW_SUFFIXES = {".arrow", ".feather", ".ipc"}
+
+
+def source_from(features: object, column: str | None = None) -> FeatureSource:
     """Open the source a user handed to ``create``.
 
     Accepts a ``.npy`` path, a Zarr array path or ``zarr.Array``, an
-    ``"file.h5:/name"`` string or ``h5py.Dataset``. (In-memory numpy arrays are
-    copied by the store itself, see :func:`alma_store.create`.)
+    ``"file.h5:/name"`` string or ``h5py.Dataset``, and with ``column`` an
+    Arrow IPC file path or a ``datasets.Dataset`` saved on disk. (In-memory
+    numpy arrays, tables and datasets are copied by the store itself, see
+    :func:`alma_store.create`.)
     """
+    if column is not None:
+        return _arrow_source(features, column)
     if isinstance(features, zarr.Array):
         return ZarrSource(features)
     if type(features).__module__.startswith("h5py") and type(features).__name__ == "Dataset":
@@ -595,6 +451,10 @@ def source_from(features: object) -> FeatureSource:
         text = str(path)
         if path.suffix == ".npy":
             return NpySource(path)
+        if path.suffix in ARROW_SUFFIXES:
+            raise InvalidInputError(
+                f"features {text!r} is an Arrow file: name the column, column='embedding'"
+            )
         if path.is_dir():
             return ZarrSource(path)
         file_part, sep, _ = text.rpartition(":")
@@ -603,11 +463,34 @@ def source_from(features: object) -> FeatureSource:
         if not path.exists():
             raise SourceMissingError(f"features path {text!r} does not exist")
         raise InvalidInputError(
-            f"features path {text!r} is not a .npy file, a Zarr array directory, or 'file.h5:/dataset'"
+            f"features path {text!r} is not a .npy file, a Zarr array directory, "
+            "'file.h5:/dataset', or an Arrow file (with column=)"
         )
     raise InvalidInputError(
         "features must be a numpy array, a .npy path, a Zarr array (path or zarr.Array), "
-        f"or an HDF5 dataset ('file.h5:/name' or h5py.Dataset); got {type(features).__name__}"
+        "an HDF5 dataset ('file.h5:/name' or h5py.Dataset), or with column= an Arrow file, "
+        f"a pyarrow.Table or a datasets.Dataset; got {type(features).__name__}"
+    )
+
+
+def is_hf_dataset(obj: object) -> bool:
+    """Whether ``obj`` is a Hugging Face ``datasets.Dataset`` (without importing datasets)."""
+    return type(obj).__module__.startswith("datasets") and type(obj).__name__ == "Dataset"
+
+
+def _arrow_source(features: object, column: str) -> FeatureSource:
+    from ._arrow import ArrowSource, hf_dataset_files  # pyarrow: the arrow or hf extra
+
+    if is_hf_dataset(features):
+        files = hf_dataset_files(features)
+        if files is None:
+            raise InvalidInputError("an in-memory datasets.Dataset is copied into the store")
+        return ArrowSource(files, column)
+    if isinstance(features, str | os.PathLike):
+        return ArrowSource([local_path(features, "features path")], column)
+    raise InvalidInputError(
+        f"with column=, features must be an Arrow file path, a pyarrow.Table or a "
+        f"datasets.Dataset; got {type(features).__name__}"
     )
 
 
@@ -629,15 +512,6 @@ def open_source(record: dict[str, Any], store_root: Path, n_items: int) -> Featu
         raise CorruptStoreError(
             f"{store_root / 'meta.json'}: the feature source record is damaged: {exc!r}"
         ) from None
-
-
-def damaged_source(path: Path, owned_by: Path | None, exc: BaseException) -> AlmaError:
-    """The error for feature data that cannot be read: the store's copy, or the user's source."""
-    if owned_by is not None:
-        return CorruptStoreError(
-            f"{path}, the copy of the features inside the store {owned_by}, is damaged: {exc}"
-        )
-    return SourceChangedError(f"feature source {path} cannot be read (damaged?): {exc}")
 
 
 def _open_recorded(record: dict[str, Any], store_root: Path, n_items: int) -> FeatureSource:
@@ -672,6 +546,10 @@ def _open_checked(
         src.owned_by = store_root if owned else None
     elif kind == "hdf5":
         src = HDF5Source(str(path), record["dataset"])
+    elif kind == "arrow":
+        from ._arrow import ArrowSource
+
+        src = ArrowSource([Path(p) for p in record["paths"]], record["column"])
     else:
         raise InvalidInputError(f"unknown feature source kind {kind!r} in the store metadata")
     if record["shape"][0] != n_items:
