@@ -16,6 +16,7 @@ import time
 import uuid as uuidlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import filelock
 import numpy as np
@@ -56,6 +57,7 @@ def build_store(
     *,
     n_items: int | None = None,
     column: str | None = None,
+    storage_options: dict[str, Any] | None = None,
     label_dtype: object = "int64",
     label_shape: tuple[int, ...] = (),
     classes: list[str] | None = None,
@@ -129,7 +131,7 @@ def build_store(
             record = source.describe()
             record["path"] = "features"
         else:
-            source = source_from(features, column)
+            source = source_from(features, column, storage_options)
             record = source.describe()
         n_items = source.shape[0]
         source.close()

@@ -35,6 +35,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -570,9 +571,17 @@ class Engine:
 
 
 def open_engine(
-    root: Path, *, writable: bool, checkpoint_rows: int, lock_timeout: float
+    root: Path,
+    *,
+    writable: bool,
+    checkpoint_rows: int,
+    lock_timeout: float,
+    storage_options: dict[str, Any] | None = None,
 ) -> tuple[Engine, FeatureSource]:
-    """Open the store at ``root``: its checked metadata, feature source and engine."""
+    """Open the store at ``root``: its checked metadata, feature source and engine.
+
+    ``storage_options`` reach features in object storage (never written anywhere).
+    """
     meta = read_meta(root)
     # What the open reads next, fetched at once rather than one cold read after another.
     for name in ("checkpoint.bin", "journal.bin", "state/mask/zarr.json", "state/labels/zarr.json"):
@@ -580,7 +589,7 @@ def open_engine(
     with contextlib.suppress(OSError):
         for version in _state.marks_versions(root)[-1:]:
             will_need(_state.marks_path(root, version), OPEN_READ_BYTES)
-    source = open_source(meta.features, root, meta.n_items)
+    source = open_source(meta.features, root, meta.n_items, storage_options)
     try:
         engine = Engine(
             root,

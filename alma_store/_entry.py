@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from ._create import build_store
 from ._engine import DEFAULT_CHECKPOINT_ROWS
 from ._fs import local_path
 from ._types import PathLike
+from .errors import InvalidInputError
 from .store import Store
 
 __all__ = ["create", "open", "open_store"]
@@ -20,6 +21,7 @@ def open_store(
     *,
     lock_timeout: float = 60.0,
     checkpoint_rows: int = DEFAULT_CHECKPOINT_ROWS,
+    storage_options: dict[str, Any] | None = None,
 ) -> Store:
     """Open an existing store.
 
@@ -36,6 +38,11 @@ def open_store(
         Seconds a write waits for the writer lock before :class:`LockTimeoutError`.
     checkpoint_rows
         Journal entries after which a commit folds the tail into the chunk files.
+    storage_options
+        For features in object storage: options in fsspec's form
+        (``endpoint_url``, ``key``, ``secret``, ``token``, ...). They are
+        never written to disk (they may hold secrets), so pass them at every
+        open.
 
     Raises
     ------
@@ -47,7 +54,13 @@ def open_store(
         The feature source is gone or differs from the one recorded at create.
     """
     root = local_path(path, "store path")
-    return Store(root, mode=mode, lock_timeout=lock_timeout, checkpoint_rows=checkpoint_rows)
+    return Store(
+        root,
+        mode=mode,
+        lock_timeout=lock_timeout,
+        checkpoint_rows=checkpoint_rows,
+        storage_options=check_storage_options(storage_options),
+    )
 
 
 def create(
@@ -56,6 +69,7 @@ def create(
     *,
     n_items: int | None = None,
     column: str | None = None,
+    storage_options: dict[str, Any] | None = None,
     label_dtype: object = "int64",
     label_shape: tuple[int, ...] = (),
     classes: list[str] | None = None,
@@ -92,6 +106,12 @@ def create(
         columns whose rows all have one length, without a copy); an in-memory
         table or dataset is copied into the store. Needs the ``arrow`` (or
         ``hf``) extra.
+    storage_options
+        For features in object storage (``"s3://bucket/x.zarr"``, ``gs://``,
+        ``az://``, ``https://``, or a ``zarr.Array`` opened on an fsspec
+        store): options in fsspec's form (``endpoint_url``, ``key``,
+        ``secret``, ...), with the ``s3``, ``gcs`` or ``azure`` extra. Never
+        written to disk: pass them again to :func:`open`.
     label_dtype
         dtype of one label: numeric, bool, fixed-width ``"U<n>"`` or ``"str"``
         (variable-length strings).
@@ -136,19 +156,32 @@ def create(
     array([0, 3, 6])
     """
     return Store(
-        build_store(
+        storage_options=storage_options,
+        root=build_store(
             path,
             features,
             n_items=n_items,
             column=column,
+            storage_options=check_storage_options(storage_options),
             label_dtype=label_dtype,
             label_shape=label_shape,
             classes=classes,
             chunk_rows=chunk_rows,
             overwrite=overwrite,
             progress=progress,
-        )
+        ),
     )
+
+
+def check_storage_options(options: object) -> dict[str, Any] | None:
+    """``options`` if they are fsspec-style storage options (a dict with str keys) or None."""
+    if options is not None and (
+        not isinstance(options, dict) or not all(isinstance(k, str) for k in options)
+    ):
+        raise InvalidInputError(
+            f"storage_options must be a dict of fsspec options, got {type(options).__name__}"
+        )
+    return options
 
 
 open = open_store  # the public name: alma_store.open(path)

@@ -37,6 +37,7 @@ __all__ = [
     "atomic_write",
     "crash_point",
     "fsync_path",
+    "is_url",
     "local_path",
     "storage_errors",
     "will_need",
@@ -83,6 +84,11 @@ def storage_errors(what: object) -> Iterator[None]:
 
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+
+
+def is_url(text: str) -> bool:
+    """Whether ``text`` is a URL (``scheme://...``), not a file name."""
+    return bool(_URL.match(text))
 
 
 def local_path(path: object, what: str) -> Path:

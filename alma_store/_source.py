@@ -113,7 +113,12 @@ class FeatureSource:
 
     def sample_hash(self) -> str:
         """BLAKE2b of :data:`SAMPLE_BLOCKS` evenly spread blocks of rows (``O(1)`` reads)."""
-        return sample_hash(self.shape[0], self.read_range, self.will_read)
+        return sample_hash(self.shape[0], self.read_blocks)
+
+    def read_blocks(self, ranges: list[tuple[int, int]]) -> list[np.ndarray]:
+        """Rows ``[lo, hi)`` of each range (a source may fetch them all at once)."""
+        self.will_read(ranges)
+        return [self.read_range(lo, hi) for lo, hi in ranges]
 
     def will_read(self, ranges: list[tuple[int, int]]) -> None:
         """A hint that rows ``[lo, hi)`` of each range are read next (their I/O may start now)."""
@@ -143,27 +148,24 @@ class FeatureSource:
 
 
 def sample_hash(
-    n_rows: int,
-    read_range: Callable[[int, int], np.ndarray],
-    will_read: Callable[[list[tuple[int, int]]], None] | None = None,
+    n_rows: int, read_blocks: Callable[[list[tuple[int, int]]], list[np.ndarray]]
 ) -> str:
-    """BLAKE2b of :data:`SAMPLE_BLOCKS` evenly spread blocks of rows read by ``read_range``.
+    """BLAKE2b of :data:`SAMPLE_BLOCKS` evenly spread blocks of rows read by ``read_blocks``.
 
-    The content part of a feature fingerprint: its cost does not grow with ``n_rows``.
-    ``will_read`` is told all the blocks first, so a source can fetch them at once.
+    The content part of a feature fingerprint: its cost does not grow with ``n_rows``,
+    and the blocks are asked for at once, so a source can fetch them together.
 
     >>> x = np.arange(100.0).reshape(50, 2)
-    >>> sample_hash(50, lambda a, b: x[a:b]) == sample_hash(50, lambda a, b: x.copy()[a:b])
+    >>> blocks = lambda ranges: [x[a:b] for a, b in ranges]
+    >>> sample_hash(50, blocks) == sample_hash(50, lambda r: [x.copy()[a:b] for a, b in r])
     True
     """
     rows = min(SAMPLE_ROWS, n_rows)
     digest = hashlib.blake2b(digest_size=16)
     spread = max(SAMPLE_BLOCKS - 1, 1)
     starts = sorted({(k * (n_rows - rows)) // spread for k in range(SAMPLE_BLOCKS)}) if rows else []
-    if will_read is not None and starts:
-        will_read([(lo, lo + rows) for lo in starts])
-    for lo in starts:
-        block = np.ascontiguousarray(read_range(lo, lo + rows))
+    for block in read_blocks([(lo, lo + rows) for lo in starts]) if starts else []:
+        block = np.ascontiguousarray(block)
         digest.update(block.astype(block.dtype.newbyteorder("<")).tobytes())
     return f"blake2b:{digest.hexdigest()}"
 

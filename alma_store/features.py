@@ -24,11 +24,12 @@ import numpy as np
 import zarr
 
 from ._copy import take_rows
-from ._fs import local_path
+from ._fs import is_url, local_path
 from ._source import FeatureSource, check_rows, damaged_source, sample_hash
 from ._types import IndexArray, PathLike
 from ._zarrchunks import chunk_rows_for
 from .errors import (
+    AlmaError,
     CorruptStoreError,
     InvalidInputError,
     SourceChangedError,
@@ -385,7 +386,7 @@ def check_same_features(source: FeatureSource, features: Any) -> None:
             f"the features given have shape {shape} and dtype {dtype}, but the store's "
             f"features have shape {source.shape} and dtype {source.dtype}"
         )
-    given = sample_hash(shape[0], lambda a, b: np.asarray(features[a:b]))
+    given = sample_hash(shape[0], lambda ranges: [np.asarray(features[a:b]) for a, b in ranges])
     if given != source.sample_hash():
         raise SourceChangedError(
             "the features given differ in content from the store's features "
@@ -417,21 +418,96 @@ def _map_npy(fd: int, path: Path) -> tuple[np.ndarray, int, mmap.mmap | None]:
     return arr, offset, mapped
 
 
-def _zarr_local_path(arr: zarr.Array[Any]) -> Path:
-    store = arr.store
-    root = getattr(store, "root", None)
-    if root is None:
+class RemoteZarrSource(ZarrSource):
+    """A Zarr array in object storage (``s3://``, ``gs://``, ``az://``, ``https://``).
+
+    Opened through zarr's own fsspec store with ``storage_options`` in fsspec's
+    form (``endpoint_url``, ``key``, ``secret``, ...), which the store never
+    writes anywhere: pass them again to :func:`alma_store.open`. zarr-python
+    fetches the chunks a read needs concurrently; the fingerprint's sampled
+    blocks go out as one read. A read that fails (the connection dropped, the
+    credentials expired) raises :class:`SourceMissingError` and changes nothing.
+    """
+
+    def __init__(
+        self, source: str | zarr.Array[Any], storage_options: dict[str, Any] | None = None
+    ) -> None:
+        if isinstance(source, zarr.Array):
+            self._arr, self.url = source, _zarr_url(source)
+        else:
+            self.url = source
+            try:
+                self._arr = zarr.open_array(source, mode="r", storage_options=storage_options)
+            except (FileNotFoundError, KeyError) as exc:
+                raise SourceMissingError(
+                    f"no Zarr array at {source} (a missing bucket or key?): {exc!r}"
+                ) from None
+            except PermissionError as exc:
+                raise InvalidInputError(
+                    f"access to {source} was refused: check storage_options (key, secret, "
+                    f"token): {exc}"
+                ) from None
+            except Exception as exc:  # noqa: BLE001 - fsspec, aiohttp, botocore raise their own
+                raise SourceMissingError(
+                    f"the Zarr array at {source} cannot be opened: {exc!r}; check the URL "
+                    "and storage_options (endpoint_url, key, secret, ...)"
+                ) from None
+        self.path = Path(self.url.replace("://", "/", 1))  # for messages and records only
+        check_rows(self._arr.shape, self.url)
+        self.shape = tuple(self._arr.shape)
+        self.dtype = np.dtype(self._arr.dtype)
+        self._fast = None
+
+    @contextlib.contextmanager
+    def _unreadable(self) -> Iterator[None]:
+        try:
+            yield
+        except AlmaError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - fsspec, aiohttp and botocore raise their own
+            raise SourceMissingError(
+                f"feature rows could not be read from {self.url}: {exc!r}; check the connection "
+                "and storage_options"
+            ) from None
+
+    def read_blocks(self, ranges: list[tuple[int, int]]) -> list[np.ndarray]:
+        # docstring inherited
+        rows = np.concatenate([np.arange(lo, hi) for lo, hi in ranges])
+        with self._unreadable():
+            got = np.asarray(self._arr.oindex[rows])  # one read: the chunks go out at once
+        ends = np.cumsum([hi - lo for lo, hi in ranges])
+        return np.split(got, ends[:-1])
+
+    def describe(self) -> dict[str, Any]:
+        # docstring inherited
+        return {"kind": self.kind, "url": self.url, **self.fingerprint()}
+
+
+def _zarr_url(arr: zarr.Array[Any]) -> str:
+    """The URL of an array in an fsspec store (refused for other remote stores)."""
+    fs = getattr(arr.store, "fs", None)
+    base = getattr(arr.store, "path", None)
+    if fs is None or base is None:
         raise InvalidInputError(
-            "a zarr.Array given as features must live in a local directory (LocalStore); "
-            f"got a {type(store).__name__}. Pass a numpy array to copy it into the store."
+            "a zarr.Array given as features must live in a local directory or an fsspec "
+            f"store (s3://, gs://, ...); got a {type(arr.store).__name__}"
         )
-    return (Path(root) / arr.path).resolve()
+    protocol = fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol
+    return f"{protocol}://{'/'.join(p for p in (base.strip('/'), arr.path) if p)}"
+
+
+def _zarr_local_path(arr: zarr.Array[Any]) -> Path:
+    return (Path(arr.store.root) / arr.path).resolve()  # type: ignore[attr-defined]
 
 
 ARROW_SUFFIXES = {".arrow", ".feather", ".ipc"}
 
 
-def source_from(features: object, column: str | None = None) -> FeatureSource:
+def source_from(
+    features: object,
+    column: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> FeatureSource:
     """Open the source a user handed to ``create``.
 
     Accepts a ``.npy`` path, a Zarr array path or ``zarr.Array``, an
@@ -443,7 +519,17 @@ def source_from(features: object, column: str | None = None) -> FeatureSource:
     if column is not None:
         return _arrow_source(features, column)
     if isinstance(features, zarr.Array):
-        return ZarrSource(features)
+        local = getattr(features.store, "root", None) is not None
+        return ZarrSource(features) if local else RemoteZarrSource(features)
+    if isinstance(features, str) and is_url(features) and not features.startswith("file://"):
+        file_part = features.rpartition(":")[0] if features.count(":") > 1 else features
+        if Path(file_part).suffix in {".npy", ".h5", ".hdf5", ".hdf", ".he5", *ARROW_SUFFIXES}:
+            raise InvalidInputError(
+                f"features {features!r}: from object storage alma_store reads Zarr arrays "
+                "(s3://bucket/x.zarr); copy .npy, HDF5 or Arrow files to a local disk, or "
+                "convert them to Zarr"
+            )
+        return RemoteZarrSource(features, storage_options)
     if type(features).__module__.startswith("h5py") and type(features).__name__ == "Dataset":
         return HDF5Source(features)
     if isinstance(features, str | os.PathLike):
@@ -494,7 +580,12 @@ def _arrow_source(features: object, column: str) -> FeatureSource:
     )
 
 
-def open_source(record: dict[str, Any], store_root: Path, n_items: int) -> FeatureSource:
+def open_source(
+    record: dict[str, Any],
+    store_root: Path,
+    n_items: int,
+    storage_options: dict[str, Any] | None = None,
+) -> FeatureSource:
     """Reopen a recorded source and check its fingerprint.
 
     Raises
@@ -507,6 +598,10 @@ def open_source(record: dict[str, Any], store_root: Path, n_items: int) -> Featu
         The record is damaged, or its rows are not the store's ``n_items``.
     """
     try:
+        if "url" in record:
+            return _checked(
+                RemoteZarrSource(record["url"], storage_options), record, n_items, store_root
+            )
         return _open_recorded(record, store_root, n_items)
     except (KeyError, TypeError) as exc:
         raise CorruptStoreError(
@@ -552,6 +647,13 @@ def _open_checked(
         src = ArrowSource([Path(p) for p in record["paths"]], record["column"])
     else:
         raise InvalidInputError(f"unknown feature source kind {kind!r} in the store metadata")
+    return _checked(src, record, n_items, store_root)
+
+
+def _checked(
+    src: FeatureSource, record: dict[str, Any], n_items: int, store_root: Path
+) -> FeatureSource:
+    """``src`` if it still matches ``record``; else closed, and the error says what changed."""
     if record["shape"][0] != n_items:
         src.close()
         raise CorruptStoreError(
@@ -563,7 +665,7 @@ def _open_checked(
         if key in record and now.get(key) != record[key]:
             src.close()
             raise SourceChangedError(
-                f"feature source {path} has changed since the store was created: "
-                f"{key} was {record[key]!r}, now {now.get(key)!r}"
+                f"feature source {record.get('url', src.path)} has changed since the store was "
+                f"created: {key} was {record[key]!r}, now {now.get(key)!r}"
             )
     return src

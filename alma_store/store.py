@@ -73,6 +73,7 @@ class Store(StoreVersion):
         mode: str = "r+",
         lock_timeout: float = 60.0,
         checkpoint_rows: int = DEFAULT_CHECKPOINT_ROWS,
+        storage_options: dict[str, Any] | None = None,
     ) -> None:
         if mode not in ("r", "r+"):
             raise InvalidInputError(f"mode must be 'r' or 'r+', got {mode!r}")
@@ -85,6 +86,7 @@ class Store(StoreVersion):
             writable=mode == "r+",
             checkpoint_rows=checkpoint_rows,
             lock_timeout=lock_timeout,
+            storage_options=storage_options,
         )
         super().__init__(engine, source)
         self.mode = mode
