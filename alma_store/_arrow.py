@@ -177,14 +177,16 @@ class ArrowSource(FeatureSource):
 
     def read_sorted(self, dataset_indices: IndexArray, out: np.ndarray | None = None) -> np.ndarray:
         # docstring inherited
-        part = (self.buffer(len(dataset_indices)) if out is None else out)[: len(dataset_indices)]
-        owner = np.searchsorted(self._starts, dataset_indices, side="right") - 1
-        edges = np.flatnonzero(np.diff(owner)) + 1
-        for a, b in zip(
-            np.concatenate([[0], edges]), np.concatenate([edges, [len(owner)]]), strict=True
-        ):
+        n = len(dataset_indices)
+        part = (self.buffer(n) if out is None else out)[:n]
+        if n == 0:
+            return part
+        # The record batches the (sorted) indices span, and where each one's share begins.
+        first = int(np.searchsorted(self._starts, dataset_indices[0], side="right")) - 1
+        last = int(np.searchsorted(self._starts, dataset_indices[-1], side="right")) - 1
+        cuts = [0, *np.searchsorted(dataset_indices, self._starts[first + 1 : last + 1]), n]
+        for k, a, b in zip(range(first, last + 1), cuts[:-1], cuts[1:], strict=True):
             if b > a:
-                k = int(owner[a])
                 take_rows(self._batches[k], dataset_indices[a:b] - self._starts[k], part[a:b])
         return part
 

@@ -17,6 +17,7 @@ import mmap
 import os
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -457,6 +458,75 @@ class RemoteZarrSource(ZarrSource):
         self.shape = tuple(self._arr.shape)
         self.dtype = np.dtype(self._arr.dtype)
         self._fast = None
+        shards = self._arr.shards
+        self._rows_per = int((shards or self._arr.chunks)[0])  # what one request fetches
+        self._held: dict[int, np.ndarray] = {}  # chunks of the last read, and those ahead
+        self._ahead: tuple[int, int, Future[list[np.ndarray]]] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _fetch(self, first: int, last: int) -> list[np.ndarray]:
+        """Chunks ``first .. last`` in one zarr read (zarr requests them concurrently)."""
+        lo, hi = first * self._rows_per, min((last + 1) * self._rows_per, self.shape[0])
+        rows = np.asarray(self._arr[lo:hi])
+        return [rows[a : a + self._rows_per] for a in range(0, hi - lo, self._rows_per)]
+
+    def _chunks(self, first: int, last: int) -> dict[int, np.ndarray]:
+        """Chunks ``first .. last``: kept from earlier reads, fetched ahead, or fetched now.
+
+        A read that continues where the last one ended has the next span fetched in the
+        background while it is used, so a stream waits for at most one fetch at a time.
+        Chunks before ``first`` are dropped: memory stays at about two spans.
+        """
+        with self._lock:
+            ahead, self._ahead = self._ahead, None
+            held = {j: c for j, c in self._held.items() if j >= first}
+        if ahead is not None:
+            a, b, future = ahead
+            held.update(zip(range(a, b + 1), future.result(), strict=True))  # its error is ours
+        missing = [j for j in range(first, last + 1) if j not in held]
+        if missing:
+            span = range(missing[0], missing[-1] + 1)
+            held.update(zip(span, self._fetch(missing[0], missing[-1]), strict=True))
+        n_chunks = -(-self.shape[0] // self._rows_per)
+        nxt = max(held) + 1
+        end = min(nxt + (last - first), n_chunks - 1)
+        with self._lock:
+            self._held = held
+            if nxt < n_chunks:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(1, thread_name_prefix="alma-remote")
+                self._ahead = (nxt, end, self._pool.submit(self._fetch, nxt, end))
+        return held
+
+    def read_sorted(self, dataset_indices: IndexArray, out: np.ndarray | None = None) -> np.ndarray:
+        # docstring inherited
+        n = len(dataset_indices)
+        lo, hi = (int(dataset_indices[0]), int(dataset_indices[-1]) + 1) if n else (0, 0)
+        if n == 0 or hi - lo > 4 * n:  # sparse: zarr's point selection fetches only those
+            return super().read_sorted(dataset_indices, out)
+        part = (self.buffer(n) if out is None else out)[:n]
+        first, last = lo // self._rows_per, (hi - 1) // self._rows_per
+        with self._unreadable():
+            held = self._chunks(first, last)
+        cuts = [
+            0,
+            *np.searchsorted(
+                dataset_indices, [j * self._rows_per for j in range(first + 1, last + 1)]
+            ),
+            n,
+        ]
+        for j, a, b in zip(range(first, last + 1), cuts[:-1], cuts[1:], strict=True):
+            if b > a:
+                take_rows(held[j], dataset_indices[a:b] - j * self._rows_per, part[a:b])
+        return part
+
+    def close(self) -> None:
+        # docstring inherited
+        with self._lock:
+            pool, self._pool, self._ahead, self._held = self._pool, None, None, {}
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     @contextlib.contextmanager
     def _unreadable(self) -> Iterator[None]:
