@@ -163,3 +163,70 @@ def test_remote_reads_match_numpy_in_any_order_of_access(
         idx = np.arange(lo, min(lo + 333, 1500))
         assert np.array_equal(src.read_sorted(idx, src.buffer(400)), x[idx])
     src.close()
+
+
+AUTH_SERVER = r"""
+import os, sys
+os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"  # the user, its key and policy; then auth
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+host, port = server.get_host_and_port()
+print(f"http://{host}:{port}", flush=True)
+sys.stdin.readline()
+server.stop()
+"""
+
+
+def test_wrong_credentials_are_named_and_nothing_is_created(tmp_path: Path) -> None:
+    import boto3
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", AUTH_SERVER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        iam = boto3.client(
+            "iam",
+            endpoint_url=url,
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+            region_name="us-east-1",
+        )
+        iam.create_user(UserName="annotator")
+        key = iam.create_access_key(UserName="annotator")["AccessKey"]
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+        }
+        iam.put_user_policy(
+            UserName="annotator", PolicyName="all", PolicyDocument=json.dumps(policy)
+        )
+        good = {
+            "endpoint_url": url,
+            "key": key["AccessKeyId"],
+            "secret": key["SecretAccessKey"],
+            "client_kwargs": {"region_name": "us-east-1"},
+        }
+        boto3.client(
+            "s3",
+            endpoint_url=url,
+            aws_access_key_id=good["key"],
+            aws_secret_access_key=good["secret"],
+            region_name="us-east-1",
+        ).create_bucket(Bucket="bkt")
+        put_features(good, "secured.zarr", n=100)
+        with pytest.raises(alma_store.InvalidInputError, match="refused: check storage_options"):
+            alma_store.create(
+                tmp_path / "s", "s3://bkt/secured.zarr", storage_options={**good, "secret": "wrong"}
+            )
+        assert not (tmp_path / "s").exists()
+        with alma_store.create(tmp_path / "s", "s3://bkt/secured.zarr", storage_options=good) as s:
+            assert len(s) == 100
+    finally:
+        proc.communicate(input="\n", timeout=60)  # stops the server, closes the pipes
