@@ -605,10 +605,16 @@ def open_engine(
 
 
 @contextlib.contextmanager
-def open_reader(root: Path) -> Iterator[tuple[Engine, FeatureSource]]:
+def open_reader(
+    root: Path, storage_options: dict[str, Any] | None = None
+) -> Iterator[tuple[Engine, FeatureSource]]:
     """Open the store at ``root`` read-only for one task (a dask or DataLoader worker)."""
     engine, source = open_engine(
-        root, writable=False, checkpoint_rows=DEFAULT_CHECKPOINT_ROWS, lock_timeout=0.0
+        root,
+        writable=False,
+        checkpoint_rows=DEFAULT_CHECKPOINT_ROWS,
+        lock_timeout=0.0,
+        storage_options=storage_options,
     )
     try:
         yield engine, source

@@ -35,6 +35,9 @@ class FeatureSource:
     shape: tuple[int, ...]
     dtype: np.dtype
     path: Path
+    storage_options: dict[str, Any] | None = None
+    """What reached features in object storage (in memory only: handed to workers, never
+    written to disk)."""
     owned_by: Path | None = None
     """The store whose own copy of the features this is (its damage is the store's)."""
 

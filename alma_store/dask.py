@@ -31,9 +31,13 @@ def to_dask(view: LabeledView | UnlabeledView) -> da.Array:
     return view.to_dask()
 
 
-def _writer(path: str | Path) -> tuple[Engine, Any]:
+def _writer(path: str | Path, storage_options: dict[str, Any] | None) -> tuple[Engine, Any]:
     return open_engine(
-        Path(path), writable=True, checkpoint_rows=DEFAULT_CHECKPOINT_ROWS, lock_timeout=60.0
+        Path(path),
+        writable=True,
+        checkpoint_rows=DEFAULT_CHECKPOINT_ROWS,
+        lock_timeout=60.0,
+        storage_options=storage_options,
     )
 
 
@@ -42,9 +46,15 @@ TASK_CHUNKS = 8
 
 
 def _score_task(
-    path: str, version: int, fn: ScoreFn, name: str, chunks: list[int], batch_rows: int
+    path: str,
+    version: int,
+    fn: ScoreFn,
+    name: str,
+    chunks: list[int],
+    batch_rows: int,
+    storage_options: dict[str, Any] | None = None,
 ) -> int:
-    engine, source = _writer(path)
+    engine, source = _writer(path, storage_options)
     try:
         run = open_run(engine, name, create=False)
         snap = engine.snapshot_at(version)
@@ -78,7 +88,8 @@ def score(
     if store.mode != "r+":
         raise ReadOnlyError(f"{store.path} was opened with mode='r'; open it with mode='r+'")
     path = str(Path(store.path).resolve())
-    engine, source = _writer(path)
+    options = store.feature_source.storage_options  # travel with the tasks, never to disk
+    engine, source = _writer(path, options)
     try:
         todo = todo_chunks(open_run(engine, name, create=True))
     finally:
@@ -87,7 +98,7 @@ def score(
     version = store.version
     tasks = [
         dask.delayed(_score_task, pure=False)(
-            path, version, fn, name, todo[a : a + TASK_CHUNKS], batch_rows
+            path, version, fn, name, todo[a : a + TASK_CHUNKS], batch_rows, options
         )
         for a in range(0, len(todo), TASK_CHUNKS)
     ]

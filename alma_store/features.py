@@ -433,6 +433,7 @@ class RemoteZarrSource(ZarrSource):
     def __init__(
         self, source: str | zarr.Array[Any], storage_options: dict[str, Any] | None = None
     ) -> None:
+        self.storage_options = storage_options
         if isinstance(source, zarr.Array):
             self._arr, self.url = source, _zarr_url(source)
         else:

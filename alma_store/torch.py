@@ -72,6 +72,7 @@ class ViewDataset:
             )
         self.dataset = dataset
         self.path = Path(view.store_path)
+        self.storage_options = view.feature_source.storage_options  # for workers, in memory
         self.version = view.version
         self.labeled = view.is_labeled_view
         self.with_labels = with_labels
@@ -88,7 +89,7 @@ class ViewDataset:
         if self._view is None:  # in a worker process: reopen by path, at our version
             from ._entry import open_store
 
-            self._store = open_store(self.path, mode="r")
+            self._store = open_store(self.path, mode="r", storage_options=self.storage_options)
             past = self._store.at(version=self.version)
             self._view = past.labeled if self.labeled else past.unlabeled
         return self._view

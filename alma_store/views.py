@@ -205,7 +205,9 @@ class _View:
 
         Blocks carry the store's path and this view's version, not open files:
         each reopens the store read-only where it runs and reads this snapshot,
-        however many labels land meanwhile.
+        however many labels land meanwhile. Features in object storage are
+        reopened with the storage options the store was opened with (they
+        travel with the tasks to the workers; nothing is written to disk).
         """
         import dask
         import dask.array as da
@@ -214,7 +216,11 @@ class _View:
         blocks = [
             da.from_delayed(
                 dask.delayed(read_view_block, pure=True)(
-                    self.store_path, self.version, self._labeled, j
+                    self.store_path,
+                    self.version,
+                    self._labeled,
+                    j,
+                    self._source.storage_options,
                 ),
                 shape=(int(self._counts[j]), *tail),
                 dtype=self.dtype,
@@ -245,9 +251,15 @@ class _View:
         return f"<{type(self).__name__} len={self._len} version={self.version} shape={self.shape}>"
 
 
-def read_view_block(path: str, version: int, labeled: bool, j: int) -> np.ndarray:
+def read_view_block(
+    path: str,
+    version: int,
+    labeled: bool,
+    j: int,
+    storage_options: dict[str, Any] | None = None,
+) -> np.ndarray:
     """The rows of chunk ``j`` in a view at ``version`` of the store at ``path`` (for workers)."""
-    with open_reader(Path(path)) as (engine, source):
+    with open_reader(Path(path), storage_options) as (engine, source):
         snap = engine.snapshot_at(version)
         return source.read_sorted(snap.members(j, of_labeled=labeled))
 
