@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ._labels import LabelSchema
-from .errors import AlreadyLabeledError, InvalidInputError
+from .errors import AlmaError, AlreadyLabeledError, InvalidInputError
 from .journal import LabelEvent
 
 LABEL_FIELDS = ("dataset_index", "label")
@@ -200,6 +200,26 @@ def _records(kind: str, f: Any, path: Path, schema: LabelSchema) -> Iterator[tup
                     f"{path}: line {line}: expected an object with 'dataset_index' and 'label'"
                 )
             yield line, obj["dataset_index"], obj["label"]
+
+
+def count_rows(path: Path) -> int | None:
+    """About how many records a labels file holds (for a progress total), or None.
+
+    One pass over the bytes for CSV and JSON Lines (line ends, less the CSV
+    header), the footer for Parquet; None where the file cannot be read (the
+    import that follows reports why).
+    """
+    try:
+        kind = _format(path)
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            return int(pq.ParquetFile(path).metadata.num_rows)
+        with path.open("rb") as f:
+            lines = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
+        return max(lines - (kind == "csv"), 0)
+    except (OSError, AlmaError, ValueError):
+        return None
 
 
 def read_labels_file(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ def plot_progress(events: Iterable[LabelEvent], schema: LabelSchema, path: Path)
         import matplotlib
 
         matplotlib.use("Agg")
+        import matplotlib.dates as mdates
         import matplotlib.pyplot as plt
     except ImportError:
         raise InvalidInputError(
@@ -40,27 +42,20 @@ def plot_progress(events: Iterable[LabelEvent], schema: LabelSchema, path: Path)
             names = schema.class_names(values) if schema.classes is not None else values
             per_round[event.round].update(str(v) for v in np.asarray(names).tolist())
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    t0 = min((ts[0] for ts in times.values()), default=0.0)
-    span = max((ts[-1] for ts in times.values()), default=t0) - t0
-    unit, scale = next(
-        ((u, k) for u, k in (("days", 86400), ("hours", 3600), ("minutes", 60)) if span >= 2 * k),
-        ("seconds", 1),
-    )
     for who, ts in times.items():
-        x = np.r_[ts[0], ts] - t0  # each line starts at 0 at its annotator's first commit
+        when = [datetime.fromtimestamp(t, tz=UTC) for t in [ts[0], *ts]]
         left.step(
-            x / scale,
+            when,
             np.r_[0, totals[who]],
             where="post",
             marker="o",
             markersize=3,
             label=str(who or "(none)"),
         )
-    left.set(
-        xlabel=f"{unit} since the first commit",
-        ylabel="labels (net)",
-        title="Labels per annotator",
-    )
+    locator = mdates.AutoDateLocator()  # type: ignore[no-untyped-call]
+    left.xaxis.set_major_locator(locator)
+    left.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
+    left.set(xlabel="time (UTC)", ylabel="labels (net)", title="Labels per annotator")
     if times:
         left.legend()
     if per_round:

@@ -228,12 +228,15 @@ def score_chunks(
     *,
     batch_rows: int,
     step_seconds: float,
+    progress: Callable[[int], None] | None = None,
 ) -> None:
     """Score ``chunks`` at ``snap`` into ``run``, durable step by step."""
     buffer = source.buffer(min(batch_rows, run.chunk_rows))
     with StepWriter(run, step_seconds) as steps:
         for j in chunks:
             steps.add(j, score_chunk(source, snap, fn, j, run.dtype, buffer))
+            if progress is not None:
+                progress(int(snap.unlabeled_counts[j]))
 
 
 def score(
@@ -245,6 +248,7 @@ def score(
     batch_rows: int,
     shard: object,
     step_seconds: float = DEFAULT_STEP_SECONDS,
+    progress: Callable[[int], None] | None = None,
 ) -> int:
     """Score this shard's unfinished chunks; returns how many were scored now."""
     engine.check_writable()
@@ -253,7 +257,14 @@ def score(
     run = open_run(engine, name, create=True)
     todo = todo_chunks(run, parsed)
     score_chunks(
-        run, source, engine.current(), fn, todo, batch_rows=batch_rows, step_seconds=step_seconds
+        run,
+        source,
+        engine.current(),
+        fn,
+        todo,
+        batch_rows=batch_rows,
+        step_seconds=step_seconds,
+        progress=progress,
     )
     return len(todo)
 

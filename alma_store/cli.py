@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
     click = None  # type: ignore[assignment]
 
 from ._entry import create, open_store
-from ._io import parse_label_text
+from ._io import count_rows, parse_label_text
 from .errors import AlmaError, InvalidInputError
 from .index import n_chunks
 
@@ -31,6 +31,15 @@ from .index import n_chunks
 def _need_click() -> None:
     if click is None:  # pragma: no cover
         sys.exit("the alma command needs click and tqdm: pip install 'alma_store[cli]'")
+
+
+def _dtype_name(dtype: Any) -> str:
+    """A dtype as a person writes it: ``int8``, ``float32``, ``str``, ``U10``."""
+    if dtype.kind == "T":
+        return "str"
+    if dtype.kind == "U":
+        return f"U{dtype.itemsize // 4}"
+    return str(dtype.name)
 
 
 def _when(t: float) -> str:
@@ -150,8 +159,9 @@ if click is not None:
         if as_json:
             click.echo(json.dumps(data, indent=1))
             return
-        for key in ("path", "n_items", "num_labeled", "num_unlabeled", "version", "label_dtype"):
+        for key in ("path", "n_items", "num_labeled", "num_unlabeled", "version"):
             click.echo(f"{key:14} {data[key]}")
+        click.echo(f"{'label_dtype':14} {_dtype_name(s.label_dtype)}")
         if data["classes"]:
             click.echo(f"{'classes':14} {', '.join(data['classes'])}")
         if per_class:
@@ -193,7 +203,7 @@ if click is not None:
         "--expected-version",
         type=int,
         default=None,
-        help="Refuse if the store is no longer at this version.",
+        help="Refuse (and write nothing) if other commits landed since this version.",
     )
     def label(
         store: Path,
@@ -236,9 +246,11 @@ if click is not None:
     @click.option("--round", "round_", type=int, default=None, help="Round tag.")
     def import_(store: Path, file: Path, annotator: str | None, round_: int | None) -> None:
         """Add the labels of FILE (.csv, .jsonl, .parquet: dataset_index,label) in one commit."""
-        with open_store(store) as s, _progress(None, "import") as progress:
-            done = s.import_labels(file, annotator=annotator, round=round_, progress=progress)
-            click.echo(f"imported {len(done)} labels from {file}; version {s.version}")
+        with open_store(store) as s:
+            with _progress(count_rows(file), "import") as progress:
+                done = s.import_labels(file, annotator=annotator, round=round_, progress=progress)
+            version = s.version
+        click.echo(f"imported {len(done)} labels from {file}; version {version}")
 
     @cli.command()
     @store_arg
@@ -268,7 +280,12 @@ if click is not None:
     )
     @click.option("--start", type=int, default=None, help="Only dataset indices >= START.")
     @click.option("--stop", type=int, default=None, help="Only dataset indices < STOP.")
-    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per commit.")
+    @click.option(
+        "--json", "as_json", is_flag=True, help="Print one JSON object per commit, every item."
+    )
+    @click.option(
+        "--all", "show_all", is_flag=True, help="List every item of a commit, not the first 10."
+    )
     def history(
         store: Path,
         annotator: str | None,
@@ -277,8 +294,10 @@ if click is not None:
         start: int | None,
         stop: int | None,
         as_json: bool,
+        show_all: bool,
     ) -> None:
-        """List the commits of STORE, oldest first."""
+        """List the commits of STORE, oldest first: one line each, with its first items."""
+        limit = None if show_all else 10
         with open_store(store, mode="r") as s:
             for e in s.history(
                 annotator=annotator, round=round_, kinds=kinds or None, start=start, stop=stop
@@ -298,12 +317,13 @@ if click is not None:
                 if as_json:
                     click.echo(json.dumps(row))
                 else:
-                    shown = ", ".join(
-                        f"{i}={v}" for i, v in zip(row["dataset_indices"], values, strict=True)
-                    )
+                    n = len(e.dataset_indices)
+                    pairs = zip(row["dataset_indices"][:limit], values[:limit], strict=True)
+                    shown = ", ".join(f"{i}={v}" for i, v in pairs)
+                    more = f", ... and {n - limit} more" if limit is not None and n > limit else ""
                     click.echo(
                         f"v{e.version} {row['time']} {e.kind:7} {e.annotator or '-'} "
-                        f"round={e.round} {shown}"
+                        f"round={e.round} {n} item{'s' if n != 1 else ''}: {shown}{more}"
                     )
 
     @cli.command()
@@ -363,7 +383,8 @@ if click is not None:
         """Score the unlabeled rows of STORE; a rerun redoes only unfinished chunks."""
         fn = _import_function(fn_path)
         with open_store(store) as s:
-            n = s.score(fn, name, batch_rows=batch_rows, shard=shard)
+            with _progress(None, f"score {name} (rows)") as progress:
+                n = s.score(fn, name, batch_rows=batch_rows, shard=shard, progress=progress)
             done, total = s.scoring_progress(name)
         click.echo(f"scored {n} chunks of {name!r} (shard {shard}); {done} of {total} done")
 

@@ -160,12 +160,21 @@ class NotLabeledError(InvalidIndexError):
 class StaleIndexError(AlmaError):
     """The store's version moved past the ``expected_version`` a caller's indices refer to."""
 
-    def __init__(self, expected_version: int, actual_version: int) -> None:
+    def __init__(
+        self, expected_version: int, actual_version: int, *, by_position: bool = True
+    ) -> None:
         self.expected_version = expected_version
         self.actual_version = actual_version
+        self.by_position = by_position
+        advice = (
+            "positions taken from an older view are stale, take a new view"
+            if by_position
+            else "other commits landed since; check the items are still wanted and retry "
+            "with the new version"
+        )
         super().__init__(
             f"expected_version is {expected_version} but the store is at version "
-            f"{actual_version}; positions taken from an older view are stale, take a new view"
+            f"{actual_version}; nothing was written: {advice}"
         )
 
 

@@ -309,7 +309,7 @@ class Store(StoreVersion):
                 snap, newer, event = engine.current(), [], None
             latest = snap.version + len(newer)
             if expected is not None and expected != latest:
-                raise StaleIndexError(expected, latest)
+                raise StaleIndexError(expected, latest, by_position=by_position)
             if event is None:
                 event = build(snap)
             elif newer:
@@ -386,6 +386,7 @@ class Store(StoreVersion):
         batch_rows: int = 4096,
         shard: tuple[int, int] | str = (0, 1),
         step_seconds: float = _scoring.DEFAULT_STEP_SECONDS,
+        progress: Callable[[int], None] | None = None,
     ) -> int:
         """Score the Unlabeled rows chunk by chunk into ``scores/<name>``, resumably.
 
@@ -407,6 +408,9 @@ class Store(StoreVersion):
             per ``step_seconds`` of work (or 64 MiB of scores), written in the
             background while the next step is scored. A killed job redoes at
             most its last step. ``0`` makes every chunk its own step.
+        progress
+            Called with the number of unlabeled rows of each chunk scored
+            (e.g. ``tqdm(...).update``).
 
         Returns
         -------
@@ -429,6 +433,7 @@ class Store(StoreVersion):
             batch_rows=batch_rows,
             shard=shard,
             step_seconds=step_seconds,
+            progress=progress,
         )
 
     def top_k(

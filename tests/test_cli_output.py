@@ -1,0 +1,67 @@
+"""What the command line prints reads well at scale."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import alma_store
+from alma_store._io import count_rows
+from alma_store.cli import main
+
+
+def test_info_names_dtypes_as_people_write_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for dtype, shown in (("int8", "int8"), ("str", "str"), ("U10", "U10"), ("float32", "float32")):
+        alma_store.create(tmp_path / dtype, n_items=5, label_dtype=dtype).close()
+        assert main(["info", str(tmp_path / dtype)]) == 0
+        assert f"label_dtype    {shown}\n" in capsys.readouterr().out
+
+
+def test_history_shows_the_first_items_of_a_commit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with alma_store.create(tmp_path / "s", n_items=5000) as store:
+        store.add_labels(np.arange(2500), np.ones(2500, np.int64), relative_to="dataset")
+        store.add_labels([4000], [7], relative_to="dataset", annotator="ann")
+    assert main(["history", str(tmp_path / "s")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and len(lines[0]) < 200
+    assert lines[0].endswith(
+        "2500 items: 0=1, 1=1, 2=1, 3=1, 4=1, 5=1, 6=1, 7=1, 8=1, 9=1, ... and 2490 more"
+    )
+    assert lines[1].endswith("ann round=None 1 item: 4000=7")
+    assert main(["history", str(tmp_path / "s"), "--all"]) == 0
+    assert "2499=1" in capsys.readouterr().out
+
+
+def test_import_counts_its_rows_first(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("dataset_index,label\n1,2\n3,4\n5,6\n")
+    (tmp_path / "a.jsonl").write_text(
+        '{"dataset_index": 1, "label": 2}\n{"dataset_index": 3, "label": 4}\n'
+    )
+    assert count_rows(tmp_path / "a.csv") == 3
+    assert count_rows(tmp_path / "a.jsonl") == 2
+    assert count_rows(tmp_path / "missing.csv") is None
+    assert count_rows(tmp_path / "a.txt") is None
+
+
+def test_stale_dataset_indices_are_not_called_positions(tmp_path: Path) -> None:
+    with alma_store.create(tmp_path / "s", n_items=10) as store:
+        store.add_labels([1], [1], relative_to="dataset")
+        with pytest.raises(alma_store.StaleIndexError) as err:
+            store.add_labels([2], [1], relative_to="dataset", expected_version=0)
+        assert "positions" not in str(err.value) and "other commits landed" in str(err.value)
+        with pytest.raises(alma_store.StaleIndexError, match="positions taken from an older view"):
+            store.add_labels([2], [1], expected_version=0)
+
+
+def test_score_reports_progress_in_rows(tmp_path: Path) -> None:
+    with alma_store.create(tmp_path / "s", np.zeros((1000, 2)), chunk_rows=64) as store:
+        store.add_labels(np.arange(0, 1000, 10), np.ones(100, np.int64), relative_to="dataset")
+        seen: list[int] = []
+        store.score(lambda rows: rows[:, 0], "zero", progress=seen.append)
+        assert len(seen) == 16 and sum(seen) == store.num_unlabeled
