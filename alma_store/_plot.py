@@ -22,6 +22,7 @@ def plot_progress(events: Iterable[LabelEvent], schema: LabelSchema, path: Path)
         matplotlib.use("Agg")
         import matplotlib.dates as mdates
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         raise InvalidInputError(
             "plotting needs matplotlib: pip install 'alma_store[plot]'"
@@ -70,6 +71,8 @@ def plot_progress(events: Iterable[LabelEvent], schema: LabelSchema, path: Path)
     else:
         right.text(0.5, 0.5, "no categorical labels", ha="center", va="center")
     right.set(xlabel="round", ylabel="labels given", title="Labels per round")
+    for axis in (left.yaxis, right.yaxis):  # counts of labels: whole numbers
+        axis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
