@@ -17,6 +17,7 @@ __all__ = [
     "SAMPLE_BLOCKS",
     "SAMPLE_ROWS",
     "FeatureSource",
+    "IndexOnlySource",
     "check_rows",
     "damaged_source",
     "sample_hash",
@@ -185,3 +186,49 @@ def damaged_source(path: Path, owned_by: Path | None, exc: BaseException) -> Alm
             f"{path}, the copy of the features inside the store {owned_by}, is damaged: {exc}"
         )
     return SourceChangedError(f"feature source {path} cannot be read (damaged?): {exc}")
+
+
+class IndexOnlySource(FeatureSource):
+    """The "features" of an index-only store: ``N`` items, no rows to read.
+
+    The store keeps labels, views, the offset map, history and scoring by
+    dataset index; reading rows raises :class:`InvalidInputError` saying how
+    to reach the items instead.
+    """
+
+    kind = "none"
+    has_rows = False
+
+    def __init__(self, n_items: int) -> None:
+        self.shape = (n_items,)
+        self.dtype = np.dtype(np.int64)
+        self.path = Path("(index-only)")
+
+    def _no_rows(self) -> InvalidInputError:
+        return InvalidInputError(
+            "this store is index-only (created with n_items=, no features): it has no rows "
+            "to read. Take the view's dataset indices (view.to_dataset_index(positions) or "
+            "view.iter_dataset_indices()) and read your items by index; for PyTorch, "
+            "alma_store.torch.ViewDataset(view, dataset=your_dataset) returns dataset[i]"
+        )
+
+    def read_range(self, lo: int, hi: int) -> np.ndarray:
+        # docstring inherited
+        raise self._no_rows()
+
+    def read_rows(self, dataset_indices: IndexArray) -> np.ndarray:
+        # docstring inherited
+        raise self._no_rows()
+
+    def read_sorted(self, dataset_indices: IndexArray, out: np.ndarray | None = None) -> np.ndarray:
+        # docstring inherited
+        raise self._no_rows()
+
+    @property
+    def array(self) -> None:
+        # docstring inherited
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        # docstring inherited
+        return {"kind": self.kind, "shape": [self.shape[0]]}

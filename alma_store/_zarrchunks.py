@@ -9,7 +9,7 @@ with the array's own codecs (numcodecs, which releases the GIL) in a thread
 pool: every chunk a batch needs is decoded once, in parallel, and while a
 sequential stream is consumed the next chunks are decoded ahead. Uncompressed
 chunks are memory-mapped, so their rows are copied once, like a ``.npy``.
-Anything else goes through zarr-python (see :class:`alma_store.features.ZarrSource`).
+Anything else goes through zarr-python (see :class:`alma_store._zarr.ZarrSource`).
 """
 
 from __future__ import annotations
