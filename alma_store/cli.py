@@ -63,7 +63,14 @@ if click is not None:
 
     @cli.command()
     @store_arg
-    @click.argument("features")
+    @click.argument("features", required=False)
+    @click.option(
+        "--n-items",
+        type=int,
+        default=None,
+        help="Without FEATURES: an index-only store of N items.",
+    )
+    @click.option("--column", default=None, help="The features' column in an Arrow file (.arrow).")
     @click.option(
         "--label-dtype",
         default="int64",
@@ -78,14 +85,17 @@ if click is not None:
     @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
     def init(
         store: Path,
-        features: str,
+        features: str | None,
+        n_items: int | None,
+        column: str | None,
         label_dtype: str,
         label_shape: str,
         classes: str | None,
         chunk_rows: int | None,
         overwrite: bool,
     ) -> None:
-        """Create STORE over FEATURES (.npy, Zarr directory, or file.h5:/dataset)."""
+        """Create STORE over FEATURES (.npy, Zarr directory, file.h5:/dataset, or an Arrow
+        file with --column), or an index-only STORE with --n-items and no FEATURES."""
         try:
             shape = tuple(int(p) for p in label_shape.split(",") if p.strip())
         except ValueError:
@@ -96,13 +106,15 @@ if click is not None:
         with create(
             store,
             features,
+            n_items=n_items,
+            column=column,
             label_dtype=label_dtype,
             label_shape=shape,
             classes=names,
             chunk_rows=chunk_rows,
             overwrite=overwrite,
         ) as s:
-            click.echo(f"created {s.path}: {len(s)} items, labels {s.meta['label_dtype']}")
+            click.echo(f"created {s.path}: {len(s)} items, labels {_dtype_name(s.label_dtype)}")
 
     @cli.command()
     @store_arg

@@ -65,3 +65,22 @@ def test_score_reports_progress_in_rows(tmp_path: Path) -> None:
         seen: list[int] = []
         store.score(lambda rows: rows[:, 0], "zero", progress=seen.append)
         assert len(seen) == 16 and sum(seen) == store.num_unlabeled
+
+
+def test_init_index_only_and_arrow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import pyarrow as pa
+
+    assert main(["init", str(tmp_path / "i"), "--n-items", "12", "--label-dtype", "int8"]) == 0
+    assert ": 12 items, labels int8" in capsys.readouterr().out
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    table = pa.table({"v": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 3)})
+    with (
+        pa.OSFile(str(tmp_path / "x.arrow"), "wb") as sink,
+        pa.ipc.new_file(sink, table.schema) as w,
+    ):
+        w.write_table(table)
+    assert main(["init", str(tmp_path / "a"), str(tmp_path / "x.arrow"), "--column", "v"]) == 0
+    with alma_store.open(tmp_path / "a", mode="r") as store:
+        assert np.array_equal(np.asarray(store.unlabeled), x)
+    assert main(["init", str(tmp_path / "n")]) == 1  # neither features nor --n-items
+    assert "n_items alone" in capsys.readouterr().err
