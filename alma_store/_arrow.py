@@ -22,6 +22,7 @@ from ._copy import take_rows
 from ._source import FeatureSource, check_rows
 from ._types import IndexArray
 from .errors import InvalidInputError, SourceMissingError
+from .index import block_spans
 
 __all__ = ["ArrowSource", "hf_dataset_files", "in_memory_rows"]
 
@@ -181,13 +182,8 @@ class ArrowSource(FeatureSource):
         part = (self.buffer(n) if out is None else out)[:n]
         if n == 0:
             return part
-        # The record batches the (sorted) indices span, and where each one's share begins.
-        first = int(np.searchsorted(self._starts, dataset_indices[0], side="right")) - 1
-        last = int(np.searchsorted(self._starts, dataset_indices[-1], side="right")) - 1
-        cuts = [0, *np.searchsorted(dataset_indices, self._starts[first + 1 : last + 1]), n]
-        for k, a, b in zip(range(first, last + 1), cuts[:-1], cuts[1:], strict=True):
-            if b > a:
-                take_rows(self._batches[k], dataset_indices[a:b] - self._starts[k], part[a:b])
+        for k, a, b in block_spans(dataset_indices, self._starts[:-1]):  # per record batch
+            take_rows(self._batches[k], dataset_indices[a:b] - self._starts[k], part[a:b])
         return part
 
     def describe(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._copy import take_rows
-from ._source import FeatureSource, check_rows
+from ._source import DENSE_SPAN, FeatureSource, check_rows
 from ._types import IndexArray
 from .errors import InvalidInputError, SourceMissingError
 
@@ -87,7 +87,7 @@ class HDF5Source(FeatureSource):
         if n == 0:
             return part
         lo, hi = int(dataset_indices[0]), int(dataset_indices[-1]) + 1
-        if hi - lo > 4 * n or not part.flags.c_contiguous:
+        if hi - lo > DENSE_SPAN * n or not part.flags.c_contiguous:
             part[...] = self.read_rows(dataset_indices)
             return part
         with self._unreadable():

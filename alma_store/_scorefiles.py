@@ -150,21 +150,25 @@ class ScoreRun:
             raise CorruptStoreError(f"score step file {path} is damaged (bad chunk ids)")
         return ids.astype(np.int64).tolist()
 
-    def read(self, chunks: list[int]) -> Iterator[tuple[int, np.ndarray]]:
-        """``(j, scores of chunk j)`` for the given done chunks, each file read once."""
-        sizes = self.sizes
-        for ids, values in self.read_blocks(chunks):
-            ends = np.cumsum(sizes[ids])
-            for j, end in zip(ids.tolist(), ends.tolist(), strict=True):
-                yield j, values[end - int(sizes[j]) : end]
+    def _pieces(self, ids: np.ndarray, values: np.ndarray) -> list[np.ndarray]:
+        """The scores of each chunk in ``ids``, cut out of their back-to-back ``values``."""
+        ends = np.cumsum(self.sizes[ids]).tolist()
+        return np.split(values, ends[:-1]) if ends else []
 
-    def read_blocks(self, chunks: list[int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """``(chunk ids, their scores back to back)``, one block per step file read.
+    def read(self, done: dict[int, Path], chunks: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+        """``(j, scores of chunk j)`` for ``chunks`` of ``done``, each file read once."""
+        for ids, values in self.read_blocks(done, chunks):
+            yield from zip(ids.tolist(), self._pieces(ids, values), strict=True)
+
+    def read_blocks(
+        self, done: dict[int, Path], chunks: list[int]
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(chunk ids, their scores back to back)`` for ``chunks`` of ``done`` (what
+        :meth:`done` returned), one block per step file read.
 
         The scores of a step file are its memory map itself wherever the block
         is all of the file (read-only; the page cache, not this process's memory).
         """
-        done = self.done()
         sizes = self.sizes
         if self.layout == 1:
             codec = self._legacy_codec()
@@ -187,14 +191,8 @@ class ScoreRun:
                 raise CorruptStoreError(f"score step file {path} is damaged (wrong length)")
             keep = np.isin(ids, np.fromiter(wanted, np.int64, len(wanted)))
             if not keep.all():
-                ends = np.cumsum(sizes[ids])
-                values = np.concatenate(
-                    [
-                        values[e - int(sizes[j]) : e]
-                        for j, e, k in zip(ids, ends, keep, strict=True)
-                        if k
-                    ]
-                )
+                pieces = self._pieces(ids, values)
+                values = np.concatenate([p for p, k in zip(pieces, keep, strict=True) if k])
                 ids = ids[keep]
             yield ids, values
 
@@ -271,10 +269,11 @@ def _upgrade(old: ScoreRun) -> ScoreRun:
     shutil.rmtree(steps, ignore_errors=True)  # from an upgrade that did not finish
     with storage_errors(steps):
         steps.mkdir()
-    done = sorted(old.done())
+    done = old.done()
+    chunks = sorted(done)
     per_step = max(1, (64 << 20) // max(1, old.chunk_rows * old.dtype.itemsize))
-    for a in range(0, len(done), per_step):
-        part = dict(old.read(done[a : a + per_step]))
+    for a in range(0, len(chunks), per_step):
+        part = dict(old.read(done, chunks[a : a + per_step]))
         new.write_step(list(part), list(part.values()))
     meta = _read_meta(old.folder, old.name)
     meta["layout"] = LAYOUT

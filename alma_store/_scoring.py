@@ -133,7 +133,8 @@ def load_scores(engine: Engine, name: str) -> np.ndarray:
     """Every score of ``name`` in one array of ``N`` (NaN where none)."""
     run = open_run(engine, name, create=False)
     out = np.full(engine.n_items, np.nan, dtype=run.dtype)
-    for j, values in run.read(sorted(run.done())):
+    done = run.done()
+    for j, values in run.read(done, sorted(done)):
         lo = j * engine.chunk_rows
         out[lo : lo + len(values)] = values
     return out
@@ -293,7 +294,7 @@ def top_k(engine: Engine, name: str, k: int, *, largest: bool, allow_partial: bo
     best_key = np.empty(0, run.dtype)
     sign = -1.0 if largest else 1.0  # keep the k smallest keys, key = sign * score
     sizes = snap.chunk_sizes
-    for ids, values in run.read_blocks(sorted(done)):
+    for ids, values in run.read_blocks(done, sorted(done)):
         starts = np.cumsum(sizes[ids]) - sizes[ids]  # of each chunk within the block
         key = np.negative(values) if largest else values.copy()  # exact, in the scores' dtype
         order = np.argsort(ids)

@@ -14,6 +14,7 @@ from ._types import IndexArray
 from .errors import AlmaError, CorruptStoreError, InvalidInputError, SourceChangedError
 
 __all__ = [
+    "DENSE_SPAN",
     "SAMPLE_BLOCKS",
     "SAMPLE_ROWS",
     "FeatureSource",
@@ -23,6 +24,9 @@ __all__ = [
     "sample_hash",
 ]
 
+DENSE_SPAN = 4
+"""Sorted rows spread over at most this many times their number are read as their
+covering range and gathered in memory; sparser ones by the backend's point selection."""
 SAMPLE_BLOCKS = 8
 SAMPLE_ROWS = 16
 
@@ -75,7 +79,7 @@ class FeatureSource:
         lo, hi = int(dataset_indices[0]), int(dataset_indices[-1]) + 1
         if hi - lo == len(dataset_indices):
             return self.read_range(lo, hi)
-        if hi - lo <= 4 * len(dataset_indices):
+        if hi - lo <= DENSE_SPAN * len(dataset_indices):
             return np.take(self.read_range(lo, hi), dataset_indices - lo, axis=0)
         return self.read_rows(dataset_indices)
 

@@ -13,10 +13,11 @@ import numpy as np
 import zarr
 
 from ._copy import take_rows
-from ._source import FeatureSource, check_rows
+from ._source import DENSE_SPAN, FeatureSource, check_rows
 from ._types import IndexArray, PathLike
 from ._zarrchunks import chunk_rows_for
 from .errors import AlmaError, InvalidInputError, SourceMissingError
+from .index import block_spans
 
 __all__ = ["RemoteZarrSource", "ZarrSource"]
 
@@ -186,22 +187,15 @@ class RemoteZarrSource(ZarrSource):
         # docstring inherited
         n = len(dataset_indices)
         lo, hi = (int(dataset_indices[0]), int(dataset_indices[-1]) + 1) if n else (0, 0)
-        if n == 0 or hi - lo > 4 * n:  # sparse: zarr's point selection fetches only those
+        if n == 0 or hi - lo > DENSE_SPAN * n:  # sparse: zarr's point selection fetches only those
             return super().read_sorted(dataset_indices, out)
         part = (self.buffer(n) if out is None else out)[:n]
         first, last = lo // self._rows_per, (hi - 1) // self._rows_per
         with self._unreadable():
             held = self._chunks(first, last)
-        cuts = [
-            0,
-            *np.searchsorted(
-                dataset_indices, [j * self._rows_per for j in range(first + 1, last + 1)]
-            ),
-            n,
-        ]
-        for j, a, b in zip(range(first, last + 1), cuts[:-1], cuts[1:], strict=True):
-            if b > a:
-                take_rows(held[j], dataset_indices[a:b] - j * self._rows_per, part[a:b])
+        for k, a, b in block_spans(dataset_indices, np.arange(first, last + 1) * self._rows_per):
+            j = first + k
+            take_rows(held[j], dataset_indices[a:b] - j * self._rows_per, part[a:b])
         return part
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ from ._copy import take_rows
 from ._state import ChunkCodec
 from ._types import IndexArray
 from .errors import CorruptStoreError
+from .index import block_spans
 
 __all__ = ["ChunkRows", "chunk_rows_for"]
 
@@ -161,15 +162,18 @@ class ChunkRows:
 
     def gather(self, dataset_indices: IndexArray, out: np.ndarray) -> None:
         """Rows at sorted, unique ``dataset_indices`` into ``out`` (as many rows)."""
-        owner = dataset_indices // self.chunk_rows
-        edges = np.flatnonzero(np.diff(owner)) + 1
-        starts = np.concatenate([[0], edges])
-        ends = np.concatenate([edges, [len(dataset_indices)]])
-        wanted = owner[starts].tolist()
+        first = int(dataset_indices[0]) // self.chunk_rows
+        last = int(dataset_indices[-1]) // self.chunk_rows
+        spans = [
+            (first + k, a, b)
+            for k, a, b in block_spans(
+                dataset_indices, np.arange(first, last + 1) * self.chunk_rows
+            )
+        ]
         group = max(1, self._keep // 2)  # decoded chunks held at once stay bounded
-        for g in range(0, len(wanted), group):
-            for k, rows in enumerate(self.chunks(wanted[g : g + group]), start=g):
-                j, a, b = wanted[k], int(starts[k]), int(ends[k])
+        for g in range(0, len(spans), group):
+            part = spans[g : g + group]
+            for (j, a, b), rows in zip(part, self.chunks([j for j, _, _ in part]), strict=True):
                 if b - a == len(rows):
                     out[a:b] = rows
                 else:

@@ -46,6 +46,7 @@ from .errors import InvalidIndexError, InvalidInputError
 __all__ = [
     "Arena",
     "Runs",
+    "block_spans",
     "chunk_members",
     "chunk_sizes",
     "locate_positions",
@@ -359,6 +360,20 @@ def merge_tail(
     lengths = np.searchsorted(merged, lows + chunk_rows) - starts
     local = merged - np.repeat(lows, lengths)
     return Runs(chunks, local, starts, lengths)
+
+
+def block_spans(indices: IndexArray, starts: IndexArray) -> list[tuple[int, int, int]]:
+    """``(k, a, b)`` for every block ``k`` that holds some of ``indices``: ``indices[a:b]``.
+
+    ``indices`` are sorted; the blocks begin at the sorted ``starts``, the first at
+    or before ``indices[0]`` (record batches, chunks). One search per block.
+
+    >>> block_spans(np.array([1, 2, 9, 10]), np.array([0, 4, 8, 12]))
+    [(0, 0, 2), (2, 2, 4)]
+    """
+    cuts = np.searchsorted(indices, starts)
+    ends = np.append(cuts[1:], len(indices))
+    return [(int(k), int(cuts[k]), int(ends[k])) for k in np.flatnonzero(ends > cuts)]
 
 
 def chunk_members(run: IndexArray, size: int, *, of_labeled: bool) -> IndexArray:
