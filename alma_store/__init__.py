@@ -11,12 +11,15 @@ and see the Labeled and Unlabeled parts as views of ``D``::
 
 from __future__ import annotations
 
+from ._annotations import Annotation
+from ._claims import Claim
 from ._entry import create, open
 from ._version import StoreVersion
 from .compat import ActiveLearningManager
 from .errors import (
     AlmaError,
     AlreadyLabeledError,
+    ClaimedError,
     CorruptStoreError,
     InvalidIndexError,
     InvalidInputError,
@@ -41,6 +44,9 @@ __all__ = [
     "ActiveLearningManager",
     "AlmaError",
     "AlreadyLabeledError",
+    "Annotation",
+    "Claim",
+    "ClaimedError",
     "CorruptStoreError",
     "InvalidIndexError",
     "InvalidInputError",

@@ -61,6 +61,7 @@ def build_store(
     label_dtype: object = "int64",
     label_shape: tuple[int, ...] = (),
     classes: list[str] | None = None,
+    annotations_per_item: int = 1,
     chunk_rows: int | None = None,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
@@ -83,6 +84,16 @@ def build_store(
     class_names = parse_classes(classes)
     if class_names is not None and dtype.kind not in "iu":
         raise InvalidInputError(f"with classes, label_dtype must be an integer dtype, got {dtype}")
+    if (
+        not isinstance(annotations_per_item, int | np.integer)
+        or isinstance(annotations_per_item, bool)
+        or annotations_per_item < 1
+    ):
+        raise InvalidInputError(
+            f"annotations_per_item must be a positive int, got {annotations_per_item!r}"
+        )
+    if annotations_per_item > 1 and shape:
+        raise InvalidInputError("annotations_per_item > 1 takes scalar labels (label_shape=())")
     if chunk_rows is not None and (
         not isinstance(chunk_rows, int) or isinstance(chunk_rows, bool) or chunk_rows < 1
     ):
@@ -147,6 +158,7 @@ def build_store(
             classes=class_names,
             features=record,
             created=time.time(),
+            annotations_per_item=int(annotations_per_item),
         )
         count = n_chunks(n_items, rows)
         Journal.create(tmp / "journal.bin", uid.bytes)

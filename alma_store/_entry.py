@@ -73,6 +73,7 @@ def create(
     label_dtype: object = "int64",
     label_shape: tuple[int, ...] = (),
     classes: list[str] | None = None,
+    annotations_per_item: int = 1,
     chunk_rows: int | None = None,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
@@ -121,6 +122,12 @@ def create(
         Optional class schema: labels are then given as class names (or
         codes) and stored as codes ``0 .. len(classes) - 1`` (``label_dtype``
         must be an integer dtype). An unknown class is an error.
+    annotations_per_item
+        ``k >= 2`` keeps every annotator's label for an item (scalar labels
+        only): ``add_labels`` then records one annotation per item and
+        annotator, and an item is labeled once ``k`` annotations are in and
+        more than half of them agree. Items without a majority wait for
+        :meth:`Store.resolve`. ``1`` (the default): every label is final.
     chunk_rows
         Rows per chunk of the mask and label arrays (and of the count index).
         Default: 32,768 (a label read decodes one chunk of this many labels).
@@ -166,6 +173,7 @@ def create(
             label_dtype=label_dtype,
             label_shape=label_shape,
             classes=classes,
+            annotations_per_item=annotations_per_item,
             chunk_rows=chunk_rows,
             overwrite=overwrite,
             progress=progress,

@@ -135,6 +135,9 @@ def export_history(
     try:
         for event in events:
             previous = event.previous if event.previous is not None else [None] * len(event.values)
+            n = len(event.dataset_indices)
+            who = event.row_annotators or (event.annotator,) * n
+            when = event.row_times or (event.time,) * n
             for k, i in enumerate(event.dataset_indices.tolist()):
                 prev = None if previous[k] is None else schema.to_python(previous[k])
                 writer.row(
@@ -144,9 +147,9 @@ def export_history(
                         i,
                         schema.to_python(event.values[k]),
                         prev,
-                        event.annotator,
+                        who[k],
                         event.round,
-                        event.time,
+                        when[k],
                     )
                 )
             rows += len(event.dataset_indices)

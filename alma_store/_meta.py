@@ -4,7 +4,8 @@ Format version 2 adds ``"checksum": "crc32:<8 hex digits>"``, the CRC-32 of
 the canonical JSON (sorted keys, no spaces) of every other field, so a damaged
 ``meta.json`` (a flipped digit of ``n_items`` included) is refused at open.
 Version 1 files have no checksum; they are read as they are and rewritten as
-version 2 when the store is upgraded.
+version 2 when the store is upgraded. Version 4 adds ``annotations_per_item``
+(1 when absent).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from .errors import CorruptStoreError, InvalidInputError, StoreNotFoundError
 
 __all__ = ["FORMAT_VERSION", "READABLE_VERSIONS", "StoreMeta", "read_meta", "write_meta"]
 
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,7 @@ class StoreMeta:
     classes: tuple[str, ...] | None
     features: dict[str, Any]
     created: float
+    annotations_per_item: int = 1
 
     def __post_init__(self) -> None:
         if self.format_version not in READABLE_VERSIONS:
@@ -53,6 +55,9 @@ class StoreMeta:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < (name != "n_items"):
                 raise InvalidInputError(f"{name} must be a non-negative int, got {value!r}")
+        k = self.annotations_per_item
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise InvalidInputError(f"annotations_per_item must be a positive int, got {k!r}")
         if not isinstance(self.features, dict) or "kind" not in self.features:
             raise InvalidInputError(f"features must be a source record, got {self.features!r}")
 
@@ -69,6 +74,11 @@ class StoreMeta:
             "classes": None if self.classes is None else list(self.classes),
             "features": self.features,
             "created": self.created,
+            **(
+                {"annotations_per_item": self.annotations_per_item}
+                if self.format_version >= 4
+                else {}
+            ),
         }
 
 
@@ -130,6 +140,7 @@ def read_meta(root: Path) -> StoreMeta:
             classes=parse_classes(fields.get("classes")),
             features=fields["features"],
             created=float(fields["created"]),
+            annotations_per_item=fields.get("annotations_per_item", 1),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CorruptStoreError(f"{path} is damaged: bad or missing field {exc}") from None

@@ -6,16 +6,41 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ._labels import LabelSchema
+from ._records import METRIC_FIELDS
 from .errors import InvalidInputError
 from .journal import LabelEvent
 
 
-def plot_progress(events: Iterable[LabelEvent], schema: LabelSchema, path: Path) -> Path:
-    """Labels over time per annotator, and the label distribution per round, to ``path``."""
+def _contributions(event: LabelEvent) -> list[tuple[str | None, float, int]]:
+    """``(annotator, time, net labels)`` of one commit, per annotator (annotations count as work)."""
+    n = len(event.dataset_indices)
+    if event.annotations is not None:
+        rows = event.annotations
+        return [(who, t, 1) for who, t in zip(rows.annotators, rows.times, strict=True)]
+    if event.row_annotators is not None and event.row_times is not None:
+        return [(who, t, 1) for who, t in zip(event.row_annotators, event.row_times, strict=True)]
+    step = {"add": 1, "relabel": 0, "remove": -1}[event.kind]
+    return [(event.annotator, event.time, step * n)]
+
+
+def plot_progress(
+    events: Iterable[LabelEvent],
+    schema: LabelSchema,
+    path: Path,
+    metrics: list[dict[str, Any]] | None = None,
+) -> Path:
+    """The campaign at a glance, as a PNG at ``path``.
+
+    Three panels: the learning curve (each numeric metric of ``metrics``
+    against the number of labels when it was logged), labels over calendar
+    dates per annotator (annotations, on a store with several per item), and
+    the class balance of the labels given in each round.
+    """
     try:
         import matplotlib
 
@@ -29,25 +54,26 @@ def plot_progress(events: Iterable[LabelEvent], schema: LabelSchema, path: Path)
         ) from None
     if path.suffix.lower() != ".png":
         raise InvalidInputError(f"the plot is written as PNG; {path} must end in .png")
-    times: dict[str | None, list[float]] = defaultdict(list)
-    totals: dict[str | None, list[int]] = defaultdict(list)
+    work: dict[str | None, list[tuple[float, int]]] = defaultdict(list)
     per_round: dict[int | None, Counter[str]] = defaultdict(Counter)
     categorical = not schema.shape and schema.dtype.kind in "biuTU"
     for event in events:
-        step = {"add": 1, "relabel": 0, "remove": -1}[event.kind] * len(event.dataset_indices)
-        who = event.annotator
-        times[who].append(event.time)
-        totals[who].append((totals[who][-1] if totals[who] else 0) + step)
+        for who, t, step in _contributions(event):
+            work[who].append((t, step))
         if categorical and event.kind != "remove":
             values = event.values
             names = schema.class_names(values) if schema.classes is not None else values
             per_round[event.round].update(str(v) for v in np.asarray(names).tolist())
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for who, ts in times.items():
+    fig, (curve, left, right) = plt.subplots(1, 3, figsize=(17, 4.8))
+    _learning_curve(curve, metrics or [])
+    for who, steps in sorted(work.items(), key=lambda kv: str(kv[0])):
+        steps.sort()
+        ts = [t for t, _ in steps]
+        totals = np.cumsum([n for _, n in steps])
         when = [datetime.fromtimestamp(t, tz=UTC) for t in [ts[0], *ts]]
         left.step(
             when,
-            np.r_[0, totals[who]],
+            np.r_[0, totals],
             where="post",
             marker="o",
             markersize=3,
@@ -56,9 +82,9 @@ def plot_progress(events: Iterable[LabelEvent], schema: LabelSchema, path: Path)
     locator = mdates.AutoDateLocator()  # type: ignore[no-untyped-call]
     left.xaxis.set_major_locator(locator)
     left.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
-    left.set(xlabel="time (UTC)", ylabel="labels (net)", title="Labels per annotator")
-    if times:
-        left.legend()
+    left.set(xlabel="date (UTC)", ylabel="labels (net)", title="Labels per annotator")
+    if work:
+        left.legend(fontsize="small")
     if per_round:
         rounds = list(per_round)
         classes = sorted({c for counter in per_round.values() for c in counter})
@@ -67,13 +93,40 @@ def plot_progress(events: Iterable[LabelEvent], schema: LabelSchema, path: Path)
             heights = np.array([per_round[r][c] for r in rounds], dtype=float)
             right.bar([str(r) for r in rounds], heights, bottom=bottom, label=c)
             bottom += heights
-        right.legend(title="label", fontsize="small")
+        right.legend(title="class", fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     else:
         right.text(0.5, 0.5, "no categorical labels", ha="center", va="center")
-    right.set(xlabel="round", ylabel="labels given", title="Labels per round")
-    for axis in (left.yaxis, right.yaxis):  # counts of labels: whole numbers
+    right.set(xlabel="round", ylabel="labels given", title="Class balance per round")
+    for axis in (left.yaxis, right.yaxis, curve.xaxis):  # counts of labels: whole numbers
         axis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _learning_curve(ax: Any, metrics: list[dict[str, Any]]) -> None:
+    """Each numeric metric against the number of labels at the time it was logged."""
+    names = sorted(
+        {
+            k
+            for m in metrics
+            for k, v in m.items()
+            if k not in METRIC_FIELDS and isinstance(v, int | float) and not isinstance(v, bool)
+        }
+    )
+    for name in names:
+        points = [(m["num_labeled"], m[name]) for m in metrics if name in m]
+        ax.plot(*zip(*points, strict=True), marker="o", label=name)
+    if names:
+        ax.legend(fontsize="small")
+    else:
+        ax.text(
+            0.5,
+            0.5,
+            "no metrics logged\n(store.log_metrics)",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
+    ax.set(xlabel="labels", ylabel="metric", title="Learning curve")

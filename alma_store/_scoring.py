@@ -270,8 +270,18 @@ def score(
     return len(todo)
 
 
-def top_k(engine: Engine, name: str, k: int, *, largest: bool, allow_partial: bool) -> TopK:
+def top_k(
+    engine: Engine,
+    name: str,
+    k: int,
+    *,
+    largest: bool,
+    allow_partial: bool,
+    exclude: IndexArray | None = None,
+) -> TopK:
     """Best ``k`` still-unlabeled items by score, streaming block by block.
+
+    Items in ``exclude`` (sorted dataset indices) are no candidates either.
 
     Step files are read through a memory map, each once and checked, and
     each is searched as one vectorised block: only scores at least as good as
@@ -301,6 +311,11 @@ def top_k(engine: Engine, name: str, k: int, *, largest: bool, allow_partial: bo
         runs = snap.runs(ids[order])
         take, owner = ragged_arange(runs.starts, runs.lengths)
         key[starts[order][owner] + runs.flat[take]] = np.nan  # labeled since: not candidates
+        if exclude is not None and len(exclude):
+            chunk_of = exclude // snap.chunk_rows
+            at = np.minimum(np.searchsorted(ids[order], chunk_of), len(ids) - 1)
+            hit = ids[order][at] == chunk_of
+            key[starts[order][at[hit]] + exclude[hit] - chunk_of[hit] * snap.chunk_rows] = np.nan
         if len(best_key) == k:  # only keys up to the k-th best so far can make the cut
             cand = np.flatnonzero(key <= best_key[-1])
         else:

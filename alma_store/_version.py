@@ -80,6 +80,11 @@ class StoreVersion:
         """The class schema given at create (labels are codes into it), or None."""
         return self.schema.classes
 
+    @property
+    def annotations_per_item(self) -> int:
+        """Annotations an item needs before it is labeled (1: each label is final)."""
+        return self._engine.meta.annotations_per_item
+
     def __len__(self) -> int:
         return self._engine.n_items
 

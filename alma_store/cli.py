@@ -10,48 +10,15 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-try:
-    import click
-    from tqdm import tqdm
-except ImportError:  # pragma: no cover - exercised only without the extra
-    click = None  # type: ignore[assignment]
-
+from ._cli_campaign import add_campaign_commands
+from ._cli_common import click, dtype_name, import_function, need_click, progress_bar, when
 from ._entry import create, open_store
 from ._io import count_rows, parse_label_text
 from .errors import AlmaError, InvalidInputError
 from .index import n_chunks
-
-
-def _need_click() -> None:
-    if click is None:  # pragma: no cover
-        sys.exit("the alma command needs click and tqdm: pip install 'alma_store[cli]'")
-
-
-def _dtype_name(dtype: Any) -> str:
-    """A dtype as a person writes it: ``int8``, ``float32``, ``str``, ``U10``."""
-    if dtype.kind == "T":
-        return "str"
-    if dtype.kind == "U":
-        return f"U{dtype.itemsize // 4}"
-    return str(dtype.name)
-
-
-def _when(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
-@contextmanager
-def _progress(total: int | None, desc: str) -> Iterator[Callable[[int], None]]:
-    """A tqdm bar (shown on terminals only) as a ``progress(n)`` callback."""
-    with tqdm(total=total, desc=desc, disable=None, file=sys.stderr) as bar:
-        yield bar.update
-
 
 if click is not None:
     store_arg = click.argument("store", type=click.Path(path_type=Path))
@@ -81,6 +48,13 @@ if click is not None:
     @click.option(
         "--classes", default=None, help="Comma-separated class names (labels become codes)."
     )
+    @click.option(
+        "--annotations-per-item",
+        type=int,
+        default=1,
+        show_default=True,
+        help="Annotations an item needs; above 1, labels are decided by majority.",
+    )
     @click.option("--chunk-rows", type=int, default=None, help="Rows per mask/label chunk.")
     @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
     def init(
@@ -91,6 +65,7 @@ if click is not None:
         label_dtype: str,
         label_shape: str,
         classes: str | None,
+        annotations_per_item: int,
         chunk_rows: int | None,
         overwrite: bool,
     ) -> None:
@@ -111,10 +86,11 @@ if click is not None:
             label_dtype=label_dtype,
             label_shape=shape,
             classes=names,
+            annotations_per_item=annotations_per_item,
             chunk_rows=chunk_rows,
             overwrite=overwrite,
         ) as s:
-            click.echo(f"created {s.path}: {len(s)} items, labels {_dtype_name(s.label_dtype)}")
+            click.echo(f"created {s.path}: {len(s)} items, labels {dtype_name(s.label_dtype)}")
 
     @cli.command()
     @store_arg
@@ -161,7 +137,7 @@ if click is not None:
                 else {
                     "version": last.version,
                     "kind": last.kind,
-                    "time": _when(last.time),
+                    "time": when(last.time),
                     "annotator": last.annotator,
                     "round": last.round,
                     "n": len(last.dataset_indices),
@@ -173,7 +149,7 @@ if click is not None:
             return
         for key in ("path", "n_items", "num_labeled", "num_unlabeled", "version"):
             click.echo(f"{key:14} {data[key]}")
-        click.echo(f"{'label_dtype':14} {_dtype_name(s.label_dtype)}")
+        click.echo(f"{'label_dtype':14} {dtype_name(s.label_dtype)}")
         if data["classes"]:
             click.echo(f"{'classes':14} {', '.join(data['classes'])}")
         if per_class:
@@ -254,15 +230,34 @@ if click is not None:
     @cli.command("import")
     @store_arg
     @click.argument("file", type=click.Path(path_type=Path))
-    @click.option("--annotator", default=None, help="Who labeled.")
+    @click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["label-studio", "prodigy"]),
+        default=None,
+        help="FILE is an annotation tool's export (Label Studio JSON, prodigy db-out JSONL).",
+    )
+    @click.option("--annotator", default=None, help="Who labeled (plain files).")
     @click.option("--round", "round_", type=int, default=None, help="Round tag.")
-    def import_(store: Path, file: Path, annotator: str | None, round_: int | None) -> None:
-        """Add the labels of FILE (.csv, .jsonl, .parquet: dataset_index,label) in one commit."""
+    def import_(
+        store: Path, file: Path, fmt: str | None, annotator: str | None, round_: int | None
+    ) -> None:
+        """Add the labels of FILE in one commit.
+
+        FILE is .csv, .jsonl or .parquet of dataset_index,label rows, or with
+        --format the export of Label Studio or Prodigy (each label keeps its
+        annotator and time)."""
         with open_store(store) as s:
-            with _progress(count_rows(file), "import") as progress:
-                done = s.import_labels(file, annotator=annotator, round=round_, progress=progress)
+            if fmt is not None:
+                done = s.import_labels(file, format=fmt, round=round_)  # type: ignore[arg-type]
+            else:
+                with progress_bar(count_rows(file), "import") as progress:
+                    done = s.import_labels(
+                        file, annotator=annotator, round=round_, progress=progress
+                    )
             version = s.version
-        click.echo(f"imported {len(done)} labels from {file}; version {version}")
+        what = "annotations" if s.annotations_per_item > 1 else "labels"
+        click.echo(f"imported {len(done)} {what} from {file}; version {version}")
 
     @cli.command()
     @store_arg
@@ -272,10 +267,10 @@ if click is not None:
         """Write the labels (or the history) of STORE to FILE (.csv, .jsonl or .parquet)."""
         with open_store(store, mode="r") as s:
             if history:
-                with _progress(None, "export history") as progress:
+                with progress_bar(None, "export history") as progress:
                     n = s.export_history(file, progress=progress)
             else:
-                with _progress(s.num_labeled, "export labels") as progress:
+                with progress_bar(s.num_labeled, "export labels") as progress:
                     n = s.export_labels(file, progress=progress)
         click.echo(f"wrote {n} rows to {file}")
 
@@ -296,7 +291,11 @@ if click is not None:
         "--json", "as_json", is_flag=True, help="Print one JSON object per commit, every item."
     )
     @click.option(
-        "--all", "show_all", is_flag=True, help="List every item of a commit, not the first 10."
+        "--entries",
+        "--all",
+        "show_all",
+        is_flag=True,
+        help="List every label of a commit, not the first 10.",
     )
     def history(
         store: Path,
@@ -320,7 +319,7 @@ if click is not None:
                 row = {
                     "version": e.version,
                     "kind": e.kind,
-                    "time": _when(e.time),
+                    "time": when(e.time),
                     "annotator": e.annotator,
                     "round": e.round,
                     "dataset_indices": e.dataset_indices.tolist(),
@@ -345,7 +344,7 @@ if click is not None:
         """Check that journal, mask, labels and counts of STORE agree (exit 1 if not)."""
         with (
             open_store(store, mode="r") as s,
-            _progress(n_chunks(len(s), s.chunk_rows), "verify") as bar,
+            progress_bar(n_chunks(len(s), s.chunk_rows), "verify") as bar,
         ):
             summary = s.verify(progress=bar)
         if as_json:
@@ -393,9 +392,9 @@ if click is not None:
     )
     def score(store: Path, fn_path: str, name: str, shard: str, batch_rows: int) -> None:
         """Score the unlabeled rows of STORE; a rerun redoes only unfinished chunks."""
-        fn = _import_function(fn_path)
+        fn = import_function(fn_path)
         with open_store(store) as s:
-            with _progress(None, f"score {name} (rows)") as progress:
+            with progress_bar(None, f"score {name} (rows)") as progress:
                 n = s.score(fn, name, batch_rows=batch_rows, shard=shard, progress=progress)
             done, total = s.scoring_progress(name)
         click.echo(f"scored {n} chunks of {name!r} (shard {shard}); {done} of {total} done")
@@ -432,10 +431,22 @@ if click is not None:
     @store_arg
     @click.argument("png", type=click.Path(path_type=Path))
     def plot(store: Path, png: Path) -> None:
-        """Plot labels over time per annotator and classes per round of STORE to PNG."""
+        """Plot the learning curve, labels per annotator over dates and the class
+        balance per round of STORE to PNG."""
         with open_store(store, mode="r") as s:
             s.plot_progress(png)
         click.echo(f"wrote {png}")
+
+    @cli.command()
+    @store_arg
+    @click.argument("html", type=click.Path(path_type=Path))
+    def report(store: Path, html: Path) -> None:
+        """Write a one-page HTML summary of STORE: counts, plots, metrics, agreement."""
+        with open_store(store, mode="r") as s:
+            s.report(html)
+        click.echo(f"wrote {html}")
+
+    add_campaign_commands(cli, store_arg)
 
     @cli.command()
     @click.option(
@@ -459,28 +470,9 @@ if click is not None:
             run_demo(workdir, rounds=rounds, echo=click.echo)
 
 
-def _import_function(spec: str) -> Callable[..., Any]:
-    """``module:function`` -> the function (the current directory is importable)."""
-    import importlib
-
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise InvalidInputError(f"--fn must be module:function, got {spec!r}")
-    if "" not in sys.path:
-        sys.path.insert(0, "")
-    try:
-        fn = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise InvalidInputError(f"cannot import {spec!r}: {exc}") from None
-    if not callable(fn):
-        raise InvalidInputError(f"{spec!r} is not callable")
-    picked: Callable[..., Any] = fn
-    return picked
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; library errors become one line on stderr and exit status 1."""
-    _need_click()
+    need_click()
     try:
         cli.main(args=argv, prog_name="alma", standalone_mode=False)
     except AlmaError as exc:

@@ -14,7 +14,8 @@ builtin exception describes the same situation it is a second parent, so
     ├── SourceMissingError        (FileNotFoundError)  feature source is gone
     ├── InvalidIndexError         (IndexError)         negative, out of range, duplicate
     │   ├── AlreadyLabeledError                        dataset index labeled already
-    │   └── NotLabeledError                            correcting an unlabeled item
+    │   ├── NotLabeledError                            correcting an unlabeled item
+    │   └── ClaimedError                               items under another live claim
     ├── StaleIndexError                                the store moved past expected_version
     ├── LockTimeoutError          (TimeoutError)       the writer lock was not obtained
     ├── StorageFullError          (OSError)            the disk is full; nothing half-written
@@ -38,6 +39,7 @@ from typing import Any
 __all__ = [
     "AlmaError",
     "AlreadyLabeledError",
+    "ClaimedError",
     "CorruptStoreError",
     "InvalidIndexError",
     "InvalidInputError",
@@ -154,6 +156,22 @@ class NotLabeledError(InvalidIndexError):
             "dataset_indices",
             dataset_indices,
             reason=f"dataset indices {shown} are not labeled; nothing was written",
+        )
+
+
+class ClaimedError(InvalidIndexError):
+    """Items asked for in a claim are held by another annotator's live claim.
+
+    ``holders`` maps each such dataset index to the annotator holding it.
+    """
+
+    def __init__(self, holders: dict[int, str]) -> None:
+        self.holders = holders
+        shown = _show([f"{i} ({who})" for i, who in holders.items()])
+        super().__init__(
+            "dataset_indices",
+            list(holders),
+            reason=f"dataset indices {shown} are claimed by another annotator; nothing was written",
         )
 
 

@@ -56,14 +56,17 @@ __all__ = [
 ]
 
 
-def parse_indices(value: object, *, name: str, upper: int | None) -> IndexArray:
+def parse_indices(
+    value: object, *, name: str, upper: int | None, unique: bool = True
+) -> IndexArray:
     """Validate a batch of indices and return it as a 1-D ``int64`` array.
 
     Accepts a Python or numpy integer, a list/tuple of them, or an integer
     numpy array. Rejects, naming ``name``: booleans, floats (even ``3.0``),
     strings, nested sequences, negative values, values ``>= upper`` and values
-    repeated within the batch. Nothing is coerced. ``upper=None`` checks no
-    upper bound (for a first pass before the bound is known).
+    repeated within the batch (unless ``unique`` is false). Nothing is
+    coerced. ``upper=None`` checks no upper bound (for a first pass before the
+    bound is known).
 
     Examples
     --------
@@ -122,7 +125,7 @@ def parse_indices(value: object, *, name: str, upper: int | None) -> IndexArray:
         bad = negative | (arr >= upper)
     if bad.any():
         raise InvalidIndexError(name, [int(v) for v in arr[bad]], upper=upper)
-    if arr.size > 1:
+    if unique and arr.size > 1:
         order = np.sort(arr)
         dup = order[1:][order[1:] == order[:-1]]
         if dup.size:

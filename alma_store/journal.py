@@ -65,6 +65,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -72,7 +73,7 @@ from ._fs import crash_point, fsync_path, storage_errors, write_fd
 from ._types import IndexArray
 from .errors import CorruptStoreError, InvalidInputError
 
-__all__ = ["Journal", "LabelEvent"]
+__all__ = ["AnnotationRows", "Journal", "LabelEvent"]
 
 FILE_MAGIC = b"ALMAJNL1"
 FILE_HEADER_SIZE = 32
@@ -89,6 +90,42 @@ Later formats add kinds here; a reader meeting a kind it does not know refuses
 the record with :class:`CorruptStoreError` (written by a newer alma_store)
 instead of guessing what it meant.
 """
+
+
+@dataclass(frozen=True, slots=True)
+class AnnotationRows:
+    """The annotations a commit to a store with several annotations per item records.
+
+    Row ``r`` says annotator ``annotators[r]`` gave item ``dataset_indices[r]``
+    the label ``values[r]`` at Unix time ``times[r]``.
+    """
+
+    dataset_indices: IndexArray
+    values: np.ndarray
+    annotators: tuple[str, ...]
+    times: tuple[float, ...]
+
+    def to_json(self) -> dict[str, object]:
+        """The rows as the JSON object a journal record holds."""
+        return {
+            "indices": self.dataset_indices.tolist(),
+            "values": self.values.tolist(),
+            "annotators": list(self.annotators),
+            "times": list(self.times),
+        }
+
+    @classmethod
+    def from_json(
+        cls, obj: dict[str, list[Any]], label_dtype: np.dtype, label_shape: tuple[int, ...]
+    ) -> AnnotationRows:
+        """Rows from the JSON object :meth:`to_json` wrote."""
+        n = len(obj["indices"])
+        return cls(
+            np.asarray(obj["indices"], dtype=np.int64).reshape(n),
+            np.array(obj["values"], dtype=label_dtype).reshape((n, *label_shape)),
+            tuple(str(a) for a in obj["annotators"]),
+            tuple(float(t) for t in obj["times"]),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +151,15 @@ class LabelEvent:
         Unix time of the commit, in seconds.
     annotator, round
         Provenance given with the commit.
+    row_annotators, row_times
+        Per-item provenance (format 4), when the items came from an annotation
+        tool's export: who labeled each item and when.
+    annotations
+        Format 4, stores with several annotations per item: every annotation
+        the commit recorded. Its ``"add"`` items are those whose annotations
+        reached a majority with it.
+    resolved
+        Format 4: the ``"add"`` is a reviewer's verdict on disputed items.
     """
 
     version: int
@@ -124,6 +170,10 @@ class LabelEvent:
     annotator: str | None = None
     round: int | None = None
     previous: np.ndarray | None = None
+    row_annotators: tuple[str | None, ...] | None = None
+    row_times: tuple[float, ...] | None = None
+    annotations: AnnotationRows | None = None
+    resolved: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -137,6 +187,10 @@ class LabelEvent:
             )
         if (self.kind == "relabel") != (self.previous is not None):
             raise InvalidInputError("previous is given for, and only for, a 'relabel' event")
+        for name in ("row_annotators", "row_times"):
+            rows = getattr(self, name)
+            if rows is not None and len(rows) != len(self.dataset_indices):
+                raise InvalidInputError(f"{name} must have one entry per item")
         if self.previous is not None and self.previous.shape != self.values.shape:
             raise InvalidInputError(
                 f"previous has shape {self.previous.shape} but values has shape {self.values.shape}"
@@ -168,6 +222,14 @@ class LabelEvent:
             "annotator": self.annotator,
             "round": self.round,
         }
+        if self.row_annotators is not None:
+            head["row_annotators"] = list(self.row_annotators)
+        if self.row_times is not None:
+            head["row_times"] = list(self.row_times)
+        if self.annotations is not None:
+            head["annotations"] = self.annotations.to_json()
+        if self.resolved:
+            head["resolved"] = True
         parts = [np.ascontiguousarray(self.dataset_indices, dtype="<i8").tobytes()]
         arrays = {"values": self.values}
         if self.previous is not None:
@@ -217,7 +279,17 @@ class LabelEvent:
             annotator=head["annotator"],
             round=head["round"],
             previous=arrays.get("previous"),
+            row_annotators=_tuple_or_none(head.get("row_annotators")),
+            row_times=_tuple_or_none(head.get("row_times")),
+            annotations=None
+            if "annotations" not in head
+            else AnnotationRows.from_json(head["annotations"], label_dtype, label_shape),
+            resolved=bool(head.get("resolved", False)),
         )
+
+
+def _tuple_or_none(values: list[Any] | None) -> tuple[Any, ...] | None:
+    return None if values is None else tuple(values)
 
 
 class UnknownKindError(ValueError):

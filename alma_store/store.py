@@ -27,16 +27,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, Self
 
 import numpy as np
 
-from . import _history, _io, _scoring
+from . import _history, _io, _scoring, _tools
+from ._campaign import Campaign, CampaignMethods
 from ._engine import DEFAULT_CHECKPOINT_ROWS, open_engine
 from ._fs import crash_point
 from ._labels import parse_provenance, split_batch
+from ._plot import plot_progress
 from ._snapshot import Snapshot
 from ._types import IndexArray, PathLike
 from ._verify import verify
@@ -49,14 +52,14 @@ from .errors import (
     StaleIndexError,
 )
 from .index import parse_indices
-from .journal import LabelEvent
+from .journal import AnnotationRows, LabelEvent
 
 __all__ = ["Store"]
 
 TopK = _scoring.TopK
 
 
-class Store(StoreVersion):
+class Store(StoreVersion, CampaignMethods):
     """A persistent labeled/unlabeled split of a dataset. Use :func:`create` or :func:`open`.
 
     Its reads (``version``, ``labeled``, ``unlabeled``, ``labels``, ...) are
@@ -91,6 +94,7 @@ class Store(StoreVersion):
         super().__init__(engine, source)
         self.mode = mode
         """``"r+"`` (read and write) or ``"r"`` (read only)."""
+        self._campaign = Campaign(engine)
 
     # -- the past ------------------------------------------------------------
 
@@ -196,7 +200,107 @@ class Store(StoreVersion):
             return LabelEvent(snap.version + 1, "add", dataset_idx, vals_arr, **provenance)
 
         provenance = parse_provenance(annotator, round, expected_version)
+        if self.annotations_per_item > 1:
+            if annotator is None:
+                raise InvalidInputError(
+                    f"this store takes {self.annotations_per_item} annotations per item: "
+                    "give the annotator"
+                )
+            n = len(idx)
+            return self._annotate(
+                idx, vals_arr, (annotator,) * n, (time.time(),) * n, provenance, relative_to
+            )
         return self._commit(build, len(idx), provenance, by_position=relative_to == "unlabeled")
+
+    def _annotate(
+        self,
+        idx: IndexArray,
+        values: np.ndarray,
+        annotators: tuple[str, ...],
+        times: tuple[float, ...],
+        provenance: dict[str, Any],
+        relative_to: str = "dataset",
+    ) -> IndexArray:
+        """Record annotations; items they decide by majority are labeled by the same commit."""
+
+        def build(snap: Snapshot) -> LabelEvent:
+            if relative_to == "unlabeled":
+                pos = parse_indices(idx, name="positions", upper=snap.n_items - snap.num_labeled)
+                dataset_idx = snap.map_positions(pos, of_labeled=False)
+            else:
+                dataset_idx = parse_indices(
+                    idx, name="dataset_indices", upper=snap.n_items, unique=False
+                )
+            rows = AnnotationRows(dataset_idx, values, annotators, times)
+            decided, labels = self._campaign.table(snap).plan(rows, snap.is_labeled)
+            decided_values = np.array(labels, dtype=values.dtype)  # scalar labels
+            return LabelEvent(
+                snap.version + 1, "add", decided, decided_values, annotations=rows, **provenance
+            )
+
+        return self._commit(
+            build, len(idx), provenance, by_position=relative_to == "unlabeled", locked=True
+        )
+
+    def resolve(
+        self,
+        dataset_indices: object,
+        values: object,
+        *,
+        annotator: str,
+        round: int | None = None,
+        expected_version: int | None = None,
+    ) -> IndexArray:
+        """Label disputed items with a reviewer's verdict.
+
+        An item is disputed when it has all its ``annotations_per_item``
+        annotations and no label has more than half of them
+        (:meth:`disputed` lists them). The verdict labels it; the journal
+        records it as the reviewer's.
+
+        Parameters
+        ----------
+        dataset_indices
+            Disputed items.
+        values
+            Their labels.
+        annotator
+            The reviewer.
+        round, expected_version
+            As for :meth:`add_labels`.
+
+        Returns
+        -------
+        numpy.ndarray
+            The dataset indices labeled.
+
+        Raises
+        ------
+        InvalidInputError
+            The store keeps one label per item, no reviewer is named, or an
+            item is not disputed (it needs more annotations, has a majority,
+            or is labeled). Nothing is written.
+        """
+        self._engine.check_writable()
+        if not isinstance(annotator, str) or not annotator:
+            raise InvalidInputError(f"resolve needs the reviewer as annotator, got {annotator!r}")
+        idx_raw, vals = split_batch(dataset_indices, values, names=("dataset_indices", "values"))
+        provenance = parse_provenance(annotator, round, expected_version)
+        idx = parse_indices(idx_raw, name="dataset_indices", upper=len(self))
+        vals_arr = self.schema.parse_values(vals, len(idx))
+
+        def build(snap: Snapshot) -> LabelEvent:
+            disputed = self._campaign.table(snap).disputed(snap.is_labeled)
+            fine = ~np.isin(idx, disputed)
+            if fine.any():
+                raise InvalidInputError(
+                    f"dataset indices {idx[fine].tolist()[:8]} are not disputed (they need more "
+                    "annotations, have a majority, or are labeled): they need no resolve; "
+                    "nothing was written"
+                )
+            return LabelEvent(snap.version + 1, "add", idx, vals_arr, resolved=True, **provenance)
+
+        return self._commit(build, len(idx), provenance, locked=True)
 
     def relabel(
         self,
@@ -278,6 +382,7 @@ class Store(StoreVersion):
         provenance: dict[str, Any],
         *,
         by_position: bool = False,
+        locked: bool = False,
     ) -> IndexArray:
         """Build and check the event, append it under the writer lock, then sync it.
 
@@ -288,6 +393,8 @@ class Store(StoreVersion):
         appended as the next version. Otherwise it is built again under the
         lock. ``fdatasync`` runs after the lock is released, shared by every
         writer waiting for one (group commit, see :mod:`alma_store.journal`).
+        ``locked`` builds under the lock only (annotations: their checks read
+        every earlier annotation of the items).
         """
         engine = self._engine
         expected = provenance.pop("expected_version")
@@ -299,7 +406,7 @@ class Store(StoreVersion):
                 engine.checkpoint_if_old_format()
         snap = engine.latest_taken_in()  # what came since is checked under the lock
         event: LabelEvent | None = None
-        if not by_position:  # positions are only meaningful at the newest version
+        if not (by_position or locked):  # positions: meaningful at the newest version only
             with contextlib.suppress(AlmaError):  # the verdict is given under the lock
                 event = build(snap)  # every check runs here, before anything is written
         with engine.write_lock():
@@ -323,6 +430,8 @@ class Store(StoreVersion):
             engine.refresh()
             if engine.tail_rows >= engine.checkpoint_rows:
                 engine.checkpoint_if_free()
+        if event.annotations is not None:
+            return event.annotations.dataset_indices
         return event.dataset_indices
 
     def checkpoint(self) -> None:
@@ -342,27 +451,54 @@ class Store(StoreVersion):
         self,
         path: PathLike,
         *,
+        format: Literal["label-studio", "prodigy"] | None = None,
         annotator: str | None = None,
         round: int | None = None,
         expected_version: int | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> IndexArray:
-        """Add the labels of a ``.csv``, ``.jsonl`` or ``.parquet`` file as one atomic commit.
+        """Add the labels of a file as one atomic commit.
 
-        Rows are ``dataset_index,label`` (a header in CSV; objects with those
-        keys in JSON Lines; columns in Parquet). Every row is checked before
-        anything is written; ``progress`` is called with the number of rows read.
+        Parameters
+        ----------
+        path
+            Without ``format``: a ``.csv``, ``.jsonl`` or ``.parquet`` file of
+            ``dataset_index,label`` rows (a header in CSV; objects with those
+            keys in JSON Lines; columns in Parquet). With ``format``: an
+            annotation tool's export of tasks written by :meth:`export_tasks`.
+        format
+            ``"label-studio"``: Label Studio's JSON export (a ``choices``
+            result per annotation; ``completed_by`` and ``created_at`` are
+            kept as each label's annotator and time; cancelled annotations
+            are skipped). ``"prodigy"``: the JSON Lines of ``prodigy db-out``
+            (``accept`` or ``label``; ``_annotator_id`` and ``_timestamp``
+            kept; rejected and ignored answers skipped).
+        annotator
+            For plain files: the annotator of every row. Tool exports name
+            their own.
+        round, expected_version, progress
+            As for :meth:`add_labels`; ``progress`` is called with the number
+            of rows read (plain files).
+
+        Returns
+        -------
+        numpy.ndarray
+            The dataset indices labeled (annotated, on a store with several
+            annotations per item).
 
         Raises
         ------
         InvalidInputError
-            A malformed row, an index out of range or repeated, a bad label:
-            the message names the line. Nothing is written.
+            A malformed row or task, an index out of range or repeated, an
+            unknown class, an annotator labeling an item twice: the message
+            names the line or task. Nothing is written.
         AlreadyLabeledError
             A row names a labeled item (the message names its line).
         """
         self._engine.check_writable()
         path = Path(path)
+        if format is not None:
+            return self._import_tool(path, _tools.check_format(format), round, expected_version)
         idx, values, lines = _io.read_labels_file(path, len(self), self.schema, progress)
         try:
             return self.add_labels(
@@ -375,6 +511,71 @@ class Store(StoreVersion):
             )
         except AlreadyLabeledError as exc:
             raise _io.name_line(exc, idx, lines, path) from None
+
+    def _import_tool(
+        self, path: Path, fmt: str, round: int | None, expected_version: int | None
+    ) -> IndexArray:
+        rows = _tools.read_tool_export(path, fmt)
+        where = [r.where for r in rows]
+        provenance = parse_provenance(None, round, expected_version)
+        if self.annotations_per_item == 1:
+            first_by: dict[int, str] = {}
+            for r in rows:
+                if r.dataset_index in first_by:
+                    raise InvalidInputError(
+                        f"{r.where}: dataset index {r.dataset_index} is labeled again (first by "
+                        f"{first_by[r.dataset_index]}); this store keeps one label per item "
+                        "(create it with annotations_per_item=k for several); nothing was written"
+                    )
+                first_by[r.dataset_index] = r.annotator
+        try:
+            idx = parse_indices(
+                [r.dataset_index for r in rows],
+                name="dataset_indices",
+                upper=len(self),
+                unique=False,
+            )
+        except AlmaError as exc:
+            bad = getattr(exc, "positions", None) or []
+            first = next(
+                (w for r, w in zip(rows, where, strict=True) if r.dataset_index in bad), ""
+            )
+            raise InvalidInputError(f"{first}: {exc}") from None
+        values = []
+        for r in rows:
+            try:
+                values.append(self.schema.parse_values([r.value], 1)[0])
+            except AlmaError as exc:
+                raise InvalidInputError(f"{r.where}: {exc}; nothing was written") from None
+        vals = np.stack(values) if values else np.empty((0, *self.label_shape), self.label_dtype)
+        annotators = tuple(r.annotator for r in rows)
+        times = tuple(r.time for r in rows)
+        try:
+            if self.annotations_per_item > 1:
+                return self._annotate(idx, vals, annotators, times, provenance)
+
+            def build(snap: Snapshot) -> LabelEvent:
+                is_labeled = snap.is_labeled(idx)
+                if is_labeled.any():
+                    raise AlreadyLabeledError([int(v) for v in idx[is_labeled]])
+                return LabelEvent(
+                    snap.version + 1,
+                    "add",
+                    idx,
+                    vals,
+                    row_annotators=annotators,
+                    row_times=times,
+                    **provenance,
+                )
+
+            return self._commit(build, len(idx), provenance)
+        except AlreadyLabeledError as exc:
+            first = next(
+                w for r, w in zip(rows, where, strict=True) if r.dataset_index in exc.positions
+            )
+            raise AlreadyLabeledError(exc.positions, reason=f"{first}: {exc}") from None
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{path}: {exc}") from None
 
     # -- scoring -------------------------------------------------------------
 
@@ -437,12 +638,23 @@ class Store(StoreVersion):
         )
 
     def top_k(
-        self, name: str, k: int, *, largest: bool = True, allow_partial: bool = False
+        self,
+        name: str,
+        k: int,
+        *,
+        largest: bool = True,
+        allow_partial: bool = False,
+        annotator: str | None = None,
+        skip_claimed: bool = True,
     ) -> TopK:
         """The ``k`` best still-unlabeled items of scoring ``name``, streaming.
 
         Returns a :class:`TopK` (``dataset_indices``, ``scores``, ``version``),
-        best first. Memory is ``O(k + 8 * chunk_rows)`` whatever ``N`` is.
+        best first. Memory is ``O(k + 8 * chunk_rows + claimed items)``
+        whatever ``N`` is.
+
+        Items under a live claim (:meth:`claim_next`) are passed over unless
+        ``skip_claimed`` is false, except those of ``annotator``'s own claims.
 
         Raises
         ------
@@ -450,7 +662,13 @@ class Store(StoreVersion):
             No such scoring, or chunks not scored yet (unless ``allow_partial``).
         """
         self._engine.check_open()
-        return _scoring.top_k(self._engine, name, k, largest=largest, allow_partial=allow_partial)
+        exclude = None
+        if skip_claimed:
+            snap = self._engine.current()
+            exclude = self._campaign.held(snap, except_annotator=annotator)
+        return _scoring.top_k(
+            self._engine, name, k, largest=largest, allow_partial=allow_partial, exclude=exclude
+        )
 
     def scoring_progress(self, name: str) -> tuple[int, int]:
         """``(chunks done, chunks in all)`` of scoring ``name``."""
@@ -465,6 +683,26 @@ class Store(StoreVersion):
         """
         self._engine.check_open()
         return _scoring.load_scores(self._engine, name)
+
+    def plot_progress(self, path: PathLike) -> Path:
+        """Plot the campaign to a PNG (``plot`` extra): learning curve, labels per annotator, class balance.
+
+        The learning curve shows each numeric metric of :meth:`metrics` against
+        the number of labels when it was logged; labels per annotator are
+        drawn over calendar dates (annotations, on a store with several per
+        item); class balance is per round.
+        """
+        return plot_progress(self.history(), self.schema, Path(path), self.metrics())
+
+    def report(self, path: PathLike) -> Path:
+        """Write a one-page HTML summary: counts, the plots, agreement figures and metrics.
+
+        Needs the ``plot`` extra (and ``agreement`` for the agreement figures
+        of a store with several annotations per item).
+        """
+        from ._report import write_report
+
+        return write_report(self, Path(path))
 
     # -- checks and lifecycle ------------------------------------------------
 

@@ -119,6 +119,13 @@ def test_every_command_has_help(capsys) -> None:
         "demo",
         "score",
         "query",
+        "report",
+        "claim",
+        "release",
+        "claims",
+        "export-tasks",
+        "agreement",
+        "metrics",
     }
     for name, command in cli.commands.items():
         assert command.help and command.help.strip(), name
@@ -166,3 +173,62 @@ def test_upgrade_of_a_v1_store(tmp_path: Path, capsys) -> None:
     assert code == 0 and f"at format version {FORMAT_VERSION} already" in out
     code, out, _ = run(capsys, "verify", str(tmp_path / "s"))
     assert code == 0 and "version 3, 5 labeled" in out
+
+
+def test_campaign_commands(tmp_path: Path, capsys) -> None:
+    s = str(tmp_path / "s")
+    assert (
+        run(
+            capsys,
+            "init",
+            s,
+            "--n-items",
+            "30",
+            "--classes",
+            "cat,dog",
+            "--annotations-per-item",
+            "2",
+        )[0]
+        == 0
+    )
+    code, out, _ = run(capsys, "claim", s, "--annotator", "ann", "-k", "4", "--json")
+    claim = json.loads(out)
+    assert code == 0 and claim["dataset_indices"] == [0, 1, 2, 3]
+    code, _, err = run(capsys, "claim", s, "--annotator", "bob", "--items", "2,9")
+    assert code == 1 and "2 (ann)" in err
+    code, out, _ = run(capsys, "claims", s)
+    assert out.startswith(claim["id"]) and "4 of 4 items to label" in out
+    tasks = tmp_path / "t.jsonl"
+    code, out, _ = run(
+        capsys, "export-tasks", s, str(tasks), "--format", "prodigy", "--claim", claim["id"]
+    )
+    assert code == 0 and len(tasks.read_text().splitlines()) == 4
+    lines = []
+    for k, (who, picks) in enumerate((("alice", "cat cat dog dog"), ("bob", "cat dog dog cat"))):
+        for n, pick in enumerate(picks.split()):
+            lines.append(
+                json.dumps(
+                    {
+                        "dataset_index": n,
+                        "answer": "accept",
+                        "accept": [pick],
+                        "_annotator_id": who,
+                        "_timestamp": 1_780_000_000 + 10 * k,
+                    }
+                )
+            )
+    (tmp_path / "db.jsonl").write_text("\n".join(lines) + "\n")
+    code, out, _ = run(capsys, "import", s, str(tmp_path / "db.jsonl"), "--format", "prodigy")
+    assert code == 0 and "imported 8 annotations" in out
+    code, out, _ = run(capsys, "agreement", s)
+    assert code == 0 and "Cohen's kappa" in out and "disputed         2 items" in out
+    code, out, _ = run(capsys, "agreement", s, "--json")
+    assert json.loads(out)["kappa"] == pytest.approx(0.0) and json.loads(out)["disputed"] == 2
+    assert run(capsys, "metrics", s, "--round", "0", "accuracy=0.61", "model=lr")[0] == 0
+    code, out, _ = run(capsys, "metrics", s)
+    assert "round=0 labels=2" in out and "accuracy=0.61 model=lr" in out
+    assert run(capsys, "release", s, claim["id"])[1].startswith("released")
+    assert "no live claims" in run(capsys, "claims", s)[1]
+    code, out, _ = run(capsys, "report", s, str(tmp_path / "r.html"))
+    page = (tmp_path / "r.html").read_text()
+    assert code == 0 and "Cohen&#x27;s kappa" in page and "data:image/png;base64," in page

@@ -1,0 +1,493 @@
+"""A labeling campaign's shared state: claims, per-round metrics and annotations.
+
+One :class:`Campaign` per open store. Claims and metrics are records of the
+campaign log (:mod:`alma_store._records`), written under the store's writer
+lock and fsynced before the call returns; the claim book
+(:mod:`alma_store._claims`) and the metrics list are their replay. The
+annotations of a store with several annotations per item are in the label
+journal itself; the :class:`~alma_store._annotations.AnnotationTable` is their
+replay, read once per open (the first call that needs it reads the journal
+from the start) and then kept up to date record by record.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _scoring
+from ._annotations import Annotation, AnnotationTable
+from ._claims import Claim, ClaimBook
+from ._engine import Engine
+from ._records import METRIC_FIELDS, RecordLog
+from ._snapshot import Snapshot
+from ._types import IndexArray
+from .errors import AlreadyLabeledError, ClaimedError, InvalidInputError
+from .index import parse_indices
+from .journal import FILE_HEADER_SIZE
+
+__all__ = ["Campaign", "CampaignMethods"]
+
+
+def _check_annotator(annotator: object) -> str:
+    if not isinstance(annotator, str) or not annotator:
+        raise InvalidInputError(f"annotator must be a non-empty str, got {annotator!r}")
+    return annotator
+
+
+def _check_ttl(ttl: object) -> float:
+    if (
+        not isinstance(ttl, numbers.Real)
+        or isinstance(ttl, bool)
+        or not math.isfinite(float(ttl))
+        or ttl <= 0
+    ):
+        raise InvalidInputError(f"ttl must be a positive number of seconds, got {ttl!r}")
+    return float(ttl)
+
+
+class Campaign:
+    """Claims, metrics and annotations of one open store. See the module docstring.
+
+    Parameters
+    ----------
+    engine
+        The store's engine (its writer lock guards every append).
+    clock
+        Returns the current Unix time; claims expire by it. Tests pass a
+        fake clock here.
+    """
+
+    def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.log = RecordLog(engine.root / "campaign.bin", bytes.fromhex(engine.meta.uuid))
+        self.book = ClaimBook()
+        self.known: set[str] = set()
+        self._metrics: list[dict[str, Any]] = []
+        self._mutex = threading.RLock()
+        per_item = engine.meta.annotations_per_item
+        self._table = AnnotationTable(per_item) if per_item > 1 else None
+        self._cursor = (FILE_HEADER_SIZE, 1)  # where the table's journal replay goes on
+
+    # -- the campaign log -----------------------------------------------------
+
+    def _take(self, records: list[dict[str, Any]]) -> None:
+        for record in records:
+            self.book.apply(record)
+            if record.get("op") == "claim":
+                self.known.add(str(record["id"]))
+            elif record.get("op") == "metrics":
+                self._metrics.append(record)
+
+    def _append(self, record: dict[str, Any]) -> None:
+        """Append ``record`` durably (writer lock held) after what others appended."""
+        self._take(self.log.append(record))
+        self._take([record])
+
+    def catch_up(self) -> None:
+        """Take in the records other processes appended."""
+        with self._mutex:
+            self._take(self.log.read_new())
+
+    # -- claims -----------------------------------------------------------------
+
+    def held(self, snap: Snapshot, *, except_annotator: str | None = None) -> IndexArray:
+        """Sorted unlabeled items under live claims (except ``except_annotator``'s)."""
+        with self._mutex:
+            self.catch_up()
+            return self.book.held(self.clock(), snap.is_labeled, except_annotator=except_annotator)
+
+    def live(self, snap: Snapshot) -> list[Claim]:
+        """The live claims, oldest first."""
+        with self._mutex:
+            self.catch_up()
+            return self.book.live(self.clock(), snap.is_labeled)
+
+    def claim_next(
+        self, k: int, annotator: str, ttl: float, scores: str | None, largest: bool
+    ) -> Claim:
+        """Claim the best ``k`` unlabeled, unclaimed items (fewer if fewer are left)."""
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise InvalidInputError(f"k must be a positive int, got {k!r}")
+        annotator, ttl = _check_annotator(annotator), _check_ttl(ttl)
+        engine = self.engine
+        with engine.write_lock(), self._mutex:
+            engine.refresh(writer=True)
+            snap = engine.current()
+            held = self.held(snap)
+            if scores is not None:
+                best = _scoring.top_k(
+                    engine, scores, k, largest=largest, allow_partial=False, exclude=held
+                ).dataset_indices
+            else:
+                m = min(k + len(held), snap.n_items - snap.num_labeled)
+                first = snap.map_positions(np.arange(m, dtype=np.int64), of_labeled=False)
+                best = first[~np.isin(first, held)][:k]
+            return self._make(best, annotator, ttl)
+
+    def claim(self, dataset_indices: object, annotator: str, ttl: float) -> Claim:
+        """Claim the given items; refuse labeled ones and ones another live claim holds."""
+        annotator, ttl = _check_annotator(annotator), _check_ttl(ttl)
+        engine = self.engine
+        idx = parse_indices(dataset_indices, name="dataset_indices", upper=engine.n_items)
+        with engine.write_lock(), self._mutex:
+            engine.refresh(writer=True)
+            snap = engine.current()
+            labeled = snap.is_labeled(idx)
+            if labeled.any():
+                raise AlreadyLabeledError(
+                    [int(v) for v in idx[labeled]],
+                    reason=f"dataset indices {idx[labeled].tolist()[:8]} are labeled already; "
+                    "nothing was claimed",
+                )
+            self.catch_up()
+            holders = {
+                int(i): c.annotator
+                for c in self.book.live(self.clock(), snap.is_labeled)
+                for i in np.intersect1d(c.dataset_indices, idx).tolist()
+            }
+            if holders:
+                raise ClaimedError(dict(sorted(holders.items())))
+            return self._make(idx, annotator, ttl)
+
+    def _make(self, items: IndexArray, annotator: str, ttl: float) -> Claim:
+        now = self.clock()
+        claim = Claim(uuid.uuid4().hex[:16], items.astype(np.int64), annotator, now + ttl, now)
+        if len(items):  # an empty claim holds nothing: nothing to record
+            self._append(claim.to_record())
+        return claim
+
+    def release(self, claim: Claim | str) -> bool:
+        """Release a claim; ``False`` if it had ended already (released, closed or lapsed)."""
+        claim_id = claim.id if isinstance(claim, Claim) else claim
+        if not isinstance(claim_id, str):
+            raise InvalidInputError(f"release takes a Claim or its id, got {claim!r}")
+        with self.engine.write_lock(), self._mutex:
+            self.catch_up()
+            if claim_id not in self.known:
+                raise InvalidInputError(
+                    f"no claim with id {claim_id!r} was ever made on this store"
+                )
+            if self.book.get(claim_id) is None:
+                return False
+            self._append({"op": "release", "id": claim_id, "time": self.clock()})
+            return True
+
+    # -- metrics ----------------------------------------------------------------
+
+    def log_metrics(
+        self, snap_of: Callable[[], Snapshot], round: object, metrics: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Record ``metrics`` for ``round`` durably; returns the record as :meth:`metrics` shows it."""
+        if round is not None and (
+            not isinstance(round, numbers.Integral) or isinstance(round, bool)
+        ):
+            raise InvalidInputError(f"round must be an int or None, got {round!r}")
+        if not metrics:
+            raise InvalidInputError(
+                "give at least one metric, e.g. log_metrics(round=3, accuracy=0.91)"
+            )
+        for name, value in metrics.items():
+            if name in METRIC_FIELDS:
+                raise InvalidInputError(
+                    f"{name!r} is recorded with every metric; choose another name"
+                )
+            ok = isinstance(value, str) or (
+                isinstance(value, numbers.Real) and math.isfinite(float(value))
+            )
+            if not ok:
+                raise InvalidInputError(
+                    f"metric {name!r} must be a finite number or a str, got {value!r}"
+                )
+        values = {
+            k: (
+                v
+                if isinstance(v, str | bool)
+                else int(v)
+                if isinstance(v, numbers.Integral)
+                else float(v)
+            )
+            for k, v in metrics.items()
+        }
+        with self.engine.write_lock(), self._mutex:
+            self.engine.refresh(writer=True)
+            snap = snap_of()
+            record = {
+                "op": "metrics",
+                "round": None if round is None else int(round),
+                "version": snap.version,
+                "num_labeled": snap.num_labeled,
+                "time": self.clock(),
+                "values": values,
+            }
+            self._append(record)
+        return _shown(record)
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """Every metrics record, oldest first."""
+        with self._mutex:
+            self.catch_up()
+            return [_shown(r) for r in self._metrics]
+
+    # -- annotations ------------------------------------------------------------
+
+    def table(self, snap: Snapshot) -> AnnotationTable:
+        """The annotation table at ``snap`` (the newest version taken in)."""
+        if self._table is None:
+            raise InvalidInputError(
+                "this store keeps one label per item; create it with annotations_per_item=2 "
+                "or more to keep several annotators' labels"
+            )
+        with self._mutex:
+            table = self._table
+            offset, version = self._cursor
+            if table.version < snap.version:
+                for event, end in self.engine.journal.iter_records(offset, version):
+                    table.apply(event)
+                    offset, version = end, event.version + 1
+                    if event.version >= snap.version:
+                        break
+                self._cursor = (offset, version)
+            return table
+
+
+def _shown(record: dict[str, Any]) -> dict[str, Any]:
+    shown: dict[str, Any] = {k: record[k] for k in METRIC_FIELDS}
+    shown.update(record["values"])
+    return shown
+
+
+class CampaignMethods:
+    """The campaign part of :class:`~alma_store.store.Store`: claims, metrics, annotations."""
+
+    _campaign: Campaign
+    _engine: Engine
+    schema: Any
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock claims expire by (``time.time``); set it to a fake one in tests."""
+        return self._campaign.clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[], float]) -> None:
+        if not callable(clock):
+            raise InvalidInputError(f"clock must be callable, got {clock!r}")
+        self._campaign.clock = clock
+
+    # -- claims -----------------------------------------------------------------
+
+    def claim_next(
+        self,
+        k: int,
+        *,
+        annotator: str,
+        ttl: float,
+        scores: str | None = None,
+        largest: bool = True,
+    ) -> Claim:
+        """Claim the best ``k`` unlabeled items no live claim holds, for ``annotator``.
+
+        Atomic across processes: two concurrent callers never get the same
+        item. The claim is durable when this returns.
+
+        Parameters
+        ----------
+        k
+            How many items (fewer are claimed when fewer are left; none gives
+            an empty claim, and nothing is recorded).
+        annotator
+            Who the items are for.
+        ttl
+            Seconds until the claim lapses unless its items are labeled.
+        scores
+            Name of a complete scoring: the ``k`` best by it (``largest``
+            first). Without it, the first ``k`` in dataset order.
+        largest
+            With ``scores``: the largest scores are the best.
+
+        Returns
+        -------
+        Claim
+            ``.id``, ``.dataset_indices`` (best first), ``.annotator``, ``.expires``.
+
+        Raises
+        ------
+        InvalidInputError
+            Bad ``k``, ``annotator`` or ``ttl``, or an unknown or incomplete scoring.
+
+        Notes
+        -----
+        A claim closes once all its items are labeled and lapses at
+        ``expires``. Claims never refuse a label: an annotator whose claim
+        lapsed can still submit, and the label counts unless the item was
+        labeled meanwhile (:class:`AlreadyLabeledError`).
+        """
+        self._engine.check_writable()
+        return self._campaign.claim_next(k, annotator, ttl, scores, largest)
+
+    def claim(self, dataset_indices: object, *, annotator: str, ttl: float) -> Claim:
+        """Claim the given items for ``annotator`` for ``ttl`` seconds.
+
+        Raises
+        ------
+        ClaimedError
+            Another live claim holds some of them (the error names who);
+            nothing is claimed.
+        AlreadyLabeledError
+            Some are labeled already.
+        InvalidIndexError, InvalidInputError
+            Bad indices, ``annotator`` or ``ttl``.
+        """
+        self._engine.check_writable()
+        return self._campaign.claim(dataset_indices, annotator, ttl)
+
+    def release(self, claim: Claim | str) -> bool:
+        """Release a claim (or its id) before it lapses.
+
+        Returns ``False`` when it had ended already (released, its items
+        labeled, or lapsed).
+
+        Raises
+        ------
+        InvalidInputError
+            No claim with that id was ever made on this store.
+        """
+        self._engine.check_writable()
+        return self._campaign.release(claim)
+
+    def claims(self) -> list[Claim]:
+        """The live claims, oldest first: not released, not lapsed, with an unlabeled item."""
+        self._engine.check_open()
+        return self._campaign.live(self._engine.current())
+
+    # -- metrics ----------------------------------------------------------------
+
+    def log_metrics(self, *, round: int | None = None, **metrics: float | str) -> dict[str, Any]:
+        """Record the model's quality after a round, durably.
+
+        Each record keeps ``round``, the store ``version`` and ``num_labeled``
+        at the time, and ``time``, with the metrics given.
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, alma_store
+        >>> with alma_store.create(tempfile.mkdtemp() + "/s", np.zeros((5, 1))) as store:
+        ...     _ = store.add_labels([(0, 1)])
+        ...     _ = store.log_metrics(round=0, accuracy=0.5)
+        ...     [(m["round"], m["num_labeled"], m["accuracy"]) for m in store.metrics()]
+        [(0, 1, 0.5)]
+
+        Raises
+        ------
+        InvalidInputError
+            No metric, a value that is not a finite number or a str, or a
+            metric named like a recorded field (``round``, ``version``,
+            ``num_labeled``, ``time``).
+        """
+        self._engine.check_writable()
+        return self._campaign.log_metrics(self._engine.current, round, metrics)
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """Every metrics record, oldest first (see :meth:`log_metrics`)."""
+        self._engine.check_open()
+        return self._campaign.metrics()
+
+    # -- annotations ----------------------------------------------------------
+
+    def annotations(self, dataset_indices: object) -> list[list[Annotation]]:
+        """Every current annotation of each item, oldest first.
+
+        The first call reads the journal once from the start; later calls
+        read only what was committed since.
+
+        Raises
+        ------
+        InvalidInputError
+            The store keeps one label per item (``annotations_per_item=1``).
+        """
+        self._engine.check_open()
+        idx = parse_indices(dataset_indices, name="dataset_indices", upper=self._engine.n_items)
+        table = self._campaign.table(self._engine.current())
+        return [table.of(i) for i in idx.tolist()]
+
+    def disputed(self) -> IndexArray:
+        """Items with all their annotations and no majority: they wait for :meth:`resolve`."""
+        self._engine.check_open()
+        snap = self._engine.current()
+        return self._campaign.table(snap).disputed(snap.is_labeled)
+
+    def agreement(self) -> dict[str, Any]:
+        """Inter-annotator agreement over the items with two or more annotations.
+
+        Needs the ``agreement`` extra. Cohen's kappa when two annotators gave
+        all the annotations, Fleiss' kappa when more did; Krippendorff's alpha
+        (nominal) either way.
+
+        Returns
+        -------
+        dict
+            ``method`` (``"cohen"`` or ``"fleiss"``), ``kappa``, ``alpha``,
+            ``items``, ``annotators``, ``per_class`` (class name to kappa) and
+            ``per_round`` (round to ``{"kappa", "items"}``, by the round of an
+            item's first annotation). Undefined figures are NaN.
+
+        Raises
+        ------
+        InvalidInputError
+            One label per item, no item with two annotations yet, or the
+            extra is missing.
+        """
+        from ._agreement import agreement
+
+        self._engine.check_open()
+        table = self._campaign.table(self._engine.current())
+        schema = self.schema
+
+        def name(key: object) -> str:
+            if schema.classes is not None and isinstance(key, int):
+                return str(schema.classes[key])
+            return str(key)
+
+        return agreement(table.items, name)
+
+    def export_tasks(
+        self,
+        path: str | Path,
+        dataset_indices: object,
+        *,
+        format: str,
+        data: Callable[[int], dict[str, Any]] | None = None,
+    ) -> int:
+        """Write tasks for an annotation tool, one per item; returns how many.
+
+        Parameters
+        ----------
+        path
+            The file: JSON for ``"label-studio"`` (import it in the project's
+            Import dialog), JSON Lines for ``"prodigy"`` (a source for a
+            recipe, e.g. ``textcat.manual``).
+        dataset_indices
+            The items, e.g. ``claim.dataset_indices`` or ``top_k(...).dataset_indices``.
+        format
+            ``"label-studio"`` or ``"prodigy"``.
+        data
+            ``data(i) -> dict``: each item's display fields (``"text"``,
+            ``"image"`` URL, ...). Every task carries ``dataset_index``, which
+            the tools keep in their exports: :meth:`import_labels` reads it back.
+        """
+        from ._tools import check_format, write_tasks
+
+        self._engine.check_open()
+        fmt = check_format(format)
+        idx = parse_indices(dataset_indices, name="dataset_indices", upper=self._engine.n_items)
+        return write_tasks(Path(path), idx.tolist(), fmt, data)

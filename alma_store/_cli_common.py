@@ -1,0 +1,63 @@
+"""Helpers shared by the ``alma`` commands (:mod:`alma_store.cli`)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .errors import InvalidInputError
+
+try:
+    import click
+    from tqdm import tqdm
+except ImportError:  # pragma: no cover - exercised only without the extra
+    click = None  # type: ignore[assignment]
+
+__all__ = ["click", "dtype_name", "import_function", "need_click", "progress_bar", "when"]
+
+
+def need_click() -> None:
+    if click is None:  # pragma: no cover
+        sys.exit("the alma command needs click and tqdm: pip install 'alma_store[cli]'")
+
+
+def dtype_name(dtype: Any) -> str:
+    """A dtype as a person writes it: ``int8``, ``float32``, ``str``, ``U10``."""
+    if dtype.kind == "T":
+        return "str"
+    if dtype.kind == "U":
+        return f"U{dtype.itemsize // 4}"
+    return str(dtype.name)
+
+
+def when(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+@contextmanager
+def progress_bar(total: int | None, desc: str) -> Iterator[Callable[[int], None]]:
+    """A tqdm bar (shown on terminals only) as a ``progress(n)`` callback."""
+    with tqdm(total=total, desc=desc, disable=None, file=sys.stderr) as bar:
+        yield bar.update
+
+
+def import_function(spec: str) -> Callable[..., Any]:
+    """``module:function`` -> the function (the current directory is importable)."""
+    import importlib
+
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise InvalidInputError(f"--fn must be module:function, got {spec!r}")
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise InvalidInputError(f"cannot import {spec!r}: {exc}") from None
+    if not callable(fn):
+        raise InvalidInputError(f"{spec!r} is not callable")
+    picked: Callable[..., Any] = fn
+    return picked

@@ -1,0 +1,227 @@
+"""Round trips through Label Studio's and Prodigy's file formats.
+
+The exports below have every field the tools write (Label Studio's "JSON"
+export of a choices project, ``prodigy db-out`` of a ``textcat.manual``
+session), built from the tasks the store wrote, as the tools build them.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import alma_store
+
+CLASSES = ["cat", "dog"]
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def label_studio_export(tasks_file: Path, answers: dict[int, list[tuple[int, str | None]]]) -> list:
+    """What Label Studio exports ("JSON") after users annotate the imported tasks.
+
+    ``answers[i]`` lists ``(user id, choice)`` per annotation of item ``i``;
+    a ``None`` choice is a cancelled (skipped) annotation.
+    """
+    out = []
+    for task_id, task in enumerate(json.loads(tasks_file.read_text()), 1):
+        anns = []
+        for k, (user, choice) in enumerate(answers.get(task["data"]["dataset_index"], [])):
+            t = 1_780_000_000 + 3600 * task_id + 60 * k
+            anns.append(
+                {
+                    "id": 100 * task_id + k,
+                    "completed_by": user,
+                    "result": []
+                    if choice is None
+                    else [
+                        {
+                            "value": {"choices": [choice]},
+                            "id": f"r{task_id}{k}",
+                            "from_name": "animal",
+                            "to_name": "image",
+                            "type": "choices",
+                            "origin": "manual",
+                        }
+                    ],
+                    "was_cancelled": choice is None,
+                    "ground_truth": False,
+                    "created_at": _iso(t),
+                    "updated_at": _iso(t + 5),
+                    "draft_created_at": None,
+                    "lead_time": 4.2,
+                    "prediction": {},
+                    "result_count": 0,
+                    "unique_id": f"u-{task_id}-{k}",
+                    "import_id": None,
+                    "last_action": None,
+                    "task": task_id,
+                    "project": 7,
+                    "updated_by": user,
+                    "parent_prediction": None,
+                    "parent_annotation": None,
+                    "last_created_by": None,
+                }
+            )
+        out.append(
+            {
+                "id": task_id,
+                "annotations": anns,
+                "file_upload": "tasks.json",
+                "drafts": [],
+                "predictions": [],
+                "data": task["data"],
+                "meta": {},
+                "created_at": _iso(1_779_990_000),
+                "updated_at": _iso(1_780_090_000),
+                "inner_id": task_id,
+                "total_annotations": len(anns),
+                "cancelled_annotations": sum(a["was_cancelled"] for a in anns),
+                "total_predictions": 0,
+                "comment_count": 0,
+                "unresolved_comment_count": 0,
+                "last_comment_updated_at": None,
+                "project": 7,
+                "updated_by": None,
+                "comment_authors": [],
+            }
+        )
+    return out
+
+
+def prodigy_db_out(tasks_file: Path, answers: dict[int, list[tuple[str, str, str]]]) -> str:
+    """What ``prodigy db-out`` writes: ``answers[i]`` lists ``(session, answer, option)``."""
+    lines = []
+    for n, line in enumerate(tasks_file.read_text().splitlines()):
+        task = json.loads(line)
+        for k, (session, answer, option) in enumerate(answers.get(task["dataset_index"], [])):
+            lines.append(
+                json.dumps(
+                    {
+                        **task,
+                        "_input_hash": 1000 + n,
+                        "_task_hash": 2000 + n,
+                        "options": [{"id": c, "text": c} for c in CLASSES],
+                        "_view_id": "choice",
+                        "config": {"choice_style": "single"},
+                        "accept": [option] if answer == "accept" else [],
+                        "answer": answer,
+                        "_timestamp": 1_780_000_000 + 60 * n + k,
+                        "_annotator_id": f"animals-{session}",
+                        "_session_id": f"animals-{session}",
+                    }
+                )
+            )
+    return "\n".join(lines) + "\n"
+
+
+def test_label_studio_round_trip(tmp_path: Path) -> None:
+    with alma_store.create(tmp_path / "s", np.zeros((10, 2)), classes=CLASSES) as store:
+        claim = store.claim_next(4, annotator="ann", ttl=3600)
+        n = store.export_tasks(
+            tmp_path / "tasks.json",
+            claim.dataset_indices,
+            format="label-studio",
+            data=lambda i: {"image": f"https://example.org/img/{i}.png"},
+        )
+        assert n == 4
+        tasks = json.loads((tmp_path / "tasks.json").read_text())
+        assert tasks[0] == {"data": {"dataset_index": 0, "image": "https://example.org/img/0.png"}}
+        export = label_studio_export(
+            tmp_path / "tasks.json",
+            {0: [(3, "dog")], 1: [(4, None), (5, "cat")], 2: [(3, "cat")]},  # 3 not done yet
+        )
+        (tmp_path / "export.json").write_text(json.dumps(export))
+        labeled = store.import_labels(tmp_path / "export.json", format="label-studio", round=2)
+        assert labeled.tolist() == [0, 1, 2]
+        assert store.class_names(store.labels).tolist() == ["dog", "cat", "cat"]
+        (event,) = store.history()
+        assert event.row_annotators == ("3", "5", "3") and event.round == 2
+        assert event.row_times[0] == pytest.approx(1_780_003_600)
+        assert [c.dataset_indices.tolist() for c in store.claims()] == [[0, 1, 2, 3]]
+        store.export_history(tmp_path / "h.csv")
+    rows = (tmp_path / "h.csv").read_text().splitlines()
+    assert rows[1].split(",")[5] == "3"  # each entry's own annotator
+
+
+def test_prodigy_round_trip_with_several_annotations(tmp_path: Path) -> None:
+    with alma_store.create(
+        tmp_path / "s", n_items=6, classes=CLASSES, annotations_per_item=2
+    ) as store:
+        store.export_tasks(
+            tmp_path / "tasks.jsonl", [4, 1, 2], format="prodigy", data=lambda i: {"text": f"t{i}"}
+        )
+        first = json.loads((tmp_path / "tasks.jsonl").read_text().splitlines()[0])
+        assert first == {"dataset_index": 4, "text": "t4", "meta": {"dataset_index": 4}}
+        out = prodigy_db_out(
+            tmp_path / "tasks.jsonl",
+            {
+                4: [("alice", "accept", "cat"), ("bob", "accept", "cat")],
+                1: [("alice", "accept", "dog"), ("bob", "reject", "cat")],
+                2: [("alice", "accept", "dog"), ("bob", "accept", "cat"), ("cy", "ignore", "")],
+            },
+        )
+        (tmp_path / "db-out.jsonl").write_text(out)
+        got = store.import_labels(tmp_path / "db-out.jsonl", format="prodigy")
+        assert sorted(got.tolist()) == [1, 2, 2, 4, 4]
+        assert store.labeled.to_dataset_index([0]).tolist() == [4]
+        assert store.disputed().tolist() == [2]
+        (ann,) = store.annotations([1])
+        assert [(a.annotator, a.value, a.time) for a in ann] == [
+            ("animals-alice", 1, 1_780_000_060.0)
+        ]
+        assert store.version == 1  # one atomic commit
+
+
+def test_bad_exports_write_nothing(tmp_path: Path) -> None:
+    with alma_store.create(tmp_path / "s", n_items=6, classes=CLASSES) as store:
+        store.export_tasks(tmp_path / "t.json", [0, 1], format="label-studio")
+        cases = {
+            "unknown class": {0: [(1, "cat")], 1: [(1, "cow")]},
+            "labeled again": {0: [(1, "cat"), (2, "dog")]},
+        }
+        for what, answers in cases.items():
+            path = tmp_path / f"{what}.json"
+            path.write_text(json.dumps(label_studio_export(tmp_path / "t.json", answers)))
+            with pytest.raises(alma_store.InvalidInputError, match=r"task [01]"):
+                store.import_labels(path, format="label-studio")
+        store.export_tasks(tmp_path / "t.jsonl", [0, 1, 7 - 2], format="prodigy")
+        broken = [
+            '{"answer": "accept", "accept": ["cat"], "_timestamp": 1, "_annotator_id": "x"}',
+            '{"dataset_index": 0, "answer": "maybe", "_timestamp": 1, "_annotator_id": "x"}',
+            json.dumps(
+                {"dataset_index": 0, "answer": "accept", "accept": ["cat", "dog"]}
+                | {"_timestamp": 1, "_annotator_id": "x"}
+            ),
+            json.dumps(
+                {"dataset_index": 99, "answer": "accept", "label": "cat"}
+                | {"_timestamp": 1, "_annotator_id": "x"}
+            ),
+            "not json",
+        ]
+        for k, line in enumerate(broken):
+            path = tmp_path / f"bad{k}.jsonl"
+            path.write_text(
+                '{"dataset_index": 1, "answer": "accept", "label": "dog", '
+                '"_timestamp": 1, "_annotator_id": "x"}\n' + line + "\n"
+            )
+            with pytest.raises(alma_store.AlmaError, match=r"line 2|99"):
+                store.import_labels(path, format="prodigy")
+        with pytest.raises(alma_store.InvalidInputError, match="format"):
+            store.import_labels(tmp_path / "t.json", format="cvat")
+        with pytest.raises(alma_store.InvalidInputError, match="dataset_index"):
+            store.export_tasks(
+                tmp_path / "x.json", [0], format="prodigy", data=lambda i: {"dataset_index": 1}
+            )
+        store.add_labels([0], ["cat"], relative_to="dataset")
+        path = tmp_path / "already.json"
+        path.write_text(json.dumps(label_studio_export(tmp_path / "t.json", {0: [(1, "dog")]})))
+        with pytest.raises(alma_store.AlreadyLabeledError, match="task 0"):
+            store.import_labels(path, format="label-studio")
+        assert store.version == 1
