@@ -16,7 +16,8 @@ journal record written), ``append-done`` (a record durable, not yet
 acknowledged), ``checkpoint-chunks`` (half of a checkpoint's chunk files
 written), ``checkpoint-file`` (chunks and marks written, checkpoint file not),
 ``commit-unsynced`` (a commit appended, the writer lock released, not yet
-synced or acknowledged), ``score-step`` (a step of scores durable). Without the variable a point
+synced or acknowledged), ``score-step`` (a step of scores durable),
+``campaign-torn`` (half a campaign-log record written). Without the variable a point
 costs one dictionary lookup.
 """
 

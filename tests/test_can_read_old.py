@@ -14,7 +14,7 @@ from alma_store._meta import FORMAT_VERSION
 DATA = Path(__file__).resolve().parent / "data"
 
 
-@pytest.mark.parametrize("name", ["store-v1", "store-v2", "store-v3"])
+@pytest.mark.parametrize("name", ["store-v1", "store-v2", "store-v3", "store-v4"])
 def test_can_read_old(tmp_path: Path, name: str) -> None:
     with alma_store.open(DATA / name, mode="r") as store:  # read-only: touches nothing
         assert (len(store), store.version, store.num_labeled) == (20, 3, 5)
@@ -52,7 +52,7 @@ def norm(rows: np.ndarray) -> np.ndarray:
     return np.linalg.norm(rows, axis=1)
 
 
-@pytest.mark.parametrize("name", ["store-v2-scores", "store-v3"])
+@pytest.mark.parametrize("name", ["store-v2-scores", "store-v3", "store-v4"])
 def test_scorings_of_every_layout(tmp_path: Path, name: str) -> None:
     """A partial scoring (chunks 0 and 2 of 3) is read as it is and resumed by a writer.
 
@@ -97,3 +97,37 @@ def test_index_only_golden_store(tmp_path: Path) -> None:
     with alma_store.open(tmp_path / "s") as store:
         store.add_labels([(0, 5)])
         assert store.labeled.to_dataset_index([0]).tolist() == [0]
+
+
+def test_campaign_records_of_format_4(tmp_path: Path) -> None:
+    """Claims, metrics, per-label provenance and annotations as format version 4 wrote them."""
+    with alma_store.open(DATA / "store-v4", mode="r") as store:
+        store.clock = lambda: 1_790_000_000.0
+        (claim,) = store.claims()
+        assert (claim.annotator, claim.dataset_indices.tolist()) == ("ann", [7, 8])
+        (m,) = store.metrics()
+        assert (m["round"], m["version"], m["num_labeled"], m["accuracy"], m["model"]) == (
+            1,
+            3,
+            5,
+            0.625,
+            "knn",
+        )
+    with alma_store.open(DATA / "store-v4-index-only", mode="r") as store:
+        assert (store.version, store.labels.tolist()) == (3, [1, 1, 1, 1])
+        last = list(store.history())[-1]
+        assert last.row_annotators == ("alice", "bob")
+        assert last.row_times == (1_780_000_000.0, 1_780_000_060.0) and last.round == 2
+    with alma_store.open(DATA / "store-v4-campaign", mode="r") as store:
+        assert store.annotations_per_item == 2 and store.version == 4
+        assert store.labeled.to_dataset_index([0, 1, 2]).tolist() == [0, 1, 2]
+        assert store.class_names(store.labels).tolist() == ["cat", "dog", "cat"]
+        assert store.disputed().tolist() == []
+        anns = store.annotations([1, 5])
+        assert [(a.annotator, a.value) for a in anns[0]] == [("a", 1), ("b", 0)]
+        assert [(a.annotator, a.value) for a in anns[1]] == [("a", 1)]
+        assert store.verify()["records"] == 4
+    shutil.copytree(DATA / "store-v4-campaign", tmp_path / "s")
+    with alma_store.open(tmp_path / "s") as store:
+        store.add_labels([5], ["dog"], relative_to="dataset", annotator="b")
+        assert store.num_labeled == 4

@@ -4,13 +4,19 @@
 
 A golden set, once committed, is never overwritten (the script skips it).
 ``store-v<N>`` is small and self-contained (its features are copied into it),
-has a checkpoint and a journal tail after it, string labels, provenance and a
-partial scoring; ``store-v<N>-index-only`` has no features. Tests in
-tests/test_can_read_old.py check that every later release still reads them.
+has a checkpoint and a journal tail after it, string labels, provenance, a
+partial scoring and (format 4) a campaign log with a claim and metrics;
+``store-v<N>-index-only`` has no features and (format 4) a Prodigy import
+with each label's own annotator and time; ``store-v<N>-campaign`` (format 4)
+keeps two annotations per item, with a majority, a dispute and a resolve.
+Tests in tests/test_can_read_old.py check that every later release still
+reads them.
 """
 
 from __future__ import annotations
 
+import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +36,9 @@ def write_main(out: Path) -> None:
     store.add_labels([(3, "cat")], round=2)  # position 3 is item 4; stays in the journal tail
     # Chunks 0 and 2 of 3 scored, one step file each (format version 3 and later).
     store.score(lambda rows: np.linalg.norm(rows, axis=1), "norm", shard=(0, 2), step_seconds=0)
+    store.clock = lambda: 1_790_000_000.0  # the claim below never lapses in the tests
+    store.claim([7, 8], annotator="ann", ttl=1e12)
+    store.log_metrics(round=1, accuracy=0.625, model="knn")
     store.close(checkpoint=False)
 
 
@@ -38,11 +47,42 @@ def write_index_only(out: Path) -> None:
     store.add_labels([2, 17, 29], [1, 0, 1], relative_to="dataset", annotator="ann", round=0)
     store.checkpoint()
     store.remove_labels([17], round=1)  # stays in the journal tail
+    with tempfile.TemporaryDirectory() as tmp:  # prodigy db-out lines, each its own annotator
+        export = Path(tmp) / "db.jsonl"
+        rows = [(5, "alice", 1_780_000_000), (6, "bob", 1_780_000_060)]
+        export.write_text(
+            "".join(
+                json.dumps(
+                    {"dataset_index": i, "label": 1, "answer": "accept"}
+                    | {"_annotator_id": who, "_timestamp": t}
+                )
+                + "\n"
+                for i, who, t in rows
+            )
+        )
+        store.import_labels(export, format="prodigy", round=2)
+    store.close(checkpoint=False)
+
+
+def write_campaign(out: Path) -> None:
+    store = alma_store.create(
+        out, n_items=12, classes=["cat", "dog"], annotations_per_item=2, chunk_rows=4
+    )
+    store.add_labels([0, 1, 2], ["cat", "dog", "cat"], relative_to="dataset", annotator="a")
+    store.checkpoint()
+    store.add_labels([0, 1, 2], ["cat", "cat", "cat"], relative_to="dataset", annotator="b")
+    store.resolve([1], ["dog"], annotator="rev", round=1)
+    store.add_labels([5], ["dog"], relative_to="dataset", annotator="a")  # waits for a second
+    store.log_metrics(round=1, accuracy=0.5)
     store.close(checkpoint=False)
 
 
 def main() -> None:
-    for suffix, write in (("", write_main), ("-index-only", write_index_only)):
+    for suffix, write in (
+        ("", write_main),
+        ("-index-only", write_index_only),
+        ("-campaign", write_campaign),
+    ):
         out = DATA / f"store-v{FORMAT_VERSION}{suffix}"
         if out.exists():  # a released set is what later releases must read: never rewritten
             print(f"{out} exists: golden stores of released formats are never overwritten")
