@@ -16,7 +16,15 @@ try:
 except ImportError:  # pragma: no cover - exercised only without the extra
     click = None  # type: ignore[assignment]
 
-__all__ = ["click", "dtype_name", "import_function", "need_click", "progress_bar", "when"]
+__all__ = [
+    "chunk_bar",
+    "click",
+    "dtype_name",
+    "import_function",
+    "need_click",
+    "progress_bar",
+    "when",
+]
 
 
 def need_click() -> None:
@@ -61,3 +69,36 @@ def import_function(spec: str) -> Callable[..., Any]:
         raise InvalidInputError(f"{spec!r} is not callable")
     picked: Callable[..., Any] = fn
     return picked
+
+
+@contextmanager
+def chunk_bar(
+    desc: str, *, disable: bool | None = None, file: Any = None
+) -> Iterator[tuple[Callable[[int, int], None], Callable[[int], None]]]:
+    """A tqdm bar of rows (with rows/s) showing chunks done of total, as ``(plan, progress)``.
+
+    ``plan(chunks, rows)`` sets the totals; ``progress(rows)`` counts one chunk done. The bar
+    shows on terminals only unless ``disable`` says otherwise; it writes to ``file`` (stderr).
+    """
+    with tqdm(
+        total=None,
+        desc=desc,
+        unit="rows",
+        unit_scale=True,
+        disable=disable,
+        file=file or sys.stderr,
+        mininterval=0,
+    ) as bar:
+        state = {"done": 0, "chunks": 0}
+
+        def plan(chunks: int, rows: int) -> None:
+            state["chunks"] = chunks
+            bar.total = rows
+            bar.set_postfix_str(f"chunks 0/{chunks}")
+
+        def progress(rows: int) -> None:
+            state["done"] += 1
+            bar.set_postfix_str(f"chunks {state['done']}/{state['chunks']}", refresh=False)
+            bar.update(rows)
+
+        yield plan, progress

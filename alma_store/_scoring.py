@@ -250,6 +250,7 @@ def score(
     shard: object,
     step_seconds: float = DEFAULT_STEP_SECONDS,
     progress: Callable[[int], None] | None = None,
+    plan: Callable[[int, int], None] | None = None,
 ) -> int:
     """Score this shard's unfinished chunks; returns how many were scored now."""
     engine.check_writable()
@@ -257,10 +258,13 @@ def score(
     parsed = parse_shard(shard)
     run = open_run(engine, name, create=True)
     todo = todo_chunks(run, parsed)
+    snap = engine.current()
+    if plan is not None:
+        plan(len(todo), int(snap.unlabeled_counts[np.asarray(todo, dtype=np.int64)].sum()))
     score_chunks(
         run,
         source,
-        engine.current(),
+        snap,
         fn,
         todo,
         batch_rows=batch_rows,

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ._cli_campaign import add_campaign_commands
-from ._cli_common import click, dtype_name, import_function, need_click, progress_bar, when
+from ._cli_common import (
+    chunk_bar,
+    click,
+    dtype_name,
+    import_function,
+    need_click,
+    progress_bar,
+    when,
+)
 from ._entry import create, open_store
 from ._io import count_rows, parse_label_text
 from .errors import AlmaError, InvalidInputError
@@ -393,9 +401,8 @@ if click is not None:
     def score(store: Path, fn_path: str, name: str, shard: str, batch_rows: int) -> None:
         """Score the unlabeled rows of STORE; a rerun redoes only unfinished chunks."""
         fn = import_function(fn_path)
-        with open_store(store) as s:
-            with progress_bar(None, f"score {name} (rows)") as progress:
-                n = s.score(fn, name, batch_rows=batch_rows, shard=shard, progress=progress)
+        with open_store(store) as s, chunk_bar(f"score {name}") as (plan, progress):
+            n = s.score(fn, name, batch_rows=batch_rows, shard=shard, progress=progress, plan=plan)
             done, total = s.scoring_progress(name)
         click.echo(f"scored {n} chunks of {name!r} (shard {shard}); {done} of {total} done")
 

@@ -588,6 +588,7 @@ class Store(StoreVersion, CampaignMethods):
         shard: tuple[int, int] | str = (0, 1),
         step_seconds: float = _scoring.DEFAULT_STEP_SECONDS,
         progress: Callable[[int], None] | None = None,
+        plan: Callable[[int, int], None] | None = None,
     ) -> int:
         """Score the Unlabeled rows chunk by chunk into ``scores/<name>``, resumably.
 
@@ -612,6 +613,9 @@ class Store(StoreVersion, CampaignMethods):
         progress
             Called with the number of unlabeled rows of each chunk scored
             (e.g. ``tqdm(...).update``).
+        plan
+            Called once, before scoring, with the number of chunks this call
+            will score and their unlabeled rows (a progress bar's totals).
 
         Returns
         -------
@@ -635,6 +639,7 @@ class Store(StoreVersion, CampaignMethods):
             shard=shard,
             step_seconds=step_seconds,
             progress=progress,
+            plan=plan,
         )
 
     def top_k(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -63,8 +64,30 @@ def test_score_reports_progress_in_rows(tmp_path: Path) -> None:
     with alma_store.create(tmp_path / "s", np.zeros((1000, 2)), chunk_rows=64) as store:
         store.add_labels(np.arange(0, 1000, 10), np.ones(100, np.int64), relative_to="dataset")
         seen: list[int] = []
-        store.score(lambda rows: rows[:, 0], "zero", progress=seen.append)
-        assert len(seen) == 16 and sum(seen) == store.num_unlabeled
+        planned: list[tuple[int, int]] = []
+        store.score(
+            lambda rows: rows[:, 0],
+            "zero",
+            progress=seen.append,
+            plan=lambda c, r: planned.append((c, r)),
+            shard=(1, 2),
+        )
+        assert planned == [(8, sum(seen))] and len(seen) == 8
+        store.score(lambda rows: rows[:, 0], "zero", plan=lambda c, r: planned.append((c, r)))
+        assert planned[1] == (8, store.num_unlabeled - sum(seen))
+
+
+def test_score_bar_shows_chunks_and_rate(tmp_path: Path) -> None:
+    from alma_store._cli_common import chunk_bar
+
+    out = io.StringIO()
+    with (
+        alma_store.create(tmp_path / "s", np.zeros((1000, 2)), chunk_rows=64) as store,
+        chunk_bar("score z", disable=False, file=out) as (plan, progress),
+    ):
+        store.score(lambda rows: rows[:, 0], "z", progress=progress, plan=plan)
+    last = out.getvalue().split("\r")[-1]
+    assert "1.00k/1.00k" in last and "rows/s" in last and "chunks 16/16" in last, last
 
 
 def test_init_index_only_and_arrow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
