@@ -26,10 +26,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ._fs import atomic_write
-from .errors import InvalidInputError
+import numpy as np
 
-__all__ = ["FORMATS", "ToolRow", "read_tool_export", "write_tasks"]
+from ._fs import atomic_write
+from ._labels import LabelSchema
+from ._types import IndexArray
+from .errors import AlmaError, InvalidInputError
+from .index import parse_indices
+
+__all__ = ["FORMATS", "ToolBatch", "ToolRow", "read_tool_export", "write_tasks"]
 
 FORMATS = ("label-studio", "prodigy")
 _LS_TYPES = {"choices": "choices", "rating": "rating", "number": "number", "textarea": "text"}
@@ -44,6 +49,68 @@ class ToolRow:
     annotator: str
     time: float
     where: str  # names the task in messages
+
+
+@dataclass(frozen=True, slots=True)
+class ToolBatch:
+    """The rows of an export, checked against a store: one commit's worth."""
+
+    dataset_indices: IndexArray
+    values: np.ndarray
+    annotators: tuple[str, ...]
+    times: tuple[float, ...]
+    where: tuple[str, ...]
+
+    @classmethod
+    def check(
+        cls, rows: list[ToolRow], schema: LabelSchema, n_items: int, *, one_per_item: bool
+    ) -> ToolBatch:
+        """Check every row (index, label, one label per item if so); errors name the task."""
+        if one_per_item:
+            first_by: dict[int, str] = {}
+            for r in rows:
+                if r.dataset_index in first_by:
+                    raise InvalidInputError(
+                        f"{r.where}: dataset index {r.dataset_index} is labeled again (first by "
+                        f"{first_by[r.dataset_index]}); this store keeps one label per item "
+                        "(create it with annotations_per_item=k for several); nothing was written"
+                    )
+                first_by[r.dataset_index] = r.annotator
+        out_of_range = [r for r in rows if r.dataset_index >= n_items]
+        if out_of_range:
+            r = out_of_range[0]
+            raise InvalidInputError(
+                f"{r.where}: dataset_index {r.dataset_index} is not in [0, {n_items}); "
+                "nothing was written"
+            )
+        values = []
+        for r in rows:
+            try:
+                values.append(schema.parse_values([r.value], 1)[0])
+            except AlmaError as exc:
+                raise InvalidInputError(f"{r.where}: {exc}; nothing was written") from None
+        idx = parse_indices(
+            [r.dataset_index for r in rows], name="dataset_indices", upper=n_items, unique=False
+        )
+        return cls(
+            idx,
+            np.stack(values) if values else np.empty((0, *schema.shape), schema.dtype),
+            tuple(r.annotator for r in rows),
+            tuple(r.time for r in rows),
+            tuple(r.where for r in rows),
+        )
+
+    def where_of(self, dataset_indices: list[int]) -> str:
+        """The task of the first row naming one of ``dataset_indices``."""
+        wanted = set(dataset_indices)
+        return next(
+            (
+                w
+                for i, w in zip(self.dataset_indices.tolist(), self.where, strict=True)
+                if i in wanted
+            ),
+            "",
+        )
 
 
 def check_format(fmt: object) -> str:

@@ -187,18 +187,6 @@ class Store(StoreVersion, CampaignMethods):
         # Type, sign and duplicate checks first; the range is checked under the lock.
         idx = parse_indices(indices, name=name, upper=None)
         vals_arr = self.schema.parse_values(vals, len(idx))
-
-        def build(snap: Snapshot) -> LabelEvent:
-            if relative_to == "unlabeled":
-                pos = parse_indices(idx, name="positions", upper=snap.n_items - snap.num_labeled)
-                dataset_idx = snap.map_positions(pos, of_labeled=False)
-            else:
-                dataset_idx = parse_indices(idx, name="dataset_indices", upper=snap.n_items)
-                is_labeled = snap.is_labeled(dataset_idx)
-                if is_labeled.any():
-                    raise AlreadyLabeledError([int(v) for v in dataset_idx[is_labeled]])
-            return LabelEvent(snap.version + 1, "add", dataset_idx, vals_arr, **provenance)
-
         provenance = parse_provenance(annotator, round, expected_version)
         if self.annotations_per_item > 1:
             if annotator is None:
@@ -210,6 +198,36 @@ class Store(StoreVersion, CampaignMethods):
             return self._annotate(
                 idx, vals_arr, (annotator,) * n, (time.time(),) * n, provenance, relative_to
             )
+        return self._add(idx, vals_arr, provenance, relative_to)
+
+    def _add(
+        self,
+        idx: IndexArray,
+        values: np.ndarray,
+        provenance: dict[str, Any],
+        relative_to: str,
+        *,
+        row_annotators: tuple[str, ...] | None = None,
+        row_times: tuple[float, ...] | None = None,
+    ) -> IndexArray:
+        """Label unlabeled items (by position or dataset index) in one commit."""
+
+        def build(snap: Snapshot) -> LabelEvent:
+            dataset_idx = _to_dataset(snap, idx, relative_to)
+            if relative_to != "unlabeled":
+                is_labeled = snap.is_labeled(dataset_idx)
+                if is_labeled.any():
+                    raise AlreadyLabeledError([int(v) for v in dataset_idx[is_labeled]])
+            return LabelEvent(
+                snap.version + 1,
+                "add",
+                dataset_idx,
+                values,
+                row_annotators=row_annotators,
+                row_times=row_times,
+                **provenance,
+            )
+
         return self._commit(build, len(idx), provenance, by_position=relative_to == "unlabeled")
 
     def _annotate(
@@ -224,13 +242,7 @@ class Store(StoreVersion, CampaignMethods):
         """Record annotations; items they decide by majority are labeled by the same commit."""
 
         def build(snap: Snapshot) -> LabelEvent:
-            if relative_to == "unlabeled":
-                pos = parse_indices(idx, name="positions", upper=snap.n_items - snap.num_labeled)
-                dataset_idx = snap.map_positions(pos, of_labeled=False)
-            else:
-                dataset_idx = parse_indices(
-                    idx, name="dataset_indices", upper=snap.n_items, unique=False
-                )
+            dataset_idx = _to_dataset(snap, idx, relative_to, unique=False)
             rows = AnnotationRows(dataset_idx, values, annotators, times)
             decided, labels = self._campaign.table(snap).plan(rows, snap.is_labeled)
             decided_values = np.array(labels, dtype=values.dtype)  # scalar labels
@@ -515,65 +527,28 @@ class Store(StoreVersion, CampaignMethods):
     def _import_tool(
         self, path: Path, fmt: str, round: int | None, expected_version: int | None
     ) -> IndexArray:
-        rows = _tools.read_tool_export(path, fmt)
-        where = [r.where for r in rows]
+        """One commit of an annotation tool's export (see :mod:`alma_store._tools`)."""
+        one = self.annotations_per_item == 1
+        batch = _tools.ToolBatch.check(
+            _tools.read_tool_export(path, fmt), self.schema, len(self), one_per_item=one
+        )
         provenance = parse_provenance(None, round, expected_version)
-        if self.annotations_per_item == 1:
-            first_by: dict[int, str] = {}
-            for r in rows:
-                if r.dataset_index in first_by:
-                    raise InvalidInputError(
-                        f"{r.where}: dataset index {r.dataset_index} is labeled again (first by "
-                        f"{first_by[r.dataset_index]}); this store keeps one label per item "
-                        "(create it with annotations_per_item=k for several); nothing was written"
-                    )
-                first_by[r.dataset_index] = r.annotator
+        idx, values = batch.dataset_indices, batch.values
         try:
-            idx = parse_indices(
-                [r.dataset_index for r in rows],
-                name="dataset_indices",
-                upper=len(self),
-                unique=False,
+            if not one:
+                return self._annotate(idx, values, batch.annotators, batch.times, provenance)
+            return self._add(
+                idx,
+                values,
+                provenance,
+                "dataset",
+                row_annotators=batch.annotators,
+                row_times=batch.times,
             )
-        except AlmaError as exc:
-            bad = getattr(exc, "positions", None) or []
-            first = next(
-                (w for r, w in zip(rows, where, strict=True) if r.dataset_index in bad), ""
-            )
-            raise InvalidInputError(f"{first}: {exc}") from None
-        values = []
-        for r in rows:
-            try:
-                values.append(self.schema.parse_values([r.value], 1)[0])
-            except AlmaError as exc:
-                raise InvalidInputError(f"{r.where}: {exc}; nothing was written") from None
-        vals = np.stack(values) if values else np.empty((0, *self.label_shape), self.label_dtype)
-        annotators = tuple(r.annotator for r in rows)
-        times = tuple(r.time for r in rows)
-        try:
-            if self.annotations_per_item > 1:
-                return self._annotate(idx, vals, annotators, times, provenance)
-
-            def build(snap: Snapshot) -> LabelEvent:
-                is_labeled = snap.is_labeled(idx)
-                if is_labeled.any():
-                    raise AlreadyLabeledError([int(v) for v in idx[is_labeled]])
-                return LabelEvent(
-                    snap.version + 1,
-                    "add",
-                    idx,
-                    vals,
-                    row_annotators=annotators,
-                    row_times=times,
-                    **provenance,
-                )
-
-            return self._commit(build, len(idx), provenance)
         except AlreadyLabeledError as exc:
-            first = next(
-                w for r, w in zip(rows, where, strict=True) if r.dataset_index in exc.positions
-            )
-            raise AlreadyLabeledError(exc.positions, reason=f"{first}: {exc}") from None
+            raise AlreadyLabeledError(
+                exc.positions, reason=f"{batch.where_of(exc.positions)}: {exc}"
+            ) from None
         except InvalidInputError as exc:
             raise InvalidInputError(f"{path}: {exc}") from None
 
@@ -770,6 +745,19 @@ def _touches(events: list[LabelEvent], event: LabelEvent) -> bool:
         if (mine[np.minimum(at, len(mine) - 1)] == other.dataset_indices).any():
             return True
     return False
+
+
+def _to_dataset(
+    snap: Snapshot, idx: IndexArray, relative_to: str, *, unique: bool = True
+) -> IndexArray:
+    """Dataset indices of ``idx``: positions in the Unlabeled view at ``snap``, or dataset indices.
+
+    Dataset indices may repeat when ``unique`` is false (annotations by several annotators).
+    """
+    if relative_to == "unlabeled":
+        pos = parse_indices(idx, name="positions", upper=snap.n_items - snap.num_labeled)
+        return snap.map_positions(pos, of_labeled=False)
+    return parse_indices(idx, name="dataset_indices", upper=snap.n_items, unique=unique)
 
 
 def _labeled_values(snap: Snapshot, dataset_indices: IndexArray) -> np.ndarray:
