@@ -150,11 +150,7 @@ class Campaign:
                     "nothing was claimed",
                 )
             self.catch_up()
-            holders = {
-                int(i): c.annotator
-                for c in self.book.live(self.clock(), snap.is_labeled)
-                for i in np.intersect1d(c.dataset_indices, idx).tolist()
-            }
+            holders = self.book.holders(idx, self.clock(), snap.is_labeled)
             if holders:
                 raise ClaimedError(dict(sorted(holders.items())))
             return self._make(idx, annotator, ttl)

@@ -81,10 +81,18 @@ class Claim:
 
 
 class ClaimBook:
-    """Every claim not released yet, from the campaign log."""
+    """Every claim not released yet, from the campaign log.
+
+    The claims' items are kept concatenated, with each item's claim, so the
+    questions asked on every ``claim_next`` and ``top_k`` (which items are
+    held, which claims are live) are one vectorised pass and one
+    ``is_labeled`` call over the claimed items, whatever the number of
+    claims. Claims found dead are dropped for good.
+    """
 
     def __init__(self) -> None:
         self._open: dict[str, Claim] = {}
+        self._flat: tuple[list[Claim], IndexArray, np.ndarray] | None = None
 
     def apply(self, record: dict[str, Any]) -> None:
         """Take in one campaign-log record (others than claims are ignored)."""
@@ -92,25 +100,51 @@ class ClaimBook:
         if op == "claim":
             claim = Claim.from_record(record)
             self._open[claim.id] = claim
-        elif op == "release":
-            self._open.pop(str(record["id"]), None)
+            self._flat = None
+        elif op == "release" and self._open.pop(str(record["id"]), None) is not None:
+            self._flat = None
 
     def get(self, claim_id: str) -> Claim | None:
         """The claim ``claim_id`` unless it was released (live or not)."""
         return self._open.get(claim_id)
 
-    def live(self, now: float, is_labeled: Callable[[IndexArray], np.ndarray]) -> list[Claim]:
-        """Claims not released, not expired and with an unlabeled item, oldest first.
+    def _items(self) -> tuple[list[Claim], IndexArray, np.ndarray]:
+        """Open claims, their items concatenated, and each item's claim number."""
+        if self._flat is None:
+            claims = list(self._open.values())
+            sizes = [len(c.dataset_indices) for c in claims]
+            items = (
+                np.concatenate([c.dataset_indices for c in claims])
+                if claims
+                else np.empty(0, np.int64)
+            )
+            owner = np.repeat(np.arange(len(claims)), sizes)
+            self._flat = (claims, items, owner)
+        return self._flat
 
-        Claims found dead are forgotten (they can never come back to life).
-        """
-        out = []
-        for claim_id, claim in list(self._open.items()):
-            if claim.expires <= now or is_labeled(claim.dataset_indices).all():
-                del self._open[claim_id]
-            else:
-                out.append(claim)
-        return out
+    def _state(
+        self, now: float, is_labeled: Callable[[IndexArray], np.ndarray]
+    ) -> tuple[list[Claim], IndexArray, np.ndarray, np.ndarray]:
+        """Live claims (dead ones dropped) with their items, owners and which are open."""
+        claims, items, owner = self._items()
+        if not claims:
+            return claims, items, owner, np.empty(0, bool)
+        expires = np.array([c.expires for c in claims])
+        free = ~is_labeled(items) & (expires[owner] > now)
+        alive = np.bincount(owner[free], minlength=len(claims)) > 0
+        if not alive.all():
+            for c in np.flatnonzero(~alive).tolist():
+                del self._open[claims[c].id]
+            keep = alive[owner]
+            renumber = np.cumsum(alive) - 1
+            claims = [c for c, a in zip(claims, alive.tolist(), strict=True) if a]
+            items, owner, free = items[keep], renumber[owner[keep]], free[keep]
+            self._flat = (claims, items, owner)
+        return claims, items, owner, free
+
+    def live(self, now: float, is_labeled: Callable[[IndexArray], np.ndarray]) -> list[Claim]:
+        """Claims not released, not expired and with an unlabeled item, oldest first."""
+        return list(self._state(now, is_labeled)[0])
 
     def held(
         self,
@@ -120,13 +154,20 @@ class ClaimBook:
         except_annotator: str | None = None,
     ) -> IndexArray:
         """Sorted unlabeled items of live claims (except those of ``except_annotator``)."""
-        parts = [
-            c.dataset_indices
-            for c in self.live(now, is_labeled)
-            if except_annotator is None or c.annotator != except_annotator
-        ]
-        if not parts:
-            return np.empty(0, np.int64)
-        items: IndexArray = np.unique(np.concatenate(parts))
-        free: IndexArray = items[~is_labeled(items)]
-        return free
+        claims, items, owner, free = self._state(now, is_labeled)
+        if except_annotator is not None and claims:
+            others = np.array([c.annotator != except_annotator for c in claims])
+            free = free & others[owner]
+        held: IndexArray = np.unique(items[free])
+        return held
+
+    def holders(
+        self,
+        dataset_indices: IndexArray,
+        now: float,
+        is_labeled: Callable[[IndexArray], np.ndarray],
+    ) -> dict[int, str]:
+        """Which of ``dataset_indices`` live claims hold, and by whom."""
+        claims, items, owner, free = self._state(now, is_labeled)
+        hit = free & np.isin(items, dataset_indices)
+        return {int(i): claims[o].annotator for i, o in zip(items[hit], owner[hit], strict=True)}

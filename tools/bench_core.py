@@ -6,6 +6,7 @@ Unlabeled-view streaming throughput and peak anonymous memory (RssAnon).
     python tools/bench_core.py                 # N = 1e6, 1e8 (+1e9 with --huge)
     python tools/bench_core.py --quick         # small sizes, for a smoke run
     python tools/bench_core.py --sections tail # journal tail at N = 1e8 and 1e9
+    python tools/bench_core.py --sections campaign  # claims, top_k past claims, annotations
 
 Everything is written under --dir (default: a temporary directory).
 """
@@ -514,6 +515,125 @@ def bench_writers(root: Path, n: int, rows: list[dict], commits: int = 400, per:
     rows[-2]["x_one_writer"] = 1.0
 
 
+CLAIMER_CHILD = r"""
+import json, sys, time
+import alma_store
+path, worker, claims = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+store = alma_store.open(path)
+print("ready", flush=True)
+sys.stdin.readline()
+lat, start = [], time.perf_counter()
+for _ in range(claims):
+    t = time.perf_counter()
+    store.claim_next(10, annotator=f"w{worker}", ttl=3600)
+    lat.append(time.perf_counter() - t)
+end = time.perf_counter()
+store.close(checkpoint=False)
+print(json.dumps({"start": start, "end": end, "lat": lat}))
+"""
+
+
+def fdatasync_floor(root: Path, repeat: int = 200) -> float:
+    """Median seconds of a 200-byte append plus fdatasync: the durable-write floor here."""
+    fd = os.open(root / "floor.bin", os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)
+    lat = []
+    try:
+        for _ in range(repeat):
+            t = time.perf_counter()
+            os.write(fd, b"x" * 200)
+            os.fdatasync(fd)
+            lat.append(time.perf_counter() - t)
+    finally:
+        os.close(fd)
+    return statistics.median(lat)
+
+
+def bench_campaign(root: Path, n: int, rows: list[dict], claims: int = 200) -> None:
+    """Claims with 1 and 4 processes, top_k with live claims, annotation commits."""
+    floor = fdatasync_floor(root)
+    for workers in (1, 4):
+        path = root / f"claims-{workers}"
+        alma_store.create(path, n_items=n, overwrite=True).close()
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", CLAIMER_CHILD, str(path), str(w), str(claims)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for w in range(workers)
+        ]
+        for proc in procs:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        out = [json.loads(proc.communicate()[0]) for proc in procs]
+        lat = np.concatenate([o["lat"] for o in out]) * 1e3
+        span = max(o["end"] for o in out) - min(o["start"] for o in out)
+        with alma_store.open(path, mode="r") as store:
+            live = store.claims()
+            items = np.concatenate([c.dataset_indices for c in live])
+            assert len(live) == workers * claims
+            assert len(np.unique(items)) == len(items)  # no item claimed twice
+        rows.append(
+            {
+                "what": f"claim_next(10), {workers} process{'es' if workers > 1 else ''}",
+                "per_s": workers * claims / span,
+                "median_ms": float(np.median(lat)),
+                "p99_ms": float(np.percentile(lat, 99)),
+                "x_fdatasync": float(np.median(lat)) / (floor * 1e3),
+            }
+        )
+    # top_k with and without 800 live claims (8,000 items held), same scoring.
+    feats = root / f"campaign-{n}.npy"
+    np.save(feats, np.random.default_rng(0).random((n, 1), dtype=np.float32))
+    path = root / "campaign-topk"
+    with alma_store.create(path, str(feats), overwrite=True) as store:
+        store.score(lambda r: r[:, 0], "s")
+        plain = timeit(lambda: store.top_k("s", 100, skip_claimed=False), 10)
+        for _ in range(800):
+            store.claim_next(10, annotator="a", ttl=3600)
+        held = timeit(lambda: store.top_k("s", 100), 10)
+        rows.append(
+            {
+                "what": "top_k(100), 800 live claims",
+                "median_ms": held * 1e3,
+                "x_no_claims": held / plain,
+            }
+        )
+    # A 10-item annotation commit (2 per item, 20,000 annotations before) against a plain one.
+    rng = np.random.default_rng(1)
+    lat = {}
+    for k in (1, 2):
+        path = root / f"annotate-{k}"
+        with alma_store.create(path, n_items=n, annotations_per_item=k, overwrite=True) as store:
+            if k == 2:
+                for start in range(0, 10_000, 1000):
+                    items = np.arange(start, start + 1000)
+                    store.add_labels(
+                        items, np.ones(1000, np.int64), relative_to="dataset", annotator="a"
+                    )
+            times = []
+            for _ in range(100):
+                items = 20_000 + rng.choice(n - 20_000, 10, replace=False)
+                t = time.perf_counter()
+                store.add_labels(items, np.ones(10, np.int64), relative_to="dataset", annotator="b")
+                times.append(time.perf_counter() - t)
+            lat[k] = statistics.median(times)
+    rows.append(
+        {
+            "what": "10-item annotation commit (k=2) vs plain add_labels",
+            "median_ms": lat[2] * 1e3,
+            "x_plain_commit": lat[2] / lat[1],
+            "x_fdatasync": lat[2] / floor,
+        }
+    )
+    rows.append({"what": "fdatasync floor (200-byte append)", "median_ms": floor * 1e3})
+
+
 def table(title: str, rows: list[dict]) -> str:
     if not rows:
         return ""
@@ -562,6 +682,11 @@ def main() -> None:
     writers: list[dict] = []
     if "writers" in sections:
         bench_writers(root, 10**6, writers, commits=100 if args.quick else 400)
+    campaign: list[dict] = []
+    if "campaign" in sections:
+        bench_campaign(
+            root, 10**5 if args.quick else 10**6, campaign, claims=50 if args.quick else 200
+        )
     streams: list[dict] = []
     if "stream" in sections:
         n_stream = 200_000 if args.quick else 10_000_000
@@ -574,6 +699,7 @@ def main() -> None:
     print(table("Checkpoint: 65,536 random labels folded into the chunk files", ckpts))
     print(table("ViewDataset over the Labeled view, batches of 256", datasets))
     print(table("Concurrent writers: 10-label commits by dataset index", writers))
+    print(table("Campaigns: claims, top_k past claims, annotation commits", campaign))
     print(table("Streaming the Unlabeled view (float32 features, page cache warm)", streams))
     if args.dir is None:
         shutil.rmtree(root)
