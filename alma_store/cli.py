@@ -324,26 +324,55 @@ if click is not None:
                 values = e.values.tolist()
                 if s.classes is not None and not s.label_shape:
                     values = s.class_names(e.values).tolist()
+                kind = "resolve" if e.resolved else e.kind
+                who = e.annotator or "-"
+                if e.row_annotators is not None:
+                    who = ",".join(sorted({str(a) for a in e.row_annotators}))
                 row = {
                     "version": e.version,
-                    "kind": e.kind,
+                    "kind": kind,
                     "time": when(e.time),
                     "annotator": e.annotator,
                     "round": e.round,
                     "dataset_indices": e.dataset_indices.tolist(),
                     "labels": values,
                 }
+                if e.row_annotators is not None:
+                    row["row_annotators"] = list(e.row_annotators)
+                    row["row_times"] = list(e.row_times or ())
+                ann = e.annotations
+                if ann is not None:
+                    ann_values = ann.values.tolist()
+                    if s.classes is not None:
+                        ann_values = s.class_names(ann.values).tolist()
+                    row["annotations"] = {
+                        "dataset_indices": ann.dataset_indices.tolist(),
+                        "labels": ann_values,
+                        "annotators": list(ann.annotators),
+                        "times": list(ann.times),
+                    }
+                    who = ",".join(sorted(set(ann.annotators)))
                 if as_json:
                     click.echo(json.dumps(row))
+                    continue
+                n = len(e.dataset_indices)
+                if ann is not None:
+                    kind, n_shown = "annotate", len(ann.dataset_indices)
+                    pairs = zip(row["annotations"]["dataset_indices"], ann_values, strict=True)
+                    what = f"{n_shown} annotation{'s' if n_shown != 1 else ''} ({n} decided)"
                 else:
-                    n = len(e.dataset_indices)
-                    pairs = zip(row["dataset_indices"][:limit], values[:limit], strict=True)
-                    shown = ", ".join(f"{i}={v}" for i, v in pairs)
-                    more = f", ... and {n - limit} more" if limit is not None and n > limit else ""
-                    click.echo(
-                        f"v{e.version} {row['time']} {e.kind:7} {e.annotator or '-'} "
-                        f"round={e.round} {n} item{'s' if n != 1 else ''}: {shown}{more}"
-                    )
+                    n_shown = n
+                    pairs = zip(row["dataset_indices"], values, strict=True)
+                    what = f"{n} item{'s' if n != 1 else ''}"
+                shown = ", ".join(f"{i}={v}" for i, v in list(pairs)[:limit])
+                more = (
+                    f", ... and {n_shown - limit} more"
+                    if limit is not None and n_shown > limit
+                    else ""
+                )
+                click.echo(
+                    f"v{e.version} {row['time']} {kind:8} {who} round={e.round} {what}: {shown}{more}"
+                )
 
     @cli.command()
     @store_arg

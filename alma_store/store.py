@@ -40,6 +40,7 @@ from ._engine import DEFAULT_CHECKPOINT_ROWS, open_engine
 from ._fs import crash_point
 from ._labels import parse_provenance, split_batch
 from ._plot import plot_progress
+from ._records import RecordLog
 from ._snapshot import Snapshot
 from ._types import IndexArray, PathLike
 from ._verify import verify
@@ -689,16 +690,22 @@ class Store(StoreVersion, CampaignMethods):
     def verify(self, *, progress: Callable[[int], None] | None = None) -> dict[str, int]:
         """Replay the whole journal and check the mask, labels and counts agree with it.
 
-        Reads every journal record and every chunk that holds a label; memory is
-        ``O(num_labeled)``. Returns a summary (``version``, ``num_labeled``,
-        ``records``, ``chunks_checked``).
+        Reads every journal record, every chunk that holds a label and the
+        whole campaign log; memory is ``O(num_labeled)``. Returns a summary
+        (``version``, ``num_labeled``, ``records``, ``chunks_checked``,
+        ``campaign_records``).
 
         Raises
         ------
         CorruptStoreError
-            The journal is damaged, or the chunk files disagree with it.
+            The journal or the campaign log is damaged, or the chunk files
+            disagree with the journal.
         """
-        return verify(self._engine, progress)
+        summary = verify(self._engine, progress)
+        engine = self._engine
+        log = RecordLog(engine.root / "campaign.bin", bytes.fromhex(engine.meta.uuid))
+        summary["campaign_records"] = len(log.read_new())  # a fresh read checks every record
+        return summary
 
     def close(self, *, checkpoint: bool = True) -> None:
         """Release the store's files; a writer first checkpoints its journal tail.

@@ -301,3 +301,8 @@ def test_damaged_campaign_log_is_named(tmp_path: Path) -> None:
         pytest.raises(alma_store.CorruptStoreError, match=r"campaign\.bin"),
     ):
         store.claims()
+    with (
+        alma_store.open(tmp_path / "s", mode="r") as store,
+        pytest.raises(alma_store.CorruptStoreError, match=r"campaign\.bin is damaged at byte 32"),
+    ):
+        store.verify()

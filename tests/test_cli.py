@@ -220,6 +220,10 @@ def test_campaign_commands(tmp_path: Path, capsys) -> None:
     (tmp_path / "db.jsonl").write_text("\n".join(lines) + "\n")
     code, out, _ = run(capsys, "import", s, str(tmp_path / "db.jsonl"), "--format", "prodigy")
     assert code == 0 and "imported 8 annotations" in out
+    code, out, _ = run(capsys, "history", s)
+    assert "annotate alice,bob round=None 8 annotations (2 decided): 0=cat, 1=cat" in out
+    code, out, _ = run(capsys, "history", s, "--json")
+    assert json.loads(out)["annotations"]["annotators"] == ["alice"] * 4 + ["bob"] * 4
     code, out, _ = run(capsys, "agreement", s)
     assert code == 0 and "Cohen's kappa" in out and "disputed         2 items" in out
     code, out, _ = run(capsys, "agreement", s, "--json")
