@@ -167,13 +167,16 @@ class Campaign:
         claim_id = claim.id if isinstance(claim, Claim) else claim
         if not isinstance(claim_id, str):
             raise InvalidInputError(f"release takes a Claim or its id, got {claim!r}")
-        with self.engine.write_lock(), self._mutex:
+        engine = self.engine
+        with engine.write_lock(), self._mutex:
+            engine.refresh(writer=True)
             self.catch_up()
             if claim_id not in self.known:
                 raise InvalidInputError(
                     f"no claim with id {claim_id!r} was ever made on this store"
                 )
-            if self.book.get(claim_id) is None:
+            live = self.book.live(self.clock(), engine.current().is_labeled)
+            if claim_id not in {c.id for c in live}:
                 return False
             self._append({"op": "release", "id": claim_id, "time": self.clock()})
             return True

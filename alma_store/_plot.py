@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,13 @@ def plot_progress(
             marker="o",
             markersize=3,
             label=str(who or "(none)"),
+        )
+    stamps = [t for steps in work.values() for t, _ in steps]
+    if stamps and max(stamps) - min(stamps) < 120:  # a burst: show it as minutes, not fractions
+        pad = timedelta(seconds=60)
+        left.set_xlim(
+            datetime.fromtimestamp(min(stamps), tz=UTC) - pad,
+            datetime.fromtimestamp(max(stamps), tz=UTC) + pad,
         )
     locator = mdates.AutoDateLocator()  # type: ignore[no-untyped-call]
     left.xaxis.set_major_locator(locator)
