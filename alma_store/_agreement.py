@@ -110,7 +110,8 @@ def agreement(items: dict[int, list[Annotation]], name: Callable[[object], str])
     ``annotators``, ``per_class`` (one kappa per class: for Cohen, the kappa of
     "this class or not"; for Fleiss, his per-category kappa) and
     ``per_round`` (the same figures for the items first annotated in each
-    round). Undefined figures (one class only, say) are NaN.
+    round, each with the method its annotators call for). Undefined figures
+    (one class only, say) are NaN.
     """
     rated = {i: anns for i, anns in items.items() if len(anns) >= 2}
     if not rated:
@@ -126,7 +127,8 @@ def agreement(items: dict[int, list[Annotation]], name: Callable[[object], str])
         who = sorted({a.annotator for anns in group.values() for a in anns})
         cats = sorted({value_key(a.value) for anns in group.values() for a in anns}, key=str)
         r_kappa, _, r_used = _kappa(group, who, cats) if len(who) >= 2 else (np.nan, {}, 0)
-        per_round[rnd] = {"kappa": r_kappa, "items": r_used}
+        method = "cohen" if len(who) == 2 else "fleiss"
+        per_round[rnd] = {"kappa": r_kappa, "items": r_used, "method": method}
     return {
         "method": "cohen" if len(annotators) == 2 else "fleiss",
         "kappa": kappa,

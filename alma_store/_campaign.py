@@ -437,7 +437,7 @@ class CampaignMethods:
         dict
             ``method`` (``"cohen"`` or ``"fleiss"``), ``kappa``, ``alpha``,
             ``items``, ``annotators``, ``per_class`` (class name to kappa) and
-            ``per_round`` (round to ``{"kappa", "items"}``, by the round of an
+            ``per_round`` (round to ``{"kappa", "items", "method"}``, by the round of an
             item's first annotation). Undefined figures are NaN.
 
         Raises
