@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -14,6 +18,8 @@ from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss
 
 import alma_store
 from alma_store._agreement import fleiss_kappa
+
+from .conftest import REPO
 
 CLASSES = ["cat", "dog", "fox"]
 
@@ -231,3 +237,58 @@ def test_krippendorff_alpha_textbook(tmp_path: Path) -> None:
     assert got["alpha"] == pytest.approx(
         krippendorff.alpha(reliability_data=matrix, level_of_measurement="nominal")
     )
+
+
+ANNOTATOR = r"""
+import json, sys
+import numpy as np
+import alma_store
+
+path, who, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rng = np.random.default_rng(seed)
+done, refused = [], []
+with alma_store.open(path) as store:
+    print("ready", flush=True)
+    sys.stdin.readline()
+    for item in rng.permutation(30).tolist():
+        try:
+            store.add_labels([item], [item % 2], relative_to="dataset", annotator=who)
+            done.append(item)
+        except (alma_store.InvalidInputError, alma_store.AlreadyLabeledError):
+            refused.append(item)
+print(json.dumps({"done": done, "refused": refused}))
+"""
+
+
+@pytest.mark.slow
+def test_concurrent_annotators_in_real_processes(tmp_path: Path) -> None:
+    """Four processes, two of them as the same annotator: no annotation doubled or lost."""
+    alma_store.create(tmp_path / "s", n_items=30, annotations_per_item=3).close()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    names = ["a", "b", "c", "c"]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", ANNOTATOR, str(tmp_path / "s"), who, str(k)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        for k, who in enumerate(names)
+    ]
+    for p in procs:
+        assert p.stdout is not None
+        assert p.stdout.readline().strip() == "ready"
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    out = [json.loads(p.communicate(timeout=300)[0].splitlines()[-1]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sorted(out[0]["done"]) == sorted(out[1]["done"]) == list(range(30))
+    assert sorted(out[2]["done"] + out[3]["done"]) == list(range(30))  # each item once as "c"
+    with alma_store.open(tmp_path / "s", mode="r") as store:
+        assert store.num_labeled == 30 and store.labels.tolist() == [i % 2 for i in range(30)]
+        for anns in store.annotations(list(range(30))):
+            assert sorted(a.annotator for a in anns) == ["a", "b", "c"]
+        assert store.verify()["num_labeled"] == 30
