@@ -88,10 +88,10 @@ class Campaign:
             elif record.get("op") == "metrics":
                 self._metrics.append(record)
 
-    def _append(self, record: dict[str, Any]) -> None:
-        """Append ``record`` durably (writer lock held) after what others appended."""
-        self._take(self.log.append(record))
-        self._take([record])
+    def _append(self, records: list[dict[str, Any]]) -> None:
+        """Append ``records`` durably, in one write (writer lock held), after others' records."""
+        self._take(self.log.append(records))
+        self._take(records)
 
     def catch_up(self) -> None:
         """Take in the records other processes appended."""
@@ -132,7 +132,7 @@ class Campaign:
                 m = min(k + len(held), snap.n_items - snap.num_labeled)
                 first = snap.map_positions(np.arange(m, dtype=np.int64), of_labeled=False)
                 best = first[~np.isin(first, held)][:k]
-            return self._make(best, annotator, ttl)
+            return self._make(snap, best, annotator, ttl)
 
     def claim(self, dataset_indices: object, annotator: str, ttl: float) -> Claim:
         """Claim the given items; refuse labeled ones and ones another live claim holds."""
@@ -153,13 +153,18 @@ class Campaign:
             holders = self.book.holders(idx, self.clock(), snap.is_labeled)
             if holders:
                 raise ClaimedError(dict(sorted(holders.items())))
-            return self._make(idx, annotator, ttl)
+            return self._make(snap, idx, annotator, ttl)
 
-    def _make(self, items: IndexArray, annotator: str, ttl: float) -> Claim:
+    def _make(self, snap: Snapshot, items: IndexArray, annotator: str, ttl: float) -> Claim:
+        """Record a claim (writer lock held), after closing the claims whose items are labeled."""
         now = self.clock()
         claim = Claim(uuid.uuid4().hex[:16], items.astype(np.int64), annotator, now + ttl, now)
         if len(items):  # an empty claim holds nothing: nothing to record
-            self._append(claim.to_record())
+            closes = [
+                {"op": "close", "id": cid, "time": now}
+                for cid in self.book.done(now, snap.is_labeled)
+            ]
+            self._append([*closes, claim.to_record()])
         return claim
 
     def release(self, claim: Claim | str) -> bool:
@@ -178,7 +183,7 @@ class Campaign:
             live = self.book.live(self.clock(), engine.current().is_labeled)
             if claim_id not in {c.id for c in live}:
                 return False
-            self._append({"op": "release", "id": claim_id, "time": self.clock()})
+            self._append([{"op": "release", "id": claim_id, "time": self.clock()}])
             return True
 
     # -- metrics ----------------------------------------------------------------
@@ -228,7 +233,7 @@ class Campaign:
                 "time": self.clock(),
                 "values": values,
             }
-            self._append(record)
+            self._append([record])
         return _shown(record)
 
     def metrics(self) -> list[dict[str, Any]]:

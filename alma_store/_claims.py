@@ -8,9 +8,13 @@ clock: the store passes ``now``.
 
 Rules
 -----
-- A claim is *live* while it is not released, ``now < expires``, and at least
-  one of its items is unlabeled. Labeling all its items closes it; expiry
-  lapses it; nothing else ends it.
+- A claim is *live* while it is not released or closed, ``now < expires``,
+  and at least one of its items is unlabeled. Expiry lapses it.
+- Labeling all its items closes it for good. So that every process agrees
+  on that even if labels are later removed, the first writer to make a claim
+  after it happened records a ``close`` (under the writer lock, before its own
+  claim); until then, every process sees the same labels and so the same
+  answer.
 - An item is *held* by a live claim while it is unlabeled. Two live claims
   never hold the same item: a new claim is refused (or, for
   ``claim_next``, passes over the item) when another live claim holds it.
@@ -101,7 +105,7 @@ class ClaimBook:
             claim = Claim.from_record(record)
             self._open[claim.id] = claim
             self._flat = None
-        elif op == "release" and self._open.pop(str(record["id"]), None) is not None:
+        elif op in ("release", "close") and self._open.pop(str(record["id"]), None) is not None:
             self._flat = None
 
     def get(self, claim_id: str) -> Claim | None:
@@ -125,26 +129,32 @@ class ClaimBook:
     def _state(
         self, now: float, is_labeled: Callable[[IndexArray], np.ndarray]
     ) -> tuple[list[Claim], IndexArray, np.ndarray, np.ndarray]:
-        """Live claims (dead ones dropped) with their items, owners and which are open."""
+        """Unexpired claims (expired ones dropped), their items, owners, and which items are held."""
         claims, items, owner = self._items()
         if not claims:
             return claims, items, owner, np.empty(0, bool)
-        expires = np.array([c.expires for c in claims])
-        free = ~is_labeled(items) & (expires[owner] > now)
-        alive = np.bincount(owner[free], minlength=len(claims)) > 0
-        if not alive.all():
-            for c in np.flatnonzero(~alive).tolist():
+        unexpired = np.array([c.expires > now for c in claims])
+        if not unexpired.all():  # time only moves on: an expired claim never comes back
+            for c in np.flatnonzero(~unexpired).tolist():
                 del self._open[claims[c].id]
-            keep = alive[owner]
-            renumber = np.cumsum(alive) - 1
-            claims = [c for c, a in zip(claims, alive.tolist(), strict=True) if a]
-            items, owner, free = items[keep], renumber[owner[keep]], free[keep]
+            keep = unexpired[owner]
+            renumber = np.cumsum(unexpired) - 1
+            claims = [c for c, a in zip(claims, unexpired.tolist(), strict=True) if a]
+            items, owner = items[keep], renumber[owner[keep]]
             self._flat = (claims, items, owner)
-        return claims, items, owner, free
+        return claims, items, owner, ~is_labeled(items)
 
     def live(self, now: float, is_labeled: Callable[[IndexArray], np.ndarray]) -> list[Claim]:
-        """Claims not released, not expired and with an unlabeled item, oldest first."""
-        return list(self._state(now, is_labeled)[0])
+        """Claims not released or closed, not expired, with an unlabeled item, oldest first."""
+        claims, _, owner, free = self._state(now, is_labeled)
+        alive = np.bincount(owner[free], minlength=len(claims)) > 0
+        return [c for c, a in zip(claims, alive.tolist(), strict=True) if a]
+
+    def done(self, now: float, is_labeled: Callable[[IndexArray], np.ndarray]) -> list[str]:
+        """Ids of unexpired claims all of whose items are labeled: to be closed for good."""
+        claims, _, owner, free = self._state(now, is_labeled)
+        alive = np.bincount(owner[free], minlength=len(claims)) > 0
+        return [c.id for c, a in zip(claims, alive.tolist(), strict=True) if not a]
 
     def held(
         self,

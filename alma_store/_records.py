@@ -114,15 +114,15 @@ class RecordLog:
         self.offset = base + pos
         return out
 
-    def append(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
-        """Append ``obj`` durably (writer lock held); returns the records read before it.
+    def append(self, objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Append ``objs`` durably, in one write (writer lock held); returns the records read before.
 
         Records other processes appended since the last :meth:`read_new` are
         read first and returned, so the caller can take them in; a torn tail
         left by a killed writer is cut off.
         """
         newer = self.read_new()
-        record = encode_record(obj)
+        record = b"".join(encode_record(obj) for obj in objs)
         with storage_errors(self.path):
             if not self.path.exists():
                 atomic_write(self.path, _file_header(self.uuid))

@@ -44,6 +44,12 @@ class Model:
             if expires > now and items - self.labeled
         ]
 
+    def close_done(self, now: float) -> None:
+        """What a new claim records first: claims whose items are all labeled close for good."""
+        for cid, (items, _, expires) in list(self.claims.items()):
+            if expires > now and items <= self.labeled:
+                del self.claims[cid]
+
     def held(self, now: float) -> dict[int, str]:
         return {
             i: self.claims[cid][1]
@@ -63,13 +69,14 @@ ops = st.lists(
         ),
         st.tuples(st.just("release"), st.integers(0, 10)),
         st.tuples(st.just("label"), st.lists(st.integers(0, N - 1), max_size=3, unique=True)),
+        st.tuples(st.just("unlabel"), st.lists(st.integers(0, N - 1), max_size=3, unique=True)),
         st.tuples(st.just("tick"), st.integers(1, 20)),
     ),
     max_size=25,
 )
 
 
-@settings(max_examples=40)
+@settings(max_examples=60)
 @given(ops)
 def test_claims_follow_the_model(tmp_path_factory: pytest.TempPathFactory, steps: list) -> None:
     path = tmp_path_factory.mktemp("c") / "s"
@@ -86,6 +93,7 @@ def test_claims_follow_the_model(tmp_path_factory: pytest.TempPathFactory, steps
                 assert claim.dataset_indices.tolist() == free[:k]
                 assert claim.expires == clock.now + ttl and claim.annotator == who
                 if free[:k]:
+                    model.close_done(clock.now)
                     model.claims[claim.id] = (set(free[:k]), who, clock.now + ttl)
                     made.append(claim.id)
             elif op == "claim":
@@ -100,6 +108,7 @@ def test_claims_follow_the_model(tmp_path_factory: pytest.TempPathFactory, steps
                     assert err.value.holders == {i: held[i] for i in sorted(set(items) & set(held))}
                 else:
                     claim = store.claim(items, annotator=who, ttl=ttl)
+                    model.close_done(clock.now)
                     model.claims[claim.id] = (set(items), who, clock.now + ttl)
                     made.append(claim.id)
             elif op == "release" and made:
@@ -112,6 +121,11 @@ def test_claims_follow_the_model(tmp_path_factory: pytest.TempPathFactory, steps
                 if items:
                     store.add_labels(items, [1] * len(items), relative_to="dataset")
                     model.labeled |= set(items)
+            elif op == "unlabel":
+                items = [i for i in step[1] if i in model.labeled]
+                if items:
+                    store.remove_labels(items)
+                    model.labeled -= set(items)
             elif op == "tick":
                 clock.now += step[1]
             if len(steps) % 2:  # sometimes no claims() between steps, to let dead claims linger
