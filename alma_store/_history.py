@@ -34,28 +34,41 @@ def filter_event(
     start: int | None,
     stop: int | None,
 ) -> LabelEvent | None:
-    """``event`` if it passes the filters, cut to ``[start, stop)``; else None."""
-    if annotator is not None and event.annotator != annotator:
-        return None
+    """``event`` if it passes the filters, cut to ``[start, stop)``; else None.
+
+    An event whose items each name their annotator (an annotation tool's
+    import) is cut to ``annotator``'s items; one recording annotations
+    passes for each of its annotators.
+    """
     if round is not None and event.round != round:
         return None
     if kinds is not None and event.kind not in kinds:
         return None
-    if start is None and stop is None:
-        return event
     idx = event.dataset_indices
     keep = np.ones(idx.shape, bool)
+    if annotator is not None and event.annotator != annotator:
+        if event.row_annotators is not None:
+            keep &= np.array([a == annotator for a in event.row_annotators], bool)
+        elif event.annotations is None or annotator not in event.annotations.annotators:
+            return None
     if start is not None:
         keep &= idx >= start
     if stop is not None:
         keep &= idx < stop
-    if not keep.any():
+    if keep.all():
+        return event
+    if not keep.any() and event.annotations is None:
         return None
+    rows = np.flatnonzero(keep).tolist()
     return replace(
         event,
         dataset_indices=idx[keep],
         values=event.values[keep],
         previous=None if event.previous is None else event.previous[keep],
+        row_annotators=None
+        if event.row_annotators is None
+        else tuple(event.row_annotators[r] for r in rows),
+        row_times=None if event.row_times is None else tuple(event.row_times[r] for r in rows),
     )
 
 
@@ -80,6 +93,12 @@ class RoundSummary:
         n = len(event.dataset_indices)
         counts = {"add": 0, "relabel": 0, "remove": 0}
         counts[event.kind] = n
+        who: tuple[str | None, ...] = (event.annotator,)
+        if event.row_annotators is not None:
+            who = tuple(dict.fromkeys(event.row_annotators))
+        elif event.annotations is not None:
+            named = (event.annotator, *event.annotations.annotators)
+            who = tuple(dict.fromkeys(a for a in named if a is not None))
         if summary is None:
             return cls(
                 event.round,
@@ -87,15 +106,13 @@ class RoundSummary:
                 counts["add"],
                 counts["relabel"],
                 counts["remove"],
-                (event.annotator,),
+                who,
                 event.time,
                 event.time,
                 event.version,
                 event.version,
             )
-        annotators = summary.annotators
-        if event.annotator not in annotators:
-            annotators = (*annotators, event.annotator)
+        annotators = (*summary.annotators, *(a for a in who if a not in summary.annotators))
         return cls(
             summary.round,
             summary.commits + 1,

@@ -143,6 +143,10 @@ def test_label_studio_round_trip(tmp_path: Path) -> None:
         assert store.class_names(store.labels).tolist() == ["dog", "cat", "cat"]
         (event,) = store.history()
         assert event.row_annotators == ("3", "5", "3") and event.round == 2
+        assert store.rounds()[0].annotators == ("3", "5")
+        (mine,) = store.history(annotator="3")  # the commit cut to that annotator's labels
+        assert mine.dataset_indices.tolist() == [0, 2] and mine.row_annotators == ("3", "3")
+        assert list(store.history(annotator="3", start=1, stop=2)) == []
         assert event.row_times[0] == pytest.approx(1_780_003_600)
         assert [c.dataset_indices.tolist() for c in store.claims()] == [[0, 1, 2, 3]]
         store.export_history(tmp_path / "h.csv")
@@ -177,6 +181,8 @@ def test_prodigy_round_trip_with_several_annotations(tmp_path: Path) -> None:
             ("animals-alice", 1, 1_780_000_060.0)
         ]
         assert store.version == 1  # one atomic commit
+        assert store.rounds()[0].annotators == ("animals-alice", "animals-bob")
+        assert len(list(store.history(annotator="animals-bob"))) == 1
 
 
 def test_bad_exports_write_nothing(tmp_path: Path) -> None:
