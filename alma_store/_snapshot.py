@@ -29,6 +29,7 @@ from .index import (
     chunk_sizes,
     locate_positions,
     merge_tail,
+    parse_indices,
     ragged_arange,
 )
 from .journal import LabelEvent
@@ -152,6 +153,20 @@ class Snapshot:
         keep = np.ones(hi - lo, bool)
         keep[labeled - lo] = False
         return lo + np.flatnonzero(keep)
+
+    def dataset_indices_of(
+        self, idx: object, relative_to: str, *, unique: bool = True
+    ) -> IndexArray:
+        """Dataset indices of ``idx``: positions in the Unlabeled view, or dataset indices.
+
+        ``relative_to`` is ``"unlabeled"`` or ``"dataset"``; both are checked
+        against this version's bounds. Dataset indices may repeat when
+        ``unique`` is false (annotations by several annotators).
+        """
+        if relative_to == "unlabeled":
+            pos = parse_indices(idx, name="positions", upper=self.n_items - self.num_labeled)
+            return self.map_positions(pos, of_labeled=False)
+        return parse_indices(idx, name="dataset_indices", upper=self.n_items, unique=unique)
 
     def map_positions(self, positions: IndexArray, *, of_labeled: bool) -> IndexArray:
         """View positions (validated) -> dataset indices at this version, all at once."""

@@ -35,11 +35,11 @@ from typing import Any, Literal, Self
 import numpy as np
 
 from . import _history, _io, _scoring, _tools
-from ._campaign import Campaign, CampaignMethods
+from ._campaign import Campaign
+from ._campaign_methods import CampaignMethods
 from ._engine import DEFAULT_CHECKPOINT_ROWS, open_engine
 from ._fs import crash_point
 from ._labels import parse_provenance, split_batch
-from ._plot import plot_progress
 from ._records import RecordLog
 from ._snapshot import Snapshot
 from ._types import IndexArray, PathLike
@@ -53,7 +53,7 @@ from .errors import (
     StaleIndexError,
 )
 from .index import parse_indices
-from .journal import AnnotationRows, LabelEvent
+from .journal import LabelEvent
 
 __all__ = ["Store"]
 
@@ -214,7 +214,7 @@ class Store(StoreVersion, CampaignMethods):
         """Label unlabeled items (by position or dataset index) in one commit."""
 
         def build(snap: Snapshot) -> LabelEvent:
-            dataset_idx = _to_dataset(snap, idx, relative_to)
+            dataset_idx = snap.dataset_indices_of(idx, relative_to)
             if relative_to != "unlabeled":
                 is_labeled = snap.is_labeled(dataset_idx)
                 if is_labeled.any():
@@ -230,90 +230,6 @@ class Store(StoreVersion, CampaignMethods):
             )
 
         return self._commit(build, len(idx), provenance, by_position=relative_to == "unlabeled")
-
-    def _annotate(
-        self,
-        idx: IndexArray,
-        values: np.ndarray,
-        annotators: tuple[str, ...],
-        times: tuple[float, ...],
-        provenance: dict[str, Any],
-        relative_to: str = "dataset",
-    ) -> IndexArray:
-        """Record annotations; items they decide by majority are labeled by the same commit."""
-
-        def build(snap: Snapshot) -> LabelEvent:
-            dataset_idx = _to_dataset(snap, idx, relative_to, unique=False)
-            rows = AnnotationRows(dataset_idx, values, annotators, times)
-            decided, labels = self._campaign.table(snap).plan(rows, snap.is_labeled)
-            decided_values = np.array(labels, dtype=values.dtype)  # scalar labels
-            return LabelEvent(
-                snap.version + 1, "add", decided, decided_values, annotations=rows, **provenance
-            )
-
-        return self._commit(
-            build, len(idx), provenance, by_position=relative_to == "unlabeled", locked=True
-        )
-
-    def resolve(
-        self,
-        dataset_indices: object,
-        values: object,
-        *,
-        annotator: str,
-        round: int | None = None,
-        expected_version: int | None = None,
-    ) -> IndexArray:
-        """Label disputed items with a reviewer's verdict.
-
-        An item is disputed when it has all its ``annotations_per_item``
-        annotations and no label has more than half of them
-        (:meth:`disputed` lists them). The verdict labels it; the journal
-        records it as the reviewer's.
-
-        Parameters
-        ----------
-        dataset_indices
-            Disputed items.
-        values
-            Their labels.
-        annotator
-            The reviewer.
-        round, expected_version
-            As for :meth:`add_labels`.
-
-        Returns
-        -------
-        numpy.ndarray
-            The dataset indices labeled.
-
-        Raises
-        ------
-        InvalidInputError
-            The store keeps one label per item, no reviewer is named, or an
-            item is not disputed (it needs more annotations, has a majority,
-            or is labeled). Nothing is written.
-        """
-        self._engine.check_writable()
-        if not isinstance(annotator, str) or not annotator:
-            raise InvalidInputError(f"resolve needs the reviewer as annotator, got {annotator!r}")
-        idx_raw, vals = split_batch(dataset_indices, values, names=("dataset_indices", "values"))
-        provenance = parse_provenance(annotator, round, expected_version)
-        idx = parse_indices(idx_raw, name="dataset_indices", upper=len(self))
-        vals_arr = self.schema.parse_values(vals, len(idx))
-
-        def build(snap: Snapshot) -> LabelEvent:
-            disputed = self._campaign.table(snap).disputed(snap.is_labeled)
-            fine = ~np.isin(idx, disputed)
-            if fine.any():
-                raise InvalidInputError(
-                    f"dataset indices {idx[fine].tolist()[:8]} are not disputed (they need more "
-                    "annotations, have a majority, or are labeled): they need no resolve; "
-                    "nothing was written"
-                )
-            return LabelEvent(snap.version + 1, "add", idx, vals_arr, resolved=True, **provenance)
-
-        return self._commit(build, len(idx), provenance, locked=True)
 
     def relabel(
         self,
@@ -665,26 +581,6 @@ class Store(StoreVersion, CampaignMethods):
         self._engine.check_open()
         return _scoring.load_scores(self._engine, name)
 
-    def plot_progress(self, path: PathLike) -> Path:
-        """Plot the campaign to a PNG (``plot`` extra): learning curve, labels per annotator, class balance.
-
-        The learning curve shows each numeric metric of :meth:`metrics` against
-        the number of labels when it was logged; labels per annotator are
-        drawn over calendar dates (annotations, on a store with several per
-        item); class balance is per round.
-        """
-        return plot_progress(self.history(), self.schema, Path(path), self.metrics())
-
-    def report(self, path: PathLike) -> Path:
-        """Write a one-page HTML summary: counts, the plots, agreement figures and metrics.
-
-        Needs the ``plot`` extra (and ``agreement`` for the agreement figures
-        of a store with several annotations per item).
-        """
-        from ._report import write_report
-
-        return write_report(self, Path(path))
-
     # -- checks and lifecycle ------------------------------------------------
 
     def verify(self, *, progress: Callable[[int], None] | None = None) -> dict[str, int]:
@@ -752,19 +648,6 @@ def _touches(events: list[LabelEvent], event: LabelEvent) -> bool:
         if (mine[np.minimum(at, len(mine) - 1)] == other.dataset_indices).any():
             return True
     return False
-
-
-def _to_dataset(
-    snap: Snapshot, idx: IndexArray, relative_to: str, *, unique: bool = True
-) -> IndexArray:
-    """Dataset indices of ``idx``: positions in the Unlabeled view at ``snap``, or dataset indices.
-
-    Dataset indices may repeat when ``unique`` is false (annotations by several annotators).
-    """
-    if relative_to == "unlabeled":
-        pos = parse_indices(idx, name="positions", upper=snap.n_items - snap.num_labeled)
-        return snap.map_positions(pos, of_labeled=False)
-    return parse_indices(idx, name="dataset_indices", upper=snap.n_items, unique=unique)
 
 
 def _labeled_values(snap: Snapshot, dataset_indices: IndexArray) -> np.ndarray:
