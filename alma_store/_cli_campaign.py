@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ._claims import Claim
 from ._cli_common import click, import_function, when
 from ._entry import open_store
 from ._records import METRIC_FIELDS
@@ -34,6 +35,27 @@ def _number(text: str) -> float | int | str:
         except ValueError:
             pass
     return text
+
+
+def _claim_row(c: Claim) -> dict[str, Any]:
+    """A claim as the JSON the commands print."""
+    return {
+        "id": c.id,
+        "annotator": c.annotator,
+        "expires": c.expires,
+        "dataset_indices": c.dataset_indices.tolist(),
+    }
+
+
+def _nan_to_none(value: Any) -> Any:
+    """``value`` with every NaN float replaced by None, in nested dicts and lists too."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    return value
 
 
 def add_campaign_commands(
@@ -82,13 +104,7 @@ def add_campaign_commands(
             if tasks is not None:
                 s.export_tasks(tasks, c.dataset_indices, format=fmt)
         if as_json:
-            row = {
-                "id": c.id,
-                "annotator": c.annotator,
-                "expires": c.expires,
-                "dataset_indices": c.dataset_indices.tolist(),
-            }
-            click.echo(json.dumps(row))
+            click.echo(json.dumps(_claim_row(c)))
             return
         if not len(c.dataset_indices):
             click.echo("nothing left to claim")
@@ -118,14 +134,7 @@ def add_campaign_commands(
             for c in live:
                 open_items = c.dataset_indices[~s.labeled_mask[c.dataset_indices]]
                 if as_json:
-                    row = {
-                        "id": c.id,
-                        "annotator": c.annotator,
-                        "expires": c.expires,
-                        "dataset_indices": c.dataset_indices.tolist(),
-                        "unlabeled": open_items.tolist(),
-                    }
-                    click.echo(json.dumps(row))
+                    click.echo(json.dumps(_claim_row(c) | {"unlabeled": open_items.tolist()}))
                 else:
                     click.echo(
                         f"{c.id} {c.annotator} until {when(c.expires)}: "
@@ -184,9 +193,8 @@ def add_campaign_commands(
         with open_store(store, mode="r") as s:
             got = s.agreement()
             disputed = len(s.disputed())
-        if as_json:
-            clean = json.loads(json.dumps(got, default=str).replace("NaN", "null"))
-            click.echo(json.dumps({**clean, "disputed": disputed}))
+        if as_json:  # JSON has no NaN: undefined figures are null
+            click.echo(json.dumps(_nan_to_none({**got, "disputed": disputed})))
             return
 
         def fmt(v: float) -> str:

@@ -213,6 +213,12 @@ class LabelSchema:
             values = encode_classes(values, self.classes)
         return parse_label_values(values, n, self.dtype, self.shape)
 
+    def counts(self, labels: np.ndarray) -> dict[str, int]:
+        """How many of ``labels`` (scalar labels) each value has, by class name when there are classes."""
+        values, counts = np.unique(labels, return_counts=True)
+        names = self.class_names(values) if self.classes is not None else values
+        return {str(k): int(c) for k, c in zip(names.tolist(), counts.tolist(), strict=True)}
+
     def class_names(self, codes: object) -> np.ndarray:
         """Class names of label codes (stores created with ``classes`` only)."""
         if self.classes is None:

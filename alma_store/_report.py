@@ -14,8 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ._fs import atomic_write
 from ._records import METRIC_FIELDS
 from .errors import InvalidInputError
@@ -87,11 +85,8 @@ def write_report(store: Store, path: Path) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         png = store.plot_progress(Path(tmp) / "plot.png")
         image = base64.b64encode(png.read_bytes()).decode()
-    per_class: list[list[object]] = []
-    if not store.label_shape:
-        values, counts = np.unique(store.labels, return_counts=True)
-        names = store.class_names(values) if store.classes is not None else values
-        per_class = [[n, c] for n, c in zip(names.tolist(), counts.tolist(), strict=True)]
+    counts = {} if store.label_shape else store.schema.counts(store.labels)
+    per_class: list[list[object]] = [[name, n] for name, n in counts.items()]
     metrics = store.metrics()
     metric_names = sorted({k for m in metrics for k in m} - set(METRIC_FIELDS))
     rounds = [

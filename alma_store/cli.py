@@ -105,17 +105,8 @@ if click is not None:
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     def info(store: Path, as_json: bool) -> None:
         """Show size, labeled/unlabeled counts, classes, rounds and last commit of STORE."""
-        import numpy as np
-
         with open_store(store, mode="r") as s:
-            labels = s.labels
-            per_class: dict[str, int] = {}
-            if not s.label_shape:
-                values, counts = np.unique(labels, return_counts=True)
-                names = s.class_names(values) if s.classes is not None else values
-                per_class = {
-                    str(k): int(c) for k, c in zip(names.tolist(), counts.tolist(), strict=True)
-                }
+            per_class = {} if s.label_shape else s.schema.counts(s.labels)
             rounds = s.rounds()
             last = None
             for event in s.history():

@@ -236,3 +236,27 @@ def test_campaign_commands(tmp_path: Path, capsys) -> None:
     code, out, _ = run(capsys, "report", s, str(tmp_path / "r.html"))
     page = (tmp_path / "r.html").read_text()
     assert code == 0 and "Cohen&#x27;s kappa" in page and "data:image/png;base64," in page
+
+
+def test_agreement_json_has_null_for_undefined_figures(tmp_path: Path, capsys) -> None:
+    s = str(tmp_path / "s")
+    assert (
+        run(
+            capsys,
+            "init",
+            s,
+            "--n-items",
+            "4",
+            "--classes",
+            "NaN-ish,other",
+            "--annotations-per-item",
+            "2",
+        )[0]
+        == 0
+    )
+    for who in ("a", "b"):  # one class only: kappa and alpha are undefined
+        assert run(capsys, "label", s, "0=NaN-ish", "1=NaN-ish", "--annotator", who)[0] == 0
+    code, out, _ = run(capsys, "agreement", s, "--json")
+    got = json.loads(out)
+    assert code == 0 and got["kappa"] is None and got["alpha"] is None
+    assert set(got["per_class"]) == {"NaN-ish"}  # a class name is not a number to rewrite
