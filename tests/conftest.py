@@ -61,6 +61,36 @@ def features_factory(tmp_path: Path, backend: str) -> Callable[[np.ndarray], obj
     return build
 
 
+def start_together(
+    code: str, argvs: list[list[str]], envs: list[dict[str, str]] | None = None
+) -> list[subprocess.Popen[str]]:
+    """Start one ``python -c code`` per argument list and release them at once.
+
+    Each child prints ``ready`` once it is set up, then waits for a line on
+    stdin; this returns when every child got its line. ``envs`` adds variables
+    to each child's environment (the repo is importable in all).
+    """
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, *argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO), **(envs[k] if envs else {})},
+        )
+        for k, argv in enumerate(argvs)
+    ]
+    for proc in procs:  # every child is set up: let them go at once
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    return procs
+
+
 def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter with the repo importable; fail loudly on error."""
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -19,7 +16,7 @@ from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss
 import alma_store
 from alma_store._agreement import fleiss_kappa
 
-from .conftest import REPO
+from .conftest import start_together
 
 CLASSES = ["cat", "dog", "fox"]
 
@@ -264,25 +261,10 @@ print(json.dumps({"done": done, "refused": refused}))
 def test_concurrent_annotators_in_real_processes(tmp_path: Path) -> None:
     """Four processes, two of them as the same annotator: no annotation doubled or lost."""
     alma_store.create(tmp_path / "s", n_items=30, annotations_per_item=3).close()
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
     names = ["a", "b", "c", "c"]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", ANNOTATOR, str(tmp_path / "s"), who, str(k)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            text=True,
-        )
-        for k, who in enumerate(names)
-    ]
-    for p in procs:
-        assert p.stdout is not None
-        assert p.stdout.readline().strip() == "ready"
-    for p in procs:
-        assert p.stdin is not None
-        p.stdin.write("go\n")
-        p.stdin.flush()
+    procs = start_together(
+        ANNOTATOR, [[str(tmp_path / "s"), who, str(k)] for k, who in enumerate(names)]
+    )
     out = [json.loads(p.communicate(timeout=300)[0].splitlines()[-1]) for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert sorted(out[0]["done"]) == sorted(out[1]["done"]) == list(range(30))

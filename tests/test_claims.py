@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import alma_store
 
-from .conftest import REPO
+from .conftest import REPO, start_together
 
 N = 24
 
@@ -264,23 +264,7 @@ print(json.dumps(got))
 def test_concurrent_claimers_never_overlap(tmp_path: Path) -> None:
     n = 240
     alma_store.create(tmp_path / "s", n_items=n).close()
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", CLAIMER, str(tmp_path / "s"), f"w{k}"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            text=True,
-        )
-        for k in range(4)
-    ]
-    for p in procs:
-        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-    for p in procs:
-        assert p.stdin is not None
-        p.stdin.write("go\n")
-        p.stdin.flush()
+    procs = start_together(CLAIMER, [[str(tmp_path / "s"), f"w{k}"] for k in range(4)])
     results = [json.loads(p.communicate(timeout=300)[0].splitlines()[-1]) for p in procs]
     assert all(p.returncode == 0 for p in procs)
     items = [i for got in results for claim in got for i in claim]

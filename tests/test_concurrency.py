@@ -13,7 +13,7 @@ import pytest
 
 import alma_store
 
-from .conftest import REPO
+from .conftest import REPO, start_together
 
 WORKER = r"""
 import json, sys
@@ -127,23 +127,11 @@ def test_group_commit_survives_killed_writers(tmp_path: Path) -> None:
     writers, n = 4, 400
     alma_store.create(tmp_path / "s", np.zeros((n, 1)), chunk_rows=32).close()
     crashes = {0: "fsync:3", 1: "commit-unsynced:3"}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", GROUP_WRITER, str(tmp_path / "s"), str(w), str(writers), str(n)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(REPO), "ALMA_STORE_CRASH": crashes.get(w, "")},
-        )
-        for w in range(writers)
-    ]
-    for proc in procs:  # all have opened the store: let them go at once
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-    for proc in procs:
-        assert proc.stdin is not None
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
+    procs = start_together(
+        GROUP_WRITER,
+        [[str(tmp_path / "s"), str(w), str(writers), str(n)] for w in range(writers)],
+        [{"ALMA_STORE_CRASH": crashes.get(w, "")} for w in range(writers)],
+    )
     acknowledged: dict[int, int] = {}
     for w, proc in enumerate(procs):
         out, err = proc.communicate(timeout=300)
