@@ -26,32 +26,74 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+from bench_core import run_together
 
-CREDS = {"key": "testing", "secret": "testing", "region": "us-east-1"}
+TOOLS = str(Path(__file__).resolve().parent)
+
+
+def s3_store(endpoint: str, bucket: str):
+    """An obstore client of ``bucket`` on the moto server."""
+    from obstore.store import S3Store
+
+    return S3Store(
+        bucket,
+        endpoint=endpoint,
+        access_key_id="testing",
+        secret_access_key="testing",
+        region="us-east-1",
+        client_options={"allow_http": True},
+    )
+
+
+def icechunk_storage(endpoint: str, bucket: str):
+    """Icechunk's storage of the repository in ``bucket`` on the moto server."""
+    import icechunk
+
+    return icechunk.s3_storage(
+        bucket=bucket,
+        prefix="repo",
+        endpoint_url=endpoint,
+        allow_http=True,
+        region="us-east-1",
+        access_key_id="testing",
+        secret_access_key="testing",
+        force_path_style=True,
+    )
+
+
+def delta_options(endpoint: str) -> dict[str, str]:
+    """deltalake's storage options for the moto server, with conditional put on the log."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",
+        "conditional_put": "etag",
+    }
+
 
 CHILD = r"""
 import json, sys, time
-layer, endpoint, bucket, worker, commits = sys.argv[1:6]
+layer, endpoint, bucket, worker, commits, tools = sys.argv[1:7]
 worker, commits = int(worker), int(commits)
+sys.path.insert(0, tools)
+from bench_commit_layers import delta_options, icechunk_storage, s3_store
 lat, acked, retries = [], [], 0
 
 if layer == "obstore":
     import obstore, obstore.exceptions
-    from obstore.store import S3Store
-    store = S3Store(bucket, endpoint=endpoint, access_key_id="testing",
-                    secret_access_key="testing", region="us-east-1",
-                    client_options={"allow_http": True})
+    store = s3_store(endpoint, bucket)
     def latest():
         names = [o["path"] for batch in obstore.list(store, prefix="commits/") for o in batch]
         return max((int(n.split("/")[-1]) for n in names), default=0)
     version = latest()
-    print("ready", flush=True); sys.stdin.readline()
+    print("ready", flush=True); sys.stdin.readline(); start = time.perf_counter()
     for c in range(commits):
         body = json.dumps({"worker": worker, "commit": c, "labels": list(range(10))}).encode()
         t = time.perf_counter()
@@ -68,11 +110,8 @@ if layer == "obstore":
 
 elif layer == "icechunk":
     import icechunk, zarr
-    storage = icechunk.s3_storage(bucket=bucket, prefix="repo", endpoint_url=endpoint,
-                                  allow_http=True, region="us-east-1", access_key_id="testing",
-                                  secret_access_key="testing", force_path_style=True)
-    repo = icechunk.Repository.open(storage)
-    print("ready", flush=True); sys.stdin.readline()
+    repo = icechunk.Repository.open(icechunk_storage(endpoint, bucket))
+    print("ready", flush=True); sys.stdin.readline(); start = time.perf_counter()
     for c in range(commits):
         slot = worker * commits + c
         t = time.perf_counter()
@@ -91,10 +130,8 @@ elif layer == "icechunk":
 elif layer == "deltalake":
     import pyarrow as pa
     from deltalake import write_deltalake
-    opts = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
-            "AWS_ALLOW_HTTP": "true", "conditional_put": "etag"}
-    print("ready", flush=True); sys.stdin.readline()
+    opts = delta_options(endpoint)
+    print("ready", flush=True); sys.stdin.readline(); start = time.perf_counter()
     for c in range(commits):
         rows = [worker * 100000 + c * 10 + k for k in range(10)]
         t = time.perf_counter()
@@ -114,7 +151,7 @@ elif layer == "local":
     import numpy as np
     import alma_store
     store = alma_store.open(bucket)  # a local directory: today's journal protocol
-    print("ready", flush=True); sys.stdin.readline()
+    print("ready", flush=True); sys.stdin.readline(); start = time.perf_counter()
     for c in range(commits):
         items = [(worker * commits + c) * 10 + k for k in range(10)]
         t = time.perf_counter()
@@ -123,7 +160,8 @@ elif layer == "local":
         acked.extend(items)
     store.close(checkpoint=False)
 
-print(json.dumps({"lat": lat, "acked": acked, "retries": retries}))
+end = time.perf_counter()
+print(json.dumps({"lat": lat, "acked": acked, "retries": retries, "start": start, "end": end}))
 """
 
 
@@ -146,17 +184,7 @@ def setup(layer: str, endpoint: str, bucket: str, commits: int, writers: int) ->
         import icechunk
         import zarr
 
-        storage = icechunk.s3_storage(
-            bucket=bucket,
-            prefix="repo",
-            endpoint_url=endpoint,
-            allow_http=True,
-            region="us-east-1",
-            access_key_id="testing",
-            secret_access_key="testing",
-            force_path_style=True,
-        )
-        repo = icechunk.Repository.create(storage)
+        repo = icechunk.Repository.create(icechunk_storage(endpoint, bucket))
         session = repo.writable_session("main")
         zarr.create_array(
             session.store, name="labels", shape=(commits * writers,), chunks=(1,), dtype="i8"
@@ -166,18 +194,10 @@ def setup(layer: str, endpoint: str, bucket: str, commits: int, writers: int) ->
         import pyarrow as pa
         from deltalake import write_deltalake
 
-        opts = {
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_REGION": "us-east-1",
-            "AWS_ALLOW_HTTP": "true",
-            "conditional_put": "etag",
-        }
         write_deltalake(
             f"s3://{bucket}/table",
             pa.table({"item": pa.array([], pa.int64())}),
-            storage_options=opts,
+            storage_options=delta_options(endpoint),
         )
 
 
@@ -190,49 +210,25 @@ def present(layer: str, endpoint: str, bucket: str) -> list[int]:
             return np.flatnonzero(np.asarray(store.labeled_mask)).tolist()
     if layer == "obstore":
         import obstore
-        from obstore.store import S3Store
 
-        store = S3Store(
-            bucket,
-            endpoint=endpoint,
-            access_key_id="testing",
-            secret_access_key="testing",
-            region="us-east-1",
-            client_options={"allow_http": True},
-        )
         return sorted(
             int(o["path"].split("/")[-1])
-            for batch in obstore.list(store, prefix="commits/")
+            for batch in obstore.list(s3_store(endpoint, bucket), prefix="commits/")
             for o in batch
         )
     if layer == "icechunk":
         import icechunk
         import zarr
 
-        storage = icechunk.s3_storage(
-            bucket=bucket,
-            prefix="repo",
-            endpoint_url=endpoint,
-            allow_http=True,
-            region="us-east-1",
-            access_key_id="testing",
-            secret_access_key="testing",
-            force_path_style=True,
+        session = icechunk.Repository.open(icechunk_storage(endpoint, bucket)).readonly_session(
+            "main"
         )
-        session = icechunk.Repository.open(storage).readonly_session("main")
         values = zarr.open_array(session.store, path="labels", mode="r")[:]
         return sorted(int(v) - 1 for v in values if v)
     from deltalake import DeltaTable
 
-    opts = {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "us-east-1",
-        "AWS_ALLOW_HTTP": "true",
-    }
     return sorted(
-        DeltaTable(f"s3://{bucket}/table", storage_options=opts)
+        DeltaTable(f"s3://{bucket}/table", storage_options=delta_options(endpoint))
         .to_pyarrow_table()["item"]
         .to_pylist()
     )
@@ -241,25 +237,10 @@ def present(layer: str, endpoint: str, bucket: str) -> list[int]:
 def run_layer(layer: str, endpoint: str, writers: int, commits: int, tmp: str) -> dict:
     bucket = f"{tmp}/local-store" if layer == "local" else f"b-{layer}"
     setup(layer, endpoint, bucket, commits, writers)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", CHILD, layer, endpoint, bucket, str(w), str(commits)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for w in range(writers)
-    ]
-    for proc in procs:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-    start = time.perf_counter()
-    for proc in procs:
-        assert proc.stdin is not None
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-    out = [json.loads(proc.communicate(timeout=1800)[0]) for proc in procs]
-    span = time.perf_counter() - start
+    out = run_together(
+        CHILD, [[layer, endpoint, bucket, str(w), str(commits), TOOLS] for w in range(writers)]
+    )
+    span = max(o["end"] for o in out) - min(o["start"] for o in out)
     acked = sorted(a for o in out for a in o["acked"])
     found = present(layer, endpoint, bucket)
     lat = np.concatenate([o["lat"] for o in out]) * 1e3

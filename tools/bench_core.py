@@ -469,6 +469,31 @@ print(json.dumps({"start": start, "end": end, "lat": lat, "cpu": used}))
 """
 
 
+def run_together(code: str, argvs: list[list[str]]) -> list[dict]:
+    """Run one ``python -c code`` per argument list, released at once; their JSON results.
+
+    Each child prints ``ready`` when set up, waits for a line on stdin, and
+    prints its result as JSON on its last line.
+    """
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, *argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for argv in argvs
+    ]
+    for proc in procs:  # every child is set up: start them at once
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    return [json.loads(proc.communicate(timeout=1800)[0].splitlines()[-1]) for proc in procs]
+
+
 def bench_writers(root: Path, n: int, rows: list[dict], commits: int = 400, per: int = 10) -> None:
     """Commits per second and latency with 1 and 4 writer processes on one store."""
     feats = root / f"features-{n}.npy"
@@ -476,24 +501,10 @@ def bench_writers(root: Path, n: int, rows: list[dict], commits: int = 400, per:
     for writers in (1, 4):
         path = root / f"writers-{writers}"
         alma_store.create(path, str(feats), overwrite=True).close()
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-c", WRITER_CHILD, str(path)]
-                + [str(v) for v in (w, writers, commits, per)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            for w in range(writers)
-        ]
-        for proc in procs:  # every writer has opened the store: start them at once
-            assert proc.stdout is not None
-            assert proc.stdout.readline().strip() == "ready"
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-        out = [json.loads(proc.communicate()[0]) for proc in procs]
+        out = run_together(
+            WRITER_CHILD,
+            [[str(path), *(str(v) for v in (w, writers, commits, per))] for w in range(writers)],
+        )
         lat = np.concatenate([o["lat"] for o in out]) * 1e3
         span = max(o["end"] for o in out) - min(o["start"] for o in out)
         with alma_store.open(path, mode="r") as store:
@@ -554,23 +565,9 @@ def bench_campaign(root: Path, n: int, rows: list[dict], claims: int = 200) -> N
     for workers in (1, 4):
         path = root / f"claims-{workers}"
         alma_store.create(path, n_items=n, overwrite=True).close()
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-c", CLAIMER_CHILD, str(path), str(w), str(claims)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            for w in range(workers)
-        ]
-        for proc in procs:
-            assert proc.stdout is not None
-            assert proc.stdout.readline().strip() == "ready"
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-        out = [json.loads(proc.communicate()[0]) for proc in procs]
+        out = run_together(
+            CLAIMER_CHILD, [[str(path), str(w), str(claims)] for w in range(workers)]
+        )
         lat = np.concatenate([o["lat"] for o in out]) * 1e3
         span = max(o["end"] for o in out) - min(o["start"] for o in out)
         with alma_store.open(path, mode="r") as store:
@@ -617,8 +614,9 @@ def bench_campaign(root: Path, n: int, rows: list[dict], claims: int = 200) -> N
                         items, np.ones(1000, np.int64), relative_to="dataset", annotator="a"
                     )
             times = []
-            for _ in range(100):
-                items = 20_000 + rng.choice(n - 20_000, 10, replace=False)
+            fresh = 20_000 + rng.choice(n - 20_000, 1000, replace=False)  # never labeled twice
+            for c in range(100):
+                items = fresh[c * 10 : (c + 1) * 10]
                 t = time.perf_counter()
                 store.add_labels(items, np.ones(10, np.int64), relative_to="dataset", annotator="b")
                 times.append(time.perf_counter() - t)
