@@ -24,7 +24,7 @@ import numpy as np
 
 from . import _scoring
 from ._annotations import AnnotationTable
-from ._claims import Claim, ClaimBook
+from ._claims import Claim, ClaimBook, Survey
 from ._engine import Engine
 from ._records import METRIC_FIELDS, RecordLog
 from ._snapshot import Snapshot
@@ -103,13 +103,14 @@ class Campaign:
         """Sorted unlabeled items under live claims (except ``except_annotator``'s)."""
         with self._mutex:
             self.catch_up()
-            return self.book.held(self.clock(), snap.is_labeled, except_annotator=except_annotator)
+            survey = self.book.survey(self.clock(), snap.is_labeled)
+            return survey.held(except_annotator=except_annotator)
 
     def live(self, snap: Snapshot) -> list[Claim]:
         """The live claims, oldest first."""
         with self._mutex:
             self.catch_up()
-            return self.book.live(self.clock(), snap.is_labeled)
+            return self.book.survey(self.clock(), snap.is_labeled).live()
 
     def claim_next(
         self, k: int, annotator: str, ttl: float, scores: str | None, largest: bool
@@ -122,7 +123,10 @@ class Campaign:
         with engine.write_lock(), self._mutex:
             engine.refresh(writer=True)
             snap = engine.current()
-            held = self.held(snap)
+            self.catch_up()
+            now = self.clock()
+            survey = self.book.survey(now, snap.is_labeled)
+            held = survey.held()
             if scores is not None:
                 best = _scoring.top_k(
                     engine, scores, k, largest=largest, allow_partial=False, exclude=held
@@ -131,7 +135,7 @@ class Campaign:
                 m = min(k + len(held), snap.n_items - snap.num_labeled)
                 first = snap.map_positions(np.arange(m, dtype=np.int64), of_labeled=False)
                 best = first[~np.isin(first, held)][:k]
-            return self._make(snap, best, annotator, ttl)
+            return self._make(now, survey, best, annotator, ttl)
 
     def claim(self, dataset_indices: object, annotator: str, ttl: float) -> Claim:
         """Claim the given items; refuse labeled ones and ones another live claim holds."""
@@ -149,20 +153,23 @@ class Campaign:
                     "nothing was claimed",
                 )
             self.catch_up()
-            holders = self.book.holders(idx, self.clock(), snap.is_labeled)
+            now = self.clock()
+            survey = self.book.survey(now, snap.is_labeled)
+            holders = survey.holders(idx)
             if holders:
                 raise ClaimedError(dict(sorted(holders.items())))
-            return self._make(snap, idx, annotator, ttl)
+            return self._make(now, survey, idx, annotator, ttl)
 
-    def _make(self, snap: Snapshot, items: IndexArray, annotator: str, ttl: float) -> Claim:
-        """Record a claim (writer lock held), after closing the claims whose items are labeled."""
-        now = self.clock()
+    def _make(
+        self, now: float, survey: Survey, items: IndexArray, annotator: str, ttl: float
+    ) -> Claim:
+        """Record a claim (writer lock held), after closing the claims whose items are labeled.
+
+        ``survey`` is the claim book at ``now`` and the version the claim was chosen at.
+        """
         claim = Claim(uuid.uuid4().hex[:16], items.astype(np.int64), annotator, now + ttl, now)
         if len(items):  # an empty claim holds nothing: nothing to record
-            closes = [
-                {"op": "close", "id": cid, "time": now}
-                for cid in self.book.done(now, snap.is_labeled)
-            ]
+            closes = [{"op": "close", "id": cid, "time": now} for cid in survey.done()]
             self._append([*closes, claim.to_record()])
         return claim
 
@@ -179,7 +186,7 @@ class Campaign:
                 raise InvalidInputError(
                     f"no claim with id {claim_id!r} was ever made on this store"
                 )
-            live = self.book.live(self.clock(), engine.current().is_labeled)
+            live = self.book.survey(self.clock(), engine.current().is_labeled).live()
             if claim_id not in {c.id for c in live}:
                 return False
             self._append([{"op": "release", "id": claim_id, "time": self.clock()}])

@@ -34,7 +34,7 @@ import numpy as np
 
 from ._types import IndexArray
 
-__all__ = ["Claim", "ClaimBook"]
+__all__ = ["Claim", "ClaimBook", "Survey"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,15 +126,17 @@ class ClaimBook:
             self._flat = (claims, items, owner)
         return self._flat
 
-    def _state(
-        self, now: float, is_labeled: Callable[[IndexArray], np.ndarray]
-    ) -> tuple[list[Claim], IndexArray, np.ndarray, np.ndarray]:
-        """Unexpired claims (expired ones dropped), their items, owners, and which items are held."""
+    def survey(self, now: float, is_labeled: Callable[[IndexArray], np.ndarray]) -> Survey:
+        """Every unexpired claim and which of its items are held, in one pass.
+
+        Expired claims are dropped for good: time only moves on, and an
+        expired claim never comes back.
+        """
         claims, items, owner = self._items()
         if not claims:
-            return claims, items, owner, np.empty(0, bool)
+            return Survey(claims, items, owner, np.empty(0, bool))
         unexpired = np.array([c.expires > now for c in claims])
-        if not unexpired.all():  # time only moves on: an expired claim never comes back
+        if not unexpired.all():
             for c in np.flatnonzero(~unexpired).tolist():
                 del self._open[claims[c].id]
             keep = unexpired[owner]
@@ -142,42 +144,55 @@ class ClaimBook:
             claims = [c for c, a in zip(claims, unexpired.tolist(), strict=True) if a]
             items, owner = items[keep], renumber[owner[keep]]
             self._flat = (claims, items, owner)
-        return claims, items, owner, ~is_labeled(items)
+        return Survey(claims, items, owner, ~is_labeled(items))
 
-    def live(self, now: float, is_labeled: Callable[[IndexArray], np.ndarray]) -> list[Claim]:
-        """Claims not released or closed, not expired, with an unlabeled item, oldest first."""
-        claims, _, owner, free = self._state(now, is_labeled)
-        alive = np.bincount(owner[free], minlength=len(claims)) > 0
-        return [c for c, a in zip(claims, alive.tolist(), strict=True) if a]
 
-    def done(self, now: float, is_labeled: Callable[[IndexArray], np.ndarray]) -> list[str]:
-        """Ids of unexpired claims all of whose items are labeled: to be closed for good."""
-        claims, _, owner, free = self._state(now, is_labeled)
-        alive = np.bincount(owner[free], minlength=len(claims)) > 0
-        return [c.id for c, a in zip(claims, alive.tolist(), strict=True) if not a]
+@dataclass(frozen=True, slots=True)
+class Survey:
+    """The unexpired claims at one time and version: what each question is answered from.
 
-    def held(
-        self,
-        now: float,
-        is_labeled: Callable[[IndexArray], np.ndarray],
-        *,
-        except_annotator: str | None = None,
-    ) -> IndexArray:
+    Attributes
+    ----------
+    claims
+        Unexpired claims not released or closed, oldest first.
+    items, owner
+        Their items concatenated, and each item's claim number.
+    free
+        Which items are unlabeled (so held, while their claim is live).
+    """
+
+    claims: list[Claim]
+    items: IndexArray
+    owner: np.ndarray
+    free: np.ndarray
+
+    def _alive(self) -> list[bool]:
+        alive: list[bool] = (
+            np.bincount(self.owner[self.free], minlength=len(self.claims)) > 0
+        ).tolist()
+        return alive
+
+    def live(self) -> list[Claim]:
+        """Claims with an unlabeled item, oldest first."""
+        return [c for c, a in zip(self.claims, self._alive(), strict=True) if a]
+
+    def done(self) -> list[str]:
+        """Ids of claims all of whose items are labeled: to be closed for good."""
+        return [c.id for c, a in zip(self.claims, self._alive(), strict=True) if not a]
+
+    def held(self, *, except_annotator: str | None = None) -> IndexArray:
         """Sorted unlabeled items of live claims (except those of ``except_annotator``)."""
-        claims, items, owner, free = self._state(now, is_labeled)
-        if except_annotator is not None and claims:
-            others = np.array([c.annotator != except_annotator for c in claims])
-            free = free & others[owner]
-        held: IndexArray = np.unique(items[free])
+        free = self.free
+        if except_annotator is not None and self.claims:
+            others = np.array([c.annotator != except_annotator for c in self.claims])
+            free = free & others[self.owner]
+        held: IndexArray = np.unique(self.items[free])
         return held
 
-    def holders(
-        self,
-        dataset_indices: IndexArray,
-        now: float,
-        is_labeled: Callable[[IndexArray], np.ndarray],
-    ) -> dict[int, str]:
+    def holders(self, dataset_indices: IndexArray) -> dict[int, str]:
         """Which of ``dataset_indices`` live claims hold, and by whom."""
-        claims, items, owner, free = self._state(now, is_labeled)
-        hit = free & np.isin(items, dataset_indices)
-        return {int(i): claims[o].annotator for i, o in zip(items[hit], owner[hit], strict=True)}
+        hit = self.free & np.isin(self.items, dataset_indices)
+        return {
+            int(i): self.claims[o].annotator
+            for i, o in zip(self.items[hit], self.owner[hit], strict=True)
+        }
