@@ -30,9 +30,11 @@ from .errors import (
     SourceMissingError,
     StaleIndexError,
     StorageFullError,
+    StorageUnavailableError,
     StoreClosedError,
     StoreExistsError,
     StoreNotFoundError,
+    UnsupportedStorageError,
 )
 from .journal import LabelEvent
 from .store import Store
@@ -60,12 +62,14 @@ __all__ = [
     "SourceMissingError",
     "StaleIndexError",
     "StorageFullError",
+    "StorageUnavailableError",
     "Store",
     "StoreClosedError",
     "StoreExistsError",
     "StoreNotFoundError",
     "StoreVersion",
     "UnlabeledView",
+    "UnsupportedStorageError",
     "__version__",
     "create",
     "open",

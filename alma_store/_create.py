@@ -9,6 +9,7 @@ path removes it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -25,14 +26,22 @@ import zarr
 from . import _state
 from ._fs import fsync_path, local_path, storage_errors
 from ._labels import parse_classes, parse_label_dtype, parse_label_shape
-from ._meta import FORMAT_VERSION, StoreMeta, write_meta
+from ._meta import FORMAT_VERSION, SHARED_FORMAT_VERSION, StoreMeta, read_meta, write_meta
+from ._objects import DirObjects, open_objects
+from ._shared import create_shared
 from ._types import PathLike
 from .errors import InvalidInputError, StoreExistsError
 from .features import FeatureSource, IndexOnlySource, source_from
 from .index import n_chunks
 from .journal import FILE_HEADER_SIZE, Journal
 
-__all__ = ["DEFAULT_CHUNK_ROWS", "build_store"]
+__all__ = [
+    "DEFAULT_CHUNK_ROWS",
+    "build_mirror",
+    "build_shared_store",
+    "build_store",
+    "init_state",
+]
 
 DEFAULT_CHUNK_ROWS = 1 << 15
 
@@ -49,6 +58,37 @@ def remove_stale_builds(root: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
         finally:
             lock.release()
+
+
+def init_state(folder: Path, meta: StoreMeta) -> None:
+    """Write an empty store of ``meta``'s geometry into ``folder``: no label, version 0."""
+    count = n_chunks(meta.n_items, meta.chunk_rows)
+    Journal.create(folder / "journal.bin", bytes.fromhex(meta.uuid))
+    with storage_errors(folder / "state"):
+        _state.create_arrays(
+            folder, meta.n_items, meta.chunk_rows, meta.label_dtype, meta.label_shape
+        )
+    empty = np.empty(0, np.int64)
+    _state.write_marks(folder, 0, [empty] * count, np.zeros(count, _state.ENTRY))
+    _state.write_checkpoint(
+        folder, _state.Checkpoint(0, FILE_HEADER_SIZE, np.zeros(count, np.int64))
+    )
+    write_meta(folder, meta)
+
+
+def build_mirror(meta: StoreMeta) -> Path:
+    """A private directory holding an empty local-format store of the shared store ``meta``.
+
+    A process that opens a shared store fills it from the store's commit log
+    (:mod:`alma_store._mirror`) and removes it when the store is closed.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="alma-mirror-"))
+    try:
+        init_state(folder, dataclasses.replace(meta, format_version=FORMAT_VERSION))
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder
 
 
 def build_store(
@@ -160,16 +200,7 @@ def build_store(
             created=time.time(),
             annotations_per_item=int(annotations_per_item),
         )
-        count = n_chunks(n_items, rows)
-        Journal.create(tmp / "journal.bin", uid.bytes)
-        with storage_errors(tmp / "state"):
-            _state.create_arrays(tmp, n_items, rows, dtype, shape)
-        empty = np.empty(0, np.int64)
-        _state.write_marks(tmp, 0, [empty] * count, np.zeros(count, _state.ENTRY))
-        _state.write_checkpoint(
-            tmp, _state.Checkpoint(0, FILE_HEADER_SIZE, np.zeros(count, np.int64))
-        )
-        write_meta(tmp, meta)
+        init_state(tmp, meta)
         with storage_errors(root):
             if root.exists():
                 trash = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.old-"))
@@ -186,3 +217,53 @@ def build_store(
         with contextlib.suppress(OSError):
             building.release()
     return root
+
+
+def build_shared_store(
+    location: str,
+    features: object,
+    *,
+    storage_options: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    **options: Any,
+) -> None:
+    """Create a shared store (format 5) at a URL or in a directory.
+
+    The arguments are checked, and the features described, exactly as for a
+    local store (one is built aside, in a temporary directory, and its
+    metadata taken); then the storage is probed for exclusive creates and
+    ``meta.json`` is created. In-memory features are copied next to a
+    shared store in a directory; object storage takes them by URL only.
+    """
+    if overwrite:
+        raise InvalidInputError("overwrite=True is not supported for shared stores")
+    objects = open_objects(location, storage_options)
+    if isinstance(objects, DirObjects) and objects.root.exists():
+        root = objects.root
+        if not root.is_dir() or any(root.iterdir()):
+            raise StoreExistsError(
+                f"cannot create a store at {root}: it exists and is not an empty directory"
+            )
+    with tempfile.TemporaryDirectory(prefix="alma-create-") as tmp:
+        aside = build_store(
+            Path(tmp) / "store", features, storage_options=storage_options, **options
+        )
+        meta = read_meta(aside)
+        copied: Path | None = None
+        if meta.features.get("path") == "features":  # an in-memory array, copied as Zarr
+            if not isinstance(objects, DirObjects):
+                raise InvalidInputError(
+                    "a store in object storage takes features by URL (a Zarr array, "
+                    "e.g. s3://bucket/features.zarr), not in memory; write them there first"
+                )
+            copied = objects.root / "features"
+            objects.root.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(aside / "features", copied)
+        elif isinstance(objects, DirObjects):
+            objects.root.mkdir(parents=True, exist_ok=True)
+        try:
+            create_shared(objects, dataclasses.replace(meta, format_version=SHARED_FORMAT_VERSION))
+        except BaseException:
+            if copied is not None:
+                shutil.rmtree(copied, ignore_errors=True)
+            raise

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,10 +41,14 @@ from typing import Any
 import numpy as np
 
 from . import _state
-from ._fs import crash_point, will_need
+from ._create import build_mirror
+from ._fs import crash_point, is_url, local_path, will_need
 from ._lock import LockTimeout, WriterLock
-from ._meta import FORMAT_VERSION, StoreMeta, read_meta, write_meta
+from ._meta import FORMAT_VERSION, SHARED_FORMAT_VERSION, StoreMeta, read_meta, write_meta
+from ._mirror import MirrorJournal
+from ._objects import DirObjects, Objects, open_objects
 from ._overlay import NO_UNDO, Overlay, chunk_labels, chunk_mask, undo_in_range
+from ._shared import SharedLog, read_shared_meta
 from ._snapshot import Snapshot
 from ._state import Checkpoint, MarksIndex
 from .errors import (
@@ -63,6 +68,8 @@ OPEN_READ_BYTES = 1 << 18
 """Bytes of each store file an open fetches ahead (all of the small ones)."""
 DEFAULT_CHECKPOINT_ROWS = 65536
 """Journal entries after which a writer folds the tail into the chunk files."""
+COMPACT_EVERY = 256
+"""A shared store's log is folded into a segment by the writer of every so many versions."""
 
 
 class Engine:
@@ -80,6 +87,11 @@ class Engine:
         Journal entries after which a commit folds the tail into the chunk files.
     lock_timeout
         Seconds to wait for the writer lock before :class:`LockTimeoutError`.
+    shared
+        For a shared store: its commit log. ``root`` is then this process's
+        private mirror directory (see :mod:`alma_store._mirror`).
+    location
+        The store's directory or URL, as the user gave it (default: ``root``).
     """
 
     def __init__(
@@ -90,8 +102,12 @@ class Engine:
         writable: bool,
         checkpoint_rows: int,
         lock_timeout: float,
+        shared: SharedLog | None = None,
+        location: str | None = None,
     ) -> None:
         self.root = root
+        self.location = str(root) if location is None else location
+        """The store's directory or URL (workers reopen it by this)."""
         self.meta = meta
         self.writable = writable
         self.checkpoint_rows = checkpoint_rows
@@ -100,15 +116,29 @@ class Engine:
         self.chunk_rows = meta.chunk_rows
         self.n_chunks = n_chunks(meta.n_items, meta.chunk_rows)
         self._mutex = threading.RLock()
-        self._lock = WriterLock(root / "lock") if writable else None
-        self.journal = Journal(
-            root / "journal.bin",
-            bytes.fromhex(meta.uuid),
-            meta.label_dtype,
-            meta.label_shape,
-            writable=writable,
-        )
+        self._lock: WriterLock | None = None
+        if writable or shared:  # a mirror is private: its lock is between threads only
+            self._lock = WriterLock(root / "lock", processes=shared is None)
+        self.journal: Journal
+        self.mirror: MirrorJournal | None = None
+        if shared is not None:
+            self.journal = self.mirror = MirrorJournal(
+                root / "journal.bin",
+                bytes.fromhex(meta.uuid),
+                meta.label_dtype,
+                meta.label_shape,
+                shared,
+            )
+        else:
+            self.journal = Journal(
+                root / "journal.bin",
+                bytes.fromhex(meta.uuid),
+                meta.label_dtype,
+                meta.label_shape,
+                writable=writable,
+            )
         self._closed = False
+        self._mirror_checkpointing = False
         try:
             self.arrays = _state.StateArrays(
                 root, meta.n_items, meta.chunk_rows, meta.label_dtype, meta.label_shape
@@ -165,6 +195,8 @@ class Engine:
             self._past = None
             # Unmapped once no snapshot of ours is left (views of a closed store refuse reads).
             self._marks = MarksIndex.from_runs(self._marks.version, [])
+            if self.mirror is not None:  # the private mirror: the shared log keeps it all
+                shutil.rmtree(self.root, ignore_errors=True)
 
     @contextlib.contextmanager
     def write_lock(self, timeout: float | None = None) -> Iterator[None]:
@@ -265,10 +297,31 @@ class Engine:
             self.journal.truncate(end)  # never acknowledged: its writer died mid-append
         return bool(records)
 
-    def refresh(self, *, writer: bool = False) -> None:
-        """Take in what other processes committed or checkpointed since we last looked."""
+    def pull(self) -> None:
+        """Copy what other writers committed to a shared store into the mirror (else nothing).
+
+        Every other method reads the mirror; :meth:`refresh` pulls first.
+        """
+        if self.mirror is not None:
+            with self._mutex:
+                self.check_open()
+                self.mirror.pull()
+
+    def compact_if_due(self, version: int) -> None:
+        """After the commit of ``version``: fold a shared store's log every ``COMPACT_EVERY``."""
+        if self.mirror is not None and version % COMPACT_EVERY == 0:
+            with self._mutex:
+                self.mirror.compact(min_records=COMPACT_EVERY // 2)
+
+    def refresh(self, *, writer: bool = False, pull: bool = True) -> None:
+        """Take in what other processes committed or checkpointed since we last looked.
+
+        ``pull=False`` skips a shared store's pull (the caller just pulled).
+        """
         with self._mutex:
             self.check_open()
+            if self.mirror is not None and pull:
+                self.mirror.pull()
             if self.journal.size() == self._read_offset:
                 # No commit we have not seen, so no chunk on disk holds one: a checkpoint
                 # another process may have written since changes nothing we rely on.
@@ -276,6 +329,24 @@ class Engine:
             self._reload_if_checkpointed()
             if self._catch_up(writer=writer):
                 self._snapshot = None
+            if self.mirror is not None and self.tail_rows >= self.checkpoint_rows:
+                self._checkpoint_mirror()
+
+    def _checkpoint_mirror(self) -> None:
+        """Fold a long tail into a mirror's chunk files (a reader's too: nobody else will)."""
+        assert self._lock is not None
+        if self._mirror_checkpointing:
+            return
+        try:
+            self._lock.acquire(timeout=0)  # a commit of ours holds it: it checkpoints itself
+        except LockTimeout:
+            return
+        self._mirror_checkpointing = True
+        try:
+            self.checkpoint()
+        finally:
+            self._mirror_checkpointing = False
+            self._lock.release()
 
     def _reload_if_checkpointed(self) -> bool:
         try:
@@ -320,10 +391,10 @@ class Engine:
                 return self._snapshot
         return self.current()
 
-    def current(self) -> Snapshot:
-        """The snapshot of the newest committed version."""
+    def current(self, *, pull: bool = True) -> Snapshot:
+        """The snapshot of the newest committed version (``pull``: see :meth:`refresh`)."""
         with self._mutex:
-            self.refresh()
+            self.refresh(pull=pull)
             if self._snapshot is None:
                 self._snapshot = self._snapshot_of(self._overlay, *self._inherited())
                 self._previous = self._snapshot
@@ -485,8 +556,9 @@ class Engine:
         takes it in with its next refresh, like another writer's.
         """
         record = event.encode(self.meta.label_dtype)
-        end = self.journal.write(record)
-        with self._mutex:  # known without reading it back, if it follows what we know
+        with self._mutex:  # a mirror's publish and pulls are one at a time
+            end = self.journal.write(record)
+            # Known without reading it back, if it follows what we know.
             known = self._unread[-1][1] if self._unread else self._read_offset
             if known == end - len(record):
                 self._unread.append((event, end))
@@ -571,18 +643,28 @@ class Engine:
 
 
 def open_engine(
-    root: Path,
+    location: str | os.PathLike[str],
     *,
     writable: bool,
     checkpoint_rows: int,
     lock_timeout: float,
     storage_options: dict[str, Any] | None = None,
 ) -> tuple[Engine, FeatureSource]:
-    """Open the store at ``root``: its checked metadata, feature source and engine.
+    """Open the store at ``location``: its checked metadata, feature source and engine.
 
-    ``storage_options`` reach features in object storage (never written anywhere).
+    ``location`` is a directory or, for a shared store, a URL. ``storage_options``
+    reach features and shared stores in object storage (never written anywhere).
     """
+    text = os.fspath(location)
+    if is_url(text) and not text.startswith("file://"):
+        objects = open_objects(text, storage_options)
+        return _open_shared(objects, text, writable, checkpoint_rows, options=storage_options)
+    root = local_path(text, "store path")
     meta = read_meta(root)
+    if meta.format_version == SHARED_FORMAT_VERSION:
+        return _open_shared(
+            DirObjects(root), text, writable, checkpoint_rows, root=root, options=storage_options
+        )
     # What the open reads next, fetched at once rather than one cold read after another.
     for name in ("checkpoint.bin", "journal.bin", "state/mask/zarr.json", "state/labels/zarr.json"):
         will_need(root / name, OPEN_READ_BYTES)
@@ -604,11 +686,45 @@ def open_engine(
     return engine, source
 
 
+def _open_shared(
+    objects: Objects,
+    location: str,
+    writable: bool,
+    checkpoint_rows: int,
+    *,
+    root: Path | None = None,
+    options: dict[str, Any] | None = None,
+) -> tuple[Engine, FeatureSource]:
+    """Open a shared store: a private mirror directory, filled from its commit log."""
+    meta = read_shared_meta(objects)
+    mirror = build_mirror(meta)
+    try:
+        # Relative feature paths (an in-memory array copied at create) are the store directory's.
+        source = open_source(meta.features, root or mirror, meta.n_items, options)
+        try:
+            engine = Engine(
+                mirror,
+                read_meta(mirror),
+                writable=writable,
+                checkpoint_rows=checkpoint_rows,
+                lock_timeout=60.0,
+                shared=SharedLog(objects),
+                location=location,
+            )
+        except BaseException:
+            source.close()
+            raise
+    except BaseException:
+        shutil.rmtree(mirror, ignore_errors=True)
+        raise
+    return engine, source
+
+
 @contextlib.contextmanager
 def open_reader(
-    root: Path, storage_options: dict[str, Any] | None = None
+    root: str | os.PathLike[str], storage_options: dict[str, Any] | None = None
 ) -> Iterator[tuple[Engine, FeatureSource]]:
-    """Open the store at ``root`` read-only for one task (a dask or DataLoader worker)."""
+    """Open the store at ``root`` (a directory or URL) read-only for one task (a worker)."""
     engine, source = open_engine(
         root,
         writable=False,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from ._create import build_store
+from ._create import build_shared_store, build_store
 from ._engine import DEFAULT_CHECKPOINT_ROWS
-from ._fs import local_path
+from ._fs import is_url, local_path
 from ._types import PathLike
 from .errors import InvalidInputError
 from .store import Store
@@ -31,7 +31,8 @@ def open_store(
     Parameters
     ----------
     path
-        The store directory.
+        The store directory, or the URL of a shared store in object storage
+        (``s3://bucket/prefix``, ``gs://``, ``az://``).
     mode
         ``"r+"`` to read and label, ``"r"`` to read only (no lock file is touched).
     lock_timeout
@@ -39,10 +40,11 @@ def open_store(
     checkpoint_rows
         Journal entries after which a commit folds the tail into the chunk files.
     storage_options
-        For features in object storage: options in fsspec's form
+        For a store or features in object storage: options in fsspec's form
         (``endpoint_url``, ``key``, ``secret``, ``token``, ...). They are
         never written to disk (they may hold secrets), so pass them at every
-        open.
+        open. Without them, the usual environment variables
+        (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``, ...) apply.
 
     Raises
     ------
@@ -53,9 +55,8 @@ def open_store(
     SourceMissingError, SourceChangedError
         The feature source is gone or differs from the one recorded at create.
     """
-    root = local_path(path, "store path")
     return Store(
-        root,
+        store_location(path),
         mode=mode,
         lock_timeout=lock_timeout,
         checkpoint_rows=checkpoint_rows,
@@ -77,6 +78,7 @@ def create(
     chunk_rows: int | None = None,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    shared: bool = False,
 ) -> Store:
     """Create a store for ``features`` at ``path`` and open it for writing.
 
@@ -84,7 +86,9 @@ def create(
     ----------
     path
         Directory to create. It must not exist (or be empty), unless
-        ``overwrite`` is true and it holds a store.
+        ``overwrite`` is true and it holds a store. A URL
+        (``s3://bucket/prefix``, ``gs://``, ``az://``; the ``s3``, ``gcs`` or
+        ``azure`` extra) creates a *shared* store in object storage.
     features
         The dataset ``D``, one row per item: a ``.npy`` path (memory-mapped,
         never copied), a Zarr array (path or ``zarr.Array``), an HDF5 dataset
@@ -136,6 +140,11 @@ def create(
     progress
         Called with the number of rows copied, block by block, while an
         in-memory array is copied into the store (e.g. ``tqdm(...).update``).
+    shared
+        Create a *shared* store in the directory ``path`` (format version 5):
+        writers on several machines of a network filesystem (NFS, Lustre,
+        GPFS) commit to it without a lock. Stores at URLs are always shared.
+        See :doc:`scaling` for what a shared store costs and offers.
 
     Returns
     -------
@@ -146,6 +155,11 @@ def create(
     ------
     StoreExistsError
         ``path`` exists and is not an empty directory (and not a store to overwrite).
+    UnsupportedStorageError
+        A shared store's storage does not make creates exclusive (a bucket
+        without conditional writes); nothing is written.
+    ReadOnlyError
+        The credentials for a shared store may read but not write; nothing is written.
     InvalidInputError
         A bad argument (a URL as ``path``, both or neither of ``features`` and
         ``n_items``, ...); nothing is created.
@@ -162,23 +176,42 @@ def create(
     array([2, 5])
     array([0, 3, 6])
     """
-    return Store(
-        storage_options=storage_options,
-        root=build_store(
-            path,
-            features,
-            n_items=n_items,
-            column=column,
-            storage_options=check_storage_options(storage_options),
-            label_dtype=label_dtype,
-            label_shape=label_shape,
-            classes=classes,
-            annotations_per_item=annotations_per_item,
-            chunk_rows=chunk_rows,
-            overwrite=overwrite,
-            progress=progress,
-        ),
-    )
+    options = {
+        "n_items": n_items,
+        "column": column,
+        "label_dtype": label_dtype,
+        "label_shape": label_shape,
+        "classes": classes,
+        "annotations_per_item": annotations_per_item,
+        "chunk_rows": chunk_rows,
+        "progress": progress,
+    }
+    storage_options = check_storage_options(storage_options)
+    if not isinstance(shared, bool):
+        raise InvalidInputError(f"shared must be a bool, got {shared!r}")
+    location = store_location(path)
+    if shared or is_url(location):
+        build_shared_store(
+            location, features, storage_options=storage_options, overwrite=overwrite, **options
+        )
+    else:
+        location = str(
+            build_store(
+                location,
+                features,
+                storage_options=storage_options,
+                overwrite=overwrite,
+                **options,  # type: ignore[arg-type]
+            )
+        )
+    return Store(location, storage_options=storage_options)
+
+
+def store_location(path: object) -> str:
+    """``path`` as a store location: a local path, or the URL of a shared store."""
+    if isinstance(path, str) and is_url(path) and not path.startswith("file://"):
+        return path.rstrip("/")
+    return str(local_path(path, "store path"))
 
 
 def check_storage_options(options: object) -> dict[str, Any] | None:

@@ -30,10 +30,15 @@ class LockTimeout(Exception):
 
 
 class WriterLock:
-    """A reentrant, inter-process exclusive lock on ``path`` (created if missing)."""
+    """A reentrant, inter-process exclusive lock on ``path`` (created if missing).
 
-    def __init__(self, path: Path) -> None:
+    ``processes=False`` makes it a lock between the threads of this process
+    only (a shared store's private mirror: no file, no ``flock``).
+    """
+
+    def __init__(self, path: Path, *, processes: bool = True) -> None:
         self.path = path
+        self.processes = processes
         self._mutex = threading.RLock()
         self._depth = 0
         self._fd = -1
@@ -45,7 +50,7 @@ class WriterLock:
         if not self._mutex.acquire(timeout=max(timeout, 0.0)):
             raise LockTimeout(self.path)
         try:
-            if self._depth == 0:
+            if self._depth == 0 and self.processes:
                 self._lock_file(deadline)
             self._depth += 1
         except BaseException:
@@ -72,7 +77,7 @@ class WriterLock:
         """Release one level of the lock; the file lock goes with the outermost."""
         try:
             self._depth -= 1
-            if self._depth == 0:
+            if self._depth == 0 and self.processes:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         finally:
             self._mutex.release()

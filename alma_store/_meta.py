@@ -22,10 +22,22 @@ from ._fs import atomic_write
 from ._labels import dtype_to_meta, parse_classes, parse_label_dtype, parse_label_shape
 from .errors import CorruptStoreError, InvalidInputError, StoreNotFoundError
 
-__all__ = ["FORMAT_VERSION", "READABLE_VERSIONS", "StoreMeta", "read_meta", "write_meta"]
+__all__ = [
+    "FORMAT_VERSION",
+    "READABLE_VERSIONS",
+    "SHARED_FORMAT_VERSION",
+    "StoreMeta",
+    "meta_bytes",
+    "parse_meta",
+    "read_meta",
+    "write_meta",
+]
 
 FORMAT_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+"""The format of a store in a directory of its own (journal, lock, chunk files)."""
+SHARED_FORMAT_VERSION = 5
+"""The format of a shared store: commit objects, no lock (:mod:`alma_store._shared`)."""
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +99,16 @@ def _checksum(fields: dict[str, Any]) -> str:
     return f"crc32:{zlib.crc32(canonical):08x}"
 
 
-def write_meta(root: Path, meta: StoreMeta) -> None:
-    """Replace ``root/meta.json`` atomically, with its checksum."""
+def meta_bytes(meta: StoreMeta) -> bytes:
+    """The content of ``meta.json`` for ``meta``, with its checksum."""
     fields = meta.to_json()
     fields["checksum"] = _checksum(fields)
-    atomic_write(root / "meta.json", json.dumps(fields, indent=1).encode())
+    return json.dumps(fields, indent=1).encode()
+
+
+def write_meta(root: Path, meta: StoreMeta) -> None:
+    """Replace ``root/meta.json`` atomically, with its checksum."""
+    atomic_write(root / "meta.json", meta_bytes(meta))
 
 
 def read_meta(root: Path) -> StoreMeta:
@@ -113,6 +130,11 @@ def read_meta(root: Path) -> StoreMeta:
         if (root / "journal.bin").exists():  # the rest of a store is there: damage
             raise CorruptStoreError(f"{path} is missing") from None
         raise StoreNotFoundError(f"no alma_store at {root}: meta.json is missing") from None
+    return parse_meta(raw, path)
+
+
+def parse_meta(raw: bytes, path: object) -> StoreMeta:
+    """Check and parse the bytes of a ``meta.json`` (``path`` names it in errors)."""
     try:
         fields = json.loads(raw.decode("utf-8"))
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import _history, _io
+from ._fs import is_url
 from ._labels import LabelSchema
 from ._plot import plot_progress
 from ._types import IndexArray, PathLike
@@ -46,8 +47,10 @@ class StoreVersion:
         self._source = source
         self._fixed = snapshot
         meta = engine.meta
-        self.path = Path(engine.root)
-        """The store directory."""
+        self.location = engine.location
+        """The store's directory, or the URL of a shared store in object storage."""
+        self.path: Path | str = self.location if is_url(self.location) else Path(self.location)
+        """The store directory (a ``Path``); for a store in object storage, its URL."""
         self.chunk_rows = meta.chunk_rows
         """Rows per chunk of the mask, the labels and the count index."""
         self.schema = LabelSchema(meta.label_dtype, meta.label_shape, meta.classes)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._engine import DEFAULT_CHECKPOINT_ROWS, Engine, open_engine
+from ._fs import is_url
 from ._scorefiles import open_run
 from ._scoring import ScoreFn, check_score_args, score_chunks, todo_chunks
 from .errors import ReadOnlyError
@@ -33,7 +34,7 @@ def to_dask(view: LabeledView | UnlabeledView) -> da.Array:
 
 def _writer(path: str | Path, storage_options: dict[str, Any] | None) -> tuple[Engine, Any]:
     return open_engine(
-        Path(path),
+        path,
         writable=True,
         checkpoint_rows=DEFAULT_CHECKPOINT_ROWS,
         lock_timeout=60.0,
@@ -87,7 +88,7 @@ def score(
     check_score_args(fn, batch_rows)
     if store.mode != "r+":
         raise ReadOnlyError(f"{store.path} was opened with mode='r'; open it with mode='r+'")
-    path = str(Path(store.path).resolve())
+    path = store.location if is_url(store.location) else str(Path(store.location).resolve())
     options = store.feature_source.storage_options  # travel with the tasks, never to disk
     engine, source = _writer(path, options)
     try:

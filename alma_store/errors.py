@@ -19,6 +19,8 @@ builtin exception describes the same situation it is a second parent, so
     ├── StaleIndexError                                the store moved past expected_version
     ├── LockTimeoutError          (TimeoutError)       the writer lock was not obtained
     ├── StorageFullError          (OSError)            the disk is full; nothing half-written
+    ├── UnsupportedStorageError                        storage lacks what a shared store needs
+    ├── StorageUnavailableError   (ConnectionError)    object storage unreachable or failing
     └── CorruptStoreError                              a damaged, truncated, missing or
                                                        swapped file (named in the message)
 
@@ -50,9 +52,11 @@ __all__ = [
     "SourceMissingError",
     "StaleIndexError",
     "StorageFullError",
+    "StorageUnavailableError",
     "StoreClosedError",
     "StoreExistsError",
     "StoreNotFoundError",
+    "UnsupportedStorageError",
 ]
 
 
@@ -198,6 +202,20 @@ class StaleIndexError(AlmaError):
 
 class LockTimeoutError(AlmaError, TimeoutError):
     """The store's writer lock could not be obtained in time."""
+
+
+class UnsupportedStorageError(AlmaError):
+    """The storage lacks what a shared store needs (exclusive creates), or the store lacks
+    a feature on shared storage. Nothing was written; the message says what is missing."""
+
+
+class StorageUnavailableError(AlmaError, ConnectionError):
+    """Object storage could not be reached, or failed a request after its retries.
+
+    A commit that raised this was not acknowledged, but may have been applied
+    (the reply was lost): look at ``store.version`` and the history before
+    committing it again.
+    """
 
 
 class CorruptStoreError(AlmaError):

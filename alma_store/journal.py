@@ -73,7 +73,7 @@ from ._fs import crash_point, fsync_path, storage_errors, write_fd
 from ._types import IndexArray
 from .errors import CorruptStoreError, InvalidInputError
 
-__all__ = ["AnnotationRows", "Journal", "LabelEvent"]
+__all__ = ["AnnotationRows", "Journal", "LabelEvent", "split_records"]
 
 FILE_MAGIC = b"ALMAJNL1"
 FILE_HEADER_SIZE = 32
@@ -290,6 +290,46 @@ class LabelEvent:
 
 def _tuple_or_none(values: list[Any] | None) -> tuple[Any, ...] | None:
     return None if values is None else tuple(values)
+
+
+def split_records(data: bytes, first_version: int, where: str) -> list[tuple[int, bytes]]:
+    """Cut whole records out of ``data``: ``(version, record bytes)`` pairs, checked.
+
+    ``data`` holds records back to back (a shared store's commit object or
+    segment), the first of version ``first_version`` and the others
+    consecutive. Each record's framing and CRC-32s are checked and its
+    version read from its JSON head; the payload is not decoded further.
+
+    Raises
+    ------
+    CorruptStoreError
+        A bad magic or checksum, a short record, a version out of sequence
+        (``where`` names the object).
+    """
+    out: list[tuple[int, bytes]] = []
+    pos, expect = 0, first_version
+    while pos < len(data):
+        if len(data) - pos < REC_HEADER.size:
+            raise CorruptStoreError(f"{where}: a short record at byte {pos}")
+        magic, plen, pcrc, hcrc = REC_HEADER.unpack_from(data, pos)
+        if magic != REC_MAGIC or zlib.crc32(data[pos : pos + 12]) != hcrc:
+            raise CorruptStoreError(f"{where}: damaged record header at byte {pos}")
+        end = pos + REC_HEADER.size + plen
+        payload = data[pos + REC_HEADER.size : end]
+        if len(payload) < plen or zlib.crc32(payload) != pcrc:
+            raise CorruptStoreError(f"{where}: checksum mismatch in the record at byte {pos}")
+        try:
+            (jlen,) = struct.unpack_from("<I", payload, 0)
+            version = int(json.loads(payload[4 : 4 + jlen])["version"])
+        except (ValueError, KeyError, TypeError, struct.error) as exc:
+            raise CorruptStoreError(f"{where}: undecodable record at byte {pos}: {exc}") from None
+        if version != expect:
+            raise CorruptStoreError(
+                f"{where}: the record at byte {pos} has version {version}, expected {expect}"
+            )
+        out.append((version, data[pos:end]))
+        pos, expect = end, expect + 1
+    return out
 
 
 class UnknownKindError(ValueError):

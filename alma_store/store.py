@@ -40,6 +40,7 @@ from ._campaign_methods import CampaignMethods
 from ._engine import DEFAULT_CHECKPOINT_ROWS, open_engine
 from ._fs import crash_point
 from ._labels import parse_provenance, split_batch
+from ._mirror import LostRace
 from ._records import RecordLog
 from ._snapshot import Snapshot
 from ._types import IndexArray, PathLike
@@ -72,7 +73,7 @@ class Store(StoreVersion, CampaignMethods):
 
     def __init__(
         self,
-        root: Path,
+        root: PathLike,
         *,
         mode: str = "r+",
         lock_timeout: float = 60.0,
@@ -338,19 +339,26 @@ class Store(StoreVersion, CampaignMethods):
         if not (by_position or locked):  # positions: meaningful at the newest version only
             with contextlib.suppress(AlmaError):  # the verdict is given under the lock
                 event = build(snap)  # every check runs here, before anything is written
-        with engine.write_lock():
-            newer = engine.events_since(snap.version) if event is not None else None
-            if event is None or newer is None or (newer and _touches(newer, event)):
-                engine.refresh(writer=True)
-                snap, newer, event = engine.current(), [], None
-            latest = snap.version + len(newer)
-            if expected is not None and expected != latest:
-                raise StaleIndexError(expected, latest, by_position=by_position)
-            if event is None:
-                event = build(snap)
-            elif newer:
-                event = dataclasses.replace(event, version=latest + 1)
-            end = engine.append(event)
+        while True:
+            with engine.write_lock():
+                engine.pull()  # a shared store: what other writers committed, into the mirror
+                newer = engine.events_since(snap.version) if event is not None else None
+                if event is None or newer is None or (newer and _touches(newer, event)):
+                    engine.refresh(writer=True, pull=False)
+                    snap, newer, event = engine.current(pull=False), [], None
+                latest = snap.version + len(newer)
+                if expected is not None and expected != latest:
+                    raise StaleIndexError(expected, latest, by_position=by_position)
+                if event is None:
+                    event = build(snap)
+                elif newer:
+                    event = dataclasses.replace(event, version=latest + 1)
+                try:
+                    end = engine.append(event)
+                except LostRace:  # a shared store: another writer took this version first
+                    event = None  # built again on the newest version, under the lock
+                    continue
+            break
         crash_point("commit-unsynced")  # appended, lock released, not acknowledged yet
         engine.sync(end)  # outside the lock: one fdatasync covers every waiting writer
         if len(newer) >= REFRESH_AFTER_EVENTS:
@@ -359,6 +367,7 @@ class Store(StoreVersion, CampaignMethods):
             engine.refresh()
             if engine.tail_rows >= engine.checkpoint_rows:
                 engine.checkpoint_if_free()
+        engine.compact_if_due(event.version)
         if event.annotations is not None:
             return event.annotations.dataset_indices
         return event.dataset_indices

@@ -17,7 +17,6 @@ store read-only and see the same snapshot as the parent.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -71,7 +70,7 @@ class ViewDataset:
                 f"dataset must be indexable by dataset index, got {type(dataset).__name__}"
             )
         self.dataset = dataset
-        self.path = Path(view.store_path)
+        self.path = view.store_path
         self.storage_options = view.feature_source.storage_options  # for workers, in memory
         self.version = view.version
         self.labeled = view.is_labeled_view

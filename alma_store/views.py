@@ -14,7 +14,6 @@ since a position handed to a labeler must be unambiguous.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -88,8 +87,8 @@ class _View:
 
     @property
     def store_path(self) -> str:
-        """The directory of the store this view belongs to (workers reopen it by path)."""
-        return str(self._engine.root)
+        """The directory or URL of the store this view belongs to (workers reopen it by this)."""
+        return self._engine.location
 
     @property
     def feature_source(self) -> FeatureSource:
@@ -259,7 +258,7 @@ def read_view_block(
     storage_options: dict[str, Any] | None = None,
 ) -> np.ndarray:
     """The rows of chunk ``j`` in a view at ``version`` of the store at ``path`` (for workers)."""
-    with open_reader(Path(path), storage_options) as (engine, source):
+    with open_reader(path, storage_options) as (engine, source):
         snap = engine.snapshot_at(version)
         return source.read_sorted(snap.members(j, of_labeled=labeled))
 

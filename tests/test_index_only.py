@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import alma_store
-from alma_store import InvalidInputError
+from alma_store import StorageUnavailableError, InvalidInputError
 from alma_store.torch import ViewDataset
 
 
@@ -94,18 +94,19 @@ def test_features_or_n_items_not_both(tmp_path: Path) -> None:
     assert not (tmp_path / "s").exists()
 
 
-@pytest.mark.parametrize("url", ["s3://bkt/run.alma", "gs://b/x", "az://c/x", "https://h/x"])
-def test_url_store_paths_are_refused_and_nothing_is_created(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
+def test_a_url_store_path_is_never_taken_for_a_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    pytest.importorskip("obstore")
     monkeypatch.chdir(tmp_path)
     np.save("x.npy", np.zeros((4, 2)))
-    with pytest.raises(InvalidInputError, match=r"is a URL.*local paths"):
-        alma_store.create(url, "x.npy")
-    with pytest.raises(InvalidInputError, match="is a URL"):
-        alma_store.open(url)
+    closed = {"endpoint_url": "http://127.0.0.1:9", "key": "k", "secret": "s"}  # nobody listens
+    with pytest.raises(StorageUnavailableError, match=r"s3://bkt/run.alma"):
+        alma_store.create("s3://bkt/run.alma", "x.npy", storage_options=closed)
+    with pytest.raises(StorageUnavailableError, match=r"s3://bkt/run.alma"):
+        alma_store.open("s3://bkt/run.alma", storage_options=closed)
     with pytest.raises(InvalidInputError, match=r"reads Zarr arrays|features path .* is a URL"):
-        alma_store.create("local.alma", url + "/feat.npy")
+        alma_store.create("local.alma", "s3://bkt/feat.npy")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]  # no ./s3:/ directory
 
 

@@ -1,0 +1,111 @@
+"""The local journal of a shared store: a private mirror of its commit log.
+
+A process that opens a shared store (:mod:`alma_store._shared`) keeps a
+private working directory, a store of the local format whose ``journal.bin``
+holds the shared log's records, byte for byte, in version order. The engine
+reads it as it reads any journal (views, the offset map, history and time
+travel work unchanged); this class fills it:
+
+- :meth:`MirrorJournal.pull` copies the records committed since the last
+  pull (each checked by :func:`~alma_store.journal.split_records`);
+- :meth:`MirrorJournal.write` *publishes* a commit: it creates the commit
+  object of its version, and only then appends the record locally. A lost
+  race raises :class:`LostRace`, and the caller pulls, checks its batch
+  against what it lost to, and tries again.
+
+Nothing of the mirror needs to survive the process: the shared log is the
+truth, so the mirror is never ``fsync``-ed, and a commit is durable once its
+object is created.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from ._shared import SharedLog, log_name
+from .journal import FILE_HEADER_SIZE, REC_HEADER, Journal
+
+__all__ = ["LostRace", "MirrorJournal"]
+
+
+class LostRace(Exception):
+    """Another writer created the commit object of this version first (internal)."""
+
+
+def record_version(record: bytes) -> int:
+    """The version an encoded journal record carries."""
+    (jlen,) = struct.unpack_from("<I", record, REC_HEADER.size)
+    start = REC_HEADER.size + 4
+    return int(json.loads(record[start : start + jlen])["version"])
+
+
+class MirrorJournal(Journal):
+    """A writable journal in a private directory that mirrors a :class:`SharedLog`."""
+
+    def __init__(
+        self,
+        path: Path,
+        uuid: bytes,
+        label_dtype: np.dtype,
+        label_shape: tuple[int, ...],
+        log: SharedLog,
+    ) -> None:
+        super().__init__(path, uuid, label_dtype, label_shape, writable=True)
+        self.log = log
+        self.ends = [FILE_HEADER_SIZE]
+        """``ends[v]``: the offset where the record of version ``v`` ends."""
+
+    @property
+    def version(self) -> int:
+        """The newest version the mirror holds."""
+        return len(self.ends) - 1
+
+    def pull(self) -> int:
+        """Copy the records committed since the last pull; how many there were."""
+        before = self.version
+        for _, record in self.log.read_after(self.version):
+            self.ends.append(super().write(record))
+        return self.version - before
+
+    def write(self, record: bytes) -> int:
+        """Publish ``record`` as the next version, then append it here; where it ends.
+
+        Raises
+        ------
+        LostRace
+            The version was taken by another writer, or is not the one after
+            the newest pulled: pull and build the commit again.
+        """
+        version = record_version(record)
+        if version != self.version + 1 or not (
+            self.log.publish(version, record)
+            # A retried create whose first try was applied but whose reply was lost:
+            or self.log.objects.get(log_name(version)) == record
+        ):
+            raise LostRace(version)
+        self.ends.append(super().write(record))
+        return self.ends[-1]
+
+    def sync(self, end: int) -> None:
+        """Nothing to do: a commit is durable once its object exists (see :meth:`write`)."""
+
+    def raw(self, first: int, last: int) -> bytes:
+        """The record bytes of versions ``first .. last``, back to back."""
+        lo, hi = self.ends[first - 1], self.ends[last]
+        return os.pread(self._fd, hi - lo, lo)
+
+    def compact(self, min_records: int) -> tuple[int, int]:
+        """Fold the shared log's newest commit objects into a segment (see :meth:`SharedLog.compact`)."""
+        return self.log.compact(
+            lambda first, last: [self.raw(first, last)], self.version, min_records=min_records
+        )
+
+    def close(self) -> None:
+        """Close the file and the shared log's fetch threads."""
+        super().close()
+        self.log.close()

@@ -1,0 +1,418 @@
+"""Shared stores (format 5): commit objects, no lock, on a directory and on a local S3 server.
+
+The S3 server is moto on 127.0.0.1 and a free port, in its own process
+(``tests/s3_server.py``). Every test that takes ``where`` runs twice: on a
+directory and on S3. Writer processes on a directory run with ``flock``
+removed, as on a filesystem that has none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import alma_store
+from alma_store import (
+    AlreadyLabeledError,
+    ReadOnlyError,
+    StaleIndexError,
+    StoreExistsError,
+    UnsupportedStorageError,
+)
+from alma_store._objects import open_objects
+from alma_store._shared import SharedLog
+
+from .conftest import REPO, start_together
+
+pytest.importorskip("obstore")
+pytest.importorskip("moto.server")
+
+SERVER = Path(__file__).with_name("s3_server.py")
+
+
+class S3:
+    """A running ``tests/s3_server.py``: its endpoint and storage options."""
+
+    def __init__(self, mode: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SERVER), mode],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.info = json.loads(self.proc.stdout.readline())
+
+    def options(self, who: str = "writer") -> dict[str, Any]:
+        key, secret = self.info[who]
+        return {
+            "endpoint_url": self.info["endpoint"],
+            "key": key,
+            "secret": secret,
+            "client_kwargs": {"region_name": "us-east-1"},
+        }
+
+    def keys(self) -> list[str]:
+        import boto3
+
+        key, secret = self.info["writer"]
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.info["endpoint"],
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+            region_name="us-east-1",
+        )
+        return [o["Key"] for o in client.list_objects_v2(Bucket="bkt").get("Contents", [])]
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+        self.proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3]:
+    server = S3("plain")
+    yield server
+    server.stop()
+
+
+class Where:
+    """Where a test's shared store lives: a location and its storage options."""
+
+    def __init__(self, location: str, options: dict[str, Any] | None) -> None:
+        self.location = location
+        self.options = options
+
+    def create(self, n: int = 200, **kwargs: Any) -> alma_store.Store:
+        return alma_store.create(
+            self.location, n_items=n, shared=True, storage_options=self.options, **kwargs
+        )
+
+    def open(self, **kwargs: Any) -> alma_store.Store:
+        return alma_store.open(self.location, storage_options=self.options, **kwargs)
+
+    def log(self, **kwargs: Any) -> SharedLog:
+        return SharedLog(open_objects(self.location, self.options), **kwargs)
+
+    def names(self, prefix: str) -> list[str]:
+        return [item.name for item in open_objects(self.location, self.options).list(prefix)]
+
+
+@pytest.fixture(params=["dir", "s3"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> Where:
+    if request.param == "dir":
+        return Where(str(tmp_path / "shared"), None)
+    server: S3 = request.getfixturevalue("s3")
+    return Where(f"s3://bkt/{uuid.uuid4().hex}", server.options())
+
+
+def labeled_of(store: alma_store.Store) -> dict[int, int]:
+    labeled = store.labeled
+    idx = labeled.to_dataset_index(np.arange(len(labeled)))
+    return dict(zip(idx.tolist(), np.asarray(labeled.labels).tolist(), strict=True))
+
+
+# -- the model ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_two_handles_against_a_plain_model(where: Where, seed: int) -> None:
+    """Random adds, relabels and removes through two handles; every state is the model's."""
+    rng = random.Random(seed)
+    n = 120
+    first = where.create(n, chunk_rows=16)
+    second = where.open()
+    model: dict[int, int] = {}
+    states = [dict(model)]
+    for _ in range(40):
+        store = rng.choice([first, second])
+        free = [i for i in range(n) if i not in model]
+        kind = rng.choice(["add", "add", "position", "relabel", "remove"])
+        if kind == "add" or (kind in ("relabel", "remove") and not model):
+            items = rng.sample(free, rng.randint(1, 6))
+            values = [rng.randint(0, 4) for _ in items]
+            store.add_labels(items, values, relative_to="dataset")
+        elif kind == "position":
+            positions = sorted(rng.sample(range(len(free)), 2))
+            values = [rng.randint(0, 4) for _ in positions]
+            items = store.add_labels(positions, values).tolist()  # positions: at the newest
+            assert items == [free[p] for p in positions]
+        elif kind == "relabel":
+            items = rng.sample(sorted(model), min(3, len(model)))
+            values = [rng.randint(0, 4) for _ in items]
+            store.relabel(items, values)
+        else:
+            items = rng.sample(sorted(model), min(2, len(model)))
+            store.remove_labels(items)
+            for i in items:
+                del model[i]
+            states.append(dict(model))
+            continue
+        model.update(zip(items, values, strict=True))
+        states.append(dict(model))
+    for store in (first, second):
+        assert store.version == len(states) - 1
+        assert labeled_of(store) == model
+    with where.open(mode="r") as fresh:
+        assert labeled_of(fresh) == model
+        for version in rng.sample(range(len(states)), 8):
+            assert labeled_of(fresh.at(version=version)) == states[version]  # type: ignore[arg-type]
+        assert [e.version for e in fresh.history()] == list(range(1, len(states)))
+        assert fresh.verify()["records"] == len(states) - 1
+    first.close()
+    second.close()
+
+
+def test_a_store_is_created_once_and_refuses_what_it_cannot_hold(where: Where) -> None:
+    where.create().close()
+    with pytest.raises(StoreExistsError):
+        where.create()
+    with where.open() as store:
+        store.add_labels([1], [2], relative_to="dataset")
+        with pytest.raises(AlreadyLabeledError):
+            store.add_labels([1, 3], [2, 2], relative_to="dataset")  # nothing of it written
+        with pytest.raises(StaleIndexError):
+            store.add_labels([3], [1], relative_to="dataset", expected_version=0)
+        assert store.version == 1 and labeled_of(store) == {1: 2}
+    assert where.names("log/") == ["log/00000000000000000001"]
+
+
+# -- writer processes -------------------------------------------------------------
+
+WRITER = r"""
+import json, os, sys
+if sys.argv[3] == "noflock":  # a filesystem without locks: any flock fails
+    import errno, fcntl
+    def refuse(*args, **kwargs):
+        raise OSError(errno.ENOLCK, "no locks on this filesystem")
+    fcntl.flock = fcntl.lockf = refuse
+import numpy as np
+import alma_store
+location, options, _, worker, n = sys.argv[1], json.loads(sys.argv[2]), *sys.argv[3:]
+worker, n = int(worker), int(n)
+store = alma_store.open(location, storage_options=options or None)
+print("ready", flush=True)
+sys.stdin.readline()
+for c in range(n):
+    if c % 2:  # the first unlabeled item, whichever that is when the commit lands
+        got = store.add_labels([0], [worker], annotator=f"w{worker}")
+    else:
+        got = store.add_labels([1000 + 100 * worker + c], [worker], relative_to="dataset",
+                               annotator=f"w{worker}")
+    print(json.dumps({"items": got.tolist(), "version": store.version}), flush=True)
+store.close()
+"""
+
+
+def run_writers(where: Where, mode: str, writers: int = 4, n: int = 15) -> list[list[int]]:
+    options = json.dumps(where.options or {})
+    procs = start_together(
+        WRITER, [[where.location, options, mode, str(w), str(n)] for w in range(writers)]
+    )
+    acked = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        acked.append([item for line in out.splitlines() for item in json.loads(line)["items"]])
+    return acked
+
+
+def test_four_writer_processes_lose_and_double_nothing(where: Where) -> None:
+    where.create(2000).close()
+    mode = "noflock" if where.options is None else "s3"
+    acked = run_writers(where, mode)
+    with where.open(mode="r") as store:
+        labels = labeled_of(store)
+        assert store.version == 60  # gapless: one version per commit
+        history = store.history()
+        assert [e.version for e in history] == list(range(1, 61))
+        assert all(len(e.dataset_indices) == 1 for e in history)
+        for worker, items in enumerate(acked):
+            assert len(items) == 15
+            assert all(labels[i] == worker for i in items)  # every acknowledged label is there
+        assert sorted(i for items in acked for i in items) == sorted(labels)  # nothing else
+        assert store.verify()["records"] == 60
+    assert len(where.names("log/")) == 60
+
+
+# -- kills ------------------------------------------------------------------------
+
+KILLED = r"""
+import json, sys
+import alma_store
+location, options = sys.argv[1], json.loads(sys.argv[2]) or None
+store = alma_store.open(location, storage_options=options)
+for c in range(4):
+    store.add_labels([10 + c], [1], relative_to="dataset")
+    print(store.version, flush=True)
+"""
+
+
+@pytest.mark.parametrize(
+    ("point", "durable"),
+    [("commit-object", 3), ("append-torn", 4)],  # before the create / after it, unacknowledged
+)
+def test_a_writer_killed_mid_commit(where: Where, point: str, durable: int) -> None:
+    where.create().close()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ALMA_STORE_CRASH": f"{point}:4"}
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED, where.location, json.dumps(where.options)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -9, proc.stderr
+    assert proc.stdout.split() == ["1", "2", "3"]  # three acknowledged
+    with where.open() as store:
+        assert store.version == durable
+        assert labeled_of(store) == {10 + c: 1 for c in range(durable)}  # all or nothing
+        store.add_labels([50], [2], relative_to="dataset")
+        assert store.version == durable + 1
+        assert store.verify()["records"] == durable + 1
+    assert not [n for n in where.names("log/") if ".tmp" in n]
+
+
+KILLED_COMPACTOR = r"""
+import json, sys
+import alma_store
+location, options = sys.argv[1], json.loads(sys.argv[2]) or None
+store = alma_store.open(location, storage_options=options)
+store._engine.mirror.compact(min_records=1)
+"""
+
+
+def test_a_compactor_killed_between_segment_and_deletes(where: Where) -> None:
+    with where.create() as store:
+        for c in range(12):
+            store.add_labels([c], [c % 3], relative_to="dataset")
+        expected = labeled_of(store)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ALMA_STORE_CRASH": "compact-segment:1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_COMPACTOR, where.location, json.dumps(where.options)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -9, proc.stderr
+    assert len(where.names("segments/")) == 1 and len(where.names("log/")) == 12  # both
+    with where.open() as store:
+        assert store.version == 12 and labeled_of(store) == expected  # each version once
+        store.add_labels([100], [1], relative_to="dataset")
+    # The lease of the killed compactor is left; once it expires, compaction goes on.
+    log = where.log(grace=0.0)
+    with where.open(mode="r") as reader:
+        mirror = reader._engine.mirror
+        assert mirror is not None
+        assert log.compact(lambda a, b: [mirror.raw(a, b)], 13, now=1e12) == (1, 13)
+    assert where.names("log/") == []
+    with where.open(mode="r") as fresh:
+        assert fresh.version == 13 and labeled_of(fresh) == {**expected, 100: 1}
+
+
+# -- compaction and readers -----------------------------------------------------------
+
+
+def test_readers_stay_exact_while_the_log_is_compacted(where: Where) -> None:
+    writer = where.create(400, chunk_rows=32)
+    states = [labeled_of(writer)]
+    for c in range(30):
+        writer.add_labels([c * 7 % 400, (c * 7 + 1) % 400], [c % 5, 1], relative_to="dataset")
+        states.append(labeled_of(writer))
+    before = where.open(mode="r")  # all from log objects
+    assert before._engine.mirror is not None
+    keep = where.log()  # default grace: a segment, no deletes
+    assert keep.compact(lambda a, b: [before._engine.mirror.raw(a, b)], 30) == (30, 0)
+    during = where.open(mode="r")  # a segment and every log object it covers
+    drop = where.log(grace=0.0)
+    assert drop.compact(lambda a, b: [before._engine.mirror.raw(a, b)], 30) == (0, 30)
+    after = where.open(mode="r")  # the segment only
+    for c in range(30, 36):
+        writer.add_labels([c * 7 % 400], [2], relative_to="dataset")
+        states.append(labeled_of(writer))
+    for reader in (before, during, after):
+        assert reader.version == 36  # each takes in the newest commits
+        for version in (0, 1, 17, 29, 30, 31, 36):
+            assert labeled_of(reader.at(version=version)) == states[version]  # type: ignore[arg-type]
+        reader.close()
+    assert where.names("log/") == [f"log/{v:020d}" for v in range(31, 37)]
+    writer.close()
+
+
+def test_an_attempt_slower_than_half_the_grace_looks_again(where: Where) -> None:
+    """A name freed by compaction could be created twice; a slow attempt never tries it."""
+    where.create().close()
+    now = [0.0]
+    log = where.log(grace=10.0, clock=lambda: now[0])
+    assert list(log.read_after(0)) == []
+    now[0] = 6.0  # more than grace / 2 after the end was seen
+    assert not log.publish(1, b"whatever")
+    assert where.names("log/") == []
+    with where.open() as store:
+        mirror = store._engine.mirror
+        assert mirror is not None
+        mirror.log.clock = lambda: now[0]
+        store.add_labels([5], [1], relative_to="dataset")  # looks again, then commits
+        now[0] = 20.0
+        store.add_labels([6], [1], relative_to="dataset")
+        assert store.version == 2
+
+
+def test_writers_compact_as_they_go(where: Where) -> None:
+    from alma_store import _engine
+
+    store = where.create(1000)
+    every = _engine.COMPACT_EVERY
+    batch = [[i] for i in range(every + 3)]
+    for items in batch:
+        store.add_labels(items, [1], relative_to="dataset")
+    assert where.names("segments/") == [f"segments/{every:020d}-{1:020d}"]
+    with where.open(mode="r") as fresh:
+        assert fresh.version == every + 3 and len(fresh.labeled) == every + 3
+    store.close()
+
+
+# -- storage that cannot hold a shared store ---------------------------------------------
+
+
+def test_a_bucket_without_conditional_writes_is_refused_and_nothing_written() -> None:
+    server = S3("no-conditional")
+    try:
+        with pytest.raises(UnsupportedStorageError, match="conditional writes"):
+            alma_store.create("s3://bkt/st", n_items=10, storage_options=server.options())
+        assert server.keys() == []
+    finally:
+        server.stop()
+
+
+def test_read_only_credentials(tmp_path: Path) -> None:
+    server = S3("read-only")
+    try:
+        with pytest.raises(ReadOnlyError, match="may not write"):
+            alma_store.create("s3://bkt/st", n_items=10, storage_options=server.options("reader"))
+        assert server.keys() == []
+        with alma_store.create("s3://bkt/st", n_items=10, storage_options=server.options()) as s:
+            s.add_labels([1], [1], relative_to="dataset")
+        before = server.keys()
+        with alma_store.open("s3://bkt/st", storage_options=server.options("reader")) as s:
+            assert s.version == 1 and labeled_of(s) == {1: 1}
+            with pytest.raises(ReadOnlyError, match="may not write"):
+                s.add_labels([2], [1], relative_to="dataset")
+            assert s.version == 1
+        assert server.keys() == before
+    finally:
+        server.stop()
