@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -26,7 +26,8 @@ from . import _scoring
 from ._annotations import AnnotationTable
 from ._claims import Claim, ClaimBook, Survey
 from ._engine import Engine
-from ._records import METRIC_FIELDS, RecordLog
+from ._records import METRIC_FIELDS
+from ._shared import LostRace
 from ._snapshot import Snapshot
 from ._types import IndexArray
 from .errors import AlreadyLabeledError, ClaimedError, InvalidInputError
@@ -53,6 +54,9 @@ def _check_ttl(ttl: object) -> float:
     return float(ttl)
 
 
+T = TypeVar("T")
+
+
 class Campaign:
     """Claims, metrics and annotations of one open store. See the module docstring.
 
@@ -68,7 +72,7 @@ class Campaign:
     def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
         self.clock = clock
-        self.log = RecordLog(engine.root / "campaign.bin", bytes.fromhex(engine.meta.uuid))
+        self.log = engine.campaign_log()
         self.book = ClaimBook()
         self.known: set[str] = set()
         self._metrics: list[dict[str, Any]] = []
@@ -91,6 +95,21 @@ class Campaign:
         """Append ``records`` durably, in one write (writer lock held), after others' records."""
         self._take(self.log.append(records))
         self._take(records)
+
+    def _locked(self, body: Callable[[], T]) -> T:
+        """Run ``body`` under the writer lock, the newest commits and records taken in.
+
+        On a shared store another process may append first (``LostRace``):
+        ``body`` then runs again on what it appended.
+        """
+        while True:
+            with self.engine.write_lock(), self._mutex:
+                self.engine.refresh(writer=True)
+                self.catch_up()
+                try:
+                    return body()
+                except LostRace:
+                    continue
 
     def catch_up(self) -> None:
         """Take in the records other processes appended."""
@@ -120,10 +139,9 @@ class Campaign:
             raise InvalidInputError(f"k must be a positive int, got {k!r}")
         annotator, ttl = _check_annotator(annotator), _check_ttl(ttl)
         engine = self.engine
-        with engine.write_lock(), self._mutex:
-            engine.refresh(writer=True)
-            snap = engine.current()
-            self.catch_up()
+
+        def body() -> Claim:
+            snap = engine.current(pull=False)
             now = self.clock()
             survey = self.book.survey(now, snap.is_labeled)
             held = survey.held()
@@ -137,14 +155,16 @@ class Campaign:
                 best = first[~np.isin(first, held)][:k]
             return self._make(now, survey, best, annotator, ttl)
 
+        return self._locked(body)
+
     def claim(self, dataset_indices: object, annotator: str, ttl: float) -> Claim:
         """Claim the given items; refuse labeled ones and ones another live claim holds."""
         annotator, ttl = _check_annotator(annotator), _check_ttl(ttl)
         engine = self.engine
         idx = parse_indices(dataset_indices, name="dataset_indices", upper=engine.n_items)
-        with engine.write_lock(), self._mutex:
-            engine.refresh(writer=True)
-            snap = engine.current()
+
+        def body() -> Claim:
+            snap = engine.current(pull=False)
             labeled = snap.is_labeled(idx)
             if labeled.any():
                 raise AlreadyLabeledError(
@@ -152,13 +172,14 @@ class Campaign:
                     reason=f"dataset indices {idx[labeled].tolist()[:8]} are labeled already; "
                     "nothing was claimed",
                 )
-            self.catch_up()
             now = self.clock()
             survey = self.book.survey(now, snap.is_labeled)
             holders = survey.holders(idx)
             if holders:
                 raise ClaimedError(dict(sorted(holders.items())))
             return self._make(now, survey, idx, annotator, ttl)
+
+        return self._locked(body)
 
     def _make(
         self, now: float, survey: Survey, items: IndexArray, annotator: str, ttl: float
@@ -179,18 +200,19 @@ class Campaign:
         if not isinstance(claim_id, str):
             raise InvalidInputError(f"release takes a Claim or its id, got {claim!r}")
         engine = self.engine
-        with engine.write_lock(), self._mutex:
-            engine.refresh(writer=True)
-            self.catch_up()
+
+        def body() -> bool:
             if claim_id not in self.known:
                 raise InvalidInputError(
                     f"no claim with id {claim_id!r} was ever made on this store"
                 )
-            live = self.book.survey(self.clock(), engine.current().is_labeled).live()
+            live = self.book.survey(self.clock(), engine.current(pull=False).is_labeled).live()
             if claim_id not in {c.id for c in live}:
                 return False
             self._append([{"op": "release", "id": claim_id, "time": self.clock()}])
             return True
+
+        return self._locked(body)
 
     # -- metrics ----------------------------------------------------------------
 
@@ -228,8 +250,8 @@ class Campaign:
             )
             for k, v in metrics.items()
         }
-        with self.engine.write_lock(), self._mutex:
-            self.engine.refresh(writer=True)
+
+        def body() -> dict[str, Any]:
             snap = snap_of()
             record = {
                 "op": "metrics",
@@ -240,7 +262,9 @@ class Campaign:
                 "values": values,
             }
             self._append([record])
-        return _shown(record)
+            return record
+
+        return _shown(self._locked(body))
 
     def metrics(self) -> list[dict[str, Any]]:
         """Every metrics record, oldest first."""

@@ -48,6 +48,7 @@ from ._meta import FORMAT_VERSION, SHARED_FORMAT_VERSION, StoreMeta, read_meta, 
 from ._mirror import MirrorJournal
 from ._objects import DirObjects, Objects, open_objects
 from ._overlay import NO_UNDO, Overlay, chunk_labels, chunk_mask, undo_in_range
+from ._records import RecordLog, SharedRecordLog
 from ._shared import SharedLog, read_shared_meta
 from ._snapshot import Snapshot
 from ._state import Checkpoint, MarksIndex
@@ -137,6 +138,10 @@ class Engine:
                 meta.label_shape,
                 writable=writable,
             )
+        self.storage_options: dict[str, Any] | None = None
+        """The storage options the store was opened with (kept in memory, for workers)."""
+        self.files: Objects = shared.objects if shared is not None else DirObjects(root)
+        """Where the store's other files live (scoring runs): its directory or URL."""
         self._closed = False
         self._mirror_checkpointing = False
         try:
@@ -306,6 +311,12 @@ class Engine:
             with self._mutex:
                 self.check_open()
                 self.mirror.pull()
+
+    def campaign_log(self) -> RecordLog | SharedRecordLog:
+        """A reader and appender of the store's campaign log (claims, metrics)."""
+        if self.mirror is not None:
+            return SharedRecordLog(self.mirror.log.objects)
+        return RecordLog(self.root / "campaign.bin", bytes.fromhex(self.meta.uuid))
 
     def compact_if_due(self, version: int) -> None:
         """After the commit of ``version``: fold a shared store's log every ``COMPACT_EVERY``."""
@@ -683,6 +694,7 @@ def open_engine(
     except BaseException:
         source.close()
         raise
+    engine.storage_options = storage_options
     return engine, source
 
 
@@ -717,6 +729,7 @@ def _open_shared(
     except BaseException:
         shutil.rmtree(mirror, ignore_errors=True)
         raise
+    engine.storage_options = options
     return engine, source
 
 

@@ -27,14 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._shared import SharedLog, log_name
+from ._shared import LostRace, SharedLog, log_name
 from .journal import FILE_HEADER_SIZE, REC_HEADER, Journal
 
 __all__ = ["LostRace", "MirrorJournal"]
-
-
-class LostRace(Exception):
-    """Another writer created the commit object of this version first (internal)."""
 
 
 def record_version(record: bytes) -> int:

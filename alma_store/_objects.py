@@ -260,8 +260,7 @@ class RemoteObjects:
             if isinstance(exc, BaseError | OSError) and not isinstance(exc, FileNotFoundError):
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
                 raise StorageUnavailableError(
-                    f"{self.location}: {'writing' if writing else 'reading'} {name} failed: "
-                    f"{first}"
+                    f"{self.location}: {'writing' if writing else 'reading'} {name} failed: {first}"
                 ) from exc
             raise
 

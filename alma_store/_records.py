@@ -32,9 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from ._fs import atomic_write, crash_point, storage_errors, write_fd
+from ._objects import Objects
+from ._shared import LostRace
 from .errors import CorruptStoreError
 
-__all__ = ["METRIC_FIELDS", "RecordLog", "encode_record"]
+__all__ = ["METRIC_FIELDS", "RecordLog", "SharedRecordLog", "encode_record"]
 
 METRIC_FIELDS = ("round", "version", "num_labeled", "time")
 """Fields every metrics record has besides its metrics; no metric may take one of these names."""
@@ -55,6 +57,23 @@ def encode_record(obj: dict[str, Any]) -> bytes:
     payload = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
     first = struct.pack("<4sII", REC_MAGIC, len(payload), zlib.crc32(payload))
     return first + struct.pack("<I", zlib.crc32(first)) + payload
+
+
+def decode_record(raw: bytes, pos: int, where: str) -> dict[str, Any]:
+    """The JSON object of the whole record at ``pos`` in ``raw``, checked."""
+    magic, length, crc, head_crc = _REC.unpack_from(raw, pos)
+    if magic != REC_MAGIC or head_crc != zlib.crc32(raw[pos : pos + 12]):
+        raise CorruptStoreError(f"{where}: bad record header")
+    payload = raw[pos + _REC.size : pos + _REC.size + length]
+    if len(payload) != length or zlib.crc32(payload) != crc:
+        raise CorruptStoreError(f"{where}: checksum mismatch")
+    try:
+        obj = json.loads(payload)
+    except ValueError:
+        raise CorruptStoreError(f"{where}: not JSON") from None
+    if not isinstance(obj, dict):
+        raise CorruptStoreError(f"{where}: not a JSON object")
+    return obj
 
 
 class RecordLog:
@@ -97,19 +116,13 @@ class RecordLog:
             if len(raw) - pos < _REC.size:
                 self._torn = True
                 break
-            magic, length, crc, head_crc = _REC.unpack_from(raw, pos)
+            magic, length, _, head_crc = _REC.unpack_from(raw, pos)
             if magic != REC_MAGIC or head_crc != zlib.crc32(raw[pos : pos + 12]):
                 raise CorruptStoreError(f"{self.path} is damaged at byte {at}: bad record header")
             if len(raw) - pos - _REC.size < length:
                 self._torn = True
                 break
-            payload = raw[pos + _REC.size : pos + _REC.size + length]
-            if zlib.crc32(payload) != crc:
-                raise CorruptStoreError(f"{self.path} is damaged at byte {at}: checksum mismatch")
-            try:
-                out.append(json.loads(payload))
-            except ValueError:
-                raise CorruptStoreError(f"{self.path} is damaged at byte {at}: not JSON") from None
+            out.append(decode_record(raw, pos, f"{self.path} is damaged at byte {at}"))
             pos += _REC.size + length
         self.offset = base + pos
         return out
@@ -140,3 +153,53 @@ class RecordLog:
                 os.close(fd)
         self.offset += len(record)
         return newer
+
+
+class SharedRecordLog:
+    """The campaign log of a shared store: one create-if-absent object per append.
+
+    ``campaign/<n>`` (20 digits) holds the records of the ``n``-th append,
+    framed as in ``campaign.bin``; an append creates the next free ``n``, so
+    the appends are totally ordered without a lock. A writer that loses the
+    name gets :class:`~alma_store._shared.LostRace`, takes the winner's records
+    in (its next :meth:`read_new`) and checks its own again.
+    """
+
+    def __init__(self, objects: Objects) -> None:
+        self.objects = objects
+        self.count = 0  # appends read so far
+        self.path = f"{objects.location}/campaign/"
+
+    def _name(self, n: int) -> str:
+        return f"campaign/{n:020d}"
+
+    def read_new(self) -> list[dict[str, Any]]:
+        """The records appended since the last call, oldest first."""
+        out: list[dict[str, Any]] = []
+        while (raw := self.objects.get(self._name(self.count + 1))) is not None:
+            pos, where = 0, f"{self.path}{self.count + 1:020d}"
+            while pos < len(raw):
+                if len(raw) - pos < _REC.size:
+                    raise CorruptStoreError(f"{where} is damaged at byte {pos}: a short record")
+                out.append(decode_record(raw, pos, f"{where} is damaged at byte {pos}"))
+                pos += _REC.size + _REC.unpack_from(raw, pos)[1]
+            self.count += 1
+        return out
+
+    def append(self, objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Create the next append's object; the records read before it (see :class:`RecordLog`).
+
+        Raises
+        ------
+        LostRace
+            Another process appended first: its records are read by the next
+            :meth:`read_new`; check again and retry.
+        """
+        # The caller read every append before deciding: if there is a newer one, the
+        # create fails, and the caller takes it in and decides again.
+        if not self.objects.create(
+            self._name(self.count + 1), b"".join(encode_record(obj) for obj in objs)
+        ):
+            raise LostRace(self.count + 1)
+        self.count += 1
+        return []

@@ -8,7 +8,9 @@ Layout 2 (format version 3)::
 A step file holds the complete scores of one or more chunks and is created
 atomically (temp file, fsync, rename, fsync of the directory), so a chunk is
 done exactly when a step file holds it: there is nothing else to trust or to
-keep consistent. A step's bytes are::
+keep consistent. A shared store (format 5) keeps the same files as objects under
+``scores/<name>/`` of its directory or URL: a step is created if absent
+(:mod:`alma_store._objects`), so it is whole or absent there too. A step's bytes are::
 
     b"ALSS" | u32 format (1) | u32 count | u32 chunk ids[count] | the chunks' scores | u32 CRC-32
 
@@ -43,6 +45,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._fs import atomic_write, crash_point, storage_errors
+from ._objects import DirObjects, Objects
 from ._state import ChunkCodec
 from .errors import CorruptStoreError, InvalidInputError
 from .index import chunk_sizes
@@ -50,7 +53,7 @@ from .index import chunk_sizes
 if TYPE_CHECKING:
     from ._engine import Engine
 
-__all__ = ["ScoreRun", "open_run", "scores_root"]
+__all__ = ["ScoreRun", "check_name", "open_run"]
 
 LAYOUT = 2
 _MAGIC = b"ALSS"
@@ -58,13 +61,12 @@ _HEAD = struct.Struct("<4sII")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 
-def scores_root(root: Path, name: str) -> Path:
-    """The folder of scoring ``name`` (the name checked)."""
+def check_name(name: object) -> None:
+    """Refuse a scores name that is not 1-100 letters, digits, '_', '-' or '.'."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidInputError(
             f"a scores name must be 1-100 letters, digits, '_', '-' or '.', got {name!r}"
         )
-    return root / "scores" / name
 
 
 def encode_step(chunks: list[int], values: list[np.ndarray], dtype: np.dtype) -> list[memoryview]:
@@ -112,9 +114,13 @@ def decode_step(
 
 @dataclass
 class ScoreRun:
-    """One scoring run's files, and which chunks are done."""
+    """One scoring run's files, and which chunks are done.
 
-    folder: Path
+    ``objects`` holds them under ``scores/<name>/``: a local store's directory,
+    or a shared store's directory or object storage.
+    """
+
+    objects: Objects
     name: str
     dtype: np.dtype
     chunk_rows: int
@@ -122,32 +128,61 @@ class ScoreRun:
     layout: int
 
     @property
+    def prefix(self) -> str:
+        """The run's object names start with this."""
+        return f"scores/{self.name}/"
+
+    @property
+    def folder(self) -> Path:
+        """The run's folder (a store in a directory)."""
+        assert isinstance(self.objects, DirObjects)
+        return self.objects.root / "scores" / self.name
+
+    @property
     def sizes(self) -> np.ndarray:
         """Rows of every chunk."""
         return chunk_sizes(self.n_items, self.chunk_rows)
 
-    def done(self) -> dict[int, Path]:
-        """Chunks that are complete, and the file holding each (layout 2)."""
+    def done(self) -> dict[int, str]:
+        """Chunks that are complete, and the step (its object name) holding each."""
         if self.layout == 1:
             folder = self.folder / "done"
             names = os.listdir(folder) if folder.exists() else []
-            return {int(p): folder / p for p in names if p.isdigit()}
-        out: dict[int, Path] = {}
-        folder = self.folder / "steps"
-        for path in sorted(folder.glob("*.bin")) if folder.exists() else []:
-            for j in self._step_ids(path):
-                out.setdefault(j, path)
+            return {int(p): str(folder / p) for p in names if p.isdigit()}
+        out: dict[int, str] = {}
+        steps = [m.name for m in self.objects.list(self.prefix + "steps/")]
+        for name in (n for n in steps if n.endswith(".bin")):
+            for j in self._step_ids(name):
+                out.setdefault(j, name)
         return out
 
-    def _step_ids(self, path: Path) -> list[int]:
-        with open(path, "rb") as f:
-            head = f.read(_HEAD.size)
-            if len(head) < _HEAD.size or head[:4] != _MAGIC:
-                raise CorruptStoreError(f"score step file {path} is damaged (bad header)")
-            _, _, count = _HEAD.unpack(head)
-            ids = np.frombuffer(f.read(4 * count), "<u4")
+    def _where(self, name: str) -> str:
+        return f"{self.objects.location}/{name}"
+
+    def _read(self, name: str) -> bytes | mmap.mmap:
+        """A step's bytes: a local file memory-mapped (the page cache, not our memory)."""
+        if isinstance(self.objects, DirObjects):
+            with open(self.objects.root / name, "rb") as f:
+                try:
+                    return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                except ValueError:  # an empty file
+                    return b""
+        raw = self.objects.get(name)
+        if raw is None:
+            raise CorruptStoreError(f"score step {self._where(name)} vanished")
+        return raw
+
+    def _step_ids(self, name: str) -> list[int]:
+        raw = self._read(name)
+        head = raw[: _HEAD.size]
+        if len(head) < _HEAD.size or head[:4] != _MAGIC:
+            raise CorruptStoreError(f"score step file {self._where(name)} is damaged (bad header)")
+        _, _, count = _HEAD.unpack(head)
+        ids = np.frombuffer(raw[_HEAD.size : _HEAD.size + 4 * count], "<u4")
         if len(ids) != count or (len(ids) and ids.max() >= len(self.sizes)):
-            raise CorruptStoreError(f"score step file {path} is damaged (bad chunk ids)")
+            raise CorruptStoreError(
+                f"score step file {self._where(name)} is damaged (bad chunk ids)"
+            )
         return ids.astype(np.int64).tolist()
 
     def _pieces(self, ids: np.ndarray, values: np.ndarray) -> list[np.ndarray]:
@@ -155,13 +190,13 @@ class ScoreRun:
         ends = np.cumsum(self.sizes[ids]).tolist()
         return np.split(values, ends[:-1]) if ends else []
 
-    def read(self, done: dict[int, Path], chunks: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+    def read(self, done: dict[int, str], chunks: list[int]) -> Iterator[tuple[int, np.ndarray]]:
         """``(j, scores of chunk j)`` for ``chunks`` of ``done``, each file read once."""
         for ids, values in self.read_blocks(done, chunks):
             yield from zip(ids.tolist(), self._pieces(ids, values), strict=True)
 
     def read_blocks(
-        self, done: dict[int, Path], chunks: list[int]
+        self, done: dict[int, str], chunks: list[int]
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(chunk ids, their scores back to back)`` for ``chunks`` of ``done`` (what
         :meth:`done` returned), one block per step file read.
@@ -177,18 +212,15 @@ class ScoreRun:
                 parts = [codec.decode(codec.read_raw(j), j, int(sizes[j])) for j in ids.tolist()]
                 yield ids, np.concatenate(parts) if parts else np.empty(0, self.dtype)
             return
-        by_file: dict[Path, set[int]] = {}
+        by_file: dict[str, set[int]] = {}
         for j in chunks:
             by_file.setdefault(done[j], set()).add(j)
-        for path, wanted in by_file.items():
-            with open(path, "rb") as f:  # mapped: the page cache, not this process's memory
-                try:
-                    raw: bytes | mmap.mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-                except ValueError:  # an empty file
-                    raw = b""
-            ids, values = decode_step(raw, path, self.dtype)
+        for name, wanted in by_file.items():
+            ids, values = decode_step(self._read(name), self._where(name), self.dtype)
             if ids.size and len(values) != int(sizes[ids].sum()):
-                raise CorruptStoreError(f"score step file {path} is damaged (wrong length)")
+                raise CorruptStoreError(
+                    f"score step file {self._where(name)} is damaged (wrong length)"
+                )
             keep = np.isin(ids, np.fromiter(wanted, np.int64, len(wanted)))
             if not keep.all():
                 pieces = self._pieces(ids, values)
@@ -196,65 +228,74 @@ class ScoreRun:
                 ids = ids[keep]
             yield ids, values
 
-    def write_step(self, chunks: list[int], values: list[np.ndarray]) -> Path:
-        """Make the scores of ``chunks`` durable in one new step file."""
-        path = self.folder / "steps" / f"{uuid.uuid4().hex}.bin"
-        atomic_write(path, encode_step(chunks, values, self.dtype))
+    def write_step(self, chunks: list[int], values: list[np.ndarray]) -> str:
+        """Make the scores of ``chunks`` durable in one new step; its object name."""
+        name = f"{self.prefix}steps/{uuid.uuid4().hex}.bin"
+        parts = encode_step(chunks, values, self.dtype)
+        if isinstance(self.objects, DirObjects):
+            path = self.objects.root / name
+            with storage_errors(path.parent):
+                path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, parts)  # no joined copy
+        else:
+            self.objects.create(name, b"".join(parts))
         crash_point("score-step")
-        return path
+        return name
 
     def _legacy_codec(self) -> ChunkCodec:
         return ChunkCodec(self.folder / "values", (self.n_items,), (self.chunk_rows,), self.dtype)
 
 
-def _read_meta(folder: Path, name: str) -> dict[str, object]:
+def _read_meta(objects: Objects, name: str) -> dict[str, object]:
+    where = f"{objects.location}/scores/{name}/meta.json"
+    raw = objects.get(f"scores/{name}/meta.json")
+    if raw is None:
+        raise InvalidInputError(f"no scores named {name!r} in {objects.location}")
     try:
-        meta = json.loads((folder / "meta.json").read_bytes())
+        meta = json.loads(raw)
         if not isinstance(meta, dict):
             raise TypeError("not an object")
         return meta
-    except FileNotFoundError:
-        raise InvalidInputError(f"no scores named {name!r} in {folder.parent.parent}") from None
     except (ValueError, TypeError) as exc:
-        raise CorruptStoreError(f"{folder / 'meta.json'} is damaged: {exc}") from None
+        raise CorruptStoreError(f"{where} is damaged: {exc}") from None
 
 
-def _run_from(engine: Engine, folder: Path, name: str) -> ScoreRun:
-    meta = _read_meta(folder, name)
+def _run_from(engine: Engine, name: str) -> ScoreRun:
+    objects = engine.files
+    meta = _read_meta(objects, name)
+    where = f"{objects.location}/scores/{name}/meta.json"
     try:
         dtype = np.dtype(str(meta["dtype"]))
         layout = int(meta.get("layout", 1))  # type: ignore[call-overload]
         chunk_rows = meta["chunk_rows"]
     except (KeyError, TypeError, ValueError) as exc:
-        raise CorruptStoreError(f"{folder / 'meta.json'} is damaged: {exc!r}") from None
+        raise CorruptStoreError(f"{where} is damaged: {exc!r}") from None
     if chunk_rows != engine.chunk_rows or layout not in (1, LAYOUT):
         raise CorruptStoreError(
-            f"{folder / 'meta.json'} does not describe a scoring of this store "
+            f"{where} does not describe a scoring of this store "
             f"(chunk_rows {chunk_rows!r}, layout {layout!r})"
         )
-    return ScoreRun(folder, name, dtype, engine.chunk_rows, engine.n_items, layout)
+    return ScoreRun(objects, name, dtype, engine.chunk_rows, engine.n_items, layout)
 
 
 def open_run(engine: Engine, name: str, dtype: str = "float32", *, create: bool) -> ScoreRun:
     """The scoring run ``name``; with ``create``, made (or moved to layout 2) under the writer lock."""
-    folder = scores_root(engine.root, name)
+    check_name(name)
     if not create:
-        return _run_from(engine, folder, name)
+        return _run_from(engine, name)
     with engine.write_lock():
         engine.refresh(writer=True)
         engine.checkpoint_if_old_format()  # step files need format version 3
-        if not (folder / "meta.json").exists():
-            with storage_errors(folder):
-                (folder / "steps").mkdir(parents=True, exist_ok=True)
-            meta = {
-                "layout": LAYOUT,
-                "dtype": np.dtype(dtype).str,
-                "chunk_rows": engine.chunk_rows,
-                "store_version": engine.current().version,
-                "created": time.time(),
-            }
-            atomic_write(folder / "meta.json", json.dumps(meta).encode())
-        run = _run_from(engine, folder, name)
+        meta = {
+            "layout": LAYOUT,
+            "dtype": np.dtype(dtype).str,
+            "chunk_rows": engine.chunk_rows,
+            "store_version": engine.current().version,
+            "created": time.time(),
+        }
+        # Created once: every process and host that joins the run reads the first one's.
+        engine.files.create(f"scores/{name}/meta.json", json.dumps(meta).encode())
+        run = _run_from(engine, name)
         return _upgrade(run) if run.layout == 1 else run
 
 
@@ -264,7 +305,7 @@ def _upgrade(old: ScoreRun) -> ScoreRun:
     A crash before the switch leaves layout 1 in force (the steps are redone); after
     it, only the old files are left to delete.
     """
-    new = ScoreRun(old.folder, old.name, old.dtype, old.chunk_rows, old.n_items, LAYOUT)
+    new = ScoreRun(old.objects, old.name, old.dtype, old.chunk_rows, old.n_items, LAYOUT)
     steps = old.folder / "steps"
     shutil.rmtree(steps, ignore_errors=True)  # from an upgrade that did not finish
     with storage_errors(steps):
@@ -275,7 +316,7 @@ def _upgrade(old: ScoreRun) -> ScoreRun:
     for a in range(0, len(chunks), per_step):
         part = dict(old.read(done, chunks[a : a + per_step]))
         new.write_step(list(part), list(part.values()))
-    meta = _read_meta(old.folder, old.name)
+    meta = _read_meta(old.objects, old.name)
     meta["layout"] = LAYOUT
     atomic_write(old.folder / "meta.json", json.dumps(meta).encode())
     shutil.rmtree(old.folder / "values", ignore_errors=True)

@@ -61,6 +61,7 @@ from .journal import split_records
 
 __all__ = [
     "DEFAULT_GRACE",
+    "LostRace",
     "SharedLog",
     "create_shared",
     "is_shared",
@@ -76,6 +77,10 @@ FETCH_AHEAD = 16
 DEFAULT_GRACE = 600.0
 """Seconds a log object stays after a segment covers it (and a writer's attempt's limit x 2)."""
 LEASE_SECONDS = 120.0
+
+
+class LostRace(Exception):
+    """Another writer created the object of this version first (internal)."""
 
 
 def log_name(version: int) -> str:
@@ -178,6 +183,7 @@ class SharedLog:
         self.seen_at = -float("inf")
         """When :meth:`read_after` last listed the segments and found the end of the log."""
         self._pool: ThreadPoolExecutor | None = None
+        self._pid = os.getpid()
 
     @property
     def location(self) -> str:

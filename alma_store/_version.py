@@ -51,6 +51,8 @@ class StoreVersion:
         """The store's directory, or the URL of a shared store in object storage."""
         self.path: Path | str = self.location if is_url(self.location) else Path(self.location)
         """The store directory (a ``Path``); for a store in object storage, its URL."""
+        self.storage_options = engine.storage_options
+        """The storage options the store was opened with (in memory only, never written)."""
         self.chunk_rows = meta.chunk_rows
         """Rows per chunk of the mask, the labels and the count index."""
         self.schema = LabelSchema(meta.label_dtype, meta.label_shape, meta.classes)

@@ -89,7 +89,7 @@ def score(
     if store.mode != "r+":
         raise ReadOnlyError(f"{store.path} was opened with mode='r'; open it with mode='r+'")
     path = store.location if is_url(store.location) else str(Path(store.location).resolve())
-    options = store.feature_source.storage_options  # travel with the tasks, never to disk
+    options = store.storage_options  # travel with the tasks, never to disk
     engine, source = _writer(path, options)
     try:
         todo = todo_chunks(open_run(engine, name, create=True))

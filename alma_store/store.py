@@ -40,8 +40,7 @@ from ._campaign_methods import CampaignMethods
 from ._engine import DEFAULT_CHECKPOINT_ROWS, open_engine
 from ._fs import crash_point
 from ._labels import parse_provenance, split_batch
-from ._mirror import LostRace
-from ._records import RecordLog
+from ._shared import LostRace
 from ._snapshot import Snapshot
 from ._types import IndexArray, PathLike
 from ._verify import verify
@@ -608,7 +607,7 @@ class Store(StoreVersion, CampaignMethods):
         """
         summary = verify(self._engine, progress)
         engine = self._engine
-        log = RecordLog(engine.root / "campaign.bin", bytes.fromhex(engine.meta.uuid))
+        log = engine.campaign_log()
         summary["campaign_records"] = len(log.read_new())  # a fresh read checks every record
         return summary
 

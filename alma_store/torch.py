@@ -71,7 +71,7 @@ class ViewDataset:
             )
         self.dataset = dataset
         self.path = view.store_path
-        self.storage_options = view.feature_source.storage_options  # for workers, in memory
+        self.storage_options = view.storage_options  # for workers, in memory
         self.version = view.version
         self.labeled = view.is_labeled_view
         self.with_labels = with_labels

@@ -91,6 +91,11 @@ class _View:
         return self._engine.location
 
     @property
+    def storage_options(self) -> dict[str, Any] | None:
+        """The storage options the store was opened with (workers reopen it with them)."""
+        return self._engine.storage_options
+
+    @property
     def feature_source(self) -> FeatureSource:
         """The feature source rows are read from."""
         return self._source
@@ -219,7 +224,7 @@ class _View:
                     self.version,
                     self._labeled,
                     j,
-                    self._source.storage_options,
+                    self._engine.storage_options,
                 ),
                 shape=(int(self._counts[j]), *tail),
                 dtype=self.dtype,

@@ -14,6 +14,7 @@ stdin is closed. Modes:
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 from typing import Any
@@ -25,8 +26,6 @@ from moto.moto_server.werkzeug_app import (
     MotoRequestHandler,
     create_backend_app,
 )
-import logging
-
 from werkzeug.serving import make_server
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import alma_store
-from alma_store import StorageUnavailableError, InvalidInputError
+from alma_store import InvalidInputError, StorageUnavailableError
 from alma_store.torch import ViewDataset
 
 

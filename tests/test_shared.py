@@ -271,6 +271,7 @@ def test_a_writer_killed_mid_commit(where: Where, point: str, durable: int) -> N
     proc = subprocess.run(
         [sys.executable, "-c", KILLED, where.location, json.dumps(where.options)],
         env=env,
+        check=False,
         capture_output=True,
         text=True,
         timeout=300,
@@ -304,6 +305,7 @@ def test_a_compactor_killed_between_segment_and_deletes(where: Where) -> None:
     proc = subprocess.run(
         [sys.executable, "-c", KILLED_COMPACTOR, where.location, json.dumps(where.options)],
         env=env,
+        check=False,
         capture_output=True,
         text=True,
         timeout=300,
@@ -416,3 +418,100 @@ def test_read_only_credentials(tmp_path: Path) -> None:
         assert server.keys() == before
     finally:
         server.stop()
+
+
+# -- the campaign log ---------------------------------------------------------------
+
+CLAIMER = r"""
+import json, sys
+import alma_store
+location, options, annotator = sys.argv[1], json.loads(sys.argv[2]) or None, sys.argv[3]
+store = alma_store.open(location, storage_options=options)
+print("ready", flush=True)
+sys.stdin.readline()
+got = [store.claim_next(3, annotator=annotator, ttl=3600).dataset_indices.tolist() for _ in range(4)]
+store.log_metrics(round=1, claimed=sum(map(len, got)))
+print(json.dumps(got), flush=True)
+"""
+
+
+def test_claims_and_metrics_from_four_processes(where: Where) -> None:
+    where.create(200, chunk_rows=16).close()
+    argv = [[where.location, json.dumps(where.options), f"w{k}"] for k in range(4)]
+    procs = start_together(CLAIMER, argv)
+    results = [json.loads(p.communicate(timeout=600)[0].splitlines()[-1]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    items = [i for got in results for claim in got for i in claim]
+    assert sorted(items) == list(range(48))  # every item claimed once, the first 48 in order
+    with where.open() as store:
+        claims = store.claims()
+        assert len(claims) == 16 and {c.annotator for c in claims} == {"w0", "w1", "w2", "w3"}
+        assert [m["claimed"] for m in store.metrics()] == [12] * 4
+        held = claims[0]
+        with pytest.raises(alma_store.ClaimedError):
+            store.claim(held.dataset_indices[:1], annotator="someone else", ttl=60)
+        assert store.release(held) and not store.release(held)
+        assert store.verify()["campaign_records"] == 16 + 4 + 1
+
+
+# -- scoring and workers --------------------------------------------------------------
+
+
+def norm_score(rows: np.ndarray) -> np.ndarray:
+    """A module-level scoring function (workers unpickle it)."""
+    return np.linalg.norm(rows, axis=1)
+
+
+def test_scoring_runs_live_with_the_store(where: Where, tmp_path: Path) -> None:
+    x = np.random.default_rng(3).normal(size=(300, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    store = alma_store.create(
+        where.location,
+        str(tmp_path / "x.npy"),
+        chunk_rows=32,
+        shared=True,
+        storage_options=where.options,
+    )
+    store.add_labels([0, 5, 9], [1, 1, 1], relative_to="dataset")
+    store.score(norm_score, "norm", plan=lambda done, total: None)
+    unlabeled = np.setdiff1d(np.arange(300), [0, 5, 9])
+    best = unlabeled[np.argsort(-norm_score(x[unlabeled]), kind="stable")[:7]]
+    with where.open(mode="r") as other:  # another process's view of the same run
+        assert other.top_k("norm", 7).dataset_indices.tolist() == best.tolist()
+    assert any(n.startswith("scores/norm/steps/") for n in where.names("scores/norm/steps/"))
+    store.close()
+
+
+@pytest.mark.slow
+def test_dask_and_torch_workers_reopen_by_url(s3: S3, tmp_path: Path) -> None:
+    import pickle
+
+    from dask.distributed import Client, LocalCluster
+
+    from alma_store import dask as alma_dask
+    from alma_store.torch import ViewDataset
+
+    x = np.random.default_rng(4).normal(size=(500, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    location = f"s3://bkt/{uuid.uuid4().hex}"
+    store = alma_store.create(
+        location, str(tmp_path / "x.npy"), chunk_rows=64, storage_options=s3.options()
+    )
+    store.add_labels([3, 400], [1, 2], relative_to="dataset")
+    with (
+        LocalCluster(
+            n_workers=1, processes=True, threads_per_worker=1, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        rows = client.compute(store.unlabeled.to_dask()).result()
+        assert alma_dask.score(store, norm_score, "dask", client=client) > 0
+    mask = np.asarray(store.labeled_mask)
+    assert np.array_equal(rows, x[~mask])
+    free = np.flatnonzero(~mask)
+    best = free[np.argsort(-norm_score(x[free]), kind="stable")[:5]]
+    assert store.top_k("dask", 5).dataset_indices.tolist() == best.tolist()
+    worker_copy = pickle.loads(pickle.dumps(ViewDataset(store.labeled)))
+    row, label = worker_copy[1]
+    assert np.array_equal(row, x[400]) and label == 2
+    store.close()
