@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ._annotations import Annotation
 from ._claims import Claim
-from ._entry import create, open
+from ._entry import copy, create, open
 from ._version import StoreVersion
 from .compat import ActiveLearningManager
 from .errors import (
@@ -71,6 +71,7 @@ __all__ = [
     "UnlabeledView",
     "UnsupportedStorageError",
     "__version__",
+    "copy",
     "create",
     "open",
 ]

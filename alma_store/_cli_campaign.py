@@ -80,7 +80,7 @@ def add_campaign_commands(
     @click.option("--format", "fmt", type=click.Choice(FORMATS), default="label-studio")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     def claim(
-        store: Path,
+        store: str,
         annotator: str,
         ttl: float,
         k: int | None,
@@ -118,7 +118,7 @@ def add_campaign_commands(
     @cli.command()
     @store_arg
     @click.argument("claim_id")
-    def release(store: Path, claim_id: str) -> None:
+    def release(store: str, claim_id: str) -> None:
         """Release claim CLAIM_ID of STORE before it lapses."""
         with open_store(store) as s:
             live = s.release(claim_id)
@@ -127,7 +127,7 @@ def add_campaign_commands(
     @cli.command()
     @store_arg
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per claim.")
-    def claims(store: Path, as_json: bool) -> None:
+    def claims(store: str, as_json: bool) -> None:
         """List the live claims of STORE, oldest first."""
         with open_store(store, mode="r") as s:
             live = s.claims()
@@ -158,7 +158,7 @@ def add_campaign_commands(
         help="module:function giving each item's display fields as a dict.",
     )
     def export_tasks(
-        store: Path,
+        store: str,
         out: Path,
         fmt: str,
         claim_id: str | None,
@@ -188,7 +188,7 @@ def add_campaign_commands(
     @cli.command()
     @store_arg
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-    def agreement(store: Path, as_json: bool) -> None:
+    def agreement(store: str, as_json: bool) -> None:
         """Inter-annotator agreement of STORE (Cohen's or Fleiss' kappa, Krippendorff's alpha)."""
         with open_store(store, mode="r") as s:
             got = s.agreement()
@@ -215,7 +215,7 @@ def add_campaign_commands(
     @click.argument("pairs", nargs=-1)
     @click.option("--round", "round_", type=int, default=None, help="Round the metrics are for.")
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per record.")
-    def metrics(store: Path, pairs: tuple[str, ...], round_: int | None, as_json: bool) -> None:
+    def metrics(store: str, pairs: tuple[str, ...], round_: int | None, as_json: bool) -> None:
         """Log NAME=VALUE metrics for --round, or without PAIRS list every record of STORE."""
         if pairs:
             values: dict[str, Any] = {}

@@ -716,7 +716,7 @@ def _open_shared(
         try:
             engine = Engine(
                 mirror,
-                read_meta(mirror),
+                meta,  # format 5: the mirror is an implementation detail
                 writable=writable,
                 checkpoint_rows=checkpoint_rows,
                 lock_timeout=60.0,

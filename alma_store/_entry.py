@@ -8,11 +8,12 @@ from typing import Any, Literal
 from ._create import build_shared_store, build_store
 from ._engine import DEFAULT_CHECKPOINT_ROWS
 from ._fs import is_url, local_path
+from ._migrate import copy_store
 from ._types import PathLike
 from .errors import InvalidInputError
 from .store import Store
 
-__all__ = ["create", "open", "open_store"]
+__all__ = ["copy", "create", "open", "open_store"]
 
 
 def open_store(
@@ -212,6 +213,58 @@ def store_location(path: object) -> str:
     if isinstance(path, str) and is_url(path) and not path.startswith("file://"):
         return path.rstrip("/")
     return str(local_path(path, "store path"))
+
+
+def copy(
+    src: PathLike,
+    dst: PathLike,
+    *,
+    storage_options: dict[str, Any] | None = None,
+    dst_storage_options: dict[str, Any] | None = None,
+    shared: bool = False,
+) -> dict[str, Any]:
+    """Copy the store at ``src`` to ``dst`` with its whole history.
+
+    Either side may be a directory or the URL of a shared store, so this
+    moves a store to object storage and back (``alma copy SRC DST``). The copy
+    has the same versions, with the same times, annotators and annotations,
+    and the same campaign log (claims, metrics); score runs are not copied
+    (score again under the same name). Nothing of the copy is visible until
+    it is whole. Its cost is one read of the history and, for a directory
+    copy, one checkpoint.
+
+    Parameters
+    ----------
+    src, dst
+        Directories or URLs. ``dst`` must not exist (or be an empty directory).
+    storage_options, dst_storage_options
+        fsspec-style options for ``src`` and ``dst`` (see :func:`open`).
+    shared
+        Make a directory ``dst`` a shared store (URLs are always shared).
+
+    Returns
+    -------
+    dict
+        ``version`` (the copy's, the source's at the start of the copy) and
+        ``campaign_records``.
+
+    Raises
+    ------
+    StoreExistsError
+        ``dst`` holds something.
+    UnsupportedStorageError, ReadOnlyError
+        ``dst`` cannot hold a shared store; nothing is written.
+    InvalidInputError
+        The features were copied into ``src`` from memory and ``dst`` is in
+        object storage (which takes features by URL).
+    """
+    return copy_store(
+        store_location(src),
+        store_location(dst),
+        storage_options=check_storage_options(storage_options),
+        dst_storage_options=check_storage_options(dst_storage_options),
+        shared=shared,
+    )
 
 
 def check_storage_options(options: object) -> dict[str, Any] | None:

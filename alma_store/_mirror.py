@@ -21,7 +21,6 @@ object is created.
 from __future__ import annotations
 
 import json
-import os
 import struct
 from pathlib import Path
 
@@ -92,8 +91,7 @@ class MirrorJournal(Journal):
 
     def raw(self, first: int, last: int) -> bytes:
         """The record bytes of versions ``first .. last``, back to back."""
-        lo, hi = self.ends[first - 1], self.ends[last]
-        return os.pread(self._fd, hi - lo, lo)
+        return self.read_bytes(self.ends[first - 1], self.ends[last])
 
     def compact(self, min_records: int) -> tuple[int, int]:
         """Fold the shared log's newest commit objects into a segment (see :meth:`SharedLog.compact`)."""

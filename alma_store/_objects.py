@@ -201,6 +201,11 @@ def obstore_config(url: str, options: dict[str, Any] | None) -> dict[str, Any]:
             continue  # botocore's retry and timeout settings: the store's client has its own
         else:
             config[key] = value
+    endpoint = config.get("endpoint") or os.environ.get(
+        "AWS_ENDPOINT_URL", os.environ.get("AWS_ENDPOINT", "")
+    )
+    if str(endpoint).startswith("http://"):  # a local server (the environment's, too)
+        client["allow_http"] = True
     return {"config": config, "client_options": client}
 
 

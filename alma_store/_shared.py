@@ -67,6 +67,7 @@ __all__ = [
     "is_shared",
     "log_name",
     "read_shared_meta",
+    "segment_name",
 ]
 
 WIDTH = 20
@@ -147,11 +148,16 @@ def check_conditional_create(objects: Objects) -> None:
         objects.delete(probe)
 
 
-def create_shared(objects: Objects, meta: StoreMeta) -> None:
-    """Create the shared store ``meta`` at ``objects`` (after the conditional-write probe)."""
-    if is_shared(objects) or objects.list("log/") or objects.list("segments/"):
-        raise StoreExistsError(f"cannot create a store at {objects.location}: a store is there")
-    check_conditional_create(objects)
+def create_shared(objects: Objects, meta: StoreMeta, *, history: bool = False) -> None:
+    """Create the shared store ``meta`` at ``objects``: probe, then ``meta.json``.
+
+    ``history=True``: its history (segments) is in place already, and the
+    storage was probed before it was written (a copy, :mod:`alma_store._migrate`).
+    """
+    if not history:
+        if is_shared(objects) or objects.list("log/") or objects.list("segments/"):
+            raise StoreExistsError(f"cannot create a store at {objects.location}: a store is there")
+        check_conditional_create(objects)
     if not objects.create(META, meta_bytes(meta)):
         raise StoreExistsError(f"cannot create a store at {objects.location}: a store is there")
 

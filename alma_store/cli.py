@@ -23,13 +23,13 @@ from ._cli_common import (
     progress_bar,
     when,
 )
-from ._entry import create, open_store
+from ._entry import copy, create, open_store
 from ._io import count_rows, parse_label_text
 from .errors import AlmaError, InvalidInputError
 from .index import n_chunks
 
 if click is not None:
-    store_arg = click.argument("store", type=click.Path(path_type=Path))
+    store_arg = click.argument("store")  # a directory, or the URL of a shared store
 
     @click.group()
     @click.version_option(package_name="alma_store")
@@ -65,8 +65,13 @@ if click is not None:
     )
     @click.option("--chunk-rows", type=int, default=None, help="Rows per mask/label chunk.")
     @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
+    @click.option(
+        "--shared",
+        is_flag=True,
+        help="A shared store (no lock: for network filesystems); URLs are always shared.",
+    )
     def init(
-        store: Path,
+        store: str,
         features: str | None,
         n_items: int | None,
         column: str | None,
@@ -76,6 +81,7 @@ if click is not None:
         annotations_per_item: int,
         chunk_rows: int | None,
         overwrite: bool,
+        shared: bool,
     ) -> None:
         """Create STORE over FEATURES (.npy, Zarr directory, file.h5:/dataset, or an Arrow
         file with --column), or an index-only STORE with --n-items and no FEATURES."""
@@ -97,13 +103,29 @@ if click is not None:
             annotations_per_item=annotations_per_item,
             chunk_rows=chunk_rows,
             overwrite=overwrite,
+            shared=shared,
         ) as s:
             click.echo(f"created {s.path}: {len(s)} items, labels {dtype_name(s.label_dtype)}")
+
+    @cli.command("copy")
+    @click.argument("src")
+    @click.argument("dst")
+    @click.option(
+        "--shared", is_flag=True, help="Make a directory DST a shared store (URLs always are)."
+    )
+    def copy_command(src: str, dst: str, shared: bool) -> None:
+        """Copy the store SRC to DST with its whole history (a directory or an s3://, gs://,
+        az:// URL each; credentials and endpoints from the usual environment variables)."""
+        done = copy(src, dst, shared=shared)
+        click.echo(
+            f"copied {src} to {dst}: {done['version']} versions, "
+            f"{done['campaign_records']} campaign records"
+        )
 
     @cli.command()
     @store_arg
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-    def info(store: Path, as_json: bool) -> None:
+    def info(store: str, as_json: bool) -> None:
         """Show size, labeled/unlabeled counts, classes, rounds and last commit of STORE."""
         with open_store(store, mode="r") as s:
             per_class = {} if s.label_shape else s.schema.counts(s.labels)
@@ -193,7 +215,7 @@ if click is not None:
         help="Refuse (and write nothing) if other commits landed since this version.",
     )
     def label(
-        store: Path,
+        store: str,
         pairs: tuple[str, ...],
         relative: Literal["unlabeled", "dataset"],
         annotator: str | None,
@@ -239,7 +261,7 @@ if click is not None:
     @click.option("--annotator", default=None, help="Who labeled (plain files).")
     @click.option("--round", "round_", type=int, default=None, help="Round tag.")
     def import_(
-        store: Path, file: Path, fmt: str | None, annotator: str | None, round_: int | None
+        store: str, file: Path, fmt: str | None, annotator: str | None, round_: int | None
     ) -> None:
         """Add the labels of FILE in one commit.
 
@@ -262,7 +284,7 @@ if click is not None:
     @store_arg
     @click.argument("file", type=click.Path(path_type=Path))
     @click.option("--history", is_flag=True, help="Export every label entry of every commit.")
-    def export(store: Path, file: Path, history: bool) -> None:
+    def export(store: str, file: Path, history: bool) -> None:
         """Write the labels (or the history) of STORE to FILE (.csv, .jsonl or .parquet)."""
         with open_store(store, mode="r") as s:
             if history:
@@ -297,7 +319,7 @@ if click is not None:
         help="List every label of a commit, not the first 10.",
     )
     def history(
-        store: Path,
+        store: str,
         annotator: str | None,
         round_: int | None,
         kinds: tuple[str, ...],
@@ -368,7 +390,7 @@ if click is not None:
     @cli.command()
     @store_arg
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-    def verify(store: Path, as_json: bool) -> None:
+    def verify(store: str, as_json: bool) -> None:
         """Check that journal, mask, labels and counts of STORE agree (exit 1 if not)."""
         with (
             open_store(store, mode="r") as s,
@@ -385,7 +407,7 @@ if click is not None:
 
     @cli.command()
     @store_arg
-    def upgrade(store: Path) -> None:
+    def upgrade(store: str) -> None:
         """Rewrite STORE in the current format version (also done by its first write)."""
         with open_store(store) as s:
             before = s.meta["format_version"]
@@ -418,7 +440,7 @@ if click is not None:
         show_default=True,
         help="Rows per call of the function.",
     )
-    def score(store: Path, fn_path: str, name: str, shard: str, batch_rows: int) -> None:
+    def score(store: str, fn_path: str, name: str, shard: str, batch_rows: int) -> None:
         """Score the unlabeled rows of STORE; a rerun redoes only unfinished chunks."""
         fn = import_function(fn_path)
         with open_store(store) as s, chunk_bar(f"score {name}") as (plan, progress):
@@ -434,7 +456,7 @@ if click is not None:
     @click.option("--allow-partial", is_flag=True, help="Use the chunks scored so far.")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     def query(
-        store: Path, name: str, k: int, smallest: bool, allow_partial: bool, as_json: bool
+        store: str, name: str, k: int, smallest: bool, allow_partial: bool, as_json: bool
     ) -> None:
         """Print the best still-unlabeled items of a scoring of STORE."""
         with open_store(store, mode="r") as s:
@@ -457,7 +479,7 @@ if click is not None:
     @cli.command()
     @store_arg
     @click.argument("png", type=click.Path(path_type=Path))
-    def plot(store: Path, png: Path) -> None:
+    def plot(store: str, png: Path) -> None:
         """Plot the learning curve, labels per annotator over dates and the class
         balance per round of STORE to PNG."""
         with open_store(store, mode="r") as s:
@@ -467,7 +489,7 @@ if click is not None:
     @cli.command()
     @store_arg
     @click.argument("html", type=click.Path(path_type=Path))
-    def report(store: Path, html: Path) -> None:
+    def report(store: str, html: Path) -> None:
         """Write a one-page HTML summary of STORE: counts, plots, metrics, agreement."""
         with open_store(store, mode="r") as s:
             s.report(html)

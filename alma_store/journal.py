@@ -507,6 +507,10 @@ class Journal:
             out.append((event, offset + pos))
         return out, offset + pos, False
 
+    def read_bytes(self, start: int, end: int) -> bytes:
+        """The file's bytes ``start .. end`` (whole records, to copy them elsewhere)."""
+        return os.pread(self._fd, end - start, start)
+
     def iter_records(
         self, offset: int = FILE_HEADER_SIZE, first_version: int = 1, *, block: int = 1 << 20
     ) -> Iterator[tuple[LabelEvent, int]]:

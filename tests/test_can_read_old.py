@@ -131,3 +131,32 @@ def test_campaign_records_of_format_4(tmp_path: Path) -> None:
     with alma_store.open(tmp_path / "s") as store:
         store.add_labels([5], ["dog"], relative_to="dataset", annotator="b")
         assert store.num_labeled == 4
+
+
+def test_shared_store_of_format_5(tmp_path: Path) -> None:
+    """A shared store in a directory: a segment, a log object, campaign objects, a scoring."""
+    with alma_store.open(DATA / "store-v5-shared", mode="r") as store:  # touches nothing
+        assert store.meta["format_version"] == 5
+        assert (len(store), store.version, store.num_labeled) == (20, 3, 5)
+        assert np.flatnonzero(np.asarray(store.labeled_mask)).tolist() == [0, 4, 5, 12, 19]
+        assert store.labels.tolist() == ["cat", "cat", "dog", "dog", "bird"]
+        assert np.array_equal(store.labeled[1], np.arange(12, 15, dtype=np.float32))
+        assert [e.annotator for e in store.history()] == ["ann", "bob", None]
+        assert store.scoring_progress("norm") == (2, 3)
+        store.clock = lambda: 1_790_000_000.0
+        (claim,) = store.claims()
+        assert (claim.annotator, claim.dataset_indices.tolist()) == ("ann", [7, 8])
+        assert store.metrics()[0]["accuracy"] == 0.625
+        assert store.verify() == {
+            "version": 3,
+            "num_labeled": 5,
+            "records": 3,
+            "chunks_checked": 3,
+            "campaign_records": 2,
+        }
+    shutil.copytree(DATA / "store-v5-shared", tmp_path / "s")
+    with alma_store.open(tmp_path / "s") as store:
+        store.add_labels([(0, "fish")])
+    assert (tmp_path / "s" / "log" / f"{4:020d}").exists()
+    with alma_store.open(tmp_path / "s", mode="r") as store:
+        assert store.version == 4 and store.labels.tolist()[0] == "cat"

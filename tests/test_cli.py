@@ -108,6 +108,7 @@ def test_demo_runs_and_learns(tmp_path: Path, capsys) -> None:
 def test_every_command_has_help(capsys) -> None:
     assert set(cli.commands) == {
         "init",
+        "copy",
         "info",
         "label",
         "import",

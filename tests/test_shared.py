@@ -515,3 +515,94 @@ def test_dask_and_torch_workers_reopen_by_url(s3: S3, tmp_path: Path) -> None:
     row, label = worker_copy[1]
     assert np.array_equal(row, x[400]) and label == 2
     store.close()
+
+
+# -- copies -------------------------------------------------------------------------
+
+
+def history_of(store: alma_store.Store) -> list[tuple[Any, ...]]:
+    return [
+        (
+            e.version,
+            e.kind,
+            e.dataset_indices.tolist(),
+            np.asarray(e.values).tolist(),
+            e.time,
+            e.annotator,
+            e.round,
+        )
+        for e in store.history()
+    ]
+
+
+def test_copy_to_shared_storage_and_back(where: Where, tmp_path: Path) -> None:
+    x = np.random.default_rng(6).normal(size=(150, 2))
+    np.save(tmp_path / "x.npy", x)
+    if where.options is not None:  # in-memory features cannot go to object storage
+        alma_store.create(tmp_path / "inside", x).close()
+        with pytest.raises(alma_store.InvalidInputError, match="by URL"):
+            alma_store.copy(tmp_path / "inside", where.location, dst_storage_options=where.options)
+        assert where.names("") == []
+    # A directory store takes the array in (copied with it); S3 takes the .npy by path.
+    features = x if where.options is None else str(tmp_path / "x.npy")
+    with alma_store.create(tmp_path / "local", features, chunk_rows=16) as store:
+        store.add_labels([1, 2, 3], [0, 1, 0], relative_to="dataset", annotator="ann", round=1)
+        store.relabel([2], [5])
+        store.remove_labels([1])
+        store.claim([40, 41], annotator="ann", ttl=3600)
+        store.log_metrics(round=1, accuracy=0.5)
+        store.add_labels([(0, 3)], round=2)
+        expected = (history_of(store), labeled_of(store), store.metrics())
+    summary = alma_store.copy(
+        tmp_path / "local", where.location, shared=True, dst_storage_options=where.options
+    )
+    assert summary == {"version": 4, "campaign_records": 2}
+    with where.open() as shared:
+        assert (history_of(shared), labeled_of(shared), shared.metrics()) == expected
+        assert [c.dataset_indices.tolist() for c in shared.claims()] == [[40, 41]]
+        shared.add_labels([100], [1], relative_to="dataset")  # it goes on from there
+        expected = (history_of(shared), labeled_of(shared), shared.metrics())
+    alma_store.copy(where.location, tmp_path / "back", storage_options=where.options)
+    with alma_store.open(tmp_path / "back") as back:
+        assert (history_of(back), labeled_of(back), back.metrics()) == expected
+        assert np.array_equal(np.asarray(back.features), x)
+        assert back.verify()["records"] == 5
+    with pytest.raises(StoreExistsError):
+        alma_store.copy(
+            tmp_path / "local", where.location, shared=True, dst_storage_options=where.options
+        )
+
+
+def test_cli_copy_and_info_by_url(s3: S3, tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", np.zeros((80, 2)))
+    with alma_store.create(tmp_path / "local", str(tmp_path / "x.npy")) as store:
+        store.add_labels([3, 4], [1, 2], relative_to="dataset")
+    key, secret = s3.info["writer"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "AWS_ENDPOINT_URL": s3.info["endpoint"],
+        "AWS_ACCESS_KEY_ID": key,
+        "AWS_SECRET_ACCESS_KEY": secret,
+        "AWS_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",
+    }
+    url = f"s3://bkt/{uuid.uuid4().hex}"
+
+    def alma(*args: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "alma_store", *args],
+            env=env,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    assert "1 versions" in alma("copy", str(tmp_path / "local"), url)
+    info = json.loads(alma("info", url, "--json"))
+    assert (info["path"], info["version"], info["num_labeled"]) == (url, 1, 2)
+    alma("label", url, "10=1")
+    assert json.loads(alma("info", url, "--json"))["version"] == 2

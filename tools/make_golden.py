@@ -9,6 +9,9 @@ partial scoring and (format 4) a campaign log with a claim and metrics;
 ``store-v<N>-index-only`` has no features and (format 4) a Prodigy import
 with each label's own annotator and time; ``store-v<N>-campaign`` (format 4)
 keeps two annotations per item, with a majority, a dispute and a resolve.
+``store-v5-shared`` is a shared store in a directory (format 5) with the
+contents of ``store-v<N>``: a segment (its log objects deleted), a log object
+after it, a claim and metrics as campaign objects, and a partial scoring.
 Tests in tests/test_can_read_old.py check that every later release still
 reads them.
 """
@@ -22,7 +25,9 @@ from pathlib import Path
 import numpy as np
 
 import alma_store
-from alma_store._meta import FORMAT_VERSION
+from alma_store._meta import FORMAT_VERSION, SHARED_FORMAT_VERSION
+from alma_store._objects import DirObjects
+from alma_store._shared import SharedLog
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 
@@ -77,13 +82,31 @@ def write_campaign(out: Path) -> None:
     store.close(checkpoint=False)
 
 
+def write_shared(out: Path) -> None:
+    features = np.arange(60, dtype=np.float32).reshape(20, 3)
+    store = alma_store.create(out, features, label_dtype="str", chunk_rows=8, shared=True)
+    store.add_labels([(0, "cat"), (5, "dog")], annotator="ann", round=0)
+    store.add_labels([12, 19], ["dog", "bird"], relative_to="dataset", annotator="bob", round=1)
+    mirror = store._engine.mirror
+    assert mirror is not None
+    fold = SharedLog(DirObjects(out), grace=0.0)  # the segment, then the log objects go
+    assert fold.compact(lambda a, b: [mirror.raw(a, b)], 2) == (2, 2)
+    store.add_labels([(3, "cat")], round=2)  # a log object after the segment
+    store.score(lambda rows: np.linalg.norm(rows, axis=1), "norm", shard=(0, 2), step_seconds=0)
+    store.clock = lambda: 1_790_000_000.0
+    store.claim([7, 8], annotator="ann", ttl=1e12)
+    store.log_metrics(round=1, accuracy=0.625, model="knn")
+    store.close()
+
+
 def main() -> None:
-    for suffix, write in (
-        ("", write_main),
-        ("-index-only", write_index_only),
-        ("-campaign", write_campaign),
+    for version, suffix, write in (
+        (FORMAT_VERSION, "", write_main),
+        (FORMAT_VERSION, "-index-only", write_index_only),
+        (FORMAT_VERSION, "-campaign", write_campaign),
+        (SHARED_FORMAT_VERSION, "-shared", write_shared),
     ):
-        out = DATA / f"store-v{FORMAT_VERSION}{suffix}"
+        out = DATA / f"store-v{version}{suffix}"
         if out.exists():  # a released set is what later releases must read: never rewritten
             print(f"{out} exists: golden stores of released formats are never overwritten")
             continue

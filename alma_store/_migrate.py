@@ -1,0 +1,163 @@
+"""Copying a store with its whole history: a directory to object storage and back.
+
+A store's history is its journal records, and a shared store's segments are
+journal records back to back (:mod:`alma_store._shared`), so a copy moves
+records byte for byte: the copy has the same versions, times, annotators and
+annotations, and the same uuid (it is the same store, moved). The campaign
+log (claims, metrics) is copied record for record. Score runs are not: they
+are derived, and scored again under their name on the copy.
+
+Nothing of the copy is visible before it is whole: a directory is built
+aside and renamed into place; in object storage the segments are written
+first and ``meta.json``, which makes it a store, last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ._create import init_state
+from ._engine import open_engine
+from ._fs import fsync_path, is_url, local_path, storage_errors
+from ._meta import FORMAT_VERSION, SHARED_FORMAT_VERSION, StoreMeta
+from ._objects import DirObjects, open_objects
+from ._records import RecordLog, SharedRecordLog
+from ._shared import check_conditional_create, create_shared, segment_name
+from .errors import InvalidInputError, StoreExistsError
+from .journal import FILE_HEADER_SIZE
+
+__all__ = ["copy_store"]
+
+SEGMENT_BYTES = 8 << 20
+"""A copied history is cut into segments of about this many bytes."""
+
+
+def _records(engine: Any, version: int) -> Iterator[tuple[int, int, bytes]]:
+    """``(first, last, bytes)`` of the records ``1 .. version``, in pieces of ~``SEGMENT_BYTES``."""
+    journal = engine.journal
+    first, start, end = 1, FILE_HEADER_SIZE, FILE_HEADER_SIZE
+    for event, rec_end in journal.iter_records():
+        if event.version > version:
+            break
+        end = rec_end
+        if end - start >= SEGMENT_BYTES or event.version == version:
+            yield first, event.version, journal.read_bytes(start, end)
+            first, start = event.version + 1, end
+
+
+def copy_store(
+    src: str,
+    dst: str,
+    *,
+    storage_options: dict[str, Any] | None = None,
+    dst_storage_options: dict[str, Any] | None = None,
+    shared: bool = False,
+) -> dict[str, Any]:
+    """Copy the store at ``src`` to ``dst`` with its whole history; see :func:`alma_store.copy`."""
+    if not isinstance(shared, bool):
+        raise InvalidInputError(f"shared must be a bool, got {shared!r}")
+    engine, source = open_engine(
+        src,
+        writable=False,
+        checkpoint_rows=1 << 62,
+        lock_timeout=0.0,
+        storage_options=storage_options,
+    )
+    try:
+        source.close()
+        version = engine.current().version
+        meta = engine.meta
+        campaign = engine.campaign_log().read_new()
+        features_dir = None
+        if meta.features.get("path") == "features":  # an in-memory array copied at create
+            features_dir = Path(engine.location) / "features"
+        to_shared = shared or is_url(dst)
+        target = (
+            dataclasses.replace(meta, format_version=SHARED_FORMAT_VERSION)
+            if to_shared
+            else dataclasses.replace(meta, format_version=FORMAT_VERSION)
+        )
+        pieces = _records(engine, version)
+        if to_shared:
+            _to_shared(dst, dst_storage_options, target, pieces, campaign, features_dir)
+        else:
+            _to_directory(local_path(dst, "destination"), target, pieces, campaign, features_dir)
+    finally:
+        engine.close()
+    return {"version": version, "campaign_records": len(campaign)}
+
+
+def _to_shared(
+    dst: str,
+    options: dict[str, Any] | None,
+    meta: StoreMeta,
+    pieces: Iterator[tuple[int, int, bytes]],
+    campaign: list[dict[str, Any]],
+    features_dir: Path | None,
+) -> None:
+    objects = open_objects(dst, options)
+    if objects.get("meta.json") is not None or objects.list("segments/") or objects.list("log/"):
+        raise StoreExistsError(f"cannot copy to {dst}: a store (or a copy left half-done) is there")
+    if features_dir is not None:
+        if not isinstance(objects, DirObjects):
+            raise InvalidInputError(
+                "this store's features were copied into it from memory; a store in object "
+                "storage takes features by URL: write them there (e.g. as Zarr) first"
+            )
+        objects.root.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(features_dir, objects.root / "features")
+    elif isinstance(objects, DirObjects):
+        objects.root.mkdir(parents=True, exist_ok=True)
+    check_conditional_create(objects)  # before any segment: refuse storage that cannot hold it
+    for first, last, data in pieces:
+        objects.create(segment_name(first, last), data)
+    if campaign:
+        SharedRecordLog(objects).append(campaign)
+    create_shared(objects, meta, history=True)
+
+
+def _to_directory(
+    root: Path,
+    meta: StoreMeta,
+    pieces: Iterator[tuple[int, int, bytes]],
+    campaign: list[dict[str, Any]],
+    features_dir: Path | None,
+) -> None:
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise StoreExistsError(f"cannot copy to {root}: it exists and is not an empty directory")
+    with storage_errors(root):
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.copying-"))
+    try:
+        init_state(tmp, meta)
+        with open(tmp / "journal.bin", "ab") as journal:
+            journal.writelines(data for _, _, data in pieces)
+            journal.flush()
+            os.fsync(journal.fileno())
+        if campaign:
+            RecordLog(tmp / "campaign.bin", bytes.fromhex(meta.uuid)).append(campaign)
+        if features_dir is not None:
+            shutil.copytree(features_dir, tmp / "features")
+        # Fold the history into the chunk files once, before the copy is in place.
+        engine, source = open_engine(tmp, writable=True, checkpoint_rows=1 << 62, lock_timeout=60.0)
+        try:
+            with engine.write_lock():
+                engine.refresh(writer=True)
+                engine.checkpoint()
+        finally:
+            engine.close()
+            source.close()
+        with storage_errors(root):
+            if root.exists():
+                root.rmdir()
+            os.replace(tmp, root)
+            fsync_path(root.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
