@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._shared import LostRace, SharedLog, log_name
+from ._shared import LostRace, SharedLog
 from .journal import FILE_HEADER_SIZE, REC_HEADER, Journal
 
 __all__ = ["LostRace", "MirrorJournal"]
@@ -77,11 +77,12 @@ class MirrorJournal(Journal):
             the newest pulled: pull and build the commit again.
         """
         version = record_version(record)
-        if version != self.version + 1 or not (
-            self.log.publish(version, record)
-            # A retried create whose first try was applied but whose reply was lost:
-            or self.log.objects.get(log_name(version)) == record
-        ):
+        if version != self.version + 1:
+            raise LostRace(version)
+        theirs = self.log.publish(version, record)
+        if theirs is not None:
+            if theirs:  # the winner's record: taken in now, not fetched again
+                self.ends.append(super().write(theirs))
             raise LostRace(version)
         self.ends.append(super().write(record))
         return self.ends[-1]

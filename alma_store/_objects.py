@@ -108,6 +108,8 @@ class DirObjects:
 
     def create(self, name: str, data: bytes) -> bool:
         path = self._path(name)
+        if path.exists():  # taken already: spare the temp file's fsync (``link`` decides races)
+            return False
         with storage_errors(path):
             tmp = self._temp(name, data)
             try:

@@ -220,7 +220,7 @@ class SharedLog:
         the log (at :attr:`seen_at`): every version after that end was
         created after it, so none of them can have been deleted yet.
         """
-        ahead = 1
+        ahead, got = 1, 0
         while True:
             started = self.clock()
             wanted = range(version + 1, version + 1 + ahead)
@@ -228,11 +228,12 @@ class SharedLog:
             for v, data in zip(wanted, found, strict=True):
                 if data is None:
                     break
-                ((got, record),) = split_records(data, v, f"{self.location}/{log_name(v)}")
-                yield got, record
-                version = v
+                ((_, record),) = split_records(data, v, f"{self.location}/{log_name(v)}")
+                yield v, record
+                version, got = v, got + 1
             else:
-                ahead = min(ahead * 4, FETCH_AHEAD)
+                # Catching up (two or more new in a row): fetch more at once.
+                ahead = min(ahead * 2, FETCH_AHEAD) if got >= 2 else 1
                 continue
             if started - self.seen_at < self.grace / 2:
                 return
@@ -257,14 +258,26 @@ class SharedLog:
                         version = v
             ahead = 1
 
-    def publish(self, version: int, record: bytes) -> bool:
-        """Create commit ``version``; False if another writer took it (or we were too slow).
+    def publish(self, version: int, record: bytes) -> bytes | None:
+        """Create commit ``version`` with ``record``; None if it is ours now, else the winner's.
 
         The caller must have read the log to ``version - 1`` (:meth:`read_after`).
+        Returns the record another writer committed as ``version`` (checked),
+        or ``b""`` when this attempt took longer than ``grace / 2`` (the name
+        may have been freed by compaction since: read the log again).
         """
         if self.clock() - self.seen_at > self.grace / 2:
-            return False  # the name may have been freed by compaction since: look again
-        return self.objects.create(log_name(version), record)
+            return b""
+        name = log_name(version)
+        if self.objects.create(name, record):
+            return None
+        data = self.objects.get(name)
+        if data == record:  # a retried create whose first try was applied, its reply lost
+            return None
+        if data is None:
+            return b""  # folded and deleted meanwhile: read the log again
+        ((_, theirs),) = split_records(data, version, f"{self.location}/{name}")
+        return theirs
 
     # -- compaction ------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -58,6 +59,10 @@ from .journal import LabelEvent
 __all__ = ["Store"]
 
 TopK = _scoring.TopK
+LOST_BACKOFF = 0.5e-3
+"""A shared-store commit that lost its version waits up to this x 2^(losses) before retrying ..."""
+LOST_BACKOFF_MAX = 0.05
+"""... and never more than this (seconds)."""
 
 
 class Store(StoreVersion, CampaignMethods):
@@ -338,7 +343,10 @@ class Store(StoreVersion, CampaignMethods):
         if not (by_position or locked):  # positions: meaningful at the newest version only
             with contextlib.suppress(AlmaError):  # the verdict is given under the lock
                 event = build(snap)  # every check runs here, before anything is written
+        lost = 0
         while True:
+            if lost:  # back off a random while, so that racing writers spread out
+                time.sleep(random.uniform(0, min(LOST_BACKOFF_MAX, LOST_BACKOFF * 2**lost)))
             with engine.write_lock():
                 engine.pull()  # a shared store: what other writers committed, into the mirror
                 newer = engine.events_since(snap.version) if event is not None else None
@@ -356,6 +364,7 @@ class Store(StoreVersion, CampaignMethods):
                     end = engine.append(event)
                 except LostRace:  # a shared store: another writer took this version first
                     event = None  # built again on the newest version, under the lock
+                    lost += 1
                     continue
             break
         crash_point("commit-unsynced")  # appended, lock released, not acknowledged yet
