@@ -76,13 +76,25 @@ def init_state(folder: Path, meta: StoreMeta) -> None:
     write_meta(folder, meta)
 
 
+def remove_dead_mirrors() -> None:
+    """Remove the mirror directories of processes that are gone (killed before closing)."""
+    for folder in Path(tempfile.gettempdir()).glob("alma-mirror-*-*"):
+        try:
+            os.kill(int(folder.name.split("-")[2]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (ValueError, PermissionError):  # not ours, or a live process of another user
+            continue
+
+
 def build_mirror(meta: StoreMeta) -> Path:
     """A private directory holding an empty local-format store of the shared store ``meta``.
 
     A process that opens a shared store fills it from the store's commit log
     (:mod:`alma_store._mirror`) and removes it when the store is closed.
     """
-    folder = Path(tempfile.mkdtemp(prefix="alma-mirror-"))
+    remove_dead_mirrors()
+    folder = Path(tempfile.mkdtemp(prefix=f"alma-mirror-{os.getpid()}-"))
     try:
         init_state(folder, dataclasses.replace(meta, format_version=FORMAT_VERSION))
     except BaseException:

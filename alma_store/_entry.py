@@ -145,7 +145,7 @@ def create(
         Create a *shared* store in the directory ``path`` (format version 5):
         writers on several machines of a network filesystem (NFS, Lustre,
         GPFS) commit to it without a lock. Stores at URLs are always shared.
-        See :doc:`scaling` for what a shared store costs and offers.
+        See :doc:`/shared` for what a shared store costs and offers.
 
     Returns
     -------

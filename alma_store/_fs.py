@@ -17,8 +17,10 @@ acknowledged), ``checkpoint-chunks`` (half of a checkpoint's chunk files
 written), ``checkpoint-file`` (chunks and marks written, checkpoint file not),
 ``commit-unsynced`` (a commit appended, the writer lock released, not yet
 synced or acknowledged), ``score-step`` (a step of scores durable),
-``campaign-torn`` (half a campaign-log record written). Without the variable a point
-costs one dictionary lookup.
+``campaign-torn`` (half a campaign-log record written), ``commit-object`` (a
+shared store's commit object about to be created), ``compact-segment`` (a
+shared store's segment written, no commit object deleted yet). Without the
+variable a point costs one dictionary lookup.
 """
 
 from __future__ import annotations

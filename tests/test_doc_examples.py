@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["README.md", "docs/guide.md", "docs/scaling.md", "docs/campaigns.md"]
+PAGES = [
+    "README.md",
+    "docs/guide.md",
+    "docs/scaling.md",
+    "docs/campaigns.md",
+    "docs/shared.md",
+]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 

@@ -13,6 +13,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -268,22 +269,25 @@ for c in range(4):
 def test_a_writer_killed_mid_commit(where: Where, point: str, durable: int) -> None:
     where.create().close()
     env = {**os.environ, "PYTHONPATH": str(REPO), "ALMA_STORE_CRASH": f"{point}:4"}
-    proc = subprocess.run(
+    child = subprocess.Popen(
         [sys.executable, "-c", KILLED, where.location, json.dumps(where.options)],
         env=env,
-        check=False,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=300,
     )
-    assert proc.returncode == -9, proc.stderr
-    assert proc.stdout.split() == ["1", "2", "3"]  # three acknowledged
+    out, err = child.communicate(timeout=300)
+    assert child.returncode == -9, err
+    assert out.split() == ["1", "2", "3"]  # three acknowledged
+    left = Path(tempfile.gettempdir()).glob(f"alma-mirror-{child.pid}-*")
+    assert len(list(left)) == 1  # the killed writer's private mirror, until the next open
     with where.open() as store:
         assert store.version == durable
         assert labeled_of(store) == {10 + c: 1 for c in range(durable)}  # all or nothing
         store.add_labels([50], [2], relative_to="dataset")
         assert store.version == durable + 1
         assert store.verify()["records"] == durable + 1
+    assert not list(Path(tempfile.gettempdir()).glob(f"alma-mirror-{child.pid}-*"))
     assert not [n for n in where.names("log/") if ".tmp" in n]
 
 
