@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_core import run_together
+from bench_core import make_bucket, run_together
 
 TOOLS = str(Path(__file__).resolve().parent)
 
@@ -171,15 +171,7 @@ def setup(layer: str, endpoint: str, bucket: str, commits: int, writers: int) ->
 
         alma_store.create(bucket, n_items=commits * writers * 10, overwrite=True).close()
         return
-    import boto3
-
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    ).create_bucket(Bucket=bucket)
+    make_bucket(endpoint, bucket)
     if layer == "icechunk":
         import icechunk
         import zarr

@@ -447,7 +447,8 @@ import json, sys, time
 import numpy as np
 import alma_store
 path, w, writers, commits, per = sys.argv[1], *map(int, sys.argv[2:6])
-store = alma_store.open(path, lock_timeout=60)
+options = json.loads(sys.argv[6]) if len(sys.argv) > 6 else None  # a store in object storage
+store = alma_store.open(path, lock_timeout=60, storage_options=options)
 items = np.arange(w, commits * per * writers, writers)  # this writer's own items
 print("ready", flush=True)
 sys.stdin.readline()  # all writers start together
@@ -467,6 +468,19 @@ used = cpu() - cpu0
 store.close(checkpoint=False)
 print(json.dumps({"start": start, "end": end, "lat": lat, "cpu": used}))
 """
+
+
+def make_bucket(endpoint: str, bucket: str) -> None:
+    """Create ``bucket`` on the local S3 server at ``endpoint`` (moto's test credentials)."""
+    import boto3
+
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket=bucket)
 
 
 def run_together(code: str, argvs: list[list[str]]) -> list[dict]:

@@ -32,32 +32,10 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-from bench_core import run_together
+from bench_core import WRITER_CHILD, make_bucket, run_together
 
 import alma_store
 from alma_store._objects import open_objects
-
-CHILD = r"""
-import json, sys, time
-import numpy as np
-import alma_store
-location, options, w, writers, commits, per = sys.argv[1:7]
-options = json.loads(options) or None
-w, writers, commits, per = int(w), int(writers), int(commits), int(per)
-store = alma_store.open(location, storage_options=options)
-items = np.arange(w, commits * per * writers, writers)  # this writer's own items
-print("ready", flush=True)
-sys.stdin.readline()
-lat = []
-start = time.perf_counter()
-for c in range(commits):
-    t = time.perf_counter()
-    store.add_labels(items[c * per : (c + 1) * per], np.ones(per, np.int64), relative_to="dataset")
-    lat.append(time.perf_counter() - t)
-end = time.perf_counter()
-store.close(checkpoint=False)
-print(json.dumps({"start": start, "end": end, "lat": lat}))
-"""
 
 PER = 10
 
@@ -72,9 +50,9 @@ def summary(lat_ms: np.ndarray, commits: int, span: float) -> dict[str, float]:
 
 def writers_row(location: str, options: dict | None, writers: int, commits: int) -> dict:
     out = run_together(
-        CHILD,
+        WRITER_CHILD,
         [
-            [location, json.dumps(options or {}), str(w), str(writers), str(commits), str(PER)]
+            [location, str(w), str(writers), str(commits), str(PER), json.dumps(options)]
             for w in range(writers)
         ],
     )
@@ -101,7 +79,6 @@ def main() -> None:
     parser.add_argument("--commits", type=int, default=200, help="commits per local writer")
     parser.add_argument("--s3-commits", type=int, default=40, help="commits per S3 writer")
     args = parser.parse_args()
-    import boto3
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -114,13 +91,7 @@ def main() -> None:
         "secret": "testing",
         "client_kwargs": {"region_name": "us-east-1"},
     }
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    ).create_bucket(Bucket="bkt")
+    make_bucket(endpoint, "bkt")
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
         root = Path(tmp)
