@@ -34,6 +34,7 @@ import dataclasses
 import os
 import shutil
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ from ._shared import SharedLog, read_shared_meta
 from ._snapshot import Snapshot
 from ._state import Checkpoint, MarksIndex
 from .errors import (
+    AlmaError,
     CorruptStoreError,
     InvalidInputError,
     LockTimeoutError,
@@ -319,10 +321,24 @@ class Engine:
         return RecordLog(self.root / "campaign.bin", bytes.fromhex(self.meta.uuid))
 
     def compact_if_due(self, version: int) -> None:
-        """After the commit of ``version``: fold a shared store's log every ``COMPACT_EVERY``."""
-        if self.mirror is not None and version % COMPACT_EVERY == 0:
+        """After the commit of ``version``: fold a shared store's log every ``COMPACT_EVERY``.
+
+        Housekeeping after a durable commit: if the storage fails it, a warning
+        says so, and the next due version tries again (nothing is lost meanwhile,
+        the log only stays longer).
+        """
+        if self.mirror is None or version % COMPACT_EVERY:
+            return
+        try:
             with self._mutex:
                 self.mirror.compact(min_records=COMPACT_EVERY // 2)
+        except (AlmaError, OSError) as exc:
+            warnings.warn(
+                f"{self.location}: compacting the commit log failed ({exc}); the commit was "
+                "not affected, and a later commit compacts",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def refresh(self, *, writer: bool = False, pull: bool = True) -> None:
         """Take in what other processes committed or checkpointed since we last looked.
@@ -669,12 +685,20 @@ def open_engine(
     text = os.fspath(location)
     if is_url(text) and not text.startswith("file://"):
         objects = open_objects(text, storage_options)
-        return _open_shared(objects, text, writable, checkpoint_rows, options=storage_options)
+        return _open_shared(
+            objects, text, writable, checkpoint_rows, lock_timeout, options=storage_options
+        )
     root = local_path(text, "store path")
     meta = read_meta(root)
     if meta.format_version == SHARED_FORMAT_VERSION:
         return _open_shared(
-            DirObjects(root), text, writable, checkpoint_rows, root=root, options=storage_options
+            DirObjects(root),
+            text,
+            writable,
+            checkpoint_rows,
+            lock_timeout,
+            root=root,
+            options=storage_options,
         )
     # What the open reads next, fetched at once rather than one cold read after another.
     for name in ("checkpoint.bin", "journal.bin", "state/mask/zarr.json", "state/labels/zarr.json"):
@@ -703,6 +727,7 @@ def _open_shared(
     location: str,
     writable: bool,
     checkpoint_rows: int,
+    lock_timeout: float,
     *,
     root: Path | None = None,
     options: dict[str, Any] | None = None,
@@ -719,7 +744,7 @@ def _open_shared(
                 meta,  # format 5: the mirror is an implementation detail
                 writable=writable,
                 checkpoint_rows=checkpoint_rows,
-                lock_timeout=60.0,
+                lock_timeout=lock_timeout,
                 shared=SharedLog(objects),
                 location=location,
             )

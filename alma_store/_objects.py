@@ -68,7 +68,11 @@ class Objects(Protocol):
         ...
 
     def list(self, prefix: str, after: str = "") -> list[Listed]:
-        """Objects whose name starts with ``prefix`` and sorts after ``after``, sorted."""
+        """Objects whose name starts with ``prefix`` and sorts after ``after``, sorted.
+
+        The store lists folders that hold objects only (``"log/"``,
+        ``"segments/"``), never nested ones: a directory lists one level.
+        """
         ...
 
     def delete(self, name: str) -> None:

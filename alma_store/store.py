@@ -633,7 +633,8 @@ class Store(StoreVersion, CampaignMethods):
         if engine.closed:
             return
         try:
-            if checkpoint and self.mode == "r+":
+            # A shared store's mirror goes with the process: nothing to fold for later.
+            if checkpoint and self.mode == "r+" and engine.mirror is None:
                 engine.refresh()  # our own last commits are taken in lazily
                 if engine.tail_rows:
                     engine.checkpoint_if_free()
