@@ -281,11 +281,11 @@ class SharedLog:
 
     # -- compaction ------------------------------------------------------------
 
-    def _take_lease(self, now: float) -> str | None:
-        holder = uuid.uuid4().hex
-        body = json.dumps({"holder": holder, "expires": now + LEASE_SECONDS}).encode()
+    def _take_lease(self, now: float) -> bytes | None:
+        """The lease's body if this process holds it now, else None."""
+        body = json.dumps({"holder": uuid.uuid4().hex, "expires": now + LEASE_SECONDS}).encode()
         if self.objects.create(LEASE, body):
-            return holder
+            return body
         raw = self.objects.get(LEASE)
         try:
             expires = float(json.loads(raw or b"{}")["expires"])
@@ -294,7 +294,7 @@ class SharedLog:
         if expires > now:
             return None
         self.objects.delete(LEASE)
-        return holder if self.objects.create(LEASE, body) else None
+        return body if self.objects.create(LEASE, body) else None
 
     def compact(
         self,
@@ -325,7 +325,8 @@ class SharedLog:
             when another compactor holds the lease.
         """
         now = time.time() if now is None else now
-        if self._take_lease(now) is None:
+        lease = self._take_lease(now)
+        if lease is None:
             return 0, 0
         try:
             segments = self.segments_after(0)
@@ -338,6 +339,7 @@ class SharedLog:
                 crash_point("compact-segment")  # segment written, log objects all still there
                 folded = newest - done
                 segments = self.segments_after(0)
+            self.objects.put(LEASE, lease)  # the storage's "now": after every segment listed
             storage_now = self.objects.modified(LEASE)
             deleted = 0
             if storage_now is not None:
