@@ -17,8 +17,9 @@ acknowledged), ``checkpoint-chunks`` (half of a checkpoint's chunk files
 written), ``checkpoint-file`` (chunks and marks written, checkpoint file not),
 ``commit-unsynced`` (a commit appended, the writer lock released, not yet
 synced or acknowledged), ``score-step`` (a step of scores durable),
-``campaign-torn`` (half a campaign-log record written), ``commit-object`` (a
-shared store's commit object about to be created), ``compact-segment`` (a
+``campaign-torn`` (half a campaign-log record written), ``commit-object`` (an
+exclusive create, e.g. a shared store's commit object, written and synced but
+not yet in place), ``compact-segment`` (a
 shared store's segment written, no commit object deleted yet). Without the
 variable a point costs one dictionary lookup.
 """
@@ -151,12 +152,17 @@ def atomic_write(
     data: bytes | memoryview | Sequence[bytes | memoryview],
     *,
     sync_dir: bool = True,
-) -> None:
+    exclusive: bool = False,
+) -> bool:
     """Replace ``path`` with ``data`` durably: temp file, fsync, rename, fsync of the dir.
 
     ``data`` may be a sequence of buffers, written one after the other (no
     joined copy). ``sync_dir=False`` leaves the directory fsync to the caller,
-    who batches it over many files of one directory.
+    who batches it over many files of one directory. ``exclusive=True``
+    creates ``path`` only if no file has its name: the temp file is
+    ``link``-ed instead of renamed (``link`` fails if the name exists,
+    atomically, also over NFS). Returns whether ``path`` now holds ``data``
+    (False only when ``exclusive`` found the name taken).
     """
     parts = [data] if isinstance(data, bytes | memoryview) else data
     with storage_errors(path):
@@ -169,9 +175,19 @@ def atomic_write(
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, path)
+            if exclusive:
+                crash_point("commit-object")  # written and synced, not linked: never visible
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    return False
+                finally:
+                    Path(tmp).unlink(missing_ok=True)
+            else:
+                os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         if sync_dir:
             fsync_path(path.parent)
+    return True

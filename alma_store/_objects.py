@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from ._fs import crash_point, fsync_path, local_path, storage_errors, write_fd
+from ._fs import atomic_write, crash_point, local_path
 from .errors import (
     InvalidInputError,
     ReadOnlyError,
@@ -39,6 +38,15 @@ from .errors import (
 )
 
 __all__ = ["DirObjects", "Listed", "Objects", "RemoteObjects", "open_objects"]
+
+
+Buffers = bytes | Sequence[bytes | memoryview]
+"""An object's content: bytes, or buffers written one after the other."""
+
+
+def joined(data: Buffers) -> bytes:
+    """``data`` as one ``bytes``."""
+    return data if isinstance(data, bytes) else b"".join(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +63,11 @@ class Objects(Protocol):
     location: str
     """Where the objects live, for messages (a directory or a URL)."""
 
-    def create(self, name: str, data: bytes) -> bool:
+    def create(self, name: str, data: Buffers) -> bool:
         """Create ``name`` with ``data`` unless it exists, durably; whether this call did."""
         ...
 
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: Buffers) -> None:
         """Create or replace ``name`` with ``data``, durably."""
         ...
 
@@ -85,7 +93,8 @@ class Objects(Protocol):
 
 
 class DirObjects:
-    """Objects as files under a directory: ``create`` is temp file, ``fsync``, ``link``."""
+    """Objects as files under a directory: ``create`` is temp file, ``fsync``, ``link``
+    (:func:`~alma_store._fs.atomic_write` with ``exclusive=True``)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -94,48 +103,17 @@ class DirObjects:
     def _path(self, name: str) -> Path:
         return self.root / name
 
-    def _temp(self, name: str, data: bytes) -> Path:
-        path = self._path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            write_fd(fd, data)
-            crash_point("fsync")
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            tmp.unlink(missing_ok=True)
-            raise
-        os.close(fd)
-        return tmp
-
-    def create(self, name: str, data: bytes) -> bool:
+    def create(self, name: str, data: Buffers) -> bool:
         path = self._path(name)
         if path.exists():  # taken already: spare the temp file's fsync (``link`` decides races)
             return False
-        with storage_errors(path):
-            tmp = self._temp(name, data)
-            try:
-                crash_point("commit-object")  # written and synced, not linked: never visible
-                os.link(tmp, path)
-            except FileExistsError:
-                return False
-            finally:
-                tmp.unlink(missing_ok=True)
-            fsync_path(path.parent)  # the name is durable before the caller acknowledges
-        return True
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return atomic_write(path, data, exclusive=True)
 
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: Buffers) -> None:
         path = self._path(name)
-        with storage_errors(path):
-            tmp = self._temp(name, data)
-            try:
-                os.replace(tmp, path)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-            fsync_path(path.parent)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, data)
 
     def get(self, name: str) -> bytes | None:
         try:
@@ -275,23 +253,23 @@ class RemoteObjects:
                 ) from exc
             raise
 
-    def create(self, name: str, data: bytes) -> bool:
+    def create(self, name: str, data: Buffers) -> bool:
         import obstore
         from obstore.exceptions import AlreadyExistsError, PreconditionError
 
         with self._errors(name, writing=True):
             try:
                 crash_point("commit-object")
-                obstore.put(self.store, name, data, mode="create")
+                obstore.put(self.store, name, joined(data), mode="create")
             except (AlreadyExistsError, PreconditionError):
                 return False
         return True
 
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: Buffers) -> None:
         import obstore
 
         with self._errors(name, writing=True):
-            obstore.put(self.store, name, data)
+            obstore.put(self.store, name, joined(data))
 
     def get(self, name: str) -> bytes | None:
         import obstore

@@ -231,14 +231,7 @@ class ScoreRun:
     def write_step(self, chunks: list[int], values: list[np.ndarray]) -> str:
         """Make the scores of ``chunks`` durable in one new step; its object name."""
         name = f"{self.prefix}steps/{uuid.uuid4().hex}.bin"
-        parts = encode_step(chunks, values, self.dtype)
-        if isinstance(self.objects, DirObjects):
-            path = self.objects.root / name
-            with storage_errors(path.parent):
-                path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, parts)  # no joined copy
-        else:
-            self.objects.create(name, b"".join(parts))
+        self.objects.create(name, encode_step(chunks, values, self.dtype))  # a fresh name
         crash_point("score-step")
         return name
 
