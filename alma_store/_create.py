@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import time
 import uuid as uuidlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from . import _state
 from ._fs import fsync_path, local_path, storage_errors
 from ._labels import parse_classes, parse_label_dtype, parse_label_shape
 from ._meta import FORMAT_VERSION, SHARED_FORMAT_VERSION, StoreMeta, read_meta, write_meta
-from ._objects import DirObjects, open_objects
+from ._objects import DirObjects, Objects, open_objects
 from ._shared import create_shared
 from ._types import PathLike
 from .errors import InvalidInputError, StoreExistsError
@@ -261,21 +261,29 @@ def build_shared_store(
             Path(tmp) / "store", features, storage_options=storage_options, **options
         )
         meta = read_meta(aside)
-        copied: Path | None = None
-        if meta.features.get("path") == "features":  # an in-memory array, copied as Zarr
-            if not isinstance(objects, DirObjects):
-                raise InvalidInputError(
-                    "a store in object storage takes features by URL (a Zarr array, "
-                    "e.g. s3://bucket/features.zarr), not in memory; write them there first"
-                )
-            copied = objects.root / "features"
-            objects.root.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(aside / "features", copied)
-        elif isinstance(objects, DirObjects):
-            objects.root.mkdir(parents=True, exist_ok=True)
-        try:
+        with features_beside(objects, meta, aside):
             create_shared(objects, dataclasses.replace(meta, format_version=SHARED_FORMAT_VERSION))
-        except BaseException:
-            if copied is not None:
-                shutil.rmtree(copied, ignore_errors=True)
-            raise
+
+
+@contextlib.contextmanager
+def features_beside(objects: Objects, meta: StoreMeta, source: Path) -> Iterator[None]:
+    """Copy the in-memory features the store at ``source`` holds (if any) next to a shared one.
+
+    They go to ``features/`` of a shared store in a directory, and are removed
+    again if the block fails. Object storage takes features by URL only.
+    """
+    if meta.features.get("path") != "features":  # not an in-memory array copied as Zarr
+        yield
+        return
+    if not isinstance(objects, DirObjects):
+        raise InvalidInputError(
+            "a store in object storage takes features by URL (a Zarr array, "
+            "e.g. s3://bucket/features.zarr), not in memory; write them there first"
+        )
+    copied = objects.root / "features"
+    shutil.copytree(source / "features", copied)
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(copied, ignore_errors=True)
+        raise

@@ -22,13 +22,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ._create import init_state
+from ._create import features_beside, init_state
 from ._engine import open_engine
 from ._fs import fsync_path, is_url, local_path, storage_errors
 from ._meta import FORMAT_VERSION, SHARED_FORMAT_VERSION, StoreMeta
-from ._objects import DirObjects, open_objects
+from ._objects import open_objects
 from ._records import RecordLog, SharedRecordLog
-from ._shared import check_conditional_create, create_shared, segment_name
+from ._shared import check_conditional_create, create_shared, occupied, segment_name
 from .errors import InvalidInputError, StoreExistsError
 from .journal import FILE_HEADER_SIZE
 
@@ -74,9 +74,7 @@ def copy_store(
         version = engine.current().version
         meta = engine.meta
         campaign = engine.campaign_log().read_new()
-        features_dir = None
-        if meta.features.get("path") == "features":  # an in-memory array copied at create
-            features_dir = Path(engine.location) / "features"
+        home = Path(engine.location)  # in-memory features were copied into it at create
         to_shared = shared or is_url(dst)
         target = (
             dataclasses.replace(meta, format_version=SHARED_FORMAT_VERSION)
@@ -85,9 +83,9 @@ def copy_store(
         )
         pieces = _records(engine, version)
         if to_shared:
-            _to_shared(dst, dst_storage_options, target, pieces, campaign, features_dir)
+            _to_shared(dst, dst_storage_options, target, pieces, campaign, home)
         else:
-            _to_directory(local_path(dst, "destination"), target, pieces, campaign, features_dir)
+            _to_directory(local_path(dst, "destination"), target, pieces, campaign, home)
     finally:
         engine.close()
     return {"version": version, "campaign_records": len(campaign)}
@@ -99,27 +97,18 @@ def _to_shared(
     meta: StoreMeta,
     pieces: Iterator[tuple[int, int, bytes]],
     campaign: list[dict[str, Any]],
-    features_dir: Path | None,
+    home: Path,
 ) -> None:
     objects = open_objects(dst, options)
-    if objects.get("meta.json") is not None or objects.list("segments/") or objects.list("log/"):
+    if occupied(objects):
         raise StoreExistsError(f"cannot copy to {dst}: a store (or a copy left half-done) is there")
-    if features_dir is not None:
-        if not isinstance(objects, DirObjects):
-            raise InvalidInputError(
-                "this store's features were copied into it from memory; a store in object "
-                "storage takes features by URL: write them there (e.g. as Zarr) first"
-            )
-        objects.root.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(features_dir, objects.root / "features")
-    elif isinstance(objects, DirObjects):
-        objects.root.mkdir(parents=True, exist_ok=True)
-    check_conditional_create(objects)  # before any segment: refuse storage that cannot hold it
-    for first, last, data in pieces:
-        objects.create(segment_name(first, last), data)
-    if campaign:
-        SharedRecordLog(objects).append(campaign)
-    create_shared(objects, meta, history=True)
+    with features_beside(objects, meta, home):
+        check_conditional_create(objects)  # before any segment: refuse storage that cannot hold it
+        for first, last, data in pieces:
+            objects.create(segment_name(first, last), data)
+        if campaign:
+            SharedRecordLog(objects).append(campaign)
+        create_shared(objects, meta, history=True)
 
 
 def _to_directory(
@@ -127,7 +116,7 @@ def _to_directory(
     meta: StoreMeta,
     pieces: Iterator[tuple[int, int, bytes]],
     campaign: list[dict[str, Any]],
-    features_dir: Path | None,
+    home: Path,
 ) -> None:
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise StoreExistsError(f"cannot copy to {root}: it exists and is not an empty directory")
@@ -142,8 +131,8 @@ def _to_directory(
             os.fsync(journal.fileno())
         if campaign:
             RecordLog(tmp / "campaign.bin", bytes.fromhex(meta.uuid)).append(campaign)
-        if features_dir is not None:
-            shutil.copytree(features_dir, tmp / "features")
+        if meta.features.get("path") == "features":  # an in-memory array copied at create
+            shutil.copytree(home / "features", tmp / "features")
         # Fold the history into the chunk files once, before the copy is in place.
         engine, source = open_engine(tmp, writable=True, checkpoint_rows=1 << 62, lock_timeout=60.0)
         try:

@@ -66,6 +66,7 @@ __all__ = [
     "create_shared",
     "is_shared",
     "log_name",
+    "occupied",
     "read_shared_meta",
     "segment_name",
 ]
@@ -126,6 +127,11 @@ def read_shared_meta(objects: Objects) -> StoreMeta:
     return parse_meta(raw, f"{objects.location}/{META}")
 
 
+def occupied(objects: Objects) -> bool:
+    """Whether anything of a store is at ``objects``: its ``meta.json``, commits or segments."""
+    return is_shared(objects) or bool(objects.list("log/")) or bool(objects.list("segments/"))
+
+
 def check_conditional_create(objects: Objects) -> None:
     """Refuse storage whose creates are not exclusive, before anything of the store is written.
 
@@ -155,7 +161,7 @@ def create_shared(objects: Objects, meta: StoreMeta, *, history: bool = False) -
     storage was probed before it was written (a copy, :mod:`alma_store._migrate`).
     """
     if not history:
-        if is_shared(objects) or objects.list("log/") or objects.list("segments/"):
+        if occupied(objects):
             raise StoreExistsError(f"cannot create a store at {objects.location}: a store is there")
         check_conditional_create(objects)
     if not objects.create(META, meta_bytes(meta)):
