@@ -95,6 +95,8 @@ class Engine:
         private mirror directory (see :mod:`alma_store._mirror`).
     location
         The store's directory or URL, as the user gave it (default: ``root``).
+    storage_options
+        The storage options it was opened with (kept in memory, for workers).
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class Engine:
         lock_timeout: float,
         shared: SharedLog | None = None,
         location: str | None = None,
+        storage_options: dict[str, Any] | None = None,
     ) -> None:
         self.root = root
         self.location = str(root) if location is None else location
@@ -140,7 +143,7 @@ class Engine:
                 meta.label_shape,
                 writable=writable,
             )
-        self.storage_options: dict[str, Any] | None = None
+        self.storage_options = storage_options
         """The storage options the store was opened with (kept in memory, for workers)."""
         self.files: Objects = shared.objects if shared is not None else DirObjects(root)
         """Where the store's other files live (scoring runs): its directory or URL."""
@@ -714,11 +717,11 @@ def open_engine(
             writable=writable,
             checkpoint_rows=checkpoint_rows,
             lock_timeout=lock_timeout,
+            storage_options=storage_options,
         )
     except BaseException:
         source.close()
         raise
-    engine.storage_options = storage_options
     return engine, source
 
 
@@ -747,6 +750,7 @@ def _open_shared(
                 lock_timeout=lock_timeout,
                 shared=SharedLog(objects),
                 location=location,
+                storage_options=options,
             )
         except BaseException:
             source.close()
@@ -754,7 +758,6 @@ def _open_shared(
     except BaseException:
         shutil.rmtree(mirror, ignore_errors=True)
         raise
-    engine.storage_options = options
     return engine, source
 
 
