@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_core import make_bucket, run_together
+from bench_core import make_bucket, run_together, start_moto
 
 TOOLS = str(Path(__file__).resolve().parent)
 
@@ -259,16 +259,7 @@ def main() -> None:
     ap.add_argument("--commits", type=int, default=15, help="commits per writer")
     ap.add_argument("--layers", default="local,obstore,icechunk,deltalake")
     args = ap.parse_args()
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
+    server, endpoint = start_moto()
     rows = []
     tmp = tempfile.mkdtemp(prefix="alma-layers-")
     try:

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -468,6 +469,29 @@ used = cpu() - cpu0
 store.close(checkpoint=False)
 print(json.dumps({"start": start, "end": end, "lat": lat, "cpu": used}))
 """
+
+
+def start_moto() -> tuple[Any, str]:
+    """A moto S3 server in this process, on 127.0.0.1 and a free port: ``(server, endpoint)``."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    return server, f"http://{host}:{port}"
+
+
+def moto_options(endpoint: str) -> dict[str, Any]:
+    """fsspec-style storage options that reach the moto server at ``endpoint``."""
+    return {
+        "endpoint_url": endpoint,
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"region_name": "us-east-1"},
+    }
 
 
 def make_bucket(endpoint: str, bucket: str) -> None:

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_core import make_bucket, moto_options, start_moto
 
 CHILD = r"""
 import json, sys, time
@@ -71,31 +72,16 @@ def main() -> None:
     )
     ap.add_argument("--rows", type=int, default=1_000_000)
     args = ap.parse_args()
-    import boto3
     import pyarrow as pa
     import zarr
-    from moto.server import ThreadedMotoServer
     from zarr.codecs import ZstdCodec
 
     import alma_store
 
     root = Path(tempfile.mkdtemp(prefix="alma-bench-remote-"))
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    options = {
-        "endpoint_url": f"http://{host}:{port}",
-        "key": "bench",
-        "secret": "bench",
-        "client_kwargs": {"region_name": "us-east-1"},
-    }
-    boto3.client(
-        "s3",
-        endpoint_url=options["endpoint_url"],
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench",
-        region_name="us-east-1",
-    ).create_bucket(Bucket="bkt")
+    server, endpoint = start_moto()
+    options = moto_options(endpoint)
+    make_bucket(endpoint, "bkt")
     x = np.round(np.random.default_rng(0).normal(size=(args.rows, 32)), 2).astype(np.float32)
     arr = zarr.create_array(
         "s3://bkt/x.zarr",

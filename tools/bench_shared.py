@@ -32,7 +32,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-from bench_core import WRITER_CHILD, make_bucket, run_together
+from bench_core import WRITER_CHILD, make_bucket, moto_options, run_together, start_moto
 
 import alma_store
 from alma_store._objects import open_objects
@@ -79,18 +79,8 @@ def main() -> None:
     parser.add_argument("--commits", type=int, default=200, help="commits per local writer")
     parser.add_argument("--s3-commits", type=int, default=40, help="commits per S3 writer")
     args = parser.parse_args()
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    options = {
-        "endpoint_url": endpoint,
-        "key": "testing",
-        "secret": "testing",
-        "client_kwargs": {"region_name": "us-east-1"},
-    }
+    server, endpoint = start_moto()
+    options = moto_options(endpoint)
     make_bucket(endpoint, "bkt")
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
