@@ -105,3 +105,42 @@ def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.Comple
     if proc.returncode != 0:
         raise AssertionError(f"subprocess failed ({proc.returncode}):\n{proc.stderr}")
     return proc
+
+
+def check_workers_reopen(
+    store: object,
+    x: np.ndarray,
+    score: Callable[[np.ndarray], np.ndarray],
+    k: int,
+    labeled_row: tuple[int, object],
+) -> None:
+    """Dask workers (a ``LocalCluster``) and a pickled ``ViewDataset`` reopen ``store``.
+
+    The workers compute the Unlabeled view and score it (``score`` must be
+    picklable); the view's rows, the best ``k`` and the Labeled view's second
+    row ``(dataset index, label)`` must be those of ``x``.
+    """
+    import pickle
+
+    from dask.distributed import Client, LocalCluster
+
+    from alma_store import dask as alma_dask
+    from alma_store.torch import ViewDataset
+
+    with (
+        LocalCluster(
+            n_workers=1, processes=True, threads_per_worker=1, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        rows = client.compute(store.unlabeled.to_dask()).result()  # type: ignore[attr-defined]
+        assert alma_dask.score(store, score, "workers", client=client) > 0  # type: ignore[arg-type]
+    mask = np.asarray(store.labeled_mask)  # type: ignore[attr-defined]
+    assert np.array_equal(rows, x[~mask])
+    free = np.flatnonzero(~mask)
+    best = free[np.argsort(-score(x[free]), kind="stable")[:k]]
+    assert store.top_k("workers", k).dataset_indices.tolist() == best.tolist()  # type: ignore[attr-defined]
+    worker_copy = pickle.loads(pickle.dumps(ViewDataset(store.labeled)))  # type: ignore[attr-defined]
+    row, label = worker_copy[1]
+    index, expected = labeled_row
+    assert np.array_equal(row, x[index]) and label == expected

@@ -17,7 +17,7 @@ import zarr
 import alma_store
 from alma_store import SourceMissingError
 
-from .conftest import REPO
+from .conftest import REPO, check_workers_reopen
 
 pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
@@ -240,30 +240,9 @@ def first_column(rows: np.ndarray) -> np.ndarray:
 @pytest.mark.slow
 def test_workers_reopen_s3_features(tmp_path: Path, s3: dict[str, Any]) -> None:
     """Dask workers and a DataLoader-style worker reopen the store with the same options."""
-    import pickle
-
-    from dask.distributed import Client, LocalCluster
-
-    from alma_store import dask as alma_dask
-    from alma_store.torch import ViewDataset
-
     x = put_features(s3, "workers.zarr", n=1200)
     store = alma_store.create(tmp_path / "s", "s3://bkt/workers.zarr", storage_options=s3)
     store.add_labels([3, 700], [1, 2], relative_to="dataset")
-    with (
-        LocalCluster(
-            n_workers=1, processes=True, threads_per_worker=1, dashboard_address=None
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        rows = client.compute(store.unlabeled.to_dask()).result()
-        assert alma_dask.score(store, first_column, "col0", client=client) > 0
-    mask = np.asarray(store.labeled_mask)
-    assert np.array_equal(rows, x[~mask])
-    best = np.flatnonzero(~mask)[np.argsort(-x[~mask, 0], kind="stable")[:3]]
-    assert store.top_k("col0", 3).dataset_indices.tolist() == best.tolist()
-    worker_copy = pickle.loads(pickle.dumps(ViewDataset(store.labeled)))
-    row, label = worker_copy[1]
-    assert np.array_equal(row, x[700]) and label == 2
+    check_workers_reopen(store, x, first_column, 3, (700, 2))
     assert "secret" not in (tmp_path / "s" / "meta.json").read_text()
     store.close()

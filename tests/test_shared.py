@@ -33,7 +33,7 @@ from alma_store import (
 from alma_store._objects import open_objects
 from alma_store._shared import SharedLog
 
-from .conftest import REPO, start_together
+from .conftest import REPO, check_workers_reopen, start_together
 
 pytest.importorskip("obstore")
 pytest.importorskip("moto.server")
@@ -488,13 +488,6 @@ def test_scoring_runs_live_with_the_store(where: Where, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_dask_and_torch_workers_reopen_by_url(s3: S3, tmp_path: Path) -> None:
-    import pickle
-
-    from dask.distributed import Client, LocalCluster
-
-    from alma_store import dask as alma_dask
-    from alma_store.torch import ViewDataset
-
     x = np.random.default_rng(4).normal(size=(500, 3)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     location = f"s3://bkt/{uuid.uuid4().hex}"
@@ -502,22 +495,7 @@ def test_dask_and_torch_workers_reopen_by_url(s3: S3, tmp_path: Path) -> None:
         location, str(tmp_path / "x.npy"), chunk_rows=64, storage_options=s3.options()
     )
     store.add_labels([3, 400], [1, 2], relative_to="dataset")
-    with (
-        LocalCluster(
-            n_workers=1, processes=True, threads_per_worker=1, dashboard_address=None
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        rows = client.compute(store.unlabeled.to_dask()).result()
-        assert alma_dask.score(store, norm_score, "dask", client=client) > 0
-    mask = np.asarray(store.labeled_mask)
-    assert np.array_equal(rows, x[~mask])
-    free = np.flatnonzero(~mask)
-    best = free[np.argsort(-norm_score(x[free]), kind="stable")[:5]]
-    assert store.top_k("dask", 5).dataset_indices.tolist() == best.tolist()
-    worker_copy = pickle.loads(pickle.dumps(ViewDataset(store.labeled)))
-    row, label = worker_copy[1]
-    assert np.array_equal(row, x[400]) and label == 2
+    check_workers_reopen(store, x, norm_score, 5, (400, 2))
     store.close()
 
 
