@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -144,3 +146,48 @@ def check_workers_reopen(
     row, label = worker_copy[1]
     index, expected = labeled_row
     assert np.array_equal(row, x[index]) and label == expected
+
+
+S3_SERVER = Path(__file__).with_name("s3_server.py")
+
+
+class S3:
+    """A running ``tests/s3_server.py``: its endpoint and storage options."""
+
+    def __init__(self, mode: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(S3_SERVER), mode],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.info = json.loads(self.proc.stdout.readline())
+
+    def options(self, who: str = "writer") -> dict[str, Any]:
+        key, secret = self.info[who]
+        return {
+            "endpoint_url": self.info["endpoint"],
+            "key": key,
+            "secret": secret,
+            "client_kwargs": {"region_name": "us-east-1"},
+        }
+
+    def keys(self) -> list[str]:
+        import boto3
+
+        key, secret = self.info["writer"]
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.info["endpoint"],
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+            region_name="us-east-1",
+        )
+        return [o["Key"] for o in client.list_objects_v2(Bucket="bkt").get("Contents", [])]
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+        self.proc.stdout.close()

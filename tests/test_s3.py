@@ -17,35 +17,18 @@ import zarr
 import alma_store
 from alma_store import SourceMissingError
 
-from .conftest import REPO, check_workers_reopen
+from .conftest import REPO, S3, check_workers_reopen
 
 pytest.importorskip("s3fs")
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 
 
-def start_server() -> tuple[Any, dict[str, Any]]:
+def start_server() -> tuple[S3, dict[str, Any]]:
     """A fresh S3 server on a free loopback port, and the storage options that reach it."""
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    options = {
-        "endpoint_url": f"http://{host}:{port}",
-        "key": "testing",
-        "secret": "testing",
-        "client_kwargs": {"region_name": "us-east-1"},
-        # A server that is gone is reported at once, not after backing off.
-        "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2},
-    }
-    import boto3
-
-    boto3.client(
-        "s3",
-        endpoint_url=options["endpoint_url"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    ).create_bucket(Bucket="bkt")
-    return server, options
+    server = S3("plain")
+    # A server that is gone is reported at once, not after backing off.
+    retries = {"config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2}}
+    return server, {**server.options(), **retries}
 
 
 @pytest.fixture(scope="module")
@@ -165,61 +148,10 @@ def test_remote_reads_match_numpy_in_any_order_of_access(
     src.close()
 
 
-AUTH_SERVER = r"""
-import os, sys
-os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"  # the user, its key and policy; then auth
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-host, port = server.get_host_and_port()
-print(f"http://{host}:{port}", flush=True)
-sys.stdin.readline()
-server.stop()
-"""
-
-
 def test_wrong_credentials_are_named_and_nothing_is_created(tmp_path: Path) -> None:
-    import boto3
-
-    proc = subprocess.Popen(
-        [sys.executable, "-c", AUTH_SERVER],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    server = S3("read-only")  # access control on; its writer may do everything
     try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        iam = boto3.client(
-            "iam",
-            endpoint_url=url,
-            aws_access_key_id="x",
-            aws_secret_access_key="x",
-            region_name="us-east-1",
-        )
-        iam.create_user(UserName="annotator")
-        key = iam.create_access_key(UserName="annotator")["AccessKey"]
-        policy = {
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
-        }
-        iam.put_user_policy(
-            UserName="annotator", PolicyName="all", PolicyDocument=json.dumps(policy)
-        )
-        good = {
-            "endpoint_url": url,
-            "key": key["AccessKeyId"],
-            "secret": key["SecretAccessKey"],
-            "client_kwargs": {"region_name": "us-east-1"},
-        }
-        boto3.client(
-            "s3",
-            endpoint_url=url,
-            aws_access_key_id=good["key"],
-            aws_secret_access_key=good["secret"],
-            region_name="us-east-1",
-        ).create_bucket(Bucket="bkt")
+        good = server.options()
         put_features(good, "secured.zarr", n=100)
         with pytest.raises(alma_store.InvalidInputError, match="refused: check storage_options"):
             alma_store.create(
@@ -229,7 +161,7 @@ def test_wrong_credentials_are_named_and_nothing_is_created(tmp_path: Path) -> N
         with alma_store.create(tmp_path / "s", "s3://bkt/secured.zarr", storage_options=good) as s:
             assert len(s) == 100
     finally:
-        proc.communicate(input="\n", timeout=60)  # stops the server, closes the pipes
+        server.stop()
 
 
 def first_column(rows: np.ndarray) -> np.ndarray:

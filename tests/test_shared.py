@@ -33,54 +33,10 @@ from alma_store import (
 from alma_store._objects import open_objects
 from alma_store._shared import SharedLog
 
-from .conftest import REPO, check_workers_reopen, start_together
+from .conftest import REPO, S3, check_workers_reopen, start_together
 
 pytest.importorskip("obstore")
 pytest.importorskip("moto.server")
-
-SERVER = Path(__file__).with_name("s3_server.py")
-
-
-class S3:
-    """A running ``tests/s3_server.py``: its endpoint and storage options."""
-
-    def __init__(self, mode: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(SERVER), mode],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        self.info = json.loads(self.proc.stdout.readline())
-
-    def options(self, who: str = "writer") -> dict[str, Any]:
-        key, secret = self.info[who]
-        return {
-            "endpoint_url": self.info["endpoint"],
-            "key": key,
-            "secret": secret,
-            "client_kwargs": {"region_name": "us-east-1"},
-        }
-
-    def keys(self) -> list[str]:
-        import boto3
-
-        key, secret = self.info["writer"]
-        client = boto3.client(
-            "s3",
-            endpoint_url=self.info["endpoint"],
-            aws_access_key_id=key,
-            aws_secret_access_key=secret,
-            region_name="us-east-1",
-        )
-        return [o["Key"] for o in client.list_objects_v2(Bucket="bkt").get("Contents", [])]
-
-    def stop(self) -> None:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.close()
-        self.proc.wait(timeout=60)
-        self.proc.stdout.close()
 
 
 @pytest.fixture(scope="module")
