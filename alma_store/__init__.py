@@ -11,11 +11,11 @@ and see the Labeled and Unlabeled parts as views of ``D``::
 
 from __future__ import annotations
 
-from ._annotations import Annotation
-from ._claims import Claim
 from ._entry import copy, create, open
-from ._version import StoreVersion
+from ._store_version import StoreVersion
+from .campaign import Annotation, Claim
 from .compat import ActiveLearningManager
+from .core import LabelEvent
 from .errors import (
     AlmaError,
     AlreadyLabeledError,
@@ -36,7 +36,6 @@ from .errors import (
     StoreNotFoundError,
     UnsupportedStorageError,
 )
-from .journal import LabelEvent
 from .store import Store
 from .views import LabeledMask, LabeledView, UnlabeledView
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from ._create import build_shared_store, build_store
-from ._engine import DEFAULT_CHECKPOINT_ROWS
-from ._fs import is_url, local_path
-from ._migrate import copy_store
-from ._types import PathLike
+from .core import PathLike
+from .engine import (
+    DEFAULT_CHECKPOINT_ROWS,
+    StoreSpec,
+    build_shared_store,
+    build_store,
+    copy_store,
+)
 from .errors import InvalidInputError
+from .storage import Location
 from .store import Store
 
 __all__ = ["copy", "create", "open", "open_store"]
@@ -56,12 +60,15 @@ def open_store(
     SourceMissingError, SourceChangedError
         The feature source is gone or differs from the one recorded at create.
     """
+    if mode not in ("r", "r+"):
+        raise InvalidInputError(f"mode must be 'r' or 'r+', got {mode!r}")
+    if not isinstance(checkpoint_rows, int) or checkpoint_rows < 1:
+        raise InvalidInputError(f"checkpoint_rows must be a positive int, got {checkpoint_rows!r}")
     return Store(
-        store_location(path),
+        Location.parse(path, storage_options),
         mode=mode,
         lock_timeout=lock_timeout,
         checkpoint_rows=checkpoint_rows,
-        storage_options=check_storage_options(storage_options),
     )
 
 
@@ -177,42 +184,31 @@ def create(
     array([2, 5])
     array([0, 3, 6])
     """
-    options = {
-        "n_items": n_items,
-        "column": column,
-        "label_dtype": label_dtype,
-        "label_shape": label_shape,
-        "classes": classes,
-        "annotations_per_item": annotations_per_item,
-        "chunk_rows": chunk_rows,
-        "progress": progress,
-    }
-    storage_options = check_storage_options(storage_options)
+    location = Location.parse(path, storage_options)
+    spec = StoreSpec(
+        n_items=n_items,
+        column=column,
+        label_dtype=label_dtype,
+        label_shape=label_shape,
+        classes=classes,
+        annotations_per_item=annotations_per_item,
+        chunk_rows=chunk_rows,
+    )
     if not isinstance(shared, bool):
         raise InvalidInputError(f"shared must be a bool, got {shared!r}")
-    location = store_location(path)
-    if shared or is_url(location):
-        build_shared_store(
-            location, features, storage_options=storage_options, overwrite=overwrite, **options
-        )
+    if shared or location.remote:
+        build_shared_store(location, features, spec, overwrite=overwrite, progress=progress)
     else:
-        location = str(
-            build_store(
-                location,
-                features,
-                storage_options=storage_options,
-                overwrite=overwrite,
-                **options,  # type: ignore[arg-type]
-            )
+        assert location.path is not None
+        build_store(
+            location.path,
+            features,
+            spec,
+            storage_options=location.storage_options,
+            overwrite=overwrite,
+            progress=progress,
         )
-    return Store(location, storage_options=storage_options)
-
-
-def store_location(path: object) -> str:
-    """``path`` as a store location: a local path, or the URL of a shared store."""
-    if isinstance(path, str) and is_url(path) and not path.startswith("file://"):
-        return path.rstrip("/")
-    return str(local_path(path, "store path"))
+    return Store(location)
 
 
 def copy(
@@ -259,23 +255,10 @@ def copy(
         object storage (which takes features by URL).
     """
     return copy_store(
-        store_location(src),
-        store_location(dst),
-        storage_options=check_storage_options(storage_options),
-        dst_storage_options=check_storage_options(dst_storage_options),
+        Location.parse(src, storage_options),
+        Location.parse(dst, dst_storage_options),
         shared=shared,
     )
-
-
-def check_storage_options(options: object) -> dict[str, Any] | None:
-    """``options`` if they are fsspec-style storage options (a dict with str keys) or None."""
-    if options is not None and (
-        not isinstance(options, dict) or not all(isinstance(k, str) for k in options)
-    ):
-        raise InvalidInputError(
-            f"storage_options must be a dict of fsspec options, got {type(options).__name__}"
-        )
-    return options
 
 
 open = open_store  # the public name: alma_store.open(path)

@@ -26,11 +26,9 @@ from typing import Any, Self
 import numpy as np
 
 from ._entry import create, open_store
-from ._labels import STR_DTYPE, infer_label_dtype, parse_label_dtype
-from ._types import PathLike
+from .core import STR_DTYPE, PathLike, infer_label_dtype, parse_indices, parse_label_dtype
 from .errors import InvalidInputError
-from .features import check_same_features
-from .index import parse_indices
+from .sources import check_same_features
 from .store import Store
 
 __all__ = ["ActiveLearningManager"]

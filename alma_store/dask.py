@@ -9,14 +9,13 @@ Unlabeled part with one task per 8 unfinished chunks.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._engine import DEFAULT_CHECKPOINT_ROWS, Engine, open_engine
-from ._fs import is_url
-from ._scorefiles import open_run
-from ._scoring import ScoreFn, check_score_args, score_chunks, todo_chunks
+from .engine import Engine, open_engine
 from .errors import ReadOnlyError
+from .scoring import ScoreFn, check_score_args, open_run, score_chunks, todo_chunks
+from .sources import FeatureSource
+from .storage import Location
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -32,14 +31,8 @@ def to_dask(view: LabeledView | UnlabeledView) -> da.Array:
     return view.to_dask()
 
 
-def _writer(path: str | Path, storage_options: dict[str, Any] | None) -> tuple[Engine, Any]:
-    return open_engine(
-        path,
-        writable=True,
-        checkpoint_rows=DEFAULT_CHECKPOINT_ROWS,
-        lock_timeout=60.0,
-        storage_options=storage_options,
-    )
+def _writer(location: Location) -> tuple[Engine, FeatureSource]:
+    return open_engine(location, writable=True)
 
 
 TASK_CHUNKS = 8
@@ -47,15 +40,14 @@ TASK_CHUNKS = 8
 
 
 def _score_task(
-    path: str,
+    location: Location,
     version: int,
     fn: ScoreFn,
     name: str,
     chunks: list[int],
     batch_rows: int,
-    storage_options: dict[str, Any] | None = None,
 ) -> int:
-    engine, source = _writer(path, storage_options)
+    engine, source = _writer(location)
     try:
         run = open_run(engine, name, create=False)
         snap = engine.snapshot_at(version)
@@ -81,16 +73,16 @@ def score(
     The same chunk routine as :meth:`Store.score` runs in the workers, so the
     scores (and :meth:`Store.top_k`) are the same as a single-process run.
     ``client`` is a ``dask.distributed.Client``; ``None`` uses dask's current
-    scheduler. ``fn`` must be picklable (a module-level function).
+    scheduler. ``fn`` must be picklable (a module-level function). The tasks
+    carry the store's location and storage options (in memory, never to disk).
     """
     import dask
 
     check_score_args(fn, batch_rows)
     if store.mode != "r+":
         raise ReadOnlyError(f"{store.path} was opened with mode='r'; open it with mode='r+'")
-    path = store.location if is_url(store.location) else str(Path(store.location).resolve())
-    options = store.storage_options  # travel with the tasks, never to disk
-    engine, source = _writer(path, options)
+    location = Location.parse(store.location, store.storage_options).absolute()
+    engine, source = _writer(location)
     try:
         todo = todo_chunks(open_run(engine, name, create=True))
     finally:
@@ -99,7 +91,7 @@ def score(
     version = store.version
     tasks = [
         dask.delayed(_score_task, pure=False)(
-            path, version, fn, name, todo[a : a + TASK_CHUNKS], batch_rows, options
+            location, version, fn, name, todo[a : a + TASK_CHUNKS], batch_rows
         )
         for a in range(0, len(todo), TASK_CHUNKS)
     ]

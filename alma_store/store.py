@@ -1,71 +1,32 @@
-"""The persistent active-learning store: the facade and the commit protocol.
+"""The persistent active-learning store: the facade (see ``docs/architecture.md``).
 
-A store is a directory (see ``docs/format.md``)::
-
-    meta.json         geometry, label dtype, feature source and its fingerprint (checksummed)
-    journal.bin       append-only, fsynced label journal: the source of truth
-    checkpoint.bin    version and per-chunk labeled counts the chunk files hold
-    marks-<c>.bin     every chunk's sorted labeled offsets at checkpoint c, chunk file checksums
-    state/            Zarr group: labeled mask and labels (see alma_store._state)
-    features/         a Zarr copy of the features, only when given in memory
-    lock              the writer lock file
-
-Commit protocol (:meth:`Store.add_labels` and the other writes), under the
-writer lock: read the journal tail other processes appended
-(:meth:`Engine.refresh`), check ``expected_version``, validate the whole batch
-against that state, append one record and ``fdatasync`` it
-(:meth:`Engine.append`, :meth:`Journal.append`), then return. Every
-``checkpoint_rows`` labels the engine folds the tail into the chunk files. A
-crash at any point loses nothing acknowledged, and the next reader sees every
-acknowledged batch whole and no unacknowledged one.
-
-Reads are those of :class:`~alma_store._version.StoreVersion` at the newest
-version; :meth:`Store.at` gives the same reads at a past one.
+A :class:`Store`'s methods parse their arguments and make one call to the layer
+that owns the work: the commit protocol of :mod:`alma_store.engine` for every
+write, the :class:`~alma_store.campaign.Campaign` for claims, metrics and
+annotations, :mod:`alma_store.scoring` for score runs. Its reads are those of
+:class:`~alma_store.StoreVersion` at the newest version.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import random
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, Self
 
 import numpy as np
 
-from . import _history, _io, _scoring, _tools
-from ._campaign import Campaign
-from ._campaign_methods import CampaignMethods
-from ._engine import DEFAULT_CHECKPOINT_ROWS, open_engine
-from ._fs import crash_point
-from ._labels import parse_provenance, split_batch
-from ._shared import LostRace
-from ._snapshot import Snapshot
-from ._types import IndexArray, PathLike
-from ._verify import verify
-from ._version import StoreVersion
-from .errors import (
-    AlmaError,
-    AlreadyLabeledError,
-    InvalidInputError,
-    NotLabeledError,
-    StaleIndexError,
-)
-from .index import parse_indices
-from .journal import LabelEvent
+from . import engine, scoring
+from ._store_version import StoreVersion
+from .campaign import Campaign, Claim, import_labels
+from .core import IndexArray, PathLike, Provenance, parse_indices, split_batch
+from .engine import DEFAULT_CHECKPOINT_ROWS, Writer, open_engine
+from .errors import InvalidInputError
+from .storage import Location
 
 __all__ = ["Store"]
 
-TopK = _scoring.TopK
-LOST_BACKOFF = 0.5e-3
-"""A shared-store commit that lost its version waits up to this x 2^(losses) before retrying ..."""
-LOST_BACKOFF_MAX = 0.05
-"""... and never more than this (seconds)."""
 
-
-class Store(StoreVersion, CampaignMethods):
+class Store(StoreVersion):
     """A persistent labeled/unlabeled split of a dataset. Use :func:`create` or :func:`open`.
 
     Its reads (``version``, ``labeled``, ``unlabeled``, ``labels``, ...) are
@@ -77,32 +38,21 @@ class Store(StoreVersion, CampaignMethods):
 
     def __init__(
         self,
-        root: PathLike,
+        location: Location,
         *,
         mode: str = "r+",
         lock_timeout: float = 60.0,
         checkpoint_rows: int = DEFAULT_CHECKPOINT_ROWS,
-        storage_options: dict[str, Any] | None = None,
     ) -> None:
-        if mode not in ("r", "r+"):
-            raise InvalidInputError(f"mode must be 'r' or 'r+', got {mode!r}")
-        if not isinstance(checkpoint_rows, int) or checkpoint_rows < 1:
-            raise InvalidInputError(
-                f"checkpoint_rows must be a positive int, got {checkpoint_rows!r}"
-            )
-        engine, source = open_engine(
-            root,
-            writable=mode == "r+",
-            checkpoint_rows=checkpoint_rows,
-            lock_timeout=lock_timeout,
-            storage_options=storage_options,
+        writable = mode == "r+"
+        store_engine, source = open_engine(
+            location, writable=writable, checkpoint_rows=checkpoint_rows, lock_timeout=lock_timeout
         )
-        super().__init__(engine, source)
+        self._writer = Writer(store_engine)
+        campaign = Campaign(store_engine, self._writer, store_engine.meta.schema)
+        super().__init__(store_engine, source, campaign)
         self.mode = mode
         """``"r+"`` (read and write) or ``"r"`` (read only)."""
-        self._campaign = Campaign(engine)
-
-    # -- the past ------------------------------------------------------------
 
     def at(self, *, version: int | None = None, round: int | None = None) -> StoreVersion:
         """The store as it was at ``version``, or right after the last commit of ``round``.
@@ -119,12 +69,11 @@ class Store(StoreVersion, CampaignMethods):
         if (version is None) == (round is None):
             raise InvalidInputError("give exactly one of version and round")
         if round is not None:
-            version = _history.version_of_round(self._engine, round)
+            version = engine.version_of_round(self._engine, round)
         if not isinstance(version, int | np.integer) or isinstance(version, bool):
             raise InvalidInputError(f"version must be an int, got {version!r}")
-        return StoreVersion(self._engine, self._source, self._engine.snapshot_at(int(version)))
-
-    # -- writing -------------------------------------------------------------
+        snap = self._engine.snapshot_at(int(version))
+        return StoreVersion(self._engine, self._source, self._campaign, snap)
 
     def add_labels(
         self,
@@ -139,7 +88,9 @@ class Store(StoreVersion, CampaignMethods):
         """Label a batch of items, atomically and durably.
 
         Two spellings: ``add_labels((i, y))`` / ``add_labels([(i, y), ...])``
-        as in ALMa, or ``add_labels(indices, values)`` with arrays.
+        as in ALMa, or ``add_labels(indices, values)`` with arrays. On a store
+        with several annotations per item, each label is an annotation by
+        ``annotator`` (see :func:`create`).
 
         Parameters
         ----------
@@ -181,7 +132,8 @@ class Store(StoreVersion, CampaignMethods):
         Notes
         -----
         Every check runs before anything is written: a failing batch writes
-        nothing. When the call returns, the batch is on disk (fsynced).
+        nothing. When the call returns, the batch is on disk (fsynced). The
+        commit is :mod:`alma_store.engine._commit`'s, from the lock to the fsync.
         """
         self._engine.check_writable()
         indices, vals = split_batch(labels, values)
@@ -193,48 +145,8 @@ class Store(StoreVersion, CampaignMethods):
         # Type, sign and duplicate checks first; the range is checked under the lock.
         idx = parse_indices(indices, name=name, upper=None)
         vals_arr = self.schema.parse_values(vals, len(idx))
-        provenance = parse_provenance(annotator, round, expected_version)
-        if self.annotations_per_item > 1:
-            if annotator is None:
-                raise InvalidInputError(
-                    f"this store takes {self.annotations_per_item} annotations per item: "
-                    "give the annotator"
-                )
-            n = len(idx)
-            return self._annotate(
-                idx, vals_arr, (annotator,) * n, (time.time(),) * n, provenance, relative_to
-            )
-        return self._add(idx, vals_arr, provenance, relative_to)
-
-    def _add(
-        self,
-        idx: IndexArray,
-        values: np.ndarray,
-        provenance: dict[str, Any],
-        relative_to: str,
-        *,
-        row_annotators: tuple[str, ...] | None = None,
-        row_times: tuple[float, ...] | None = None,
-    ) -> IndexArray:
-        """Label unlabeled items (by position or dataset index) in one commit."""
-
-        def build(snap: Snapshot) -> LabelEvent:
-            dataset_idx = snap.dataset_indices_of(idx, relative_to)
-            if relative_to != "unlabeled":
-                is_labeled = snap.is_labeled(dataset_idx)
-                if is_labeled.any():
-                    raise AlreadyLabeledError([int(v) for v in dataset_idx[is_labeled]])
-            return LabelEvent(
-                snap.version + 1,
-                "add",
-                dataset_idx,
-                values,
-                row_annotators=row_annotators,
-                row_times=row_times,
-                **provenance,
-            )
-
-        return self._commit(build, len(idx), provenance, by_position=relative_to == "unlabeled")
+        provenance = Provenance.parse(annotator, round, expected_version)
+        return self._campaign.label(idx, vals_arr, provenance, relative_to)
 
     def relabel(
         self,
@@ -247,19 +159,9 @@ class Store(StoreVersion, CampaignMethods):
     ) -> IndexArray:
         """Correct the labels of labeled items; the previous labels are kept in the history.
 
-        Parameters
-        ----------
-        dataset_indices
-            Dataset indices of labeled items.
-        values
-            Their new labels, ``(n, *label_shape)``.
-        annotator, round, expected_version
-            As for :meth:`add_labels`.
-
-        Returns
-        -------
-        numpy.ndarray
-            The dataset indices relabeled.
+        ``values`` are the new labels of the labeled ``dataset_indices``,
+        ``(n, *label_shape)``; ``annotator``, ``round`` and ``expected_version``
+        are as for :meth:`add_labels`. Returns the dataset indices relabeled.
 
         Raises
         ------
@@ -269,18 +171,15 @@ class Store(StoreVersion, CampaignMethods):
             As for :meth:`add_labels`; nothing is written.
         """
         self._engine.check_writable()
-        idx_raw, vals = split_batch(dataset_indices, values, names=("dataset_indices", "values"))
-        provenance = parse_provenance(annotator, round, expected_version)
-        idx = parse_indices(idx_raw, name="dataset_indices", upper=len(self))
-        vals_arr = self.schema.parse_values(vals, len(idx))
+        idx, vals = self._parse_batch(dataset_indices, values)
+        provenance = Provenance.parse(annotator, round, expected_version)
+        return self._writer.relabel(idx, vals, provenance)
 
-        def build(snap: Snapshot) -> LabelEvent:
-            previous = _labeled_values(snap, idx)
-            return LabelEvent(
-                snap.version + 1, "relabel", idx, vals_arr, previous=previous, **provenance
-            )
-
-        return self._commit(build, len(idx), provenance)
+    def _parse_batch(self, dataset_indices: object, values: object) -> tuple[IndexArray, Any]:
+        """Dataset indices in range and their labels, checked (corrections, verdicts)."""
+        raw, vals = split_batch(dataset_indices, values, names=("dataset_indices", "values"))
+        idx = parse_indices(raw, name="dataset_indices", upper=len(self))
+        return idx, self.schema.parse_values(vals, len(idx))
 
     def remove_labels(
         self,
@@ -300,98 +199,40 @@ class Store(StoreVersion, CampaignMethods):
             As for :meth:`add_labels`; nothing is written.
         """
         self._engine.check_writable()
-        provenance = parse_provenance(annotator, round, expected_version)
+        provenance = Provenance.parse(annotator, round, expected_version)
         idx = parse_indices(dataset_indices, name="dataset_indices", upper=len(self))
+        return self._writer.remove(idx, provenance)
 
-        def build(snap: Snapshot) -> LabelEvent:
-            removed = _labeled_values(snap, idx)
-            return LabelEvent(snap.version + 1, "remove", idx, removed, **provenance)
-
-        return self._commit(build, len(idx), provenance)
-
-    def _commit(
+    def resolve(
         self,
-        build: Callable[[Snapshot], LabelEvent],
-        n: int,
-        provenance: dict[str, Any],
+        dataset_indices: object,
+        values: object,
         *,
-        by_position: bool = False,
-        locked: bool = False,
+        annotator: str,
+        round: int | None = None,
+        expected_version: int | None = None,
     ) -> IndexArray:
-        """Build and check the event, append it under the writer lock, then sync it.
+        """Label disputed items with a reviewer's verdict (the journal records it as theirs).
 
-        The event is built and checked against the newest snapshot *before* the
-        lock is taken. Under the lock, the records committed meanwhile are only
-        decoded: if none touches the event's items (and its indices are not
-        view positions, which any commit shifts), the event stays right and is
-        appended as the next version. Otherwise it is built again under the
-        lock. ``fdatasync`` runs after the lock is released, shared by every
-        writer waiting for one (group commit, see :mod:`alma_store.journal`).
-        ``locked`` builds under the lock only (annotations: their checks read
-        every earlier annotation of the items).
+        An item is disputed when it has all its ``annotations_per_item``
+        annotations and no label has more than half of them (:meth:`disputed`
+        lists them). ``annotator`` is the reviewer; ``round`` and
+        ``expected_version`` are as for :meth:`add_labels`. Returns the
+        dataset indices labeled.
+
+        Raises
+        ------
+        InvalidInputError
+            The store keeps one label per item, no reviewer is named, or an
+            item is not disputed (it needs more annotations, has a majority,
+            or is labeled). Nothing is written.
         """
-        engine = self._engine
-        expected = provenance.pop("expected_version")
-        if n == 0:
-            return np.empty(0, np.int64)
-        if engine.needs_upgrade:
-            with engine.write_lock():
-                engine.refresh(writer=True)
-                engine.checkpoint_if_old_format()
-        snap = engine.latest_taken_in()  # what came since is checked under the lock
-        event: LabelEvent | None = None
-        if not (by_position or locked):  # positions: meaningful at the newest version only
-            with contextlib.suppress(AlmaError):  # the verdict is given under the lock
-                event = build(snap)  # every check runs here, before anything is written
-        lost = 0
-        while True:
-            if lost:  # back off a random while, so that racing writers spread out
-                time.sleep(random.uniform(0, min(LOST_BACKOFF_MAX, LOST_BACKOFF * 2**lost)))
-            with engine.write_lock():
-                engine.pull()  # a shared store: what other writers committed, into the mirror
-                newer = engine.events_since(snap.version) if event is not None else None
-                if event is None or newer is None or (newer and _touches(newer, event)):
-                    engine.refresh(writer=True, pull=False)
-                    snap, newer, event = engine.current(pull=False), [], None
-                latest = snap.version + len(newer)
-                if expected is not None and expected != latest:
-                    raise StaleIndexError(expected, latest, by_position=by_position)
-                if event is None:
-                    event = build(snap)
-                elif newer:
-                    event = dataclasses.replace(event, version=latest + 1)
-                try:
-                    end = engine.append(event)
-                except LostRace:  # a shared store: another writer took this version first
-                    event = None  # built again on the newest version, under the lock
-                    lost += 1
-                    continue
-            break
-        crash_point("commit-unsynced")  # appended, lock released, not acknowledged yet
-        engine.sync(end)  # outside the lock: one fdatasync covers every waiting writer
-        if len(newer) >= REFRESH_AFTER_EVENTS:
-            engine.refresh()  # take the newer commits in, in one go
-        if engine.tail_rows + n >= engine.checkpoint_rows:
-            engine.refresh()
-            if engine.tail_rows >= engine.checkpoint_rows:
-                engine.checkpoint_if_free()
-        engine.compact_if_due(event.version)
-        if event.annotations is not None:
-            return event.annotations.dataset_indices
-        return event.dataset_indices
-
-    def checkpoint(self) -> None:
-        """Fold the journal tail into the chunk files now (it also happens automatically).
-
-        On a store of an older format version this also upgrades it.
-        """
-        with self._engine.write_lock():
-            self._engine.refresh(writer=True)
-            self._engine.checkpoint()
-
-    upgrade = checkpoint
-
-    # -- files ---------------------------------------------------------------
+        self._engine.check_writable()
+        if not isinstance(annotator, str) or not annotator:
+            raise InvalidInputError(f"resolve needs the reviewer as annotator, got {annotator!r}")
+        idx, vals = self._parse_batch(dataset_indices, values)
+        provenance = Provenance.parse(annotator, round, expected_version)
+        return self._campaign.resolve(idx, vals, provenance)
 
     def import_labels(
         self,
@@ -413,15 +254,12 @@ class Store(StoreVersion, CampaignMethods):
             keys in JSON Lines; columns in Parquet). With ``format``: an
             annotation tool's export of tasks written by :meth:`export_tasks`.
         format
-            ``"label-studio"``: Label Studio's JSON export (a ``choices``
-            result per annotation; ``completed_by`` and ``created_at`` are
-            kept as each label's annotator and time; cancelled annotations
-            are skipped). ``"prodigy"``: the JSON Lines of ``prodigy db-out``
-            (``accept`` or ``label``; ``_annotator_id`` and ``_timestamp``
-            kept; rejected and ignored answers skipped).
+            ``"label-studio"`` (its JSON export) or ``"prodigy"`` (``prodigy
+            db-out``): each label keeps the annotator and time the tool
+            recorded; skipped and rejected answers are left out (see
+            :mod:`alma_store.exchange._tools`).
         annotator
-            For plain files: the annotator of every row. Tool exports name
-            their own.
+            For plain files: the annotator of every row.
         round, expected_version, progress
             As for :meth:`add_labels`; ``progress`` is called with the number
             of rows read (plain files).
@@ -442,51 +280,19 @@ class Store(StoreVersion, CampaignMethods):
             A row names a labeled item (the message names its line).
         """
         self._engine.check_writable()
-        path = Path(path)
-        if format is not None:
-            return self._import_tool(path, _tools.check_format(format), round, expected_version)
-        idx, values, lines = _io.read_labels_file(path, len(self), self.schema, progress)
-        try:
-            return self.add_labels(
-                idx,
-                values,
-                relative_to="dataset",
-                annotator=annotator,
-                round=round,
-                expected_version=expected_version,
-            )
-        except AlreadyLabeledError as exc:
-            raise _io.name_line(exc, idx, lines, path) from None
+        provenance = Provenance.parse(annotator, round, expected_version)
+        return import_labels(self._campaign, Path(path), format, provenance, progress)
 
-    def _import_tool(
-        self, path: Path, fmt: str, round: int | None, expected_version: int | None
-    ) -> IndexArray:
-        """One commit of an annotation tool's export (see :mod:`alma_store._tools`)."""
-        one = self.annotations_per_item == 1
-        batch = _tools.ToolBatch.check(
-            _tools.read_tool_export(path, fmt), self.schema, len(self), one_per_item=one
-        )
-        provenance = parse_provenance(None, round, expected_version)
-        idx, values = batch.dataset_indices, batch.values
-        try:
-            if not one:
-                return self._annotate(idx, values, batch.annotators, batch.times, provenance)
-            return self._add(
-                idx,
-                values,
-                provenance,
-                "dataset",
-                row_annotators=batch.annotators,
-                row_times=batch.times,
-            )
-        except AlreadyLabeledError as exc:
-            raise AlreadyLabeledError(
-                exc.positions, reason=f"{batch.where_of(exc.positions)}: {exc}"
-            ) from None
-        except InvalidInputError as exc:
-            raise InvalidInputError(f"{path}: {exc}") from None
+    def checkpoint(self) -> None:
+        """Fold the journal tail into the chunk files now (it also happens automatically).
 
-    # -- scoring -------------------------------------------------------------
+        On a store of an older format version this also upgrades it.
+        """
+        with self._engine.write_lock():
+            self._engine.refresh(writer=True)
+            self._engine.checkpoint()
+
+    upgrade = checkpoint
 
     def score(
         self,
@@ -495,7 +301,7 @@ class Store(StoreVersion, CampaignMethods):
         *,
         batch_rows: int = 4096,
         shard: tuple[int, int] | str = (0, 1),
-        step_seconds: float = _scoring.DEFAULT_STEP_SECONDS,
+        step_seconds: float = scoring.DEFAULT_STEP_SECONDS,
         progress: Callable[[int], None] | None = None,
         plan: Callable[[int, int], None] | None = None,
     ) -> int:
@@ -505,26 +311,21 @@ class Store(StoreVersion, CampaignMethods):
         ----------
         fn
             ``fn(rows) -> scores``: one number per row, called with at most
-            ``batch_rows`` rows at a time. ``rows`` is a reused buffer: ``fn``
-            must not keep it (or a view of it) after it returns.
+            ``batch_rows`` rows at a time (a reused buffer: ``fn`` must not keep it).
         name
             Name of the scoring (letters, digits, ``_-.``).
-        batch_rows
-            Rows per call of ``fn``.
         shard
             ``(i, n)`` or ``"i/n"``: score only chunks ``j`` with ``j % n == i``
             (e.g. ``(SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT)``).
         step_seconds
             Scored chunks are made durable together, one step file (two fsyncs)
-            per ``step_seconds`` of work (or 64 MiB of scores), written in the
+            per ``step_seconds`` of work (or 8 MiB of scores), written in the
             background while the next step is scored. A killed job redoes at
             most its last step. ``0`` makes every chunk its own step.
-        progress
-            Called with the number of unlabeled rows of each chunk scored
-            (e.g. ``tqdm(...).update``).
-        plan
-            Called once, before scoring, with the number of chunks this call
-            will score and their unlabeled rows (a progress bar's totals).
+        progress, plan
+            ``progress(rows)`` is called with the unlabeled rows of each chunk
+            scored (e.g. ``tqdm(...).update``); ``plan(chunks, rows)`` once,
+            before scoring, with this call's totals (a progress bar's).
 
         Returns
         -------
@@ -539,7 +340,7 @@ class Store(StoreVersion, CampaignMethods):
         (``remove_labels``) after their chunk was scored have no score until
         the scoring is redone under a new name.
         """
-        return _scoring.score(
+        return scoring.score(
             self._engine,
             self._source,
             fn,
@@ -551,62 +352,117 @@ class Store(StoreVersion, CampaignMethods):
             plan=plan,
         )
 
-    def top_k(
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock claims expire by (``time.time``); set it to a fake one in tests."""
+        return self._campaign.clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[], float]) -> None:
+        if not callable(clock):
+            raise InvalidInputError(f"clock must be callable, got {clock!r}")
+        self._campaign.clock = clock
+
+    def claim_next(
         self,
-        name: str,
         k: int,
         *,
+        annotator: str,
+        ttl: float,
+        scores: str | None = None,
         largest: bool = True,
-        allow_partial: bool = False,
-        annotator: str | None = None,
-        skip_claimed: bool = True,
-    ) -> TopK:
-        """The ``k`` best still-unlabeled items of scoring ``name``, streaming.
+    ) -> Claim:
+        """Claim the best ``k`` unlabeled items no live claim holds, for ``annotator``.
 
-        Returns a :class:`TopK` (``dataset_indices``, ``scores``, ``version``),
-        best first. Memory is ``O(k + 8 * chunk_rows + claimed items)``
-        whatever ``N`` is.
+        Atomic across processes: two concurrent callers never get the same
+        item. The claim is durable when this returns. Fewer items are claimed
+        when fewer are left (none: an empty claim, and nothing is recorded).
+        ``ttl`` is the seconds until the claim lapses unless its items are
+        labeled. With ``scores`` (a complete scoring) the ``k`` best by it
+        (``largest`` first), else the first ``k`` in dataset order.
 
-        Items under a live claim (:meth:`claim_next`) are passed over unless
-        ``skip_claimed`` is false, except those of ``annotator``'s own claims.
+        Returns
+        -------
+        Claim
+            ``.id``, ``.dataset_indices`` (best first), ``.annotator``, ``.expires``.
 
         Raises
         ------
         InvalidInputError
-            No such scoring, or chunks not scored yet (unless ``allow_partial``).
+            Bad ``k``, ``annotator`` or ``ttl``, or an unknown or incomplete scoring.
+
+        Notes
+        -----
+        A claim closes once all its items are labeled and lapses at
+        ``expires``. Claims never refuse a label: a lapsed claim's labels still
+        count, unless the item was labeled meanwhile (:class:`AlreadyLabeledError`).
         """
-        self._engine.check_open()
-        exclude = None
-        if skip_claimed:
-            snap = self._engine.current()
-            exclude = self._campaign.held(snap, except_annotator=annotator)
-        return _scoring.top_k(
-            self._engine, name, k, largest=largest, allow_partial=allow_partial, exclude=exclude
-        )
+        self._engine.check_writable()
+        return self._campaign.claim_next(k, annotator, ttl, scores, largest)
 
-    def scoring_progress(self, name: str) -> tuple[int, int]:
-        """``(chunks done, chunks in all)`` of scoring ``name``."""
-        return _scoring.progress(self._engine, name)
+    def claim(self, dataset_indices: object, *, annotator: str, ttl: float) -> Claim:
+        """Claim the given items for ``annotator`` for ``ttl`` seconds.
 
-    def load_scores(self, name: str) -> np.ndarray:
-        """All ``N`` scores of scoring ``name`` in memory (materialises ``N`` values).
-
-        NaN where an item has no score: it was labeled when its chunk was
-        scored, or its chunk is not scored yet. For the best items use the
-        streaming :meth:`top_k` instead.
+        Raises
+        ------
+        ClaimedError
+            Another live claim holds some of them (the error names who);
+            nothing is claimed.
+        AlreadyLabeledError
+            Some are labeled already.
+        InvalidIndexError, InvalidInputError
+            Bad indices, ``annotator`` or ``ttl``.
         """
-        self._engine.check_open()
-        return _scoring.load_scores(self._engine, name)
+        self._engine.check_writable()
+        return self._campaign.claim(dataset_indices, annotator, ttl)
 
-    # -- checks and lifecycle ------------------------------------------------
+    def release(self, claim: Claim | str) -> bool:
+        """Release a claim (or its id) before it lapses; ``False`` if it had ended already.
+
+        Raises
+        ------
+        InvalidInputError
+            No claim with that id was ever made on this store.
+        """
+        self._engine.check_writable()
+        return self._campaign.release(claim)
+
+    def claims(self) -> list[Claim]:
+        """The live claims, oldest first: not released, not lapsed, with an unlabeled item."""
+        self._engine.check_open()
+        return self._campaign.live(self._snap())
+
+    def log_metrics(self, *, round: int | None = None, **metrics: float | str) -> dict[str, Any]:
+        """Record the model's quality after a round, durably.
+
+        Each record keeps ``round``, the store ``version`` and ``num_labeled``
+        at the time, and ``time``, with the metrics given.
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, alma_store
+        >>> with alma_store.create(tempfile.mkdtemp() + "/s", np.zeros((5, 1))) as store:
+        ...     _ = store.add_labels([(0, 1)])
+        ...     _ = store.log_metrics(round=0, accuracy=0.5)
+        ...     [(m["round"], m["num_labeled"], m["accuracy"]) for m in store.metrics()]
+        [(0, 1, 0.5)]
+
+        Raises
+        ------
+        InvalidInputError
+            No metric, a value that is not a finite number or a str, or a
+            metric named like a recorded field (``round``, ``version``,
+            ``num_labeled``, ``time``).
+        """
+        self._engine.check_writable()
+        return self._campaign.log_metrics(round, metrics)
 
     def verify(self, *, progress: Callable[[int], None] | None = None) -> dict[str, int]:
         """Replay the whole journal and check the mask, labels and counts agree with it.
 
-        Reads every journal record, every chunk that holds a label and the
-        whole campaign log; memory is ``O(num_labeled)``. Returns a summary
-        (``version``, ``num_labeled``, ``records``, ``chunks_checked``,
-        ``campaign_records``).
+        Reads every journal record, every chunk that holds a label and the whole
+        campaign log; memory is ``O(num_labeled)``. Returns a summary (``version``,
+        ``num_labeled``, ``records``, ``chunks_checked``, ``campaign_records``).
 
         Raises
         ------
@@ -614,33 +470,22 @@ class Store(StoreVersion, CampaignMethods):
             The journal or the campaign log is damaged, or the chunk files
             disagree with the journal.
         """
-        summary = verify(self._engine, progress)
-        engine = self._engine
-        log = engine.campaign_log()
-        summary["campaign_records"] = len(log.read_new())  # a fresh read checks every record
-        return summary
+        summary = engine.verify(self._engine, progress)
+        return {**summary, "campaign_records": self._campaign.check_log()}
 
     def close(self, *, checkpoint: bool = True) -> None:
         """Release the store's files; a writer first checkpoints its journal tail.
 
         The checkpoint is skipped when another writer holds the lock (it will
-        checkpoint itself) or when ``checkpoint`` is false; nothing is lost
-        either way, the next opener replays the tail from the journal. If the
-        checkpoint fails (a full disk, say), every file is released all the
-        same and the error is raised.
+        checkpoint itself) or when ``checkpoint`` is false: the next opener
+        replays the tail. If it fails (a full disk), the files are released
+        all the same and the error is raised.
         """
-        engine = self._engine
-        if engine.closed:
-            return
-        try:
-            # A shared store's mirror goes with the process: nothing to fold for later.
-            if checkpoint and self.mode == "r+" and engine.mirror is None:
-                engine.refresh()  # our own last commits are taken in lazily
-                if engine.tail_rows:
-                    engine.checkpoint_if_free()
-        finally:
-            engine.close()
-            self._source.close()
+        if not self._engine.closed:
+            try:
+                self._writer.close(checkpoint=checkpoint)
+            finally:
+                self._source.close()
 
     def __enter__(self) -> Self:
         return self
@@ -649,28 +494,6 @@ class Store(StoreVersion, CampaignMethods):
         self.close()
 
     def __repr__(self) -> str:
-        engine = self._engine
-        state = "closed" if engine.closed else f"version={self.version}, labeled={self.num_labeled}"
+        closed = self._engine.closed
+        state = "closed" if closed else f"version={self.version}, labeled={self.num_labeled}"
         return f"<alma_store.Store {str(self.path)!r} N={len(self)} {state} mode={self.mode!r}>"
-
-
-REFRESH_AFTER_EVENTS = 16
-"""A writer takes in others' commits (and its own) once this many have piled up."""
-
-
-def _touches(events: list[LabelEvent], event: LabelEvent) -> bool:
-    """Whether any of ``events`` touches an item of ``event``."""
-    mine = np.sort(event.dataset_indices)
-    for other in events:
-        at = np.searchsorted(mine, other.dataset_indices)
-        if (mine[np.minimum(at, len(mine) - 1)] == other.dataset_indices).any():
-            return True
-    return False
-
-
-def _labeled_values(snap: Snapshot, dataset_indices: IndexArray) -> np.ndarray:
-    """Current labels of ``dataset_indices``, which must all be labeled."""
-    is_labeled = snap.is_labeled(dataset_indices)
-    if not is_labeled.all():
-        raise NotLabeledError([int(v) for v in dataset_indices[~is_labeled]])
-    return snap.labels_at(dataset_indices)

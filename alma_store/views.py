@@ -14,19 +14,15 @@ since a position handed to a labeler must be unambiguous.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from ._engine import open_reader
-from ._types import IndexArray
+from .core import IndexArray, parse_indices
+from .engine import Engine, Snapshot, open_reader
 from .errors import InvalidIndexError, InvalidInputError
-from .index import parse_indices
-
-if TYPE_CHECKING:
-    from ._engine import Engine
-    from ._snapshot import Snapshot
-    from .features import FeatureSource
+from .sources import FeatureSource
+from .storage import Location
 
 __all__ = ["LabeledMask", "LabeledView", "UnlabeledView"]
 
@@ -88,12 +84,12 @@ class _View:
     @property
     def store_path(self) -> str:
         """The directory or URL of the store this view belongs to (workers reopen it by this)."""
-        return self._engine.location
+        return str(self._engine.location)
 
     @property
     def storage_options(self) -> dict[str, Any] | None:
         """The storage options the store was opened with (workers reopen it with them)."""
-        return self._engine.storage_options
+        return self._engine.location.storage_options
 
     @property
     def feature_source(self) -> FeatureSource:
@@ -217,15 +213,10 @@ class _View:
         import dask.array as da
 
         tail = self.shape[1:]
+        where = self._engine.location.absolute()
         blocks = [
             da.from_delayed(
-                dask.delayed(read_view_block, pure=True)(
-                    self.store_path,
-                    self.version,
-                    self._labeled,
-                    j,
-                    self._engine.storage_options,
-                ),
+                dask.delayed(read_view_block, pure=True)(where, self.version, self._labeled, j),
                 shape=(int(self._counts[j]), *tail),
                 dtype=self.dtype,
             )
@@ -255,15 +246,9 @@ class _View:
         return f"<{type(self).__name__} len={self._len} version={self.version} shape={self.shape}>"
 
 
-def read_view_block(
-    path: str,
-    version: int,
-    labeled: bool,
-    j: int,
-    storage_options: dict[str, Any] | None = None,
-) -> np.ndarray:
-    """The rows of chunk ``j`` in a view at ``version`` of the store at ``path`` (for workers)."""
-    with open_reader(path, storage_options) as (engine, source):
+def read_view_block(location: Location, version: int, labeled: bool, j: int) -> np.ndarray:
+    """The rows of chunk ``j`` in a view at ``version`` of the store at ``location`` (for workers)."""
+    with open_reader(location) as (engine, source):
         snap = engine.snapshot_at(version)
         return source.read_sorted(snap.members(j, of_labeled=labeled))
 

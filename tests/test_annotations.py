@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss
 
 import alma_store
-from alma_store._agreement import fleiss_kappa
+from alma_store.campaign._agreement import fleiss_kappa
 
 from .conftest import start_together
 

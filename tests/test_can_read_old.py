@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import alma_store
-from alma_store._meta import FORMAT_VERSION
+from alma_store.storage import FORMAT_VERSION
 
 DATA = Path(__file__).resolve().parent / "data"
 

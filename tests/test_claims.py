@@ -31,7 +31,7 @@ class Clock:
 
 
 class Model:
-    """Claims as plain Python: the rules of ``alma_store._claims``."""
+    """Claims as plain Python: the rules of ``alma_store.campaign._claims``."""
 
     def __init__(self) -> None:
         self.claims: dict[str, tuple[set[int], str, float]] = {}

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import alma_store
-from alma_store._meta import FORMAT_VERSION
 from alma_store.cli import cli, main
+from alma_store.storage import FORMAT_VERSION
 
 
 @pytest.fixture

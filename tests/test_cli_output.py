@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import alma_store
-from alma_store._io import count_rows
 from alma_store.cli import main
+from alma_store.exchange import count_rows
 
 
 def test_info_names_dtypes_as_people_write_them(
@@ -78,7 +78,7 @@ def test_score_reports_progress_in_rows(tmp_path: Path) -> None:
 
 
 def test_score_bar_shows_chunks_and_rate(tmp_path: Path) -> None:
-    from alma_store._cli_common import chunk_bar
+    from alma_store.cli._common import chunk_bar
 
     out = io.StringIO()
     with (

@@ -2,7 +2,7 @@
 
 A writer subprocess labels batches and prints each batch after ``add_labels``
 returned (acknowledged). It kills itself with SIGKILL at a crash point
-(``ALMA_STORE_CRASH``, see :mod:`alma_store._fs`): at a random fsync, or at the
+(``ALMA_STORE_CRASH``, see :mod:`alma_store.storage._fs`): at a random fsync, or at the
 dangerous instants (mid-append, after an append, between chunk writes of a
 checkpoint, before the checkpoint file is replaced). Never after a sleep. After every kill the
 store must hold every acknowledged batch, whole, and at most the one batch in

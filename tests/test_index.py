@@ -8,8 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from alma_store.errors import InvalidIndexError, InvalidInputError
-from alma_store.index import (
+from alma_store.core import (
     Arena,
     Runs,
     chunk_members,
@@ -18,6 +17,7 @@ from alma_store.index import (
     merge_tail,
     parse_indices,
 )
+from alma_store.errors import InvalidIndexError, InvalidInputError
 
 
 def runs_of(mask: np.ndarray, chunk_rows: int, chunks: np.ndarray) -> Runs:

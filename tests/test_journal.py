@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alma_store import journal
-from alma_store._labels import STR_DTYPE
+from alma_store import core
+from alma_store.core import STR_DTYPE, LabelEvent
 from alma_store.errors import CorruptStoreError
-from alma_store.journal import FILE_HEADER_SIZE, Journal, LabelEvent
+from alma_store.storage import FILE_HEADER_SIZE, Journal
 
 DTYPES = [np.dtype("int64"), np.dtype("float32"), np.dtype("bool"), np.dtype("<U5"), STR_DTYPE]
 
@@ -108,9 +108,9 @@ def test_unknown_event_kind_is_a_clear_error(
     """A kind a newer release added is refused by name, not guessed at."""
     j, _ = make_journal(tmp_path, 2)
     # A newer alma_store knows a kind "vote" (labeled before and after); it writes a record.
-    monkeypatch.setitem(journal.KINDS, "vote", (True, True))
+    monkeypatch.setitem(core.KINDS, "vote", (True, True))
     j.append(LabelEvent(3, "vote", np.array([1]), np.array([5])).encode(np.dtype("int64")))
     assert [e.kind for e, _ in j.read(FILE_HEADER_SIZE, 1)[0]] == ["add", "add", "vote"]
-    monkeypatch.delitem(journal.KINDS, "vote")  # this release does not know it
+    monkeypatch.delitem(core.KINDS, "vote")  # this release does not know it
     with pytest.raises(CorruptStoreError, match=r"event kind 'vote'.*newer alma_store"):
         j.read(FILE_HEADER_SIZE, 1)

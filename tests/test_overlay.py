@@ -6,8 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alma_store._overlay import Overlay
-from alma_store.journal import LabelEvent
+from alma_store.core import LabelEvent, Overlay
 
 N, CHUNK = 40, 8
 

@@ -131,7 +131,7 @@ def test_remote_reads_match_numpy_in_any_order_of_access(
     tmp_path: Path, s3: dict[str, Any]
 ) -> None:
     """Chunk spans kept from the last read and fetched ahead never serve wrong rows."""
-    from alma_store.features import RemoteZarrSource
+    from alma_store.sources import RemoteZarrSource
 
     x = put_features(s3, "order.zarr", n=1500)
     src = RemoteZarrSource("s3://bkt/order.zarr", s3)

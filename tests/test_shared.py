@@ -30,8 +30,7 @@ from alma_store import (
     StoreExistsError,
     UnsupportedStorageError,
 )
-from alma_store._objects import open_objects
-from alma_store._shared import SharedLog
+from alma_store.storage import Location, SharedLog, open_objects
 
 from .conftest import REPO, S3, check_workers_reopen, start_together
 
@@ -62,10 +61,13 @@ class Where:
         return alma_store.open(self.location, storage_options=self.options, **kwargs)
 
     def log(self, **kwargs: Any) -> SharedLog:
-        return SharedLog(open_objects(self.location, self.options), **kwargs)
+        return SharedLog(open_objects(Location.parse(self.location, self.options)), **kwargs)
 
     def names(self, prefix: str) -> list[str]:
-        return [item.name for item in open_objects(self.location, self.options).list(prefix)]
+        return [
+            item.name
+            for item in open_objects(Location.parse(self.location, self.options)).list(prefix)
+        ]
 
 
 @pytest.fixture(params=["dir", "s3"])
@@ -335,10 +337,10 @@ def test_an_attempt_slower_than_half_the_grace_looks_again(where: Where) -> None
 
 
 def test_writers_compact_as_they_go(where: Where) -> None:
-    from alma_store import _engine
+    from alma_store.engine import COMPACT_EVERY
 
     store = where.create(1000)
-    every = _engine.COMPACT_EVERY
+    every = COMPACT_EVERY
     batch = [[i] for i in range(every + 3)]
     for items in batch:
         store.add_labels(items, [1], relative_to="dataset")

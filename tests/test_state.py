@@ -10,8 +10,8 @@ import zarr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alma_store import _state
-from alma_store._labels import STR_DTYPE
+from alma_store import storage as _state
+from alma_store.core import STR_DTYPE
 from alma_store.errors import CorruptStoreError
 
 

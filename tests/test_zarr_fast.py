@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from zarr.codecs import BloscCodec, ZstdCodec
 
 import alma_store
-from alma_store.features import ZarrSource
+from alma_store.sources import ZarrSource
 
 CODECS = {"raw": None, "zstd": [ZstdCodec(level=3)], "blosc": [BloscCodec(cname="lz4")]}
 

@@ -261,7 +261,7 @@ def bench_tail(root: Path, n: int, rows: list[dict]) -> None:
 
 def bench_checkpoint(root: Path, n: int, rows: list[dict]) -> None:
     """Folding 65,536 random labels into the chunk files: one writer thread against several."""
-    from alma_store import _state
+    from alma_store.storage import _chunkfiles as _state
 
     feats = root / f"features-{n}.npy"
     sparse_npy(feats, (n, 1), "uint8")

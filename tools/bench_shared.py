@@ -35,7 +35,7 @@ import numpy as np
 from bench_core import WRITER_CHILD, make_bucket, moto_options, run_together, start_moto
 
 import alma_store
-from alma_store._objects import open_objects
+from alma_store.storage import Location, open_objects
 
 PER = 10
 
@@ -108,11 +108,11 @@ def main() -> None:
             lambda k: (os.write(fd, record), os.fdatasync(fd)), args.commits
         )
         os.close(fd)
-        local = open_objects(str(root / "bare"), None)
+        local = open_objects(Location.parse(root / "bare"))
         rows["limit: bare create-if-absent, local dir"] = limit(
             lambda k: local.create(f"log/{k:020d}", record), args.commits
         )
-        remote = open_objects(f"s3://bkt/bare-{uuid.uuid4().hex}", options)
+        remote = open_objects(Location.parse(f"s3://bkt/bare-{uuid.uuid4().hex}", options))
         rows["limit: bare conditional put, moto S3"] = limit(
             lambda k: remote.create(f"log/{k:020d}", record), args.s3_commits
         )

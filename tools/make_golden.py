@@ -25,9 +25,7 @@ from pathlib import Path
 import numpy as np
 
 import alma_store
-from alma_store._meta import FORMAT_VERSION, SHARED_FORMAT_VERSION
-from alma_store._objects import DirObjects
-from alma_store._shared import SharedLog
+from alma_store.storage import FORMAT_VERSION, SHARED_FORMAT_VERSION, DirObjects, SharedLog
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 

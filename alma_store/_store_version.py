@@ -1,0 +1,373 @@
+"""The read API of a store at one version: the one class every read goes through.
+
+:meth:`Store.at` returns a :class:`StoreVersion` fixed at a past version, and
+:class:`~alma_store.store.Store` *is* a :class:`StoreVersion` that always shows
+its newest version. Nothing here writes to the store: every method parses its
+arguments and makes one call to the layer that owns the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import engine, exchange, scoring
+from .campaign import Annotation, Campaign, plot_progress, report_data, write_report
+from .core import IndexArray, LabelEvent, LabelSchema, PathLike, parse_indices
+from .engine import Engine, RoundSummary, Snapshot
+from .errors import InvalidIndexError
+from .sources import FeatureSource
+from .views import LabeledMask, LabeledView, UnlabeledView
+
+__all__ = ["StoreVersion"]
+
+
+class StoreVersion:
+    """A store as it is at one version: sizes, views, the labeled mask, labels.
+
+    Returned by :meth:`Store.at`; nothing is copied, and everything stays
+    exact however far the store moves on.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        source: FeatureSource,
+        campaign: Campaign,
+        snapshot: Snapshot | None = None,
+    ) -> None:
+        self._engine = engine
+        self._source = source
+        self._campaign = campaign
+        self._fixed = snapshot
+        meta = engine.meta
+        where = engine.location
+        self.location = str(where)
+        """The store's directory, or the URL of a shared store in object storage."""
+        self.path: Path | str = str(where) if where.path is None else where.path
+        """The store directory (a ``Path``); for a store in object storage, its URL."""
+        self.storage_options = where.storage_options
+        """The storage options the store was opened with (in memory only, never written)."""
+        self.chunk_rows = meta.chunk_rows
+        """Rows per chunk of the mask, the labels and the count index."""
+        self.schema: LabelSchema = campaign.schema
+        """The label dtype, shape and class names."""
+
+    def _snap(self) -> Snapshot:
+        """The snapshot shown: fixed, or the newest one."""
+        if self._fixed is not None:
+            self._engine.check_open()
+            return self._fixed
+        return self._engine.current()
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The fields of ``meta.json`` (format version, geometry, labels, feature source)."""
+        return self._engine.meta.to_json()
+
+    @property
+    def label_dtype(self) -> np.dtype[Any]:
+        """dtype of one label."""
+        return self.schema.dtype
+
+    @property
+    def label_shape(self) -> tuple[int, ...]:
+        """Shape of one label; ``()`` for scalar labels."""
+        return self.schema.shape
+
+    @property
+    def classes(self) -> tuple[str, ...] | None:
+        """The class schema given at create (labels are codes into it), or None."""
+        return self.schema.classes
+
+    @property
+    def annotations_per_item(self) -> int:
+        """Annotations an item needs before it is labeled (1: each label is final)."""
+        return self._engine.meta.annotations_per_item
+
+    def __len__(self) -> int:
+        return self._engine.n_items
+
+    @property
+    def features(self) -> Any:
+        """The feature array itself: a read-only memmap, ``zarr.Array`` or ``h5py.Dataset``."""
+        return self._source.array
+
+    @property
+    def feature_source(self) -> FeatureSource:
+        """The feature source wrapper (uniform row reads over every backend)."""
+        return self._source
+
+    @property
+    def version(self) -> int:
+        """Number of commits up to this version (0 for a new store)."""
+        return self._snap().version
+
+    @property
+    def num_labeled(self) -> int:
+        """Number of labeled items."""
+        return self._snap().num_labeled
+
+    @property
+    def num_unlabeled(self) -> int:
+        """Number of unlabeled items."""
+        return self._engine.n_items - self._snap().num_labeled
+
+    @property
+    def labeled(self) -> LabeledView:
+        """The Labeled view ``L``, a snapshot (nothing is copied)."""
+        return LabeledView(self._engine, self._source, self._snap())
+
+    @property
+    def unlabeled(self) -> UnlabeledView:
+        """The Unlabeled view ``U``, a snapshot (nothing is copied)."""
+        return UnlabeledView(self._engine, self._source, self._snap())
+
+    @property
+    def labeled_mask(self) -> LabeledMask:
+        """The labeled mask over dataset indices, lazy; ``np.asarray`` materialises it."""
+        return LabeledMask(self._engine, self._snap())
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Labels of the labeled items in dataset order (materialised, size ``num_labeled``)."""
+        return self.labeled.labels
+
+    def to_unlabeled_position(self, dataset_indices: object) -> IndexArray:
+        """Positions in the Unlabeled view of unlabeled ``dataset_indices``.
+
+        The inverse of ``unlabeled.to_dataset_index``.
+
+        Raises
+        ------
+        InvalidIndexError
+            An index is out of range or labeled (it has no unlabeled position).
+        """
+        snap = self._snap()
+        idx = parse_indices(dataset_indices, name="dataset_indices", upper=snap.n_items)
+        pos, member = snap.positions_of(idx, of_labeled=False)
+        if not member.all():
+            bad = [int(v) for v in idx[~member]]
+            raise InvalidIndexError(
+                "dataset_indices",
+                bad,
+                reason=f"dataset indices {bad} are labeled, not in the Unlabeled view",
+            )
+        return pos
+
+    def history(
+        self,
+        *,
+        annotator: str | None = None,
+        round: int | None = None,
+        kinds: tuple[str, ...] | None = None,
+        start: int | None = None,
+        stop: int | None = None,
+    ) -> Iterator[LabelEvent]:
+        """Iterate the committed events up to this version, oldest first, streaming the journal.
+
+        Every filter is optional; an event restricted to the dataset index range
+        ``[start, stop)`` keeps only its entries in that range (and is skipped
+        when none are left). Memory stays bounded by one read block of the
+        journal, whatever its length.
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, alma_store
+        >>> with alma_store.create(tempfile.mkdtemp() + "/s", np.zeros((6, 1))) as store:
+        ...     _ = store.add_labels([(0, 1), (1, 2)], annotator="ann", round=0)
+        ...     _ = store.relabel([0], [5], annotator="bob", round=1)
+        ...     [(e.version, e.kind, e.annotator, e.dataset_indices.tolist()) for e in store.history()]
+        [(1, 'add', 'ann', [0, 1]), (2, 'relabel', 'bob', [0])]
+        """
+        return engine.history(
+            self._engine,
+            annotator=annotator,
+            round=round,
+            kinds=kinds,
+            start=start,
+            stop=stop,
+            last=self.version,
+        )
+
+    def rounds(self) -> list[RoundSummary]:
+        """One summary per round tag, in order of first appearance (``None`` for untagged)."""
+        return engine.rounds(self._engine, last=self.version)
+
+    def export_labels(
+        self, path: PathLike, *, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Write the labels at this version to ``.csv``, ``.jsonl`` or ``.parquet``, streaming; returns rows."""
+        chunks = self.labeled.labeled_chunks()
+        return exchange.export_labels(chunks, self.schema, Path(path), progress)
+
+    def export_history(
+        self, path: PathLike, *, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Write every label entry of every commit up to this version to ``.csv``, ``.jsonl`` or ``.parquet``."""
+        return exchange.export_history(self.history(), self.schema, Path(path), progress)
+
+    # -- scores ----------------------------------------------------------------
+
+    def top_k(
+        self,
+        name: str,
+        k: int,
+        *,
+        largest: bool = True,
+        allow_partial: bool = False,
+        annotator: str | None = None,
+        skip_claimed: bool = True,
+    ) -> scoring.TopK:
+        """The ``k`` best items of scoring ``name`` unlabeled at this version, streaming.
+
+        Returns a ``TopK`` (``dataset_indices``, ``scores``, ``version``),
+        best first. Memory is ``O(k + 8 * chunk_rows + claimed items)``
+        whatever ``N`` is. Items under a live claim (:meth:`Store.claim_next`) are
+        passed over unless ``skip_claimed`` is false, except those of
+        ``annotator``'s own claims.
+
+        Raises
+        ------
+        InvalidInputError
+            No such scoring, or chunks not scored yet (unless ``allow_partial``).
+        """
+        snap = self._snap()
+        held = self._campaign.held(snap, except_annotator=annotator) if skip_claimed else None
+        return scoring.top_k(
+            self._engine, snap, name, k, largest=largest, allow_partial=allow_partial, exclude=held
+        )
+
+    def scoring_progress(self, name: str) -> tuple[int, int]:
+        """``(chunks done, chunks in all)`` of scoring ``name``."""
+        self._engine.check_open()
+        return scoring.progress(self._engine, name)
+
+    def load_scores(self, name: str) -> np.ndarray:
+        """All ``N`` scores of scoring ``name`` in memory (materialises ``N`` values).
+
+        NaN where an item has no score: it was labeled when its chunk was
+        scored, or its chunk is not scored yet. For the best items use the
+        streaming :meth:`Store.top_k` instead.
+        """
+        self._engine.check_open()
+        return scoring.load_scores(self._engine, name)
+
+    # -- the campaign at this version --------------------------------------------
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """Every metrics record logged up to this version, oldest first (see :meth:`Store.log_metrics`)."""
+        self._engine.check_open()
+        return self._campaign.metrics(last=self.version)
+
+    def annotations(self, dataset_indices: object) -> list[list[Annotation]]:
+        """Every annotation of each item at this version, oldest first.
+
+        The newest version's table is read from the journal once per open and
+        then kept up to date; a past version's is replayed from the start.
+
+        Raises
+        ------
+        InvalidInputError
+            The store keeps one label per item (``annotations_per_item=1``).
+        """
+        self._engine.check_open()
+        return self._campaign.annotations(self._snap(), dataset_indices)
+
+    def disputed(self) -> IndexArray:
+        """Items with all their annotations and no majority: they wait for :meth:`Store.resolve`."""
+        self._engine.check_open()
+        return self._campaign.disputed(self._snap())
+
+    def agreement(self) -> dict[str, Any]:
+        """Inter-annotator agreement over the items with two or more annotations.
+
+        Needs the ``agreement`` extra. Cohen's kappa when two annotators gave
+        all the annotations, Fleiss' kappa when more did; Krippendorff's alpha
+        (nominal) either way.
+
+        Returns
+        -------
+        dict
+            ``method`` (``"cohen"`` or ``"fleiss"``), ``kappa``, ``alpha``,
+            ``items``, ``annotators``, ``per_class`` (class name to kappa) and
+            ``per_round`` (round to ``{"kappa", "items", "method"}``, by the round of an
+            item's first annotation). Undefined figures are NaN.
+
+        Raises
+        ------
+        InvalidInputError
+            One label per item, no item with two annotations yet, or the
+            extra is missing.
+        """
+        self._engine.check_open()
+        return self._campaign.agreement(self._snap())
+
+    def export_tasks(
+        self,
+        path: PathLike,
+        dataset_indices: object,
+        *,
+        format: str,
+        data: Callable[[int], dict[str, Any]] | None = None,
+    ) -> int:
+        """Write tasks for an annotation tool, one per item; returns how many.
+
+        Parameters
+        ----------
+        path
+            The file: JSON for ``"label-studio"`` (import it in the project's
+            Import dialog), JSON Lines for ``"prodigy"`` (a source for a
+            recipe, e.g. ``textcat.manual``).
+        dataset_indices
+            The items, e.g. ``claim.dataset_indices`` or ``top_k(...).dataset_indices``.
+        format
+            ``"label-studio"`` or ``"prodigy"``.
+        data
+            ``data(i) -> dict``: each item's display fields (``"text"``,
+            ``"image"`` URL, ...). Every task carries ``dataset_index``, which
+            the tools keep in their exports: :meth:`Store.import_labels` reads it back.
+        """
+        self._engine.check_open()
+        fmt = exchange.check_format(format)
+        idx = parse_indices(dataset_indices, name="dataset_indices", upper=self._engine.n_items)
+        return exchange.write_tasks(Path(path), idx.tolist(), fmt, data)
+
+    def plot_progress(self, path: PathLike) -> Path:
+        """Plot the campaign to a PNG (``plot`` extra): learning curve, labels per annotator, class balance.
+
+        The learning curve shows each numeric metric of :meth:`metrics` against
+        the number of labels when it was logged; labels per annotator are
+        drawn over calendar dates (annotations, on a store with several per
+        item); class balance is per round, in numeric order, no round last.
+        """
+        return plot_progress(self.history(), self.schema, Path(path), self.metrics())
+
+    def report(self, path: PathLike) -> Path:
+        """Write a one-page HTML summary: counts, the plots, agreement figures and metrics.
+
+        Needs the ``plot`` extra (and ``agreement`` for the agreement figures
+        of a store with several annotations per item).
+        """
+        self._engine.check_open()
+        return write_report(Path(path), report_data(self._campaign, self._snap(), self.location))
+
+    def class_names(self, codes: object) -> np.ndarray:
+        """Class names of label codes (stores created with ``classes`` only).
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, alma_store
+        >>> with alma_store.create(tempfile.mkdtemp() + "/s", np.zeros((4, 1)),
+        ...                        classes=["cat", "dog"]) as store:
+        ...     _ = store.add_labels([(0, "dog"), (1, "cat")])
+        ...     store.labels, store.class_names(store.labels)
+        (array([1, 0]), array(['dog', 'cat'], dtype=object))
+        """
+        return self.schema.class_names(codes)
+
+    def __repr__(self) -> str:
+        return f"<alma_store.StoreVersion {str(self.path)!r} version={self.version}>"

@@ -1,0 +1,141 @@
+"""Inter-annotator agreement over a store's annotations (needs the ``agreement`` extra).
+
+Two annotators in all: Cohen's kappa (scikit-learn's ``cohen_kappa_score``)
+over the items both annotated. More: Fleiss' kappa over the items with the
+usual number of annotations (the formula of Fleiss 1971, cross-checked
+against statsmodels in the tests). Both come with Krippendorff's alpha
+(nominal, the ``krippendorff`` package), which takes every item with two or
+more annotations whoever gave them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..core import round_order
+from ..errors import InvalidInputError
+from ._annotations import Annotation, value_key
+
+__all__ = ["agreement", "fleiss_kappa"]
+
+
+def fleiss_kappa(counts: np.ndarray) -> tuple[float, np.ndarray]:
+    """Fleiss' kappa of an ``(items, categories)`` table of rating counts, and per category.
+
+    Every row must sum to the same number of raters ``n >= 2``. A kappa whose
+    chance agreement is 1 (one category only) is NaN.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    n_items, _ = counts.shape
+    n = counts.sum(axis=1)
+    if n_items == 0 or (n != n[0]).any() or n[0] < 2:
+        raise InvalidInputError("Fleiss' kappa needs the same number (>= 2) of ratings per item")
+    raters = n[0]
+    p = counts.sum(axis=0) / (n_items * raters)
+    p_item = ((counts**2).sum(axis=1) - raters) / (raters * (raters - 1))
+    p_bar, p_e = p_item.mean(), (p**2).sum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kappa = (p_bar - p_e) / (1 - p_e) if p_e < 1 else np.nan
+        disagree = (counts * (raters - counts)).sum(axis=0)
+        per = 1 - disagree / (n_items * raters * (raters - 1) * p * (1 - p))
+    return float(kappa), per
+
+
+def _need(module: str) -> Any:
+    try:
+        return __import__(module, fromlist=["_"])
+    except ImportError:
+        raise InvalidInputError(
+            "agreement figures need scikit-learn and krippendorff: "
+            "pip install 'alma_store[agreement]'"
+        ) from None
+
+
+def _cohen(a: Sequence[object], b: Sequence[object]) -> float:
+    metrics = _need("sklearn.metrics")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # undefined kappas are NaN, said so in the result
+        return float(metrics.cohen_kappa_score(a, b))
+
+
+def _kappa(
+    rated: dict[int, list[Annotation]], annotators: list[str], categories: list[object]
+) -> tuple[float, dict[object, float], int]:
+    """Overall and per-category kappa of ``rated``, and the number of items it used."""
+    if len(annotators) == 2:
+        first, second = annotators
+        pairs = [({a.annotator: value_key(a.value) for a in anns}) for anns in rated.values()]
+        both = [(p[first], p[second]) for p in pairs if first in p and second in p]
+        if not both:
+            return np.nan, dict.fromkeys(categories, np.nan), 0
+        x, y = [str(v) for v, _ in both], [str(w) for _, w in both]
+        per = {c: _cohen([v == str(c) for v in x], [w == str(c) for w in y]) for c in categories}
+        return _cohen(x, y), per, len(both)
+    sizes = Counter(len(anns) for anns in rated.values())
+    usual = max(sizes, key=lambda s: (sizes[s], s))
+    code = {c: j for j, c in enumerate(categories)}
+    rows = [anns for anns in rated.values() if len(anns) == usual]
+    counts = np.zeros((len(rows), len(categories)))
+    for r, anns in enumerate(rows):
+        for a in anns:
+            counts[r, code[value_key(a.value)]] += 1
+    kappa, per_category = fleiss_kappa(counts)
+    return kappa, dict(zip(categories, per_category.tolist(), strict=True)), len(rows)
+
+
+def _alpha(
+    rated: dict[int, list[Annotation]], annotators: list[str], categories: list[object]
+) -> float:
+    krippendorff = _need("krippendorff")
+    code = {c: j for j, c in enumerate(categories)}
+    who = {a: r for r, a in enumerate(annotators)}
+    data = np.full((len(annotators), len(rated)), np.nan)
+    for col, anns in enumerate(rated.values()):
+        for a in anns:
+            data[who[a.annotator], col] = code[value_key(a.value)]
+    if len(categories) < 2:
+        return np.nan
+    return float(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal"))
+
+
+def agreement(items: dict[int, list[Annotation]], name: Callable[[object], str]) -> dict[str, Any]:
+    """Agreement figures of every item with two or more annotations.
+
+    Returns a dict: ``method`` (``"cohen"`` or ``"fleiss"``), ``kappa``,
+    ``alpha`` (Krippendorff, nominal), ``items`` (items the kappa used),
+    ``annotators``, ``per_class`` (one kappa per class: for Cohen, the kappa of
+    "this class or not"; for Fleiss, his per-category kappa) and
+    ``per_round`` (the same figures for the items first annotated in each
+    round, each with the method its annotators call for). Undefined figures
+    (one class only, say) are NaN.
+    """
+    rated = {i: anns for i, anns in items.items() if len(anns) >= 2}
+    if not rated:
+        raise InvalidInputError("no item has two annotations yet: there is no agreement to measure")
+    annotators = sorted({a.annotator for anns in rated.values() for a in anns})
+    categories = sorted({value_key(a.value) for anns in rated.values() for a in anns}, key=str)
+    kappa, per, used = _kappa(rated, annotators, categories)
+    rounds: dict[int | None, dict[int, list[Annotation]]] = {}
+    for i, anns in rated.items():
+        rounds.setdefault(anns[0].round, {})[i] = anns
+    per_round = {}
+    for rnd, group in sorted(rounds.items(), key=lambda kv: round_order(kv[0])):
+        who = sorted({a.annotator for anns in group.values() for a in anns})
+        cats = sorted({value_key(a.value) for anns in group.values() for a in anns}, key=str)
+        r_kappa, _, r_used = _kappa(group, who, cats) if len(who) >= 2 else (np.nan, {}, 0)
+        method = "cohen" if len(who) == 2 else "fleiss"
+        per_round[rnd] = {"kappa": r_kappa, "items": r_used, "method": method}
+    return {
+        "method": "cohen" if len(annotators) == 2 else "fleiss",
+        "kappa": kappa,
+        "alpha": _alpha(rated, annotators, categories),
+        "items": used,
+        "annotators": annotators,
+        "per_class": {name(c): v for c, v in per.items()},
+        "per_round": per_round,
+    }

@@ -1,0 +1,407 @@
+"""A labeling campaign's shared state: claims, per-round metrics and annotations.
+
+One :class:`Campaign` per open store, built with what it uses: the store's
+engine (its writer lock, its snapshots), its :class:`~alma_store.engine.Writer`
+(the commit function) and its label schema. It opens the store's campaign log
+itself (:func:`~alma_store.storage.open_campaign_log`).
+
+Claims and metrics are records of the campaign log, appended under the store's
+writer lock and durable before the call returns; the claim book
+(:mod:`._claims`) and the metrics list are their replay. A shared store has no
+lock across processes: an append that finds its place taken
+(:meth:`~alma_store.storage.SharedRecordLog.append` returns None) takes the
+winner's records in and decides again.
+
+The annotations of a store with several annotations per item are in the label
+journal itself; the :class:`~alma_store.campaign._annotations.AnnotationTable`
+is their replay, read once per open (the first call that needs it reads the
+journal from the start) and then kept up to date record by record. On such a
+store a label *is* an annotation: :meth:`Campaign.label` records it, and the
+same commit labels the items it decides by majority.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ..core import AnnotationRows, IndexArray, LabelEvent, LabelSchema, Provenance, parse_indices
+from ..engine import Engine, Snapshot, Writer
+from ..errors import AlreadyLabeledError, ClaimedError, InvalidInputError
+from ..scoring import top_k
+from ..storage import FILE_HEADER_SIZE, open_campaign_log
+from ._agreement import agreement
+from ._annotations import Annotation, AnnotationTable
+from ._claims import Claim, ClaimBook, Survey
+from ._metrics import parse_metrics, shown
+
+__all__ = ["Campaign"]
+
+
+def _check_annotator(annotator: object) -> str:
+    if not isinstance(annotator, str) or not annotator:
+        raise InvalidInputError(f"annotator must be a non-empty str, got {annotator!r}")
+    return annotator
+
+
+def _check_ttl(ttl: object) -> float:
+    if (
+        not isinstance(ttl, numbers.Real)
+        or isinstance(ttl, bool)
+        or not math.isfinite(float(ttl))
+        or ttl <= 0
+    ):
+        raise InvalidInputError(f"ttl must be a positive number of seconds, got {ttl!r}")
+    return float(ttl)
+
+
+T = TypeVar("T")
+
+
+class Campaign:
+    """Claims, metrics and annotations of one open store. See the module docstring.
+
+    Parameters
+    ----------
+    engine
+        The store's engine (its writer lock guards every append).
+    writer
+        The store's writer: every label and annotation is one of its commits.
+    schema
+        The store's label schema (class names for the agreement figures).
+    clock
+        Returns the current Unix time; claims expire by it. Tests pass a
+        fake clock here.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        writer: Writer,
+        schema: LabelSchema,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.writer = writer
+        self.schema = schema
+        self.clock = clock
+        self.per_item = engine.meta.annotations_per_item
+        self.log = open_campaign_log(engine.files, engine.meta.uuid, shared=engine.shared)
+        self.book = ClaimBook()
+        self.known: set[str] = set()
+        self._metrics: list[dict[str, Any]] = []
+        self._mutex = threading.RLock()
+        self._table = AnnotationTable(self.per_item) if self.per_item > 1 else None
+        self._cursor = (FILE_HEADER_SIZE, 1)  # where the table's journal replay goes on
+
+    # -- the campaign log -----------------------------------------------------
+
+    def _take(self, records: list[dict[str, Any]]) -> None:
+        for record in records:
+            self.book.apply(record)
+            if record.get("op") == "claim":
+                self.known.add(str(record["id"]))
+            elif record.get("op") == "metrics":
+                self._metrics.append(record)
+
+    def _turn(self, body: Callable[[], tuple[T, list[dict[str, Any]]]]) -> T:
+        """Run ``body`` under the writer lock, the newest commits and records taken in.
+
+        ``body`` returns its result and the records to append (none: nothing
+        is written). On a shared store another process may append first:
+        ``body`` then runs again on what it appended.
+        """
+        while True:
+            with self.engine.write_lock(), self._mutex:
+                self.engine.refresh(writer=True)
+                self.catch_up()
+                result, records = body()
+                if not records:
+                    return result
+                before = self.log.append(records)
+                if before is None:  # another process appended first: decide again
+                    continue
+                self._take(before)
+                self._take(records)
+                return result
+
+    def catch_up(self) -> None:
+        """Take in the records other processes appended."""
+        with self._mutex:
+            self._take(self.log.read_new())
+
+    def check_log(self) -> int:
+        """Read the whole campaign log afresh, checking every record; how many there are."""
+        return len(
+            open_campaign_log(
+                self.engine.files, self.engine.meta.uuid, shared=self.engine.shared
+            ).read_new()
+        )
+
+    # -- claims -----------------------------------------------------------------
+
+    def held(self, snap: Snapshot, *, except_annotator: str | None = None) -> IndexArray:
+        """Sorted unlabeled items under live claims (except ``except_annotator``'s)."""
+        with self._mutex:
+            self.catch_up()
+            survey = self.book.survey(self.clock(), snap.is_labeled)
+            return survey.held(except_annotator=except_annotator)
+
+    def live(self, snap: Snapshot) -> list[Claim]:
+        """The live claims, oldest first."""
+        with self._mutex:
+            self.catch_up()
+            return self.book.survey(self.clock(), snap.is_labeled).live()
+
+    def claim_next(
+        self, k: int, annotator: str, ttl: float, scores: str | None, largest: bool
+    ) -> Claim:
+        """Claim the best ``k`` unlabeled, unclaimed items (fewer if fewer are left)."""
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise InvalidInputError(f"k must be a positive int, got {k!r}")
+        annotator, ttl = _check_annotator(annotator), _check_ttl(ttl)
+        engine = self.engine
+
+        def body() -> tuple[Claim, list[dict[str, Any]]]:
+            snap = engine.current(pull=False)
+            now = self.clock()
+            survey = self.book.survey(now, snap.is_labeled)
+            held = survey.held()
+            if scores is not None:
+                best = top_k(
+                    engine, snap, scores, k, largest=largest, allow_partial=False, exclude=held
+                ).dataset_indices
+            else:
+                m = min(k + len(held), snap.n_items - snap.num_labeled)
+                first = snap.map_positions(np.arange(m, dtype=np.int64), of_labeled=False)
+                best = first[~np.isin(first, held)][:k]
+            return self._make(now, survey, best, annotator, ttl)
+
+        return self._turn(body)
+
+    def claim(self, dataset_indices: object, annotator: str, ttl: float) -> Claim:
+        """Claim the given items; refuse labeled ones and ones another live claim holds."""
+        annotator, ttl = _check_annotator(annotator), _check_ttl(ttl)
+        engine = self.engine
+        idx = parse_indices(dataset_indices, name="dataset_indices", upper=engine.n_items)
+
+        def body() -> tuple[Claim, list[dict[str, Any]]]:
+            snap = engine.current(pull=False)
+            labeled = snap.is_labeled(idx)
+            if labeled.any():
+                raise AlreadyLabeledError(
+                    [int(v) for v in idx[labeled]],
+                    reason=f"dataset indices {idx[labeled].tolist()[:8]} are labeled already; "
+                    "nothing was claimed",
+                )
+            now = self.clock()
+            survey = self.book.survey(now, snap.is_labeled)
+            holders = survey.holders(idx)
+            if holders:
+                raise ClaimedError(dict(sorted(holders.items())))
+            return self._make(now, survey, idx, annotator, ttl)
+
+        return self._turn(body)
+
+    def _make(
+        self, now: float, survey: Survey, items: IndexArray, annotator: str, ttl: float
+    ) -> tuple[Claim, list[dict[str, Any]]]:
+        """A claim and the records that make it, after closing claims whose items are labeled.
+
+        ``survey`` is the claim book at ``now`` and the version the claim was chosen at.
+        An empty claim holds nothing: no record.
+        """
+        claim = Claim(uuid.uuid4().hex[:16], items.astype(np.int64), annotator, now + ttl, now)
+        if not len(items):
+            return claim, []
+        closes = [{"op": "close", "id": cid, "time": now} for cid in survey.done()]
+        return claim, [*closes, claim.to_record()]
+
+    def release(self, claim: Claim | str) -> bool:
+        """Release a claim; ``False`` if it had ended already (released, closed or lapsed)."""
+        claim_id = claim.id if isinstance(claim, Claim) else claim
+        if not isinstance(claim_id, str):
+            raise InvalidInputError(f"release takes a Claim or its id, got {claim!r}")
+        engine = self.engine
+
+        def body() -> tuple[bool, list[dict[str, Any]]]:
+            if claim_id not in self.known:
+                raise InvalidInputError(
+                    f"no claim with id {claim_id!r} was ever made on this store"
+                )
+            live = self.book.survey(self.clock(), engine.current(pull=False).is_labeled).live()
+            if claim_id not in {c.id for c in live}:
+                return False, []
+            return True, [{"op": "release", "id": claim_id, "time": self.clock()}]
+
+        return self._turn(body)
+
+    # -- metrics ----------------------------------------------------------------
+
+    def log_metrics(self, round: object, metrics: dict[str, Any]) -> dict[str, Any]:
+        """Record ``metrics`` for ``round`` durably; returns the record as :meth:`metrics` shows it."""
+        values = parse_metrics(round, metrics)
+
+        def body() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            snap = self.engine.current()
+            record = {
+                "op": "metrics",
+                "round": None if round is None else int(round),  # type: ignore[call-overload]
+                "version": snap.version,
+                "num_labeled": snap.num_labeled,
+                "time": self.clock(),
+                "values": values,
+            }
+            return record, [record]
+
+        return shown(self._turn(body))
+
+    def metrics(self, *, last: int | None = None) -> list[dict[str, Any]]:
+        """Every metrics record, oldest first (logged at store versions up to ``last``)."""
+        with self._mutex:
+            self.catch_up()
+            return [shown(r) for r in self._metrics if last is None or r["version"] <= last]
+
+    # -- annotations ------------------------------------------------------------
+
+    def table(self, snap: Snapshot) -> AnnotationTable:
+        """The annotation table at ``snap``'s version.
+
+        The newest one is kept and moved forward record by record; an older
+        version's is replayed from the start of the journal.
+        """
+        if self._table is None:
+            raise InvalidInputError(
+                "this store keeps one label per item; create it with annotations_per_item=2 "
+                "or more to keep several annotators' labels"
+            )
+        with self._mutex:
+            table = self._table
+            if snap.version < table.version:  # a past version: its own replay
+                past = AnnotationTable(self.per_item)
+                for event in self.engine.iter_events(last=snap.version):
+                    past.apply(event)
+                return past
+            offset, version = self._cursor
+            if table.version < snap.version:
+                for event, end in self.engine.journal.iter_records(offset, version):
+                    table.apply(event)
+                    offset, version = end, event.version + 1
+                    if event.version >= snap.version:
+                        break
+                self._cursor = (offset, version)
+            return table
+
+    def annotations(self, snap: Snapshot, dataset_indices: object) -> list[list[Annotation]]:
+        """Every annotation of each item at ``snap``, oldest first."""
+        idx = parse_indices(dataset_indices, name="dataset_indices", upper=snap.n_items)
+        table = self.table(snap)
+        return [table.of(i) for i in idx.tolist()]
+
+    def disputed(self, snap: Snapshot) -> IndexArray:
+        """Items with all their annotations and no majority at ``snap``."""
+        return self.table(snap).disputed(snap.is_labeled)
+
+    def agreement(self, snap: Snapshot) -> dict[str, Any]:
+        """Agreement figures over the items with two or more annotations at ``snap``."""
+        classes = self.schema.classes
+
+        def name(key: object) -> str:
+            if classes is not None and isinstance(key, int):
+                return str(classes[key])
+            return str(key)
+
+        return agreement(self.table(snap).items, name)
+
+    # -- labels and annotations: the writes ---------------------------------------
+
+    def label(
+        self,
+        idx: IndexArray,
+        values: np.ndarray,
+        provenance: Provenance,
+        relative_to: str,
+        *,
+        annotators: tuple[str, ...] | None = None,
+        times: tuple[float, ...] | None = None,
+    ) -> IndexArray:
+        """Label items in one commit; on a store with several annotations per item, annotate.
+
+        ``annotators`` and ``times`` name each row's annotator and time (an
+        annotation tool's export); by default they are the provenance's
+        annotator and now.
+        """
+        if self.per_item == 1:
+            return self.writer.add(
+                idx, values, provenance, relative_to, row_annotators=annotators, row_times=times
+            )
+        if annotators is None:
+            if provenance.annotator is None:
+                raise InvalidInputError(
+                    f"this store takes {self.per_item} annotations per item: give the annotator"
+                )
+            annotators = (provenance.annotator,) * len(idx)
+        if times is None:
+            times = (time.time(),) * len(idx)
+        return self._annotate(idx, values, annotators, times, provenance, relative_to)
+
+    def _annotate(
+        self,
+        idx: IndexArray,
+        values: np.ndarray,
+        annotators: tuple[str, ...],
+        times: tuple[float, ...],
+        provenance: Provenance,
+        relative_to: str,
+    ) -> IndexArray:
+        """Record annotations; items they decide by majority are labeled by the same commit."""
+
+        def build(snap: Snapshot) -> LabelEvent:
+            dataset_idx = snap.dataset_indices_of(idx, relative_to, unique=False)
+            rows = AnnotationRows(dataset_idx, values, annotators, times)
+            decided, labels = self.table(snap).plan(rows, snap.is_labeled)
+            decided_values = np.array(labels, dtype=values.dtype)  # scalar labels
+            return LabelEvent(
+                snap.version + 1,
+                "add",
+                decided,
+                decided_values,
+                annotator=provenance.annotator,
+                round=provenance.round,
+                annotations=rows,
+            )
+
+        return self.writer.commit(
+            build, len(idx), provenance, by_position=relative_to == "unlabeled", locked=True
+        )
+
+    def resolve(self, idx: IndexArray, values: np.ndarray, provenance: Provenance) -> IndexArray:
+        """Label disputed items with a reviewer's verdict (``provenance.annotator``)."""
+
+        def build(snap: Snapshot) -> LabelEvent:
+            disputed = self.table(snap).disputed(snap.is_labeled)
+            fine = ~np.isin(idx, disputed)
+            if fine.any():
+                raise InvalidInputError(
+                    f"dataset indices {idx[fine].tolist()[:8]} are not disputed (they need more "
+                    "annotations, have a majority, or are labeled): they need no resolve; "
+                    "nothing was written"
+                )
+            return LabelEvent(
+                snap.version + 1,
+                "add",
+                idx,
+                values,
+                annotator=provenance.annotator,
+                round=provenance.round,
+                resolved=True,
+            )
+
+        return self.writer.commit(build, len(idx), provenance, locked=True)

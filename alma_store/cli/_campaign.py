@@ -1,0 +1,241 @@
+"""The ``alma`` commands of a labeling campaign: claims, tasks, metrics, agreement."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._entry import open_store
+from ..campaign import METRIC_FIELDS, Claim
+from ..errors import InvalidInputError
+from ._common import click, import_function, when
+
+__all__ = ["add_campaign_commands"]
+
+FORMATS = ["label-studio", "prodigy"]
+
+
+def _items(text: str) -> list[int]:
+    try:
+        return [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise InvalidInputError(f"--items must be ints separated by commas, got {text!r}") from None
+
+
+def _number(text: str) -> float | int | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _claim_row(c: Claim) -> dict[str, Any]:
+    """A claim as the JSON the commands print."""
+    return {
+        "id": c.id,
+        "annotator": c.annotator,
+        "expires": c.expires,
+        "dataset_indices": c.dataset_indices.tolist(),
+    }
+
+
+def _nan_to_none(value: Any) -> Any:
+    """``value`` with every NaN float replaced by None, in nested dicts and lists too."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    return value
+
+
+def add_campaign_commands(
+    cli: click.Group, store_arg: Callable[[Callable[..., Any]], Callable[..., Any]]
+) -> None:
+    """Register the campaign commands on the ``alma`` group."""
+
+    @cli.command()
+    @store_arg
+    @click.option("--annotator", required=True, help="Who the items are for.")
+    @click.option("--ttl", type=float, default=3600.0, show_default=True, help="Seconds to hold.")
+    @click.option("-k", "k", type=int, default=None, help="Claim the best K free items.")
+    @click.option("--items", default=None, help="Claim these dataset indices (comma-separated).")
+    @click.option("--scores", default=None, help="With -k: best by this scoring (default: order).")
+    @click.option("--smallest", is_flag=True, help="With --scores: lowest scores first.")
+    @click.option(
+        "--tasks",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Also write the claimed items as tasks to this file (with --format).",
+    )
+    @click.option("--format", "fmt", type=click.Choice(FORMATS), default="label-studio")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    def claim(
+        store: str,
+        annotator: str,
+        ttl: float,
+        k: int | None,
+        items: str | None,
+        scores: str | None,
+        smallest: bool,
+        tasks: Path | None,
+        fmt: str,
+        as_json: bool,
+    ) -> None:
+        """Claim items of STORE for an annotator: the best -k free ones, or --items."""
+        if (k is None) == (items is None):
+            raise InvalidInputError("give exactly one of -k and --items")
+        with open_store(store) as s:
+            if items is not None:
+                c = s.claim(_items(items), annotator=annotator, ttl=ttl)
+            else:
+                c = s.claim_next(
+                    int(k or 0), annotator=annotator, ttl=ttl, scores=scores, largest=not smallest
+                )
+            if tasks is not None:
+                s.export_tasks(tasks, c.dataset_indices, format=fmt)
+        if as_json:
+            click.echo(json.dumps(_claim_row(c)))
+            return
+        if not len(c.dataset_indices):
+            click.echo("nothing left to claim")
+            return
+        shown = ", ".join(map(str, c.dataset_indices[:10].tolist()))
+        more = f", ... ({len(c.dataset_indices)} in all)" if len(c.dataset_indices) > 10 else ""
+        click.echo(f"claim {c.id} for {c.annotator} until {when(c.expires)}: {shown}{more}")
+        if tasks is not None:
+            click.echo(f"wrote {len(c.dataset_indices)} {fmt} tasks to {tasks}")
+
+    @cli.command()
+    @store_arg
+    @click.argument("claim_id")
+    def release(store: str, claim_id: str) -> None:
+        """Release claim CLAIM_ID of STORE before it lapses."""
+        with open_store(store) as s:
+            live = s.release(claim_id)
+        click.echo(f"released {claim_id}" if live else f"{claim_id} had ended already")
+
+    @cli.command()
+    @store_arg
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per claim.")
+    def claims(store: str, as_json: bool) -> None:
+        """List the live claims of STORE, oldest first."""
+        with open_store(store, mode="r") as s:
+            live = s.claims()
+            for c in live:
+                open_items = c.dataset_indices[~s.labeled_mask[c.dataset_indices]]
+                if as_json:
+                    click.echo(json.dumps(_claim_row(c) | {"unlabeled": open_items.tolist()}))
+                else:
+                    click.echo(
+                        f"{c.id} {c.annotator} until {when(c.expires)}: "
+                        f"{len(open_items)} of {len(c.dataset_indices)} items to label"
+                    )
+        if not live and not as_json:
+            click.echo("no live claims")
+
+    @cli.command("export-tasks")
+    @store_arg
+    @click.argument("out", type=click.Path(path_type=Path))
+    @click.option("--format", "fmt", type=click.Choice(FORMATS), required=True)
+    @click.option("--claim", "claim_id", default=None, help="The items of this live claim.")
+    @click.option("--items", default=None, help="These dataset indices (comma-separated).")
+    @click.option("--scores", default=None, help="The best --top-k of this scoring.")
+    @click.option("--top-k", "k", type=int, default=None, help="With --scores: how many.")
+    @click.option(
+        "--data",
+        "data_fn",
+        default=None,
+        help="module:function giving each item's display fields as a dict.",
+    )
+    def export_tasks(
+        store: str,
+        out: Path,
+        fmt: str,
+        claim_id: str | None,
+        items: str | None,
+        scores: str | None,
+        k: int | None,
+        data_fn: str | None,
+    ) -> None:
+        """Write tasks for Label Studio or Prodigy to OUT: a claim, --items or a top-k."""
+        picked = sum(x is not None for x in (claim_id, items, scores))
+        if picked != 1 or (scores is None) != (k is None):
+            raise InvalidInputError("give one of --claim, --items, or --scores with --top-k")
+        data = None if data_fn is None else import_function(data_fn)
+        with open_store(store, mode="r") as s:
+            if claim_id is not None:
+                match = [c for c in s.claims() if c.id == claim_id]
+                if not match:
+                    raise InvalidInputError(f"no live claim {claim_id!r} (see alma claims)")
+                indices = match[0].dataset_indices
+            elif items is not None:
+                indices = np.asarray(_items(items), dtype=np.int64)
+            else:
+                indices = s.top_k(scores, k).dataset_indices  # type: ignore[arg-type]
+            n = s.export_tasks(out, indices, format=fmt, data=data)
+        click.echo(f"wrote {n} {fmt} tasks to {out}")
+
+    @cli.command()
+    @store_arg
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    def agreement(store: str, as_json: bool) -> None:
+        """Inter-annotator agreement of STORE (Cohen's or Fleiss' kappa, Krippendorff's alpha)."""
+        with open_store(store, mode="r") as s:
+            got = s.agreement()
+            disputed = len(s.disputed())
+        if as_json:  # JSON has no NaN: undefined figures are null
+            click.echo(json.dumps(_nan_to_none({**got, "disputed": disputed})))
+            return
+
+        def fmt(v: float) -> str:
+            return "n/a" if math.isnan(v) else f"{v:.3f}"
+
+        name = "Cohen's kappa" if got["method"] == "cohen" else "Fleiss' kappa"
+        click.echo(f"{name:16} {fmt(got['kappa'])} over {got['items']} items")
+        click.echo(f"{'Krippendorff':16} {fmt(got['alpha'])} (nominal)")
+        click.echo(f"{'annotators':16} {', '.join(got['annotators'])}")
+        click.echo(f"{'disputed':16} {disputed} items wait for resolve")
+        for c, v in got["per_class"].items():
+            click.echo(f"{'class ' + c:16} {fmt(v)}")
+        for r, v in got["per_round"].items():
+            click.echo(f"{'round ' + str(r):16} {fmt(v['kappa'])} over {v['items']} items")
+
+    @cli.command()
+    @store_arg
+    @click.argument("pairs", nargs=-1)
+    @click.option("--round", "round_", type=int, default=None, help="Round the metrics are for.")
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per record.")
+    def metrics(store: str, pairs: tuple[str, ...], round_: int | None, as_json: bool) -> None:
+        """Log NAME=VALUE metrics for --round, or without PAIRS list every record of STORE."""
+        if pairs:
+            values: dict[str, Any] = {}
+            for pair in pairs:
+                key, sep, text = pair.partition("=")
+                if not sep or not key:
+                    raise InvalidInputError(f"metrics are NAME=VALUE, got {pair!r}")
+                values[key] = _number(text)
+            with open_store(store) as s:
+                record = s.log_metrics(round=round_, **values)
+            click.echo(f"logged round {record['round']} at {record['num_labeled']} labels")
+            return
+        with open_store(store, mode="r") as s:
+            records = s.metrics()
+        for m in records:
+            if as_json:
+                click.echo(json.dumps(m))
+            else:
+                shown = " ".join(f"{k}={v}" for k, v in m.items() if k not in METRIC_FIELDS)
+                click.echo(
+                    f"round={m['round']} labels={m['num_labeled']} {when(m['time'])} {shown}"
+                )
+        if not records and not as_json:
+            click.echo("no metrics logged")

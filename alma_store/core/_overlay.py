@@ -1,0 +1,177 @@
+"""Pure replay of journal events over chunk data (no I/O).
+
+The checkpoint on disk holds the per-chunk labeled counts at version ``c0``,
+while the Zarr chunks themselves may be at *any* version between ``c0`` and
+the newest one, because a checkpoint in progress (by this or another process)
+rewrites them one by one. Every event sets an absolute state for its dataset
+indices, so the state of a chunk at version ``v`` can be computed from a chunk
+at any version in ``[c0, now]``:
+
+1. undo, newest first, every event in ``(v, now]`` that touches the chunk
+   (setting each index back to its state — labeled or not, and its label —
+   before the event), then
+2. set every index the overlay holds to its state at ``v``: for ``v >= c0``
+   the indices touched in ``(c0, v]`` (:meth:`Overlay.apply_all`), for ``v < c0``
+   those touched in ``(v, c0]`` (:meth:`Overlay.rewind`).
+
+Indices touched by no event in ``(c0, now]`` are the same at every version in
+that range, so the chunk already holds their state. ``now`` must be read
+*after* the chunk was, so no event reflected in the chunk is missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._events import LabelEvent
+from ._types import BoolArray, IndexArray
+
+_NOTHING = slice(0, 0)
+NO_UNDO: tuple[IndexArray, BoolArray, None] = (np.empty(0, np.int64), np.empty(0, bool), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Overlay:
+    """State at ``version`` where it may differ from checkpoint ``c0``, and the counts at ``version``.
+
+    Immutable: applying an event returns a new overlay, so a snapshot holding an
+    older one is never disturbed.
+    """
+
+    version: int
+    indices: IndexArray  # dataset indices whose state differs from c0's, sorted, unique
+    labeled: BoolArray  # their state at version
+    values: np.ndarray  # their label at version, where labeled
+    counts: IndexArray  # labeled rows per chunk at version
+
+    @classmethod
+    def empty(
+        cls, version: int, counts: IndexArray, label_dtype: np.dtype, label_shape: tuple[int, ...]
+    ) -> Overlay:
+        """The overlay of a checkpoint: nothing touched since it."""
+        return cls(
+            version=version,
+            indices=np.empty(0, np.int64),
+            labeled=np.empty(0, bool),
+            values=np.empty((0, *label_shape), label_dtype),
+            counts=counts,
+        )
+
+    def apply_all(self, events: list[LabelEvent], chunk_rows: int) -> Overlay:
+        """The overlay after ``events`` (consecutive versions), merged into it in one pass.
+
+        Where several events touch an index the last one decides its state, so
+        this equals applying them one by one, with one insertion into the
+        sorted arrays instead of one per event.
+        """
+        if not events:
+            return self
+        for k, event in enumerate(events, start=self.version + 1):
+            if event.version != k:
+                raise ValueError(f"event version {event.version} does not follow {k - 1}")
+        counts = self.counts.copy()
+        for event in events:
+            step = int(event.labeled_after) - int(event.labeled_before)
+            if step:
+                np.add.at(counts, event.dataset_indices // chunk_rows, step)
+        idx = np.concatenate([e.dataset_indices for e in events])
+        state = np.concatenate([np.full(len(e.dataset_indices), e.labeled_after) for e in events])
+        vals = np.concatenate([e.values for e in events]) if len(events) > 1 else events[0].values
+        # The last occurrence of each index wins: unique over the reversed order.
+        new, first = np.unique(idx[::-1], return_index=True)
+        last = len(idx) - 1 - first
+        new_labeled, new_values = state[last], vals[last]
+        at = np.searchsorted(self.indices, new)
+        present = np.zeros(new.shape, bool)
+        if len(self.indices):
+            present = self.indices[np.minimum(at, len(self.indices) - 1)] == new
+        labeled = self.labeled.copy()
+        values = self.values.copy()
+        labeled[at[present]] = new_labeled[present]
+        values[at[present]] = new_values[present]
+        fresh = ~present
+        return Overlay(
+            version=events[-1].version,
+            indices=np.insert(self.indices, at[fresh], new[fresh]),
+            labeled=np.insert(labeled, at[fresh], new_labeled[fresh]),
+            values=np.insert(values, at[fresh], new_values[fresh], axis=0),
+            counts=counts,
+        )
+
+    @classmethod
+    def rewind(cls, checkpoint: Overlay, events: list[LabelEvent], chunk_rows: int) -> Overlay:
+        """The overlay at ``checkpoint.version - len(events)``, relative to the checkpoint.
+
+        ``events`` are the events ``(v, c0]``, oldest first; each index they
+        touch is set to its state before the earliest of them.
+        """
+        if not events:
+            return checkpoint
+        idx = np.concatenate([e.dataset_indices for e in events])
+        before = np.concatenate([np.full(len(e.dataset_indices), e.labeled_before) for e in events])
+        values = np.concatenate([e.values_before for e in events])
+        indices, first = np.unique(idx, return_index=True)
+        counts = checkpoint.counts.copy()
+        for event in events:
+            step = int(event.labeled_after) - int(event.labeled_before)
+            if step:
+                np.add.at(counts, event.dataset_indices // chunk_rows, -step)
+        return cls(events[0].version - 1, indices, before[first], values[first], counts)
+
+    def in_range(self, lo: int, hi: int) -> slice:
+        """Slice of the entries whose dataset index lies in ``[lo, hi)``."""
+        if not len(self.indices):
+            return _NOTHING
+        return slice(int(self.indices.searchsorted(lo)), int(self.indices.searchsorted(hi)))
+
+
+Undo = tuple[IndexArray, BoolArray, np.ndarray | None]
+"""Dataset indices touched by later events, newest first, with their state before each."""
+
+
+def undo_in_range(events: list[LabelEvent], lo: int, hi: int) -> Undo:
+    """Dataset indices in ``[lo, hi)`` touched by ``events``, with their state before.
+
+    Returned newest event first, so applying them in order leaves each index in
+    its state before the oldest event that touched it.
+    """
+    if not events:
+        return NO_UNDO
+    idx_parts, labeled_parts, value_parts = [], [], []
+    for event in reversed(events):
+        pick = np.flatnonzero((event.dataset_indices >= lo) & (event.dataset_indices < hi))[::-1]
+        idx_parts.append(event.dataset_indices[pick])
+        labeled_parts.append(np.full(len(pick), event.labeled_before))
+        value_parts.append(event.values_before[pick])
+    return np.concatenate(idx_parts), np.concatenate(labeled_parts), np.concatenate(value_parts)
+
+
+def chunk_labels(disk_labels: np.ndarray, lo: int, overlay: Overlay, undo: Undo) -> np.ndarray:
+    """Label rows of the chunk starting at ``lo`` at ``overlay.version`` (same rules).
+
+    Rows labeled at ``overlay.version`` are right; other rows are meaningless.
+    """
+    u_idx, _, u_values = undo
+    sl = overlay.in_range(lo, lo + len(disk_labels))
+    if not u_idx.size and sl.start == sl.stop:
+        return disk_labels
+    labels = disk_labels.copy()
+    if u_idx.size:
+        labels[u_idx - lo] = u_values
+    labels[overlay.indices[sl] - lo] = overlay.values[sl]
+    return labels
+
+
+def chunk_mask(disk_mask: BoolArray, lo: int, overlay: Overlay, undo: Undo) -> BoolArray:
+    """Labeled mask of the chunk starting at ``lo`` at ``overlay.version`` (same rules)."""
+    u_idx, u_labeled, _ = undo
+    sl = overlay.in_range(lo, lo + len(disk_mask))
+    mask = disk_mask.copy()
+    if u_idx.size:
+        # Newest first: numpy applies repeated fancy indices in order, so the
+        # oldest prior state, written last, wins.
+        mask[u_idx - lo] = u_labeled
+    mask[overlay.indices[sl] - lo] = overlay.labeled[sl]
+    return mask

@@ -1,0 +1,274 @@
+"""The commit protocol: how a batch becomes the next version, durably, local or shared.
+
+Every write is one call of :meth:`Writer.commit` with a *build* function: given
+the snapshot of the newest version, it checks the batch against it (raising if
+the batch is wrong there) and returns the event, the journal record, that makes
+the next version. The label writes of the store are built here
+(:meth:`Writer.add`, :meth:`Writer.relabel`, :meth:`Writer.remove`); the
+campaign builds its annotations and resolves and commits them the same way.
+
+A commit, top to bottom:
+
+1. **Upgrade first.** A store of an older format version is upgraded under
+   the writer lock before its first write.
+2. **Build outside the lock.** The event is built and checked against the
+   newest snapshot this process holds, before the lock is taken: every check
+   runs there, and a bad batch fails before it waits for anyone. (Positions are
+   meaningful at the newest version only, and an annotation's checks read
+   every earlier annotation: those are built under the lock instead.)
+3. **Take the turn.** The writer lock: ``flock`` on the store's ``lock`` file
+   between processes; for a shared store, a mutex between this process's
+   threads (writers of a shared store share no lock at all).
+4. **Pull** (shared store): the commits other writers made since, into the
+   mirror.
+5. **Recheck.** The records committed since the event was built are only
+   decoded: if none touches its items, the event stays right and is renumbered
+   as the next version; otherwise it is built again on the newest snapshot.
+   ``expected_version`` is checked against the newest version.
+6. **Append.** Local: the record is written to the journal (not yet durable).
+   Shared: the commit object ``log/<v>`` is *created* (durable once it exists),
+   then the record is appended to the mirror. A writer that loses the version
+   to another (:class:`~alma_store.storage.LostRace`) takes the winner's record
+   in, backs off a random while (0.5 ms x 2^losses, at most 50 ms) and goes
+   back to 5. :class:`LostRace` never leaves this module.
+7. **Release, then sync.** ``fdatasync`` of the journal runs after the lock is
+   released and covers every writer waiting for one (group commit, see
+   :mod:`alma_store.storage._journal`). When :meth:`Writer.commit` returns,
+   the batch is durable.
+8. **Housekeeping.** Take the piled-up commits in, fold a long tail into the
+   chunk files (:mod:`alma_store.engine._checkpoint`), and on a shared store
+   compact its log every :data:`COMPACT_EVERY` versions. None of it can
+   undo the commit: a failed compaction is a warning.
+
+A crash at any point loses nothing acknowledged, and the next reader sees every
+acknowledged batch whole and no unacknowledged one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import random
+import time
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+
+from ..core import IndexArray, LabelEvent, Provenance
+from ..errors import AlmaError, AlreadyLabeledError, NotLabeledError, StaleIndexError
+from ..storage import LostRace, crash_point
+from ._engine import Engine
+from ._snapshot import Snapshot
+
+__all__ = ["COMPACT_EVERY", "Build", "Writer"]
+
+Build = Callable[[Snapshot], LabelEvent]
+"""Checks a batch against a snapshot and returns the event of the next version."""
+
+LOST_BACKOFF = 0.5e-3
+"""A shared-store commit that lost its version waits up to this x 2^(losses) before retrying ..."""
+LOST_BACKOFF_MAX = 0.05
+"""... and never more than this (seconds)."""
+REFRESH_AFTER_EVENTS = 16
+"""A writer takes in others' commits (and its own) once this many have piled up."""
+COMPACT_EVERY = 256
+"""A shared store's log is folded into a segment by the writer of every so many versions."""
+
+
+class Writer:
+    """The writes of one open store, each one commit. See the module docstring."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def close(self, *, checkpoint: bool = True) -> None:
+        """Fold our tail into the chunk files unless another writer is busy, then close.
+
+        A shared store's mirror goes with the process: nothing to fold for later.
+        """
+        engine = self.engine
+        try:
+            if checkpoint and engine.writable and not engine.shared:
+                engine.refresh()  # our own last commits are taken in lazily
+                if engine.tail_rows:
+                    engine.checkpoint_if_free()
+        finally:
+            engine.close()
+
+    # -- the label writes --------------------------------------------------------
+
+    def add(
+        self,
+        idx: IndexArray,
+        values: np.ndarray,
+        provenance: Provenance,
+        relative_to: str,
+        *,
+        row_annotators: tuple[str, ...] | None = None,
+        row_times: tuple[float, ...] | None = None,
+    ) -> IndexArray:
+        """Label unlabeled items, by view position or dataset index, in one commit.
+
+        ``idx`` and ``values`` are parsed already (types, signs, repeats,
+        label dtype); ranges and labeled-ness are checked here, against the
+        version the commit lands on.
+        """
+
+        def build(snap: Snapshot) -> LabelEvent:
+            dataset_idx = snap.dataset_indices_of(idx, relative_to)
+            if relative_to != "unlabeled":
+                is_labeled = snap.is_labeled(dataset_idx)
+                if is_labeled.any():
+                    raise AlreadyLabeledError([int(v) for v in dataset_idx[is_labeled]])
+            return LabelEvent(
+                snap.version + 1,
+                "add",
+                dataset_idx,
+                values,
+                annotator=provenance.annotator,
+                round=provenance.round,
+                row_annotators=row_annotators,
+                row_times=row_times,
+            )
+
+        return self.commit(build, len(idx), provenance, by_position=relative_to == "unlabeled")
+
+    def relabel(self, idx: IndexArray, values: np.ndarray, provenance: Provenance) -> IndexArray:
+        """Change the labels of labeled items; the previous ones go into the record."""
+
+        def build(snap: Snapshot) -> LabelEvent:
+            return LabelEvent(
+                snap.version + 1,
+                "relabel",
+                idx,
+                values,
+                previous=_labeled_values(snap, idx),
+                annotator=provenance.annotator,
+                round=provenance.round,
+            )
+
+        return self.commit(build, len(idx), provenance)
+
+    def remove(self, idx: IndexArray, provenance: Provenance) -> IndexArray:
+        """Return labeled items to the Unlabeled part; their labels go into the record."""
+
+        def build(snap: Snapshot) -> LabelEvent:
+            removed = _labeled_values(snap, idx)
+            return LabelEvent(
+                snap.version + 1,
+                "remove",
+                idx,
+                removed,
+                annotator=provenance.annotator,
+                round=provenance.round,
+            )
+
+        return self.commit(build, len(idx), provenance)
+
+    # -- the protocol --------------------------------------------------------------
+
+    def commit(
+        self,
+        build: Build,
+        n: int,
+        provenance: Provenance,
+        *,
+        by_position: bool = False,
+        locked: bool = False,
+    ) -> IndexArray:
+        """Build, check, append and sync one event; returns the dataset indices it wrote.
+
+        ``n`` is the batch's size (nothing is committed for 0).
+        ``by_position``: the batch names view positions, which any commit
+        shifts (built under the lock only). ``locked``: build under the lock
+        only (annotations: their checks read every earlier annotation).
+
+        Raises
+        ------
+        StaleIndexError
+            ``provenance.expected_version`` is not the newest version.
+        AlmaError
+            Whatever ``build`` raises for a bad batch; nothing is written.
+        """
+        engine = self.engine
+        expected = provenance.expected_version
+        if n == 0:
+            return np.empty(0, np.int64)
+        if engine.needs_upgrade:  # 1
+            with engine.write_lock():
+                engine.refresh(writer=True)
+                engine.checkpoint_if_old_format()
+        snap = engine.latest_taken_in()  # what came since is checked under the lock
+        event: LabelEvent | None = None
+        if not (by_position or locked):  # 2
+            with contextlib.suppress(AlmaError):  # the verdict is given under the lock
+                event = build(snap)  # every check runs here, before anything is written
+        lost = 0
+        while True:
+            if lost:  # back off a random while, so that racing writers spread out
+                time.sleep(random.uniform(0, min(LOST_BACKOFF_MAX, LOST_BACKOFF * 2**lost)))
+            with engine.write_lock():  # 3
+                engine.pull()  # 4
+                newer = engine.events_since(snap.version) if event is not None else None  # 5
+                if event is None or newer is None or (newer and _touches(newer, event)):
+                    engine.refresh(writer=True, pull=False)
+                    snap, newer, event = engine.current(pull=False), [], None
+                latest = snap.version + len(newer)
+                if expected is not None and expected != latest:
+                    raise StaleIndexError(expected, latest, by_position=by_position)
+                if event is None:
+                    event = build(snap)
+                elif newer:
+                    event = dataclasses.replace(event, version=latest + 1)
+                try:
+                    end = engine.append(event)  # 6
+                except LostRace:  # a shared store: another writer took this version first
+                    event = None  # built again on the newest version, under the lock
+                    lost += 1
+                    continue
+            break
+        crash_point("commit-unsynced")  # appended, lock released, not acknowledged yet
+        engine.sync(end)  # 7: outside the lock, one fdatasync covers every waiting writer
+        self._housekeeping(event, n, len(newer))  # 8
+        if event.annotations is not None:
+            return event.annotations.dataset_indices
+        return event.dataset_indices
+
+    def _housekeeping(self, event: LabelEvent, n: int, piled_up: int) -> None:
+        """After a durable commit: take commits in, checkpoint a long tail, compact the log."""
+        engine = self.engine
+        if piled_up >= REFRESH_AFTER_EVENTS:
+            engine.refresh()  # take the newer commits in, in one go
+        if engine.tail_rows + n >= engine.checkpoint_rows:
+            engine.refresh()
+            if engine.tail_rows >= engine.checkpoint_rows:
+                engine.checkpoint_if_free()
+        if engine.shared and event.version % COMPACT_EVERY == 0:
+            try:
+                engine.compact_log(min_records=COMPACT_EVERY // 2)
+            except (AlmaError, OSError) as exc:
+                warnings.warn(
+                    f"{engine.location}: compacting the commit log failed ({exc}); the commit "
+                    "was not affected, and a later commit compacts",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+
+
+def _touches(events: list[LabelEvent], event: LabelEvent) -> bool:
+    """Whether any of ``events`` touches an item of ``event``."""
+    mine = np.sort(event.dataset_indices)
+    for other in events:
+        at = np.searchsorted(mine, other.dataset_indices)
+        if (mine[np.minimum(at, len(mine) - 1)] == other.dataset_indices).any():
+            return True
+    return False
+
+
+def _labeled_values(snap: Snapshot, dataset_indices: IndexArray) -> np.ndarray:
+    """Current labels of ``dataset_indices``, which must all be labeled."""
+    is_labeled = snap.is_labeled(dataset_indices)
+    if not is_labeled.all():
+        raise NotLabeledError([int(v) for v in dataset_indices[~is_labeled]])
+    return snap.labels_at(dataset_indices)

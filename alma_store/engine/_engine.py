@@ -1,0 +1,481 @@
+"""The state engine of one open store: its checkpoint, its journal tail, its snapshots.
+
+One :class:`Engine` per open store owns every piece of mutable state:
+
+- the checkpoint on disk and the chunk files it vouches for
+  (:class:`~alma_store.engine._chunks.CheckpointFiles`);
+- the journal records after it, merged into an overlay
+  (:class:`~alma_store.engine._tail.Tail`);
+- the snapshot of the current version, cached until the next commit, and the
+  merged runs one version's snapshot hands on to the next;
+- checkpointing (:mod:`alma_store.engine._checkpoint`) and, for a shared
+  store, the private mirror of its commit log and the pull of other writers'
+  commits into it (:mod:`alma_store.storage._mirror`).
+
+It hands out immutable :class:`~alma_store.engine._snapshot.Snapshot` objects
+and serves their chunk reads, checking every chunk file. Commits are made by
+:mod:`alma_store.engine._commit`, which uses :meth:`Engine.write_lock`,
+:meth:`Engine.events_since`, :meth:`Engine.append` and :meth:`Engine.sync`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..core import Arena, LabelEvent, Overlay, Runs, n_chunks
+from ..errors import (
+    CorruptStoreError,
+    InvalidInputError,
+    LockTimeoutError,
+    ReadOnlyError,
+    StoreClosedError,
+)
+from ..storage import (
+    FORMAT_VERSION,
+    DirObjects,
+    Journal,
+    Location,
+    LockTimeout,
+    MarksIndex,
+    MirrorJournal,
+    Objects,
+    SharedLog,
+    StateArrays,
+    StoreMeta,
+    WriterLock,
+    write_meta,
+)
+from ._checkpoint import fold_tail, marks_from_mask_chunks
+from ._chunks import CheckpointFiles
+from ._snapshot import Snapshot
+from ._tail import Tail
+
+__all__ = ["DEFAULT_CHECKPOINT_ROWS", "Engine"]
+
+DEFAULT_CHECKPOINT_ROWS = 65536
+"""Journal entries after which a writer folds the tail into the chunk files."""
+
+
+class Engine:
+    """The mutable state of one open store. See the module docstring.
+
+    Parameters
+    ----------
+    root
+        The directory the engine works in: the store directory or, for a
+        shared store, this process's private mirror of it.
+    meta
+        The store's checked ``meta.json``.
+    location
+        Where the store is (what workers reopen).
+    writable
+        Open for writing (takes the writer lock to commit).
+    checkpoint_rows
+        Journal entries after which a commit folds the tail into the chunk files.
+    lock_timeout
+        Seconds to wait for the writer lock before :class:`LockTimeoutError`.
+    shared
+        For a shared store: its commit log.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        meta: StoreMeta,
+        *,
+        location: Location,
+        writable: bool,
+        checkpoint_rows: int,
+        lock_timeout: float,
+        shared: SharedLog | None = None,
+    ) -> None:
+        self.root = root
+        self.location = location
+        """Where the store is, with the storage options it was opened with (in memory only)."""
+        self.meta = meta
+        self.writable = writable
+        self.checkpoint_rows = checkpoint_rows
+        self.lock_timeout = lock_timeout
+        self.n_items = meta.n_items
+        self.chunk_rows = meta.chunk_rows
+        self.n_chunks = n_chunks(meta.n_items, meta.chunk_rows)
+        self._mutex = threading.RLock()
+        self._lock: WriterLock | None = None
+        if writable or shared:  # a mirror is private: its lock is between threads only
+            self._lock = WriterLock(root / "lock", processes=shared is None)
+        uuid = bytes.fromhex(meta.uuid)
+        self.journal: Journal
+        self.mirror: MirrorJournal | None = None
+        if shared is not None:
+            self.journal = self.mirror = MirrorJournal(
+                root / "journal.bin", uuid, meta.label_dtype, meta.label_shape, shared
+            )
+        else:
+            self.journal = Journal(
+                root / "journal.bin", uuid, meta.label_dtype, meta.label_shape, writable=writable
+            )
+        self.files: Objects = shared.objects if shared is not None else DirObjects(root)
+        """Where the store's other files live (scoring runs, the campaign log of a shared store)."""
+        self._closed = False
+        self._mirror_checkpointing = False
+        try:
+            self.arrays = StateArrays(
+                root, meta.n_items, meta.chunk_rows, meta.label_dtype, meta.label_shape
+            )
+            self.tail = Tail(self.journal, meta.label_dtype, meta.label_shape, meta.chunk_rows)
+            self.checkpoints = CheckpointFiles(
+                root, self.n_chunks, with_marks=meta.format_version >= 2
+            )
+            self._snapshot: Snapshot | None = None
+            self._previous: Snapshot | None = None
+            self._arena = Arena()
+            self._load_checkpoint()
+            self.refresh()
+        except BaseException:
+            self.journal.close()
+            raise
+
+    # -- lifecycle -----------------------------------------------------------
+
+    @property
+    def shared(self) -> bool:
+        """Whether this is a shared store (its engine works on a private mirror)."""
+        return self.mirror is not None
+
+    def check_open(self) -> None:
+        """Raise :class:`StoreClosedError` once the store is closed."""
+        if self._closed:
+            raise StoreClosedError(f"the store at {self.root} is closed; open it again to use it")
+
+    def check_writable(self) -> None:
+        """Raise unless the store is open for writing."""
+        self.check_open()
+        if not self.writable:
+            raise ReadOnlyError(
+                f"{self.root} was opened with mode='r'; open it with mode='r+' to write"
+            )
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    @property
+    def tail_rows(self) -> int:
+        """Dataset indices the journal tail holds (what a checkpoint would fold in)."""
+        return self.tail.rows
+
+    def close(self) -> None:
+        """Release the journal, the marks index and the cached snapshot."""
+        with self._mutex:
+            self._closed = True
+            self.journal.close()
+            if self._lock is not None:
+                self._lock.close()
+            self._snapshot = self._previous = None
+            self.tail.forget_past()
+            # Unmapped once no snapshot of ours is left (views of a closed store refuse reads).
+            self.checkpoints.release()
+            if self.mirror is not None:  # the private mirror: the shared log keeps it all
+                shutil.rmtree(self.root, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def write_lock(self, timeout: float | None = None) -> Iterator[None]:
+        """Hold the store's writer lock (between processes and threads)."""
+        self.check_writable()
+        assert self._lock is not None
+        wait = self.lock_timeout if timeout is None else timeout
+        try:
+            self._lock.acquire(timeout=wait)
+        except LockTimeout:
+            raise LockTimeoutError(
+                f"could not obtain the writer lock of {self.root} within {wait} s"
+            ) from None
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    # -- the checkpoint and the tail -------------------------------------------
+
+    def _load_checkpoint(self) -> None:
+        """(Re)base the tail and the marks index on the checkpoint on disk."""
+        marks = self.checkpoints.load()
+        ckpt = self.checkpoints.checkpoint
+        self._arena = Arena()  # merged runs build on this checkpoint's marks index ...
+        self._previous = None  # ... and none from before it is handed on
+        self.tail.rebase(ckpt)
+        self._snapshot = None
+        if marks is None:  # a version-1 store without a marks index: built from mask chunks
+            self.checkpoints.marks = MarksIndex.from_runs(ckpt.version, [])
+            marks = marks_from_mask_chunks(self.arrays, ckpt, self._events_now)
+        self.checkpoints.marks = marks
+
+    def _events_now(self) -> list[LabelEvent]:
+        """The tail's events, after taking in what was committed meanwhile."""
+        self.tail.catch_up()
+        return self.tail.events
+
+    def _reload_if_checkpointed(self) -> bool:
+        """Load the checkpoint another process wrote since ours; whether there was one."""
+        if not self.checkpoints.changed():
+            return False
+        self._load_checkpoint()
+        return True
+
+    def pull(self) -> None:
+        """Copy what other writers committed to a shared store into the mirror (else nothing).
+
+        Every other method reads the mirror; :meth:`refresh` pulls first.
+        """
+        if self.mirror is not None:
+            with self._mutex:
+                self.check_open()
+                self.mirror.pull()
+
+    def compact_log(self, min_records: int) -> tuple[int, int]:
+        """Fold a shared store's newest commit objects into a segment (see :class:`SharedLog`)."""
+        assert self.mirror is not None
+        with self._mutex:
+            return self.mirror.compact(min_records)
+
+    def refresh(self, *, writer: bool = False, pull: bool = True) -> None:
+        """Take in what other processes committed or checkpointed since we last looked.
+
+        ``writer`` (writer lock held): cut off a torn record at the journal's
+        end. ``pull=False`` skips a shared store's pull (the caller just pulled).
+        """
+        with self._mutex:
+            self.check_open()
+            if self.mirror is not None and pull:
+                self.mirror.pull()
+            if self.tail.unchanged():
+                # No commit we have not seen, so no chunk on disk holds one: a checkpoint
+                # another process may have written since changes nothing we rely on.
+                return
+            self._reload_if_checkpointed()
+            if self.tail.catch_up(writer=writer):
+                self._snapshot = None
+            if self.mirror is not None and self.tail.rows >= self.checkpoint_rows:
+                self._checkpoint_mirror()
+
+    def _checkpoint_mirror(self) -> None:
+        """Fold a long tail into a mirror's chunk files (a reader's too: nobody else will)."""
+        assert self._lock is not None
+        if self._mirror_checkpointing:
+            return
+        try:
+            self._lock.acquire(timeout=0)  # a commit of ours holds it: it checkpoints itself
+        except LockTimeout:
+            return
+        self._mirror_checkpointing = True
+        try:
+            self.checkpoint()
+        finally:
+            self._mirror_checkpointing = False
+            self._lock.release()
+
+    # -- snapshots -------------------------------------------------------------
+
+    def _snapshot_of(
+        self,
+        overlay: Overlay,
+        merged: Runs | None = None,
+        labels: dict[int, np.ndarray] | None = None,
+    ) -> Snapshot:
+        meta = self.meta
+        return Snapshot(
+            self.read_chunk,
+            self.events_after,
+            self.checkpoints.marks,
+            overlay,
+            n_items=meta.n_items,
+            chunk_rows=meta.chunk_rows,
+            label_dtype=meta.label_dtype,
+            label_shape=meta.label_shape,
+            merged=merged,
+            labels=labels,
+            arena=self._arena,
+        )
+
+    def latest_taken_in(self) -> Snapshot:
+        """The newest snapshot this engine holds, without looking for newer commits.
+
+        What a commit builds on before it takes the lock: the commits it has
+        not taken in are checked under the lock (:meth:`events_since`).
+        """
+        with self._mutex:
+            if self._snapshot is not None:
+                return self._snapshot
+        return self.current()
+
+    def current(self, *, pull: bool = True) -> Snapshot:
+        """The snapshot of the newest committed version (``pull``: see :meth:`refresh`)."""
+        with self._mutex:
+            self.refresh(pull=pull)
+            if self._snapshot is None:
+                self._snapshot = self._snapshot_of(self.tail.overlay, *self._inherited())
+                self._previous = self._snapshot
+            return self._snapshot
+
+    def _inherited(self) -> tuple[Runs | None, dict[int, np.ndarray] | None]:
+        """The previous current snapshot's merged runs and labels that are still right now.
+
+        Runs and labels of chunks the newer events touch are dropped (merged or
+        read again when next asked for); the others are handed on as they are,
+        nothing copied.
+        """
+        prev = self._previous
+        base = self.tail.base_version
+        if prev is None or prev.version < base:
+            return None, None
+        newer = self.tail.events[prev.version - base :]
+        if not newer:
+            return prev.merged, dict(prev.labels)
+        dirty = np.unique(np.concatenate([e.dataset_indices for e in newer]) // self.chunk_rows)
+        kept = prev.merged.without(dirty)
+        if self._arena.used > 2 * int(kept.lengths.sum()) + (1 << 20):  # mostly stale: start anew
+            self._arena = Arena()
+            kept = Runs.empty().union(kept, self._arena)
+        gone = set(dirty.tolist())
+        return kept, {j: v for j, v in prev.labels.items() if j not in gone}
+
+    def snapshot_at(self, version: int) -> Snapshot:
+        """A snapshot at any committed version (the current one is cached)."""
+        with self._mutex:
+            current = self.current()
+            if version == current.version:
+                return current
+            if not 0 <= version < current.version:
+                raise InvalidInputError(
+                    f"version must lie in [0, {current.version}] (the store's versions), "
+                    f"got {version}"
+                )
+            base = self.checkpoints.checkpoint
+            overlay = Overlay.empty(
+                base.version, base.counts, self.meta.label_dtype, self.meta.label_shape
+            )
+            if version >= base.version:
+                events = self.tail.events[: version - base.version]
+                overlay = overlay.apply_all(events, self.chunk_rows)
+            else:  # older than the checkpoint: take the events (version, c0] back out
+                older = list(self.iter_events(first=version + 1, last=base.version))
+                overlay = Overlay.rewind(overlay, older, self.chunk_rows)
+            return self._snapshot_of(overlay)
+
+    # -- reading the journal and the chunk files -------------------------------
+
+    def iter_events(self, *, first: int = 1, last: int | None = None) -> Iterator[LabelEvent]:
+        """Committed events ``first .. last`` (default: up to now), oldest first, streaming.
+
+        Memory stays bounded by one read block of the journal, whatever its length.
+        """
+        stop = self.current().version if last is None else last
+        yield from self.tail.iter_events(first, stop)
+
+    def events_after(self, version: int) -> list[LabelEvent]:
+        """Every committed event newer than ``version``, up to now (what snapshots undo)."""
+        with self._mutex:
+            self.refresh()
+            return self.tail.after(version)
+
+    def read_chunk(self, kind: str, j: int) -> np.ndarray:
+        """Chunk ``j`` of the ``"mask"`` or ``"labels"`` array as on disk now, checked."""
+        codec = self.arrays.codecs[kind]
+        rows = self.arrays.rows(j)
+        with self._mutex:
+            self.check_open()
+            while True:
+                raw = codec.read_raw(j)
+                if self.checkpoints.recorded(kind, j, raw):
+                    return codec.decode(raw, j, rows)
+                if not self._reload_if_checkpointed():
+                    what = "missing" if raw is None else "damaged or swapped"
+                    raise CorruptStoreError(
+                        f"chunk file {codec.path(j)} is {what}: it does not match the "
+                        f"checksum that marks index {self.checkpoints.marks.path} records for it"
+                    )
+
+    # -- writing (the commit protocol is alma_store.engine._commit) ---------------
+
+    def events_since(self, version: int) -> list[LabelEvent] | None:
+        """Committed events after ``version``, to the end of the journal (writer lock held).
+
+        Records not taken in yet are decoded but not applied: this is the cheap
+        check a commit built outside the lock makes. None when ``version`` is
+        older than the tail this engine holds.
+        """
+        with self._mutex:
+            return self.tail.since(version)
+
+    def append(self, event: LabelEvent) -> int:
+        """Append one event (writer lock held); returns the offset to sync.
+
+        ``event.version`` must follow the journal's last record. The event is
+        committed but not durable yet: call :meth:`sync` with the returned
+        offset once the writer lock is released (group commit). The engine
+        takes it in with its next refresh, like another writer's. On a shared
+        store the append publishes the commit object first, and raises
+        :class:`~alma_store.storage.LostRace` if another writer took the version.
+        """
+        record = event.encode(self.meta.label_dtype)
+        with self._mutex:  # a mirror's publish and pulls are one at a time
+            end = self.journal.write(record)
+            self.tail.appended(event, end, len(record))
+        return end
+
+    def sync(self, end: int) -> None:
+        """Return once the journal is durable up to ``end`` (no lock needed)."""
+        self.journal.sync(end)
+
+    # -- checkpoints ---------------------------------------------------------------
+
+    @property
+    def needs_upgrade(self) -> bool:
+        """Whether the store is of an older format version (its next write upgrades it)."""
+        return self.meta.format_version < FORMAT_VERSION
+
+    def checkpoint_if_old_format(self) -> None:
+        """Upgrade a store of an older format version (writer lock held), before a write."""
+        if self.meta.format_version < FORMAT_VERSION:
+            self.checkpoint()
+
+    def checkpoint_if_free(self) -> None:
+        """Checkpoint unless another writer holds the lock (it will checkpoint itself)."""
+        try:
+            with self.write_lock(timeout=0.1):
+                self.refresh(writer=True)
+                self.checkpoint()
+        except LockTimeoutError:
+            pass  # another writer is busy and will checkpoint; the journal has it all
+
+    def checkpoint(self) -> None:
+        """Fold the journal tail into the chunk files (writer lock held, tail refreshed)."""
+        with self._mutex:
+            if self.tail.events or self.meta.format_version < FORMAT_VERSION:
+                self._write_checkpoint()
+
+    def _write_checkpoint(self) -> None:
+        # Chunk files must never get ahead of the durable journal they are a view of.
+        self.journal.sync(self.tail.end)
+        snap = self.current()
+        fold_tail(
+            self.root,
+            self.arrays,
+            self.checkpoints.marks,
+            snap,
+            self.tail.overlay,
+            lambda j: self.read_chunk("labels", j),
+            self.tail.end,
+        )
+        if self.meta.format_version < FORMAT_VERSION:  # last: the upgrade is done
+            self.meta = dataclasses.replace(self.meta, format_version=FORMAT_VERSION)
+            write_meta(self.root, self.meta)
+        self._load_checkpoint()

@@ -1,0 +1,259 @@
+"""Exchange with annotation tools: Label Studio and Prodigy files, without a store.
+
+Tasks go out carrying ``dataset_index``; the tools keep a task's fields in
+their exports, which is how labels find their way back:
+
+- **Label Studio** imports a JSON list of tasks ``{"data": {...}}`` and
+  exports (format "JSON") the tasks with their ``annotations``: each has a
+  ``result`` list, ``completed_by`` (a user id, or an object with ``email``),
+  ``created_at`` (ISO 8601) and ``was_cancelled``. A classification is a
+  result of type ``choices`` (``value.choices``, one of them); ``rating``,
+  ``number`` and ``textarea`` results give numeric or text labels.
+- **Prodigy** reads JSON Lines tasks and ``prodigy db-out`` writes them back
+  with ``answer`` (``accept``, ``reject``, ``ignore``), ``_annotator_id`` and
+  ``_timestamp`` (Unix seconds). The label is ``accept`` (choice interface,
+  one option) or ``label`` (classification interface). Only accepted answers
+  are labels; rejected and ignored ones are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core import IndexArray, LabelSchema, parse_indices
+from ..errors import AlmaError, InvalidInputError
+from ..storage import atomic_write
+
+__all__ = ["FORMATS", "ToolBatch", "ToolRow", "check_format", "read_tool_export", "write_tasks"]
+
+FORMATS = ("label-studio", "prodigy")
+_LS_TYPES = {"choices": "choices", "rating": "rating", "number": "number", "textarea": "text"}
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRow:
+    """One annotation read from a tool's export."""
+
+    dataset_index: int
+    value: object
+    annotator: str
+    time: float
+    where: str  # names the task in messages
+
+
+@dataclass(frozen=True, slots=True)
+class ToolBatch:
+    """The rows of an export, checked against a store: one commit's worth."""
+
+    dataset_indices: IndexArray
+    values: np.ndarray
+    annotators: tuple[str, ...]
+    times: tuple[float, ...]
+    where: tuple[str, ...]
+
+    @classmethod
+    def check(
+        cls, rows: list[ToolRow], schema: LabelSchema, n_items: int, *, one_per_item: bool
+    ) -> ToolBatch:
+        """Check every row (index, label, one label per item if so); errors name the task."""
+        if one_per_item:
+            first_by: dict[int, str] = {}
+            for r in rows:
+                if r.dataset_index in first_by:
+                    raise InvalidInputError(
+                        f"{r.where}: dataset index {r.dataset_index} is labeled again (first by "
+                        f"{first_by[r.dataset_index]}); this store keeps one label per item "
+                        "(create it with annotations_per_item=k for several); nothing was written"
+                    )
+                first_by[r.dataset_index] = r.annotator
+        out_of_range = [r for r in rows if r.dataset_index >= n_items]
+        if out_of_range:
+            r = out_of_range[0]
+            raise InvalidInputError(
+                f"{r.where}: dataset_index {r.dataset_index} is not in [0, {n_items}); "
+                "nothing was written"
+            )
+        values = []
+        for r in rows:
+            try:
+                values.append(schema.parse_values([r.value], 1)[0])
+            except AlmaError as exc:
+                raise InvalidInputError(f"{r.where}: {exc}; nothing was written") from None
+        idx = parse_indices(
+            [r.dataset_index for r in rows], name="dataset_indices", upper=n_items, unique=False
+        )
+        return cls(
+            idx,
+            np.stack(values) if values else np.empty((0, *schema.shape), schema.dtype),
+            tuple(r.annotator for r in rows),
+            tuple(r.time for r in rows),
+            tuple(r.where for r in rows),
+        )
+
+    def where_of(self, dataset_indices: list[int]) -> str:
+        """The task of the first row naming one of ``dataset_indices``."""
+        wanted = set(dataset_indices)
+        return next(
+            (
+                w
+                for i, w in zip(self.dataset_indices.tolist(), self.where, strict=True)
+                if i in wanted
+            ),
+            "",
+        )
+
+
+def check_format(fmt: object) -> str:
+    """``fmt`` if it is a known tool format."""
+    if fmt not in FORMATS:
+        raise InvalidInputError(f"format must be one of {FORMATS}, got {fmt!r}")
+    return str(fmt)
+
+
+def write_tasks(
+    path: Path,
+    dataset_indices: Iterable[int],
+    fmt: str,
+    data: Callable[[int], dict[str, Any]] | None,
+) -> int:
+    """Write one task per item to ``path`` (atomically); returns the number written."""
+    tasks: list[dict[str, Any]] = []
+    for i in dataset_indices:
+        fields = {} if data is None else data(i)
+        if not isinstance(fields, dict) or "dataset_index" in fields:
+            raise InvalidInputError(
+                f"data({i}) must return a dict of display fields without 'dataset_index', "
+                f"got {fields!r}"
+            )
+        if fmt == "label-studio":
+            tasks.append({"data": {"dataset_index": i, **fields}})
+        else:
+            tasks.append({"dataset_index": i, **fields, "meta": {"dataset_index": i}})
+    try:
+        if fmt == "label-studio":
+            text = json.dumps(tasks, indent=1)
+        else:
+            text = "".join(json.dumps(t) + "\n" for t in tasks)
+    except TypeError as exc:
+        raise InvalidInputError(f"data(...) returned fields that are not JSON: {exc}") from None
+    atomic_write(path, text.encode())
+    return len(tasks)
+
+
+def read_tool_export(path: Path, fmt: str) -> list[ToolRow]:
+    """Every labeling annotation of a tool's export, checked for shape (not yet for the store)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInputError(f"{path} does not exist") from None
+    if fmt == "label-studio":
+        try:
+            tasks = json.loads(text)
+        except ValueError as exc:
+            raise InvalidInputError(f"{path} is not JSON: {exc}") from None
+        if not isinstance(tasks, list):
+            raise InvalidInputError(f"{path}: a Label Studio export is a JSON list of tasks")
+        return [
+            row for n, task in enumerate(tasks) for row in _label_studio(task, f"{path} task {n}")
+        ]
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                task = json.loads(line)
+            except ValueError as exc:
+                raise InvalidInputError(f"{path} line {n} is not JSON: {exc}") from None
+            row = _prodigy(task, f"{path} line {n}")
+            if row is not None:
+                rows.append(row)
+    return rows
+
+
+def _dataset_index(obj: object, where: str) -> int:
+    if not isinstance(obj, numbers.Integral) or isinstance(obj, bool) or int(obj) < 0:
+        raise InvalidInputError(f"{where}: dataset_index must be a non-negative int, got {obj!r}")
+    return int(obj)
+
+
+def _label_studio(task: object, where: str) -> list[ToolRow]:
+    if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+        raise InvalidInputError(f"{where}: a task is an object with 'data'")
+    if "id" in task:
+        where = f"{where} (id {task['id']})"
+    if "dataset_index" not in task["data"]:
+        raise InvalidInputError(f"{where}: its data has no 'dataset_index'")
+    index = _dataset_index(task["data"]["dataset_index"], where)
+    rows = []
+    for k, ann in enumerate(task.get("annotations") or []):
+        at = f"{where} annotation {ann.get('id', k) if isinstance(ann, dict) else k}"
+        if not isinstance(ann, dict):
+            raise InvalidInputError(f"{at}: an annotation is an object")
+        if ann.get("was_cancelled"):
+            continue  # skipped in the tool: no label
+        values = [
+            r["value"][_LS_TYPES[r["type"]]]
+            for r in ann.get("result") or []
+            if isinstance(r, dict)
+            and r.get("type") in _LS_TYPES
+            and isinstance(r.get("value"), dict)
+        ]
+        if len(values) != 1:
+            raise InvalidInputError(
+                f"{at}: expected one choices/rating/number/textarea result, found {len(values)}"
+            )
+        value = values[0]
+        if isinstance(value, list):  # choices and textarea hold lists
+            if len(value) != 1:
+                raise InvalidInputError(f"{at}: expected exactly one choice, got {value!r}")
+            value = value[0]
+        who = ann.get("completed_by")
+        if isinstance(who, dict):
+            who = who.get("email") or who.get("id")
+        if who is None:
+            raise InvalidInputError(f"{at}: no completed_by")
+        created = ann.get("created_at")
+        try:
+            when = datetime.fromisoformat(str(created)).timestamp()
+        except ValueError:
+            raise InvalidInputError(
+                f"{at}: created_at is not an ISO 8601 time: {created!r}"
+            ) from None
+        rows.append(ToolRow(index, value, str(who), when, at))
+    return rows
+
+
+def _prodigy(task: object, where: str) -> ToolRow | None:
+    if not isinstance(task, dict):
+        raise InvalidInputError(f"{where}: a task is an object")
+    answer = task.get("answer")
+    if answer not in ("accept", "reject", "ignore"):
+        raise InvalidInputError(f"{where}: answer must be accept, reject or ignore, got {answer!r}")
+    if answer != "accept":
+        return None
+    raw_index = task.get("dataset_index", (task.get("meta") or {}).get("dataset_index"))
+    if raw_index is None:
+        raise InvalidInputError(f"{where}: the task has no dataset_index (nor meta.dataset_index)")
+    index = _dataset_index(raw_index, where)
+    if "accept" in task:
+        if not isinstance(task["accept"], list) or len(task["accept"]) != 1:
+            raise InvalidInputError(
+                f"{where}: expected exactly one accepted option, got {task['accept']!r}"
+            )
+        value = task["accept"][0]
+    elif "label" in task:
+        value = task["label"]
+    else:
+        raise InvalidInputError(f"{where}: an accepted task needs 'accept' or 'label'")
+    who = task.get("_annotator_id") or task.get("_session_id")
+    stamp = task.get("_timestamp")
+    if who is None or not isinstance(stamp, numbers.Real) or isinstance(stamp, bool):
+        raise InvalidInputError(f"{where}: needs _annotator_id and a numeric _timestamp")
+    return ToolRow(index, value, str(who), float(stamp), where)

@@ -1,0 +1,42 @@
+"""Scoring at scale: resumable, sharded score runs of the Unlabeled part, and streaming top-k.
+
+A score run's files (:mod:`._runs`: ``scores/<name>/``, one durable step file
+per few seconds of work) are read and written through the store's objects, in
+its directory or in object storage; :mod:`._score` scores chunks into them,
+says which are done, and streams the best still-unlabeled items.
+"""
+
+from __future__ import annotations
+
+from ._runs import ScoreRun, check_name
+from ._score import (
+    DEFAULT_STEP_SECONDS,
+    ScoreFn,
+    TopK,
+    check_score_args,
+    load_scores,
+    open_run,
+    parse_shard,
+    progress,
+    score,
+    score_chunks,
+    todo_chunks,
+    top_k,
+)
+
+__all__ = [
+    "DEFAULT_STEP_SECONDS",
+    "ScoreFn",
+    "ScoreRun",
+    "TopK",
+    "check_name",
+    "check_score_args",
+    "load_scores",
+    "open_run",
+    "parse_shard",
+    "progress",
+    "score",
+    "score_chunks",
+    "todo_chunks",
+    "top_k",
+]

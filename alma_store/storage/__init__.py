@@ -1,0 +1,122 @@
+"""Bytes on storage: durable files, the writer lock, the journal, objects, the shared log.
+
+The on-disk format of a store (``docs/format.md``) lives here and nowhere
+else: the journal file (:mod:`._journal`), the checkpoint and marks index
+(:mod:`._marks`), the mask and label chunk files (:mod:`._chunkfiles`),
+``meta.json`` (:mod:`._meta`), the campaign log (:mod:`._recordlog`) and, for
+shared stores, the commit objects and segments (:mod:`._shared`) reached
+through five operations of a directory or object storage (:mod:`._objects`).
+Every durable write goes through :func:`atomic_write` or an ``fdatasync`` of
+the journal; every read is checked.
+"""
+
+from __future__ import annotations
+
+from ._chunkfiles import ChunkCodec, StateArrays, create_arrays
+from ._fs import atomic_write, crash_point, fsync_path, storage_errors, will_need, write_fd
+from ._journal import FILE_HEADER_SIZE, Journal
+from ._layout import init_state
+from ._location import Location, is_url, local_path, parse_storage_options
+from ._lock import LockTimeout, WriterLock
+from ._marks import (
+    ENTRY,
+    NO_FILE,
+    Checkpoint,
+    MarksIndex,
+    file_checksum,
+    marks_path,
+    marks_versions,
+    open_marks,
+    read_checkpoint,
+    remove_marks_except,
+    write_checkpoint,
+    write_marks,
+)
+from ._meta import (
+    FORMAT_VERSION,
+    READABLE_VERSIONS,
+    SHARED_FORMAT_VERSION,
+    StoreMeta,
+    meta_bytes,
+    parse_meta,
+    read_meta,
+    write_meta,
+)
+from ._mirror import MirrorJournal, make_mirror, remove_dead_mirrors
+from ._objects import DirObjects, Listed, Objects, RemoteObjects, open_objects
+from ._recordlog import RecordLog, SharedRecordLog, encode_record, open_campaign_log
+from ._shared import (
+    DEFAULT_GRACE,
+    LostRace,
+    SharedLog,
+    check_conditional_create,
+    create_shared,
+    is_shared,
+    log_name,
+    occupied,
+    read_shared_meta,
+    segment_name,
+)
+
+__all__ = [
+    "DEFAULT_GRACE",
+    "ENTRY",
+    "FILE_HEADER_SIZE",
+    "FORMAT_VERSION",
+    "NO_FILE",
+    "READABLE_VERSIONS",
+    "SHARED_FORMAT_VERSION",
+    "Checkpoint",
+    "ChunkCodec",
+    "DirObjects",
+    "Journal",
+    "Listed",
+    "Location",
+    "LockTimeout",
+    "LostRace",
+    "MarksIndex",
+    "MirrorJournal",
+    "Objects",
+    "RecordLog",
+    "RemoteObjects",
+    "SharedLog",
+    "SharedRecordLog",
+    "StateArrays",
+    "StoreMeta",
+    "WriterLock",
+    "atomic_write",
+    "check_conditional_create",
+    "crash_point",
+    "create_arrays",
+    "create_shared",
+    "encode_record",
+    "file_checksum",
+    "fsync_path",
+    "init_state",
+    "is_shared",
+    "is_url",
+    "local_path",
+    "log_name",
+    "make_mirror",
+    "marks_path",
+    "marks_versions",
+    "meta_bytes",
+    "occupied",
+    "open_campaign_log",
+    "open_marks",
+    "open_objects",
+    "parse_meta",
+    "parse_storage_options",
+    "read_checkpoint",
+    "read_meta",
+    "read_shared_meta",
+    "remove_dead_mirrors",
+    "remove_marks_except",
+    "segment_name",
+    "storage_errors",
+    "will_need",
+    "write_checkpoint",
+    "write_fd",
+    "write_marks",
+    "write_meta",
+]

@@ -1,0 +1,163 @@
+"""Durable file operations, the one place that fsyncs, and crash points for tests.
+
+Every file alma_store replaces goes through :func:`atomic_write` (temp file in
+the same directory, ``fsync``, ``rename``, ``fsync`` of the directory), so a
+reader or a crash sees the old file or the new one, never a mix. A full disk
+(``ENOSPC``, ``EDQUOT``) raises :class:`~alma_store.errors.StorageFullError`,
+after the temp file was removed: nothing is half-written.
+
+Crash points
+------------
+Crash tests kill a process at a deterministic instant, never after a sleep.
+Set ``ALMA_STORE_CRASH="name:n[,name:n...]"`` in a child's environment and the
+``n``-th time it reaches the point ``name`` it kills itself with ``SIGKILL``.
+Points: ``fsync`` (every fsync, data or directory), ``append-torn`` (half a
+journal record written), ``append-done`` (a record durable, not yet
+acknowledged), ``checkpoint-chunks`` (half of a checkpoint's chunk files
+written), ``checkpoint-file`` (chunks and marks written, checkpoint file not),
+``commit-unsynced`` (a commit appended, the writer lock released, not yet
+synced or acknowledged), ``score-step`` (a step of scores durable),
+``campaign-torn`` (half a campaign-log record written), ``commit-object`` (an
+exclusive create, e.g. a shared store's commit object, written and synced but
+not yet in place), ``compact-segment`` (a
+shared store's segment written, no commit object deleted yet). Without the
+variable a point costs one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from ..errors import StorageFullError
+
+__all__ = [
+    "atomic_write",
+    "crash_point",
+    "fsync_path",
+    "storage_errors",
+    "will_need",
+    "write_fd",
+]
+
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _parse_crash_spec(text: str) -> dict[str, int]:
+    spec: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, count = part.partition(":")
+        spec[name] = int(count or 1)
+    return spec
+
+
+_CRASH_AT = _parse_crash_spec(os.environ.get("ALMA_STORE_CRASH", ""))
+_HITS: dict[str, int] = {}
+
+
+def crash_point(name: str, before: Callable[[], object] | None = None) -> None:
+    """Kill this process with SIGKILL if ``ALMA_STORE_CRASH`` says so (tests only)."""
+    if name not in _CRASH_AT:
+        return
+    _HITS[name] = _HITS.get(name, 0) + 1
+    if _HITS[name] == _CRASH_AT[name]:
+        if before is not None:
+            before()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def storage_errors(what: object) -> Iterator[None]:
+    """Turn a full disk into :class:`StorageFullError` naming ``what``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _FULL and not isinstance(exc, StorageFullError):
+            raise StorageFullError(
+                exc.errno, f"no space left to write {what}: {exc.strerror}"
+            ) from exc
+        raise
+
+
+def fsync_path(path: Path) -> None:
+    """Make a file's data, or a directory's entries (creates, renames, unlinks), durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        crash_point("fsync")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def will_need(path: Path, length: int = 0) -> None:
+    """Start reading the first ``length`` bytes of ``path`` (0: all of it) into the page cache.
+
+    Asynchronous: files about to be read one after the other are fetched at once.
+    A missing file is ignored (the read that follows reports it).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.posix_fadvise(fd, 0, length, os.POSIX_FADV_WILLNEED)
+    finally:
+        os.close(fd)
+
+
+def write_fd(fd: int, data: bytes | memoryview) -> None:
+    """Write all of ``data`` to ``fd`` (``os.write`` may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def atomic_write(
+    path: Path,
+    data: bytes | memoryview | Sequence[bytes | memoryview],
+    *,
+    sync_dir: bool = True,
+    exclusive: bool = False,
+) -> bool:
+    """Replace ``path`` with ``data`` durably: temp file, fsync, rename, fsync of the dir.
+
+    ``data`` may be a sequence of buffers, written one after the other (no
+    joined copy). ``sync_dir=False`` leaves the directory fsync to the caller,
+    who batches it over many files of one directory. ``exclusive=True``
+    creates ``path`` only if no file has its name: the temp file is
+    ``link``-ed instead of renamed (``link`` fails if the name exists,
+    atomically, also over NFS). Returns whether ``path`` now holds ``data``
+    (False only when ``exclusive`` found the name taken).
+    """
+    parts = [data] if isinstance(data, bytes | memoryview) else data
+    with storage_errors(path):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            try:
+                for part in parts:
+                    write_fd(fd, part)
+                crash_point("fsync")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if exclusive:
+                crash_point("commit-object")  # written and synced, not linked: never visible
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    return False
+                finally:
+                    Path(tmp).unlink(missing_ok=True)
+            else:
+                os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        if sync_dir:
+            fsync_path(path.parent)
+    return True

@@ -1,0 +1,320 @@
+"""Named objects in a directory or in object storage: the I/O of a shared store.
+
+A shared store (:mod:`alma_store._shared`) needs five operations of the place
+it lives in, and nothing else: no lock, no append, no rename.
+
+- :meth:`Objects.create`: create an object only if its name is free, durably,
+  and say whether this call created it. In a directory (a local disk, NFS,
+  Lustre, GPFS): write a temp file, ``fsync`` it, ``link`` it to its name
+  (``link`` fails if the name exists, atomically, also over NFS), ``fsync``
+  the directory. In object storage: a conditional put (``If-None-Match: *``),
+  through obstore's ``put(mode="create")``.
+- :meth:`Objects.put`: replace an object (temp file and ``rename``; a plain put).
+- :meth:`Objects.get`, :meth:`Objects.list` (names after a given one, sorted,
+  with their storage timestamps) and :meth:`Objects.delete`.
+
+Object storage is reached through obstore (the ``s3``, ``gcs`` or ``azure``
+extra). ``storage_options`` come in fsspec's form, as for features, and are
+translated to obstore's configuration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..errors import (
+    InvalidInputError,
+    ReadOnlyError,
+    StorageUnavailableError,
+    StoreNotFoundError,
+    UnsupportedStorageError,
+)
+from ._fs import atomic_write, crash_point
+from ._location import Location
+
+__all__ = ["DirObjects", "Listed", "Objects", "RemoteObjects", "open_objects"]
+
+
+Buffers = bytes | Sequence[bytes | memoryview]
+"""An object's content: bytes, or buffers written one after the other."""
+
+
+def joined(data: Buffers) -> bytes:
+    """``data`` as one ``bytes``."""
+    return data if isinstance(data, bytes) else b"".join(data)
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """One listed object: its name and when the storage last wrote it (seconds)."""
+
+    name: str
+    modified: float
+
+
+class Objects(Protocol):
+    """Named immutable-or-replaced objects under one location."""
+
+    location: str
+    """Where the objects live, for messages (a directory or a URL)."""
+
+    def create(self, name: str, data: Buffers) -> bool:
+        """Create ``name`` with ``data`` unless it exists, durably; whether this call did."""
+        ...
+
+    def put(self, name: str, data: Buffers) -> None:
+        """Create or replace ``name`` with ``data``, durably."""
+        ...
+
+    def get(self, name: str) -> bytes | None:
+        """The bytes of ``name``, or None if it does not exist."""
+        ...
+
+    def list(self, prefix: str, after: str = "") -> list[Listed]:
+        """Objects whose name starts with ``prefix`` and sorts after ``after``, sorted.
+
+        The store lists folders that hold objects only (``"log/"``,
+        ``"segments/"``), never nested ones: a directory lists one level.
+        """
+        ...
+
+    def delete(self, name: str) -> None:
+        """Remove ``name`` (no error if it is gone)."""
+        ...
+
+    def modified(self, name: str) -> float | None:
+        """When the storage last wrote ``name`` (its clock), or None if it does not exist."""
+        ...
+
+
+class DirObjects:
+    """Objects as files under a directory: ``create`` is temp file, ``fsync``, ``link``
+    (:func:`~alma_store._fs.atomic_write` with ``exclusive=True``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.location = str(root)
+
+    def _path(self, name: str) -> Path:
+        return self.root / name
+
+    def create(self, name: str, data: Buffers) -> bool:
+        path = self._path(name)
+        if path.exists():  # taken already: spare the temp file's fsync (``link`` decides races)
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return atomic_write(path, data, exclusive=True)
+
+    def put(self, name: str, data: Buffers) -> None:
+        path = self._path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, data)
+
+    def get(self, name: str) -> bytes | None:
+        try:
+            return self._path(name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def list(self, prefix: str, after: str = "") -> list[Listed]:
+        folder, _, stem = prefix.rpartition("/")
+        base = self.root / folder if folder else self.root
+        try:
+            entries = list(os.scandir(base))
+        except FileNotFoundError:
+            return []
+        out = []
+        for entry in entries:
+            name = f"{folder}/{entry.name}" if folder else entry.name
+            if entry.name.startswith(stem) and not entry.name.startswith(".") and name > after:
+                with contextlib.suppress(FileNotFoundError):
+                    out.append(Listed(name, entry.stat().st_mtime))
+        return sorted(out, key=lambda item: item.name)
+
+    def delete(self, name: str) -> None:
+        self._path(name).unlink(missing_ok=True)
+
+    def modified(self, name: str) -> float | None:
+        try:
+            return self._path(name).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+
+# -- object storage (obstore) -------------------------------------------------
+
+_FSSPEC_KEYS = {
+    "key": "access_key_id",
+    "secret": "secret_access_key",
+    "token": "session_token",
+}
+
+
+def obstore_config(url: str, options: dict[str, Any] | None) -> dict[str, Any]:
+    """fsspec-style ``storage_options`` as obstore ``from_url`` arguments.
+
+    Understood: ``endpoint_url``, ``key``, ``secret``, ``token``, ``anon``,
+    ``client_kwargs={"region_name": ...}`` and, for everything else, obstore's
+    own configuration keys (``region``, ``aws_...``, ``google_...``, ...).
+    """
+    config: dict[str, Any] = {}
+    client: dict[str, Any] = {}
+    for key, value in (options or {}).items():
+        if key == "endpoint_url":
+            config["endpoint"] = value
+            if str(value).startswith("http://"):
+                client["allow_http"] = True
+        elif key in _FSSPEC_KEYS:
+            config[_FSSPEC_KEYS[key]] = value
+        elif key == "anon":
+            config["skip_signature"] = bool(value)
+        elif key == "client_kwargs":
+            for inner, inner_value in dict(value).items():
+                if inner != "region_name":
+                    raise InvalidInputError(
+                        f"storage_options client_kwargs {inner!r} is not used by the store's "
+                        "object-storage client (only region_name is)"
+                    )
+                config["region"] = inner_value
+        elif key == "config_kwargs":
+            continue  # botocore's retry and timeout settings: the store's client has its own
+        else:
+            config[key] = value
+    endpoint = config.get("endpoint") or os.environ.get(
+        "AWS_ENDPOINT_URL", os.environ.get("AWS_ENDPOINT", "")
+    )
+    if str(endpoint).startswith("http://"):  # a local server (the environment's, too)
+        client["allow_http"] = True
+    return {"config": config, "client_options": client}
+
+
+def _is_denied(exc: BaseException) -> bool:
+    from obstore.exceptions import PermissionDeniedError, UnauthenticatedError
+
+    return isinstance(exc, PermissionDeniedError | UnauthenticatedError)
+
+
+class RemoteObjects:
+    """Objects in object storage through obstore; ``create`` is a conditional put."""
+
+    def __init__(self, url: str, options: dict[str, Any] | None) -> None:
+        from obstore.exceptions import UnknownConfigurationKeyError
+        from obstore.store import from_url
+
+        self.location = url.rstrip("/")
+        kwargs = obstore_config(url, options)
+        try:
+            self.store = from_url(
+                self.location,
+                **kwargs,
+                retry_config={
+                    "max_retries": 3,
+                    "retry_timeout": timedelta(seconds=20),
+                    "backoff": {
+                        "init_backoff": timedelta(milliseconds=20),
+                        "max_backoff": timedelta(seconds=2),
+                        "base": 2,
+                    },
+                },
+            )
+        except UnknownConfigurationKeyError as exc:
+            raise InvalidInputError(f"storage_options for {url}: {exc}") from None
+
+    @contextlib.contextmanager
+    def _errors(self, name: str, writing: bool) -> Iterator[None]:
+        from obstore.exceptions import BaseError, NotSupportedError
+
+        try:
+            yield
+        except NotSupportedError as exc:
+            raise UnsupportedStorageError(
+                f"{self.location} does not support what the store needs for {name}: {exc}"
+            ) from None
+        except Exception as exc:
+            if _is_denied(exc):
+                if writing:
+                    raise ReadOnlyError(
+                        f"the credentials given for {self.location} may not write {name} "
+                        f"(the storage refused it: {type(exc).__name__}); open the store "
+                        "with mode='r', or pass credentials that may write"
+                    ) from None
+                raise StoreNotFoundError(
+                    f"the credentials given for {self.location} may not read {name}"
+                ) from None
+            if isinstance(exc, BaseError | OSError) and not isinstance(exc, FileNotFoundError):
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                raise StorageUnavailableError(
+                    f"{self.location}: {'writing' if writing else 'reading'} {name} failed: {first}"
+                ) from exc
+            raise
+
+    def create(self, name: str, data: Buffers) -> bool:
+        import obstore
+        from obstore.exceptions import AlreadyExistsError, PreconditionError
+
+        with self._errors(name, writing=True):
+            try:
+                crash_point("commit-object")
+                obstore.put(self.store, name, joined(data), mode="create")
+            except (AlreadyExistsError, PreconditionError):
+                return False
+        return True
+
+    def put(self, name: str, data: Buffers) -> None:
+        import obstore
+
+        with self._errors(name, writing=True):
+            obstore.put(self.store, name, joined(data))
+
+    def get(self, name: str) -> bytes | None:
+        import obstore
+
+        with self._errors(name, writing=False):
+            try:
+                return bytes(obstore.get(self.store, name).bytes())
+            except FileNotFoundError:
+                return None
+
+    def list(self, prefix: str, after: str = "") -> list[Listed]:
+        import obstore
+
+        out = []
+        with self._errors(prefix, writing=False):
+            for batch in obstore.list(self.store, prefix, offset=after or None):
+                out += [Listed(m["path"], m["last_modified"].timestamp()) for m in batch]
+        return sorted((m for m in out if m.name > after), key=lambda item: item.name)
+
+    def delete(self, name: str) -> None:
+        import obstore
+
+        with self._errors(name, writing=True), contextlib.suppress(FileNotFoundError):
+            obstore.delete(self.store, name)
+
+    def modified(self, name: str) -> float | None:
+        import obstore
+
+        with self._errors(name, writing=False):
+            try:
+                return float(obstore.head(self.store, name)["last_modified"].timestamp())
+            except FileNotFoundError:
+                return None
+
+
+def open_objects(location: Location) -> Objects:
+    """The objects at ``location``: in object storage (a URL) or in a directory."""
+    if location.url is not None:
+        try:
+            return RemoteObjects(location.url, location.storage_options)
+        except ImportError:
+            raise InvalidInputError(
+                f"a store at {location.url} needs obstore: install alma_store with the s3, gcs "
+                "or azure extra"
+            ) from None
+    assert location.path is not None
+    return DirObjects(location.path)
