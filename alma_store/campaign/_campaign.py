@@ -368,14 +368,8 @@ class Campaign:
             rows = AnnotationRows(dataset_idx, values, annotators, times)
             decided, labels = self.table(snap).plan(rows, snap.is_labeled)
             decided_values = np.array(labels, dtype=values.dtype)  # scalar labels
-            return LabelEvent(
-                snap.version + 1,
-                "add",
-                decided,
-                decided_values,
-                annotator=provenance.annotator,
-                round=provenance.round,
-                annotations=rows,
+            return LabelEvent.following(
+                snap.version, "add", decided, decided_values, provenance, annotations=rows
             )
 
         return self.writer.commit(
@@ -394,14 +388,6 @@ class Campaign:
                     "annotations, have a majority, or are labeled): they need no resolve; "
                     "nothing was written"
                 )
-            return LabelEvent(
-                snap.version + 1,
-                "add",
-                idx,
-                values,
-                annotator=provenance.annotator,
-                round=provenance.round,
-                resolved=True,
-            )
+            return LabelEvent.following(snap.version, "add", idx, values, provenance, resolved=True)
 
         return self.writer.commit(build, len(idx), provenance, locked=True)

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CorruptStoreError, InvalidInputError
+from ._labels import Provenance
 from ._types import IndexArray
 
 __all__ = [
@@ -160,6 +161,28 @@ class LabelEvent:
             raise InvalidInputError(
                 f"previous has shape {self.previous.shape} but values has shape {self.values.shape}"
             )
+
+    @classmethod
+    def following(
+        cls,
+        version: int,
+        kind: str,
+        dataset_indices: IndexArray,
+        values: np.ndarray,
+        provenance: Provenance,
+        **fields: Any,
+    ) -> LabelEvent:
+        """The event of the commit after ``version``, made with ``provenance``'s annotator
+        and round (``fields``: the other fields, e.g. ``previous``)."""
+        return cls(
+            version + 1,
+            kind,
+            dataset_indices,
+            values,
+            annotator=provenance.annotator,
+            round=provenance.round,
+            **fields,
+        )
 
     @property
     def labeled_after(self) -> bool:

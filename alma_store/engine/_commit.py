@@ -121,13 +121,12 @@ class Writer:
                 is_labeled = snap.is_labeled(dataset_idx)
                 if is_labeled.any():
                     raise AlreadyLabeledError([int(v) for v in dataset_idx[is_labeled]])
-            return LabelEvent(
-                snap.version + 1,
+            return LabelEvent.following(
+                snap.version,
                 "add",
                 dataset_idx,
                 values,
-                annotator=provenance.annotator,
-                round=provenance.round,
+                provenance,
                 row_annotators=row_annotators,
                 row_times=row_times,
             )
@@ -138,14 +137,9 @@ class Writer:
         """Change the labels of labeled items; the previous ones go into the record."""
 
         def build(snap: Snapshot) -> LabelEvent:
-            return LabelEvent(
-                snap.version + 1,
-                "relabel",
-                idx,
-                values,
-                previous=_labeled_values(snap, idx),
-                annotator=provenance.annotator,
-                round=provenance.round,
+            previous = _labeled_values(snap, idx)
+            return LabelEvent.following(
+                snap.version, "relabel", idx, values, provenance, previous=previous
             )
 
         return self.commit(build, len(idx), provenance)
@@ -155,14 +149,7 @@ class Writer:
 
         def build(snap: Snapshot) -> LabelEvent:
             removed = _labeled_values(snap, idx)
-            return LabelEvent(
-                snap.version + 1,
-                "remove",
-                idx,
-                removed,
-                annotator=provenance.annotator,
-                round=provenance.round,
-            )
+            return LabelEvent.following(snap.version, "remove", idx, removed, provenance)
 
         return self.commit(build, len(idx), provenance)
 

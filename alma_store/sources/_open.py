@@ -35,19 +35,7 @@ from ._hdf5 import HDF5Source
 from ._npy import NpySource
 from ._zarr import RemoteZarrSource, ZarrSource
 
-__all__ = [
-    "FeatureSource",
-    "HDF5Source",
-    "IndexOnlySource",
-    "NpySource",
-    "RemoteZarrSource",
-    "ZarrSource",
-    "check_same_features",
-    "held_rows",
-    "open_source",
-    "sample_hash",
-    "source_from",
-]
+__all__ = ["check_same_features", "held_rows", "is_hf_dataset", "open_source", "source_from"]
 
 
 def check_same_features(source: FeatureSource, features: Any) -> None:
