@@ -10,6 +10,8 @@ from hypothesis.extra import numpy as hnp
 
 from alma_store.core import (
     Arena,
+    BaseRanks,
+    LabeledRows,
     Runs,
     chunk_members,
     chunk_sizes,
@@ -84,6 +86,55 @@ def test_runs_and_tail_merge_match_flatnonzero(
     starts = np.arange(0, n, chunk_rows)
     want_before = np.cumsum(now) - now - np.repeat(np.cumsum(now)[starts] - now[starts], sizes)
     assert np.array_equal(before, want_before)
+
+
+def check_rank_and_select(rows: LabeledRows, now: np.ndarray, chunk_rows: int) -> None:
+    """``rows`` answers rank, membership and select exactly as ``now``'s flatnonzero does."""
+    n = len(now)
+    idx = np.arange(n, dtype=np.int64)
+    before, labeled = rows.rank(idx // chunk_rows, idx % chunk_rows)
+    assert np.array_equal(labeled, now)
+    assert np.array_equal(rows.contains(idx // chunk_rows, idx % chunk_rows), now)
+    starts = np.arange(0, n, chunk_rows)
+    sizes = chunk_sizes(n, chunk_rows)
+    want_before = np.cumsum(now) - now - np.repeat(np.cumsum(now)[starts] - now[starts], sizes)
+    assert np.array_equal(before, want_before)
+    for of_labeled, member in ((True, now), (False, ~now)):  # every position of both views
+        want = np.flatnonzero(member)
+        counts = np.add.reduceat(member, starts).astype(np.int64) if n else sizes
+        got_chunks, ranks = locate_positions(np.arange(len(want), dtype=np.int64), counts)
+        local = rows.select(got_chunks, ranks, of_labeled=of_labeled)
+        assert np.array_equal(got_chunks * chunk_rows + local, want)
+
+
+@given(
+    n=st.integers(0, 400),
+    chunk_rows=st.integers(1, 64),
+    density=st.sampled_from([0.0, 0.001, 0.1, 0.5, 0.9, 1.0]),
+    touched=st.sampled_from([0.0, 0.01, 0.2, 1.0]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_labeled_rows_rank_and_select_match_flatnonzero_at_every_density(
+    n: int, chunk_rows: int, density: float, touched: float, seed: int
+) -> None:
+    """Rank and select over a checkpoint's runs and a tail, never merged, at 0 to 100 % labeled,
+    at two versions of one checkpoint sharing its memo of base counts."""
+    rng = np.random.default_rng(seed)
+    base = rng.random(n) < density
+    # The tail touched some rows: each is labeled or not now (possibly as it was at the base).
+    tail = np.flatnonzero(rng.random(n) < touched).astype(np.int64)
+    now = base.copy()
+    now[tail] = rng.random(len(tail)) < rng.choice([0.0, density, 1.0])
+    chunks = np.arange(len(chunk_sizes(n, chunk_rows)), dtype=np.int64)
+    runs = runs_of(base, chunk_rows, chunks)
+    memo = BaseRanks()
+    earlier = tail[rng.random(len(tail)) < 0.5]  # an earlier version touched fewer rows
+    then = base.copy()
+    then[earlier] = now[earlier]
+    rows = LabeledRows(runs.subset, chunk_rows, earlier, then[earlier], base[earlier], memo)
+    check_rank_and_select(rows, then, chunk_rows)
+    rows = LabeledRows(runs.subset, chunk_rows, tail, now[tail], base[tail], memo)
+    check_rank_and_select(rows, now, chunk_rows)
 
 
 @given(st.lists(st.integers(0, 49), max_size=20, unique=True))

@@ -21,6 +21,8 @@ from ._events import (
 )
 from ._index import (
     Arena,
+    BaseRanks,
+    LabeledRows,
     Runs,
     block_spans,
     chunk_members,
@@ -55,10 +57,12 @@ __all__ = [
     "STR_DTYPE",
     "AnnotationRows",
     "Arena",
+    "BaseRanks",
     "BoolArray",
     "IndexArray",
     "LabelEvent",
     "LabelSchema",
+    "LabeledRows",
     "Overlay",
     "PathLike",
     "Provenance",

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import numbers
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +46,8 @@ from ._types import BoolArray, IndexArray
 
 __all__ = [
     "Arena",
+    "BaseRanks",
+    "LabeledRows",
     "Runs",
     "block_spans",
     "chunk_members",
@@ -288,7 +291,8 @@ class Runs:
         key of the unlabeled select; it never decreases along a run). When the
         runs are short next to the number of queries, they are gathered into
         one globally sorted key and every query is one ``searchsorted``;
-        otherwise one binary search runs for all queries at once.
+        otherwise all queries climb their runs at once (binary lifting), in
+        ``log2`` of the longest run's steps of a few vectorised operations.
         """
         total = int(self.lengths.sum())
         if total <= max(1 << 14, 64 * len(slots)):
@@ -300,20 +304,20 @@ class Runs:
             keys = (owner << 33) + values  # runs back to back: one sorted array
             found = np.searchsorted(keys, (slots << 33) + targets, side="right")
             return np.asarray(found - first[slots], dtype=np.int64)
-        starts, lengths = self.starts[slots], self.lengths[slots]
-        lo = np.zeros(len(slots), np.int64)
-        hi = lengths.astype(np.int64)
-        last = max(len(self.flat) - 1, 0)
-        while (active := lo < hi).any():
-            mid = (lo + hi) // 2
-            probe = self.flat[
-                np.minimum(starts + np.minimum(mid, np.maximum(lengths - 1, 0)), last)
-            ]
-            probe = probe.astype(np.int64) - (mid if gaps else 0)
-            right = active & (probe <= targets)
-            lo = np.where(right, mid + 1, lo)
-            hi = np.where(active & ~right, mid, hi)
-        return lo
+        starts = self.starts[slots]
+        ends = starts + self.lengths[slots]
+        found = starts.copy()  # entries before ``found`` are known to be <= the target
+        if not len(self.flat):
+            return found - starts
+        last = len(self.flat) - 1
+        step = 1 << max(int(self.lengths[slots].max(initial=0)).bit_length() - 1, 0)
+        while step:  # binary lifting: the largest count whose last entry is <= the target
+            probe = found + step
+            at = np.minimum(probe - 1, last)
+            value = self.flat[at] - (at - starts) if gaps else self.flat[at]
+            found = np.where((probe <= ends) & (value <= targets), probe, found)
+            step >>= 1
+        return found - starts
 
     def select(self, slots: IndexArray, ranks: IndexArray, *, of_labeled: bool) -> IndexArray:
         """Offsets within their chunks of the ``ranks``-th labeled (or unlabeled) rows."""
@@ -394,3 +398,172 @@ def chunk_members(run: IndexArray, size: int, *, of_labeled: bool) -> IndexArray
     keep = np.ones(size, bool)
     keep[run] = False
     return np.flatnonzero(keep)
+
+
+class BaseRanks:
+    """A memo of the labeled rows before dataset indices in a checkpoint's runs.
+
+    The runs of a checkpoint never change, so neither do these counts: the tail
+    entries a version asks about are mostly the ones the versions before it
+    asked about, and each is counted once per checkpoint. Appends replace the
+    arrays whole (readers of the old ones are never disturbed).
+    """
+
+    def __init__(self) -> None:
+        self._keys = np.empty(0, np.int64)
+        self._ranks = np.empty(0, np.int64)
+        self._lock = threading.Lock()
+
+    def lookup(
+        self, dataset_indices: IndexArray, count: Callable[[BoolArray], IndexArray]
+    ) -> IndexArray:
+        """The counts of sorted, unique ``dataset_indices``; ``count(pick)`` counts those not
+        known yet (``pick`` marks them)."""
+        keys, ranks = self._keys, self._ranks
+        at = np.minimum(np.searchsorted(keys, dataset_indices), max(len(keys) - 1, 0))
+        known = keys[at] == dataset_indices if len(keys) else np.zeros(len(dataset_indices), bool)
+        out = np.where(known, ranks[at] if len(keys) else 0, 0)
+        if not known.all():
+            pick = ~known
+            out[pick] = count(pick)
+            with self._lock:
+                keys, ranks = self._keys, self._ranks
+                where = np.searchsorted(keys, dataset_indices[pick])
+                fresh = (
+                    keys[np.minimum(where, max(len(keys) - 1, 0))] != dataset_indices[pick]
+                    if len(keys)
+                    else np.ones(len(where), bool)
+                )
+                self._keys = np.insert(keys, where[fresh], dataset_indices[pick][fresh])
+                self._ranks = np.insert(ranks, where[fresh], out[pick][fresh])
+        return out
+
+
+class LabeledRows:
+    """Rank and select over the labeled rows of chunks at one version, whatever their density.
+
+    The labeled set of chunk ``c`` at a version is its *base* run ``B_c`` (its
+    sorted labeled offsets at the checkpoint, from the marks index) changed by
+    the journal tail: every dataset index the tail touched is labeled or not
+    now, and was labeled or not at the checkpoint. Nothing is merged. Let the
+    tail entries of a chunk be ``t_1 < t_2 < ...`` and ``c_i`` the number of
+    view rows (labeled ones, or unlabeled ones) before ``t_i`` now: it is the
+    base's count before ``t_i`` (one binary search in ``B_c``) plus the net
+    change of the entries before it. The ``r``-th view row is ``t_i`` itself if
+    ``c_i == r`` and ``t_i`` is in the view (``i`` the last entry with
+    ``c_i <= r``); otherwise it lies between ``t_i`` and ``t_{i+1}``, where the
+    view is the base's, so it is the base's ``r'``-th view row for the ``r'``
+    that skips the changes. Rank is the base's rank plus the net change before
+    the offset.
+
+    Mapping ``k`` positions costs ``O(k log + T log)`` for the ``T`` tail
+    entries of the chunks hit, and never reads or merges a whole run: the cost
+    does not grow with the number of labels.
+
+    Parameters
+    ----------
+    base
+        ``base(chunks)``: the checkpoint's runs of sorted, unique ``chunks``.
+    chunk_rows
+        Rows per chunk.
+    tail_indices, tail_labeled, tail_base
+        The tail's dataset indices (sorted, unique), whether each is labeled
+        now, and whether it was at the checkpoint.
+    ranks
+        The memo of base counts of the checkpoint (kept across versions).
+
+    Examples
+    --------
+    >>> base = Runs(np.array([0]), np.array([1, 2]), np.array([0]), np.array([2]))
+    >>> rows = LabeledRows(lambda c: base, 4, np.array([2, 3]), np.array([False, True]),
+    ...                    np.array([True, False]))
+    >>> rows.select(np.array([0, 0]), np.array([0, 1]), of_labeled=True)  # labeled: {1, 3}
+    array([1, 3])
+    >>> rows.rank(np.array([0, 0]), np.array([2, 3]))
+    (array([1, 1]), array([False,  True]))
+    """
+
+    def __init__(
+        self,
+        base: Callable[[IndexArray], Runs],
+        chunk_rows: int,
+        tail_indices: IndexArray,
+        tail_labeled: BoolArray,
+        tail_base: BoolArray,
+        ranks: BaseRanks | None = None,
+    ) -> None:
+        self._base = base
+        self._ranks = BaseRanks() if ranks is None else ranks
+        self.chunk_rows = chunk_rows
+        self._indices = tail_indices
+        self._labeled = tail_labeled
+        self._was = tail_base
+
+    def _tail(
+        self, chunks: IndexArray
+    ) -> tuple[IndexArray, IndexArray, IndexArray, BoolArray, BoolArray]:
+        """The tail entries of sorted ``chunks``: offsets, owner slots, each slot's first
+        entry, and whether each entry is labeled now and was at the checkpoint."""
+        lows = chunks * self.chunk_rows
+        lo = np.searchsorted(self._indices, lows)
+        hi = np.searchsorted(self._indices, lows + self.chunk_rows)
+        take, owner = ragged_arange(lo, hi - lo)
+        local = self._indices[take] - lows[owner]
+        first = np.cumsum(hi - lo) - (hi - lo)
+        return local, owner, first, self._labeled[take], self._was[take]
+
+    def contains(self, chunks: IndexArray, local: IndexArray) -> BoolArray:
+        """Whether the row at each offset ``local`` of its chunk is labeled (``O(k log)``)."""
+        uniq, slot = np.unique(chunks, return_inverse=True)
+        labeled = self._base(uniq).rank(slot, local)[1]
+        if len(self._indices):
+            idx = chunks * self.chunk_rows + local
+            at = np.minimum(np.searchsorted(self._indices, idx), len(self._indices) - 1)
+            hit = self._indices[at] == idx
+            labeled = np.where(hit, self._labeled[at], labeled)
+        return labeled
+
+    def rank(self, chunks: IndexArray, local: IndexArray) -> tuple[IndexArray, BoolArray]:
+        """Labeled rows before each offset ``local`` of its chunk, and whether it is labeled."""
+        uniq, slot = np.unique(chunks, return_inverse=True)
+        runs = self._base(uniq)
+        before, labeled = runs.rank(slot, local)
+        t, owner, first, now, was = self._tail(uniq)
+        if not len(t):
+            return before, labeled
+        key = (owner << 33) + t
+        want = (slot << 33) + local
+        at = np.searchsorted(key, want)
+        total = np.concatenate([[0], np.cumsum(now.astype(np.int64) - was)])
+        before = before + total[at] - total[first[slot]]  # net change of the entries before
+        j = np.minimum(at, len(key) - 1)
+        return before, np.where(key[j] == want, now[j], labeled)
+
+    def select(self, chunks: IndexArray, ranks: IndexArray, *, of_labeled: bool) -> IndexArray:
+        """Offsets within their chunks of the ``ranks``-th labeled (or unlabeled) rows."""
+        uniq, slot = np.unique(chunks, return_inverse=True)
+        runs = self._base(uniq)
+        t, owner, first, now, was = self._tail(uniq)
+        if not len(t):
+            return runs.select(slot, ranks, of_labeled=of_labeled)
+        in_base = self._ranks.lookup(  # base labeled rows before t, counted once per checkpoint
+            uniq[owner] * self.chunk_rows + t,
+            lambda pick: runs.count_at_most(owner[pick], t[pick] - 1, gaps=False),
+        )
+        if not of_labeled:  # the view's rows are the unlabeled ones
+            in_base, now, was = t - in_base, ~now, ~was
+        change = now.astype(np.int64) - was
+        moved = np.cumsum(change) - change  # net change of the entries before, all slots
+        before = in_base + moved - moved[first[owner]]  # view rows before t now
+        key = (owner << 33) + before  # nondecreasing within a slot, slots in order
+        at = np.searchsorted(key, (slot << 33) + ranks, side="right") - 1
+        after = (at >= 0) & (at >= first[slot])  # the answer is at or after entry `at`
+        i = np.where(after, at, 0)
+        itself = after & (before[i] == ranks) & now[i]
+        skip = in_base[i] + was[i] - before[i] - now[i]  # base rows of the view up to t_i, less
+        rank = np.where(after, ranks + skip, ranks)
+        out = np.empty(len(ranks), np.int64)
+        out[itself] = t[i[itself]]
+        rest = ~itself
+        out[rest] = runs.select(slot[rest], rank[rest], of_labeled=of_labeled)
+        return out

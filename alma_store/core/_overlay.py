@@ -43,6 +43,7 @@ class Overlay:
     version: int
     indices: IndexArray  # dataset indices whose state differs from c0's, sorted, unique
     labeled: BoolArray  # their state at version
+    base: BoolArray  # their state at c0 (what the chunk files and marks index hold)
     values: np.ndarray  # their label at version, where labeled
     counts: IndexArray  # labeled rows per chunk at version
 
@@ -55,6 +56,7 @@ class Overlay:
             version=version,
             indices=np.empty(0, np.int64),
             labeled=np.empty(0, bool),
+            base=np.empty(0, bool),
             values=np.empty((0, *label_shape), label_dtype),
             counts=counts,
         )
@@ -64,7 +66,9 @@ class Overlay:
 
         Where several events touch an index the last one decides its state, so
         this equals applying them one by one, with one insertion into the
-        sorted arrays instead of one per event.
+        sorted arrays instead of one per event. An index new to the overlay had,
+        at ``c0``, the state the first event touching it found (each event says
+        whether its items were labeled before it).
         """
         if not events:
             return self
@@ -78,11 +82,13 @@ class Overlay:
                 np.add.at(counts, event.dataset_indices // chunk_rows, step)
         idx = np.concatenate([e.dataset_indices for e in events])
         state = np.concatenate([np.full(len(e.dataset_indices), e.labeled_after) for e in events])
+        was = np.concatenate([np.full(len(e.dataset_indices), e.labeled_before) for e in events])
         vals = np.concatenate([e.values for e in events]) if len(events) > 1 else events[0].values
         # The last occurrence of each index wins: unique over the reversed order.
         new, first = np.unique(idx[::-1], return_index=True)
         last = len(idx) - 1 - first
         new_labeled, new_values = state[last], vals[last]
+        new_base = was[np.unique(idx, return_index=True)[1]]  # the first occurrence's
         at = np.searchsorted(self.indices, new)
         present = np.zeros(new.shape, bool)
         if len(self.indices):
@@ -96,6 +102,7 @@ class Overlay:
             version=events[-1].version,
             indices=np.insert(self.indices, at[fresh], new[fresh]),
             labeled=np.insert(labeled, at[fresh], new_labeled[fresh]),
+            base=np.insert(self.base, at[fresh], new_base[fresh]),
             values=np.insert(values, at[fresh], new_values[fresh], axis=0),
             counts=counts,
         )
@@ -105,20 +112,25 @@ class Overlay:
         """The overlay at ``checkpoint.version - len(events)``, relative to the checkpoint.
 
         ``events`` are the events ``(v, c0]``, oldest first; each index they
-        touch is set to its state before the earliest of them.
+        touch is set to its state before the earliest of them (and was, at
+        ``c0``, in its state after the latest).
         """
         if not events:
             return checkpoint
         idx = np.concatenate([e.dataset_indices for e in events])
         before = np.concatenate([np.full(len(e.dataset_indices), e.labeled_before) for e in events])
+        after = np.concatenate([np.full(len(e.dataset_indices), e.labeled_after) for e in events])
         values = np.concatenate([e.values_before for e in events])
         indices, first = np.unique(idx, return_index=True)
+        last = len(idx) - 1 - np.unique(idx[::-1], return_index=True)[1]
         counts = checkpoint.counts.copy()
         for event in events:
             step = int(event.labeled_after) - int(event.labeled_before)
             if step:
                 np.add.at(counts, event.dataset_indices // chunk_rows, -step)
-        return cls(events[0].version - 1, indices, before[first], values[first], counts)
+        return cls(
+            events[0].version - 1, indices, before[first], after[last], values[first], counts
+        )
 
     def in_range(self, lo: int, hi: int) -> slice:
         """Slice of the entries whose dataset index lies in ``[lo, hi)``."""

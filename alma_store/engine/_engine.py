@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core import Arena, LabelEvent, Overlay, Runs, n_chunks
+from ..core import Arena, BaseRanks, LabelEvent, Overlay, Runs, n_chunks
 from ..errors import (
     CorruptStoreError,
     InvalidInputError,
@@ -136,6 +136,7 @@ class Engine:
             self._snapshot: Snapshot | None = None
             self._previous: Snapshot | None = None
             self._arena = Arena()
+            self._ranks = BaseRanks()
             self._load_checkpoint()
             self.refresh()
         except BaseException:
@@ -209,6 +210,7 @@ class Engine:
         """(Re)base the tail and the marks index on the checkpoint on disk."""
         marks = self.checkpoints.load()
         ckpt = self.checkpoints.checkpoint
+        self._ranks = BaseRanks()  # counts in this checkpoint's runs, kept across versions
         self._arena = Arena()  # merged runs build on this checkpoint's marks index ...
         self._previous = None  # ... and none from before it is handed on
         self.tail.rebase(ckpt)
@@ -303,6 +305,7 @@ class Engine:
             merged=merged,
             labels=labels,
             arena=self._arena,
+            ranks=self._ranks,
         )
 
     def latest_taken_in(self) -> Snapshot:

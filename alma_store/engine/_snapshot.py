@@ -23,8 +23,10 @@ import numpy as np
 
 from ..core import (
     Arena,
+    BaseRanks,
     BoolArray,
     IndexArray,
+    LabeledRows,
     LabelEvent,
     Overlay,
     Runs,
@@ -65,6 +67,7 @@ class Snapshot:
         merged: Runs | None = None,
         labels: dict[int, np.ndarray] | None = None,
         arena: Arena | None = None,
+        ranks: BaseRanks | None = None,
     ) -> None:
         self._read_chunk = read_chunk
         self._events_after = events_after
@@ -78,6 +81,8 @@ class Snapshot:
         self.labels: dict[int, np.ndarray] = labels if labels is not None else {}
         self._arena = arena if arena is not None else Arena()
         self._cumsums: dict[bool, IndexArray] = {}
+        self._rows: LabeledRows | None = None
+        self._ranks = ranks if ranks is not None else BaseRanks()
         self.version = overlay.version
         self.n_items = n_items
         self.chunk_rows = chunk_rows
@@ -169,16 +174,28 @@ class Snapshot:
             return self.map_positions(pos, of_labeled=False)
         return parse_indices(idx, name="dataset_indices", upper=self.n_items, unique=unique)
 
+    def _labeled_rows(self) -> LabeledRows:
+        """Rank and select at this version: the checkpoint's runs and the tail, never merged."""
+        if self._rows is None:
+            ov = self._overlay
+            self._rows = LabeledRows(
+                self._marks.runs, self.chunk_rows, ov.indices, ov.labeled, ov.base, self._ranks
+            )
+        return self._rows
+
     def map_positions(self, positions: IndexArray, *, of_labeled: bool) -> IndexArray:
-        """View positions (validated) -> dataset indices at this version, all at once."""
+        """View positions (validated) -> dataset indices at this version, all at once.
+
+        ``O(k log)`` for ``k`` positions, plus the tail entries of the chunks they
+        hit, whatever the number of labels (:class:`~alma_store.core.LabeledRows`).
+        """
         counts = self.counts(of_labeled=of_labeled)
         chunks, ranks = locate_positions(positions, counts, self._ends(of_labeled=of_labeled))
         out = chunks * self.chunk_rows + ranks  # right wherever the chunk is all in the view
         need = np.flatnonzero(counts[chunks] != self.chunk_sizes[chunks])
         if need.size:
             q = chunks[need]
-            runs = self.runs(np.unique(q))
-            local = runs.select(runs.slot(q), ranks[need], of_labeled=of_labeled)
+            local = self._labeled_rows().select(q, ranks[need], of_labeled=of_labeled)
             out[need] = q * self.chunk_rows + local
         return out
 
@@ -187,13 +204,17 @@ class Snapshot:
         chunks = dataset_indices // self.chunk_rows
         if not len(chunks):
             return chunks, chunks.copy(), np.zeros(0, bool)
-        runs = self.runs(np.unique(chunks))
-        before, labeled = runs.rank(runs.slot(chunks), dataset_indices - chunks * self.chunk_rows)
+        local = dataset_indices - chunks * self.chunk_rows
+        before, labeled = self._labeled_rows().rank(chunks, local)
         return chunks, before, labeled
 
     def is_labeled(self, dataset_indices: IndexArray) -> BoolArray:
-        """Whether each dataset index is labeled at this version."""
-        return self.locate(dataset_indices)[2]
+        """Whether each dataset index is labeled at this version (``O(k log)``)."""
+        chunks = dataset_indices // self.chunk_rows
+        if not len(chunks):
+            return np.zeros(0, bool)
+        local = dataset_indices - chunks * self.chunk_rows
+        return self._labeled_rows().contains(chunks, local)
 
     def positions_of(
         self, dataset_indices: IndexArray, *, of_labeled: bool
