@@ -127,7 +127,7 @@ def test_labeled_rows_rank_and_select_match_flatnonzero_at_every_density(
     now[tail] = rng.random(len(tail)) < rng.choice([0.0, density, 1.0])
     chunks = np.arange(len(chunk_sizes(n, chunk_rows)), dtype=np.int64)
     runs = runs_of(base, chunk_rows, chunks)
-    memo = BaseRanks()
+    memo = BaseRanks(bits_bytes=int(rng.choice([8, 1 << 20])))  # tiny: starts anew often
     earlier = tail[rng.random(len(tail)) < 0.5]  # an earlier version touched fewer rows
     then = base.copy()
     then[earlier] = now[earlier]

@@ -79,9 +79,7 @@ def bench_density(root: Path, n: int, shares: list[float], rows: list[dict], rou
                 assert np.array_equal(got, want)
                 pos = np.sort(rng.choice(len(view), k, replace=False))
                 t = time.perf_counter()
-                done = store.add_labels(
-                    pos, np.ones(k, np.int64), expected_version=view.version
-                )
+                done = store.add_labels(pos, np.ones(k, np.int64), expected_version=view.version)
                 commits.append(time.perf_counter() - t)
                 mask[done] = True
                 if r == 0:
@@ -105,6 +103,61 @@ def bench_density(root: Path, n: int, shares: list[float], rows: list[dict], rou
         row["map_x_naive"] = row["map_ms"] / row["naive_flatnonzero_ms"]
 
 
+def bench_cpu(root: Path, n: int, rows: list[dict], commits: int) -> None:
+    """CPU per single-writer commit of 100 labels by dataset index, against its floor.
+
+    The floor is a record of the same 100 labels encoded and appended with
+    ``fdatasync``. Blocks of 50 commits and 50 floor appends alternate, so that
+    the machine's noise falls on both; the ratio is that of the medians of the
+    blocks' CPU per operation.
+    """
+    from alma_store.core import LabelEvent
+
+    k, block = 100, 50
+    rng = np.random.default_rng(2)
+    for kind in ("local", "shared directory"):
+        items = rng.permutation(n)[: (commits + 20) * k]
+        path = root / f"cpu-{kind.replace(' ', '-')}"
+        store = alma_store.create(
+            path, n_items=n, shared=kind != "local", overwrite=kind == "local"
+        )
+        fd = os.open(root / "floor.bin", os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)
+        ours, floor, walls = [], [], []
+        try:
+            for c in range(20):  # warm up: the first commits open files and fill caches
+                idx = np.sort(items[(commits + c) * k : (commits + c + 1) * k])
+                store.add_labels(idx, np.ones(k, np.int64), relative_to="dataset")
+            for a in range(0, commits, block):
+                c0, t0 = cpu_seconds(), time.perf_counter()
+                for c in range(a, a + block):
+                    idx = np.sort(items[c * k : (c + 1) * k])
+                    store.add_labels(idx, np.ones(k, np.int64), relative_to="dataset")
+                ours.append((cpu_seconds() - c0) / block)
+                walls.append((time.perf_counter() - t0) / block)
+                c0 = cpu_seconds()
+                for c in range(a, a + block):
+                    idx = np.sort(items[c * k : (c + 1) * k])
+                    event = LabelEvent(c + 1, "add", idx, np.ones(k, np.int64))
+                    os.write(fd, event.encode(np.dtype(np.int64)))
+                    os.fdatasync(fd)
+                floor.append((cpu_seconds() - c0) / block)
+        finally:
+            os.close(fd)
+            store.close()
+        shutil.rmtree(path)
+        rows.append(
+            {
+                "store": kind,
+                "labels_per_commit": k,
+                "cpu_ms_per_commit": statistics.median(ours) * 1e3,
+                "wall_ms_per_commit": statistics.median(walls) * 1e3,
+                "floor_cpu_ms": statistics.median(floor) * 1e3,
+                "cpu_x_floor": statistics.median(ours) / statistics.median(floor),
+            }
+        )
+        print(table("cpu", rows[-1:]), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -120,8 +173,12 @@ def main() -> None:
     if "density" in sections:
         n = 10**5 if args.quick else 10**7
         bench_density(root, n, [0.001, 0.1, 0.5, 0.9], density, rounds=5 if args.quick else 30)
+    cpu: list[dict] = []
+    if "cpu" in sections:
+        bench_cpu(root, 10**6, cpu, commits=200 if args.quick else 1000)
     print(f"# alma_store scale benchmark ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores)")
     print(table("Map 100 positions / commit 100 labels by position, by share labeled", density))
+    print(table("CPU per commit (100 labels by dataset index) against encode + fdatasync", cpu))
     if args.dir is None:
         shutil.rmtree(root)
 

@@ -364,7 +364,7 @@ class Campaign:
         """Record annotations; items they decide by majority are labeled by the same commit."""
 
         def build(snap: Snapshot) -> LabelEvent:
-            dataset_idx = snap.dataset_indices_of(idx, relative_to, unique=False)
+            dataset_idx = snap.dataset_indices_of(idx, relative_to)
             rows = AnnotationRows(dataset_idx, values, annotators, times)
             decided, labels = self.table(snap).plan(rows, snap.is_labeled)
             decided_values = np.array(labels, dtype=values.dtype)  # scalar labels

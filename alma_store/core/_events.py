@@ -184,6 +184,14 @@ class LabelEvent:
             **fields,
         )
 
+    def renumbered(self, version: int) -> LabelEvent:
+        """The same event as the commit of ``version`` (its other writes landed first)."""
+        event = object.__new__(LabelEvent)  # the fields are checked already: copied as they are
+        for name in self.__slots__:
+            object.__setattr__(event, name, getattr(self, name))
+        object.__setattr__(event, "version", version)
+        return event
+
     @property
     def labeled_after(self) -> bool:
         """Whether the touched items are labeled after this event."""

@@ -50,6 +50,7 @@ __all__ = [
     "LabeledRows",
     "Runs",
     "block_spans",
+    "check_upper",
     "chunk_members",
     "chunk_sizes",
     "locate_positions",
@@ -137,6 +138,20 @@ def parse_indices(
                 name, dups, upper=upper, reason=f"{name} repeats {dups} within one batch"
             )
     return arr
+
+
+def check_upper(indices: IndexArray, name: str, upper: int) -> IndexArray:
+    """``indices`` (parsed: int64, non-negative) if they are all below ``upper``.
+
+    >>> check_upper(np.array([1, 4]), "positions", 4)
+    Traceback (most recent call last):
+    ...
+    alma_store.errors.InvalidIndexError: positions must lie in [0, 4), got [4]
+    """
+    bad = indices >= upper
+    if bad.any():
+        raise InvalidIndexError(name, [int(v) for v in indices[bad]], upper=upper)
+    return indices
 
 
 def n_chunks(n_items: int, chunk_rows: int) -> int:
@@ -309,13 +324,12 @@ class Runs:
         found = starts.copy()  # entries before ``found`` are known to be <= the target
         if not len(self.flat):
             return found - starts
-        last = len(self.flat) - 1
         step = 1 << max(int(self.lengths[slots].max(initial=0)).bit_length() - 1, 0)
         while step:  # binary lifting: the largest count whose last entry is <= the target
-            probe = found + step
-            at = np.minimum(probe - 1, last)
+            probe = np.minimum(found + step, ends)  # clamped: the run's end, at most
+            at = probe - 1  # -1 (the flat array's last entry) only for an empty run, kept out
             value = self.flat[at] - (at - starts) if gaps else self.flat[at]
-            found = np.where((probe <= ends) & (value <= targets), probe, found)
+            found = np.where(value <= targets, probe, found)
             step >>= 1
         return found - starts
 
@@ -400,19 +414,63 @@ def chunk_members(run: IndexArray, size: int, *, of_labeled: bool) -> IndexArray
     return np.flatnonzero(keep)
 
 
-class BaseRanks:
-    """A memo of the labeled rows before dataset indices in a checkpoint's runs.
+MEMO_BITS_BYTES = 32 << 20
+"""Packed labeled bits of chunks a :class:`BaseRanks` keeps at most (then it starts anew)."""
 
-    The runs of a checkpoint never change, so neither do these counts: the tail
-    entries a version asks about are mostly the ones the versions before it
-    asked about, and each is counted once per checkpoint. Appends replace the
-    arrays whole (readers of the old ones are never disturbed).
+
+class BaseRanks:
+    """What never changes between two checkpoints, kept across versions: counts and bits.
+
+    The runs of a checkpoint never change, so neither do the counts of labeled
+    rows before a dataset index in them: the tail entries a version asks about
+    are mostly the ones the versions before it asked about, and each is counted
+    once per checkpoint (:meth:`lookup`). The chunks' labeled bits are kept
+    packed, 1 bit per row, for the chunks asked about (:meth:`member`), so that
+    the check a commit makes of its items is one gather. Appends replace arrays
+    whole (readers of the old ones are never disturbed).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, bits_bytes: int = MEMO_BITS_BYTES) -> None:
+        self._bits_bytes = bits_bytes
         self._keys = np.empty(0, np.int64)
         self._ranks = np.empty(0, np.int64)
         self._lock = threading.Lock()
+        # (chunk -> row of the bits or -1, the bits): replaced together, read together
+        self._packed = (np.empty(0, np.int64), np.empty((0, 0), np.uint8))
+
+    def member(
+        self, chunks: IndexArray, local: IndexArray, runs: Callable[[IndexArray], Runs], rows: int
+    ) -> BoolArray:
+        """Whether offset ``local`` of each chunk is in its run (``runs(sorted chunks)``,
+        ``rows`` rows per chunk); the bits of chunks not kept yet are packed once."""
+        row_of, bits = self._packed
+        kept = np.full(len(chunks), -1, np.int64)
+        inside = chunks < len(row_of)
+        kept[inside] = row_of[chunks[inside]]
+        if (kept < 0).any():
+            with self._lock:
+                row_of, bits = self._packed
+                need = np.unique(chunks)
+                have = np.zeros(len(need), bool)
+                have[need < len(row_of)] = row_of[need[need < len(row_of)]] >= 0
+                new = need[~have]
+                if bits.nbytes + len(new) * (-(-rows // 8)) > self._bits_bytes:  # start anew
+                    row_of, bits, new = np.empty(0, np.int64), np.empty((0, 0), np.uint8), need
+                base = runs(new)
+                mask = np.zeros((len(new), rows), bool)
+                take, owner = ragged_arange(base.starts, base.lengths)
+                mask[owner, np.asarray(base.flat[take], np.int64)] = True
+                packed = np.packbits(mask, axis=1)
+                top = max(int(need[-1]) + 1, len(row_of))
+                grown = np.full(top, -1, np.int64)  # a new array: readers of the old are safe
+                grown[: len(row_of)] = row_of
+                grown[new] = len(bits) + np.arange(len(new))
+                bits = np.concatenate([bits, packed]) if len(bits) else packed
+                row_of = grown
+                self._packed = (row_of, bits)
+            kept = row_of[chunks]
+        found: BoolArray = ((bits[kept, local >> 3] >> (7 - (local & 7))) & 1).astype(bool)
+        return found
 
     def lookup(
         self, dataset_indices: IndexArray, count: Callable[[BoolArray], IndexArray]
@@ -513,9 +571,10 @@ class LabeledRows:
         return local, owner, first, self._labeled[take], self._was[take]
 
     def contains(self, chunks: IndexArray, local: IndexArray) -> BoolArray:
-        """Whether the row at each offset ``local`` of its chunk is labeled (``O(k log)``)."""
-        uniq, slot = np.unique(chunks, return_inverse=True)
-        labeled = self._base(uniq).rank(slot, local)[1]
+        """Whether the row at each offset ``local`` of its chunk is labeled (``O(k)``)."""
+        if not len(chunks):
+            return np.zeros(0, bool)
+        labeled = self._ranks.member(chunks, local, self._base, self.chunk_rows)
         if len(self._indices):
             idx = chunks * self.chunk_rows + local
             at = np.minimum(np.searchsorted(self._indices, idx), len(self._indices) - 1)

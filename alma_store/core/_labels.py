@@ -100,11 +100,19 @@ def parse_label_values(values: Any, n: int, dtype: np.dtype, shape: tuple[int, .
             f"labels must be numbers for label dtype {dtype}, got dtype {arr.dtype}"
             + (f" (e.g. {arr.reshape(-1)[0]!r})" if arr.size else "")
         )
+    if arr.dtype == dtype:
+        return arr.copy()  # nothing to check: the same dtype holds the same values
     with np.errstate(all="ignore"):
         out = arr.astype(dtype)
         back = out.astype(arr.dtype)
-    if not np.array_equal(back, arr, equal_nan=arr.dtype.kind in "fc"):
-        bad = arr.reshape(-1)[(back != arr).reshape(-1)]
+    # Both ways: a round trip misses wrapping (uint8 255 -> int8 -1 -> uint8 255), and a
+    # comparison across dtypes misses rounding (int64 2**53 + 1 -> float64 -> equal).
+    nan = arr.dtype.kind in "fc"
+    same = (back == arr) & (out == arr)
+    if nan:
+        same |= np.isnan(arr) & np.isnan(out)
+    if not same.all():
+        bad = arr.reshape(-1)[~same.reshape(-1)]
         raise InvalidInputError(
             f"labels cannot be stored as {dtype} without change: {bad[0].item()!r}"
         )

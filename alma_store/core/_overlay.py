@@ -75,11 +75,7 @@ class Overlay:
         for k, event in enumerate(events, start=self.version + 1):
             if event.version != k:
                 raise ValueError(f"event version {event.version} does not follow {k - 1}")
-        counts = self.counts.copy()
-        for event in events:
-            step = int(event.labeled_after) - int(event.labeled_before)
-            if step:
-                np.add.at(counts, event.dataset_indices // chunk_rows, step)
+        counts = self.counts + _count_changes(events, chunk_rows, len(self.counts))
         idx = np.concatenate([e.dataset_indices for e in events])
         state = np.concatenate([np.full(len(e.dataset_indices), e.labeled_after) for e in events])
         was = np.concatenate([np.full(len(e.dataset_indices), e.labeled_before) for e in events])
@@ -123,11 +119,7 @@ class Overlay:
         values = np.concatenate([e.values_before for e in events])
         indices, first = np.unique(idx, return_index=True)
         last = len(idx) - 1 - np.unique(idx[::-1], return_index=True)[1]
-        counts = checkpoint.counts.copy()
-        for event in events:
-            step = int(event.labeled_after) - int(event.labeled_before)
-            if step:
-                np.add.at(counts, event.dataset_indices // chunk_rows, -step)
+        counts = checkpoint.counts - _count_changes(events, chunk_rows, len(checkpoint.counts))
         return cls(
             events[0].version - 1, indices, before[first], after[last], values[first], counts
         )
@@ -137,6 +129,18 @@ class Overlay:
         if not len(self.indices):
             return _NOTHING
         return slice(int(self.indices.searchsorted(lo)), int(self.indices.searchsorted(hi)))
+
+
+def _count_changes(events: list[LabelEvent], chunk_rows: int, n_chunks: int) -> IndexArray:
+    """The net change ``events`` make to each chunk's labeled count (one scatter-add)."""
+    parts = [(e.dataset_indices, int(e.labeled_after) - int(e.labeled_before)) for e in events]
+    parts = [(idx, step) for idx, step in parts if step]
+    change = np.zeros(n_chunks, np.int64)
+    if parts:
+        chunks = np.concatenate([idx for idx, _ in parts]) // chunk_rows
+        steps = np.repeat([step for _, step in parts], [len(idx) for idx, _ in parts])
+        np.add.at(change, chunks, steps)
+    return change
 
 
 Undo = tuple[IndexArray, BoolArray, np.ndarray | None]

@@ -47,7 +47,6 @@ acknowledged batch whole and no unacknowledged one.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import random
 import time
 import warnings
@@ -207,7 +206,7 @@ class Writer:
                 if event is None:
                     event = build(snap)
                 elif newer:
-                    event = dataclasses.replace(event, version=latest + 1)
+                    event = event.renumbered(latest + 1)
                 try:
                     end = engine.append(event)  # 6
                 except LostRace:  # a shared store: another writer took this version first
@@ -246,11 +245,9 @@ class Writer:
 def _touches(events: list[LabelEvent], event: LabelEvent) -> bool:
     """Whether any of ``events`` touches an item of ``event``."""
     mine = np.sort(event.dataset_indices)
-    for other in events:
-        at = np.searchsorted(mine, other.dataset_indices)
-        if (mine[np.minimum(at, len(mine) - 1)] == other.dataset_indices).any():
-            return True
-    return False
+    theirs = np.concatenate([other.dataset_indices for other in events])
+    at = np.minimum(np.searchsorted(mine, theirs), len(mine) - 1)
+    return bool((mine[at] == theirs).any())
 
 
 def _labeled_values(snap: Snapshot, dataset_indices: IndexArray) -> np.ndarray:

@@ -30,13 +30,13 @@ from ..core import (
     LabelEvent,
     Overlay,
     Runs,
+    check_upper,
     chunk_labels,
     chunk_mask,
     chunk_members,
     chunk_sizes,
     locate_positions,
     merge_tail,
-    parse_indices,
     ragged_arange,
     undo_in_range,
 )
@@ -160,19 +160,16 @@ class Snapshot:
         keep[labeled - lo] = False
         return lo + np.flatnonzero(keep)
 
-    def dataset_indices_of(
-        self, idx: object, relative_to: str, *, unique: bool = True
-    ) -> IndexArray:
-        """Dataset indices of ``idx``: positions in the Unlabeled view, or dataset indices.
+    def dataset_indices_of(self, idx: IndexArray, relative_to: str) -> IndexArray:
+        """Dataset indices of parsed ``idx``: positions in the Unlabeled view, or dataset indices.
 
-        ``relative_to`` is ``"unlabeled"`` or ``"dataset"``; both are checked
-        against this version's bounds. Dataset indices may repeat when
-        ``unique`` is false (annotations by several annotators).
+        ``relative_to`` is ``"unlabeled"`` or ``"dataset"``; ``idx`` (parsed by
+        :func:`~alma_store.core.parse_indices`) is checked against this version's bounds.
         """
         if relative_to == "unlabeled":
-            pos = parse_indices(idx, name="positions", upper=self.n_items - self.num_labeled)
-            return self.map_positions(pos, of_labeled=False)
-        return parse_indices(idx, name="dataset_indices", upper=self.n_items, unique=unique)
+            upper = self.n_items - self.num_labeled
+            return self.map_positions(check_upper(idx, "positions", upper), of_labeled=False)
+        return check_upper(idx, "dataset_indices", self.n_items)
 
     def _labeled_rows(self) -> LabeledRows:
         """Rank and select at this version: the checkpoint's runs and the tail, never merged."""

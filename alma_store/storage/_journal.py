@@ -134,6 +134,7 @@ class Journal:
             self._fd = os.open(path, os.O_RDWR | os.O_APPEND if writable else os.O_RDONLY)
         except FileNotFoundError:
             raise CorruptStoreError(f"journal file {path} is missing") from None
+        self._inode = os.fstat(self._fd).st_ino  # the hint names the journal it is about
         head = os.pread(self._fd, FILE_HEADER_SIZE, 0)
         if len(head) < FILE_HEADER_SIZE or head != _file_header(uuid):
             os.close(self._fd)
@@ -315,7 +316,7 @@ class Journal:
                 self._sync_pid = os.getpid()
             fcntl.flock(self._sync_fd, fcntl.LOCK_EX)
             try:
-                yield _SyncHint(self._sync_fd, os.fstat(self._fd).st_ino)
+                yield _SyncHint(self._sync_fd, self._inode)
             finally:
                 fcntl.flock(self._sync_fd, fcntl.LOCK_UN)
 
