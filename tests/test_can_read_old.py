@@ -14,9 +14,11 @@ from alma_store.storage import FORMAT_VERSION
 DATA = Path(__file__).resolve().parent / "data"
 
 
-@pytest.mark.parametrize("name", ["store-v1", "store-v2", "store-v3", "store-v4"])
+@pytest.mark.parametrize("name", ["store-v1", "store-v2", "store-v3", "store-v4", "store-v6"])
 def test_can_read_old(tmp_path: Path, name: str) -> None:
     with alma_store.open(DATA / name, mode="r") as store:  # read-only: touches nothing
+        if name == "store-v6":  # its journal tail is read from its tail file
+            assert store._engine.tail.held_from == 3
         assert (len(store), store.version, store.num_labeled) == (20, 3, 5)
         assert np.flatnonzero(np.asarray(store.labeled_mask)).tolist() == [0, 4, 5, 12, 19]
         assert store.labels.tolist() == ["cat", "cat", "dog", "dog", "bird"]
@@ -52,7 +54,7 @@ def norm(rows: np.ndarray) -> np.ndarray:
     return np.linalg.norm(rows, axis=1)
 
 
-@pytest.mark.parametrize("name", ["store-v2-scores", "store-v3", "store-v4"])
+@pytest.mark.parametrize("name", ["store-v2-scores", "store-v3", "store-v4", "store-v6"])
 def test_scorings_of_every_layout(tmp_path: Path, name: str) -> None:
     """A partial scoring (chunks 0 and 2 of 3) is read as it is and resumed by a writer.
 
@@ -99,9 +101,11 @@ def test_index_only_golden_store(tmp_path: Path) -> None:
         assert store.labeled.to_dataset_index([0]).tolist() == [0]
 
 
-def test_campaign_records_of_format_4(tmp_path: Path) -> None:
-    """Claims, metrics, per-label provenance and annotations as format version 4 wrote them."""
-    with alma_store.open(DATA / "store-v4", mode="r") as store:
+@pytest.mark.parametrize("version", [4, 6])
+def test_campaign_records_of_format_4(tmp_path: Path, version: int) -> None:
+    """Claims, metrics, per-label provenance and annotations as format version 4 wrote them
+    (and version 6, whose campaign store keeps part of its tail in a tail file)."""
+    with alma_store.open(DATA / f"store-v{version}", mode="r") as store:
         store.clock = lambda: 1_790_000_000.0
         (claim,) = store.claims()
         assert (claim.annotator, claim.dataset_indices.tolist()) == ("ann", [7, 8])
@@ -113,12 +117,12 @@ def test_campaign_records_of_format_4(tmp_path: Path) -> None:
             0.625,
             "knn",
         )
-    with alma_store.open(DATA / "store-v4-index-only", mode="r") as store:
+    with alma_store.open(DATA / f"store-v{version}-index-only", mode="r") as store:
         assert (store.version, store.labels.tolist()) == (3, [1, 1, 1, 1])
         last = list(store.history())[-1]
         assert last.row_annotators == ("alice", "bob")
         assert last.row_times == (1_780_000_000.0, 1_780_000_060.0) and last.round == 2
-    with alma_store.open(DATA / "store-v4-campaign", mode="r") as store:
+    with alma_store.open(DATA / f"store-v{version}-campaign", mode="r") as store:
         assert store.annotations_per_item == 2 and store.version == 4
         assert store.labeled.to_dataset_index([0, 1, 2]).tolist() == [0, 1, 2]
         assert store.class_names(store.labels).tolist() == ["cat", "dog", "cat"]
@@ -127,7 +131,7 @@ def test_campaign_records_of_format_4(tmp_path: Path) -> None:
         assert [(a.annotator, a.value) for a in anns[0]] == [("a", 1), ("b", 0)]
         assert [(a.annotator, a.value) for a in anns[1]] == [("a", 1)]
         assert store.verify()["records"] == 4
-    shutil.copytree(DATA / "store-v4-campaign", tmp_path / "s")
+    shutil.copytree(DATA / f"store-v{version}-campaign", tmp_path / "s")
     with alma_store.open(tmp_path / "s") as store:
         store.add_labels([5], ["dog"], relative_to="dataset", annotator="b")
         assert store.num_labeled == 4

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import alma_store
+from alma_store.engine import _engine as engine_module
 
 from .conftest import BACKENDS, make_features, run_python
 
@@ -97,15 +98,25 @@ ops = st.lists(
 
 @pytest.mark.parametrize("kind", BACKENDS)
 @settings(max_examples=30)
-@given(n=st.integers(1, 60), chunk_rows=st.integers(1, 9), ckpt=st.integers(1, 12), steps=ops)
+@given(
+    n=st.integers(1, 60),
+    chunk_rows=st.integers(1, 9),
+    ckpt=st.integers(1, 12),
+    tail_every=st.integers(1, 4),
+    steps=ops,
+)
 def test_random_operations_match_seed_model(
     tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
     kind: str,
     n: int,
     chunk_rows: int,
     ckpt: int,
+    tail_every: int,
     steps: list[tuple[str, list[int] | None]],
 ) -> None:
+    # Tail files every few commits: reopens start from them, time travel reads past them.
+    monkeypatch.setattr(engine_module, "TAIL_FILE_RECORDS", tail_every)
     tmp = tmp_path_factory.mktemp("model")
     features = np.arange(n * 2, dtype=np.float32).reshape(n, 2)
     alma_store.create(tmp / "s", make_features(kind, tmp, features), chunk_rows=chunk_rows).close()

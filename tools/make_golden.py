@@ -12,6 +12,8 @@ keeps two annotations per item, with a majority, a dispute and a resolve.
 ``store-v5-shared`` is a shared store in a directory (format 5) with the
 contents of ``store-v<N>``: a segment (its log objects deleted), a log object
 after it, a claim and metrics as campaign objects, and a partial scoring.
+From format 6 on, ``store-v<N>``'s journal tail is also saved in a tail file
+(written after every commit while the golden stores are made).
 Tests in tests/test_can_read_old.py check that every later release still
 reads them.
 """
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import alma_store
+from alma_store.engine import _engine as engine_module
 from alma_store.storage import FORMAT_VERSION, SHARED_FORMAT_VERSION, DirObjects, SharedLog
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
@@ -37,6 +40,8 @@ def write_main(out: Path) -> None:
     store.add_labels([12, 19], ["dog", "bird"], relative_to="dataset", annotator="bob", round=1)
     store.checkpoint()
     store.add_labels([(3, "cat")], round=2)  # position 3 is item 4; stays in the journal tail
+    store._engine.refresh()  # the tail taken in: saved in a tail file (format 6 and later)
+    store._engine.save_tail_if_due()
     # Chunks 0 and 2 of 3 scored, one step file each (format version 3 and later).
     store.score(lambda rows: np.linalg.norm(rows, axis=1), "norm", shard=(0, 2), step_seconds=0)
     store.clock = lambda: 1_790_000_000.0  # the claim below never lapses in the tests
@@ -98,6 +103,7 @@ def write_shared(out: Path) -> None:
 
 
 def main() -> None:
+    engine_module.TAIL_FILE_RECORDS = 1  # a tail file after every commit: small stores have them
     for version, suffix, write in (
         (FORMAT_VERSION, "", write_main),
         (FORMAT_VERSION, "-index-only", write_index_only),

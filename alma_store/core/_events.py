@@ -20,6 +20,7 @@ not know refuses the record (:class:`UnknownKindError`) instead of guessing.
 from __future__ import annotations
 
 import json
+import math
 import struct
 import time
 import zlib
@@ -255,7 +256,7 @@ class LabelEvent:
         pos = 4 + jlen
         idx = np.frombuffer(payload, dtype="<i8", count=n, offset=pos).astype(np.int64)
         pos += 8 * n
-        count = n * int(np.prod(label_shape, dtype=np.int64))
+        count = n * math.prod(label_shape)
         arrays: dict[str, np.ndarray] = {}
         for name in ("values", "previous") if head["kind"] == "relabel" else ("values",):
             if label_dtype.kind == "T":

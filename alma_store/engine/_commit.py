@@ -230,6 +230,7 @@ class Writer:
             engine.refresh()
             if engine.tail_rows >= engine.checkpoint_rows:
                 engine.checkpoint_if_free()
+        engine.save_tail_if_due()
         if engine.shared and event.version % COMPACT_EVERY == 0:
             try:
                 engine.compact_log(min_records=COMPACT_EVERY // 2)

@@ -39,6 +39,7 @@ from ..errors import (
 )
 from ..storage import (
     FORMAT_VERSION,
+    TAIL_FILES_FORMAT,
     DirObjects,
     Journal,
     Location,
@@ -49,18 +50,24 @@ from ..storage import (
     SharedLog,
     StateArrays,
     StoreMeta,
+    TailFile,
     WriterLock,
+    read_tail_file,
+    remove_tail_files,
     write_meta,
+    write_tail_file,
 )
 from ._checkpoint import fold_tail, marks_from_mask_chunks
 from ._chunks import CheckpointFiles
 from ._snapshot import Snapshot
 from ._tail import Tail
 
-__all__ = ["DEFAULT_CHECKPOINT_ROWS", "Engine"]
+__all__ = ["DEFAULT_CHECKPOINT_ROWS", "TAIL_FILE_RECORDS", "Engine"]
 
 DEFAULT_CHECKPOINT_ROWS = 65536
 """Journal entries after which a writer folds the tail into the chunk files."""
+TAIL_FILE_RECORDS = 256
+"""Commits after which a writer saves the tail in a tail file (an open replays fewer)."""
 
 
 class Engine:
@@ -125,6 +132,8 @@ class Engine:
         """Where the store's other files live (scoring runs, the campaign log of a shared store)."""
         self._closed = False
         self._mirror_checkpointing = False
+        # Format 6 keeps tail files; a mirror never does (it is filled from the shared log).
+        self._tail_files = shared is None and meta.format_version >= TAIL_FILES_FORMAT
         try:
             self.arrays = StateArrays(
                 root, meta.n_items, meta.chunk_rows, meta.label_dtype, meta.label_shape
@@ -214,6 +223,18 @@ class Engine:
         self._arena = Arena()  # merged runs build on this checkpoint's marks index ...
         self._previous = None  # ... and none from before it is handed on
         self.tail.rebase(ckpt)
+        if self._tail_files and not self.tail.events:  # a fresh start: the newest tail file
+            meta = self.meta
+            saved = read_tail_file(
+                self.root,
+                meta.uuid,
+                ckpt.version,
+                self.n_chunks,
+                meta.label_dtype,
+                meta.label_shape,
+            )
+            if saved is not None:
+                self.tail.load(saved)
         self._snapshot = None
         if marks is None:  # a version-1 store without a marks index: built from mask chunks
             self.checkpoints.marks = MarksIndex.from_runs(ckpt.version, [])
@@ -336,10 +357,9 @@ class Engine:
         nothing copied.
         """
         prev = self._previous
-        base = self.tail.base_version
-        if prev is None or prev.version < base:
+        newer = None if prev is None else self.tail.held_after(prev.version)
+        if prev is None or newer is None:
             return None, None
-        newer = self.tail.events[prev.version - base :]
         if not newer:
             return prev.merged, dict(prev.labels)
         dirty = np.unique(np.concatenate([e.dataset_indices for e in newer]) // self.chunk_rows)
@@ -362,13 +382,12 @@ class Engine:
                     f"got {version}"
                 )
             base = self.checkpoints.checkpoint
-            overlay = Overlay.empty(
-                base.version, base.counts, self.meta.label_dtype, self.meta.label_shape
-            )
             if version >= base.version:
-                events = self.tail.events[: version - base.version]
-                overlay = overlay.apply_all(events, self.chunk_rows)
+                overlay = self.tail.overlay_at(version)
             else:  # older than the checkpoint: take the events (version, c0] back out
+                overlay = Overlay.empty(
+                    base.version, base.counts, self.meta.label_dtype, self.meta.label_shape
+                )
                 older = list(self.iter_events(first=version + 1, last=base.version))
                 overlay = Overlay.rewind(overlay, older, self.chunk_rows)
             return self._snapshot_of(overlay)
@@ -442,13 +461,31 @@ class Engine:
 
     @property
     def needs_upgrade(self) -> bool:
-        """Whether the store is of an older format version (its next write upgrades it)."""
-        return self.meta.format_version < FORMAT_VERSION
+        """Whether the store is of an older format version (its next write upgrades it).
+
+        A shared store's mirror is private: it is never upgraded (nor is the shared store).
+        """
+        return not self.shared and self.meta.format_version < FORMAT_VERSION
 
     def checkpoint_if_old_format(self) -> None:
         """Upgrade a store of an older format version (writer lock held), before a write."""
-        if self.meta.format_version < FORMAT_VERSION:
+        if self.needs_upgrade:
             self.checkpoint()
+
+    def save_tail_if_due(self) -> None:
+        """Write a tail file once :data:`TAIL_FILE_RECORDS` commits came since the last one.
+
+        A tail file is a cache of the journal (see :mod:`alma_store.storage._tailfile`):
+        it is written without the writer lock, atomically, by whoever finds it due.
+        """
+        with self._mutex:
+            tail = self.tail
+            if not self._tail_files or tail.version - tail.saved < TAIL_FILE_RECORDS:
+                return
+            saved = TailFile(self.meta.uuid, tail.base_version, tail.end, tail.overlay)
+            write_tail_file(self.root, saved)
+            remove_tail_files(self.root, below=tail.version)
+            tail.saved = tail.version
 
     def checkpoint_if_free(self) -> None:
         """Checkpoint unless another writer holds the lock (it will checkpoint itself)."""
@@ -462,7 +499,7 @@ class Engine:
     def checkpoint(self) -> None:
         """Fold the journal tail into the chunk files (writer lock held, tail refreshed)."""
         with self._mutex:
-            if self.tail.events or self.meta.format_version < FORMAT_VERSION:
+            if self.tail.version > self.tail.base_version or self.needs_upgrade:
                 self._write_checkpoint()
 
     def _write_checkpoint(self) -> None:
@@ -478,7 +515,9 @@ class Engine:
             lambda j: self.read_chunk("labels", j),
             self.tail.end,
         )
-        if self.meta.format_version < FORMAT_VERSION:  # last: the upgrade is done
+        remove_tail_files(self.root)  # of the checkpoint before: stale now
+        if self.needs_upgrade:  # last: the upgrade is done
             self.meta = dataclasses.replace(self.meta, format_version=FORMAT_VERSION)
             write_meta(self.root, self.meta)
+            self._tail_files = True
         self._load_checkpoint()

@@ -36,6 +36,7 @@ from ._meta import (
     FORMAT_VERSION,
     READABLE_VERSIONS,
     SHARED_FORMAT_VERSION,
+    TAIL_FILES_FORMAT,
     StoreMeta,
     meta_bytes,
     parse_meta,
@@ -57,6 +58,7 @@ from ._shared import (
     read_shared_meta,
     segment_name,
 )
+from ._tailfile import TailFile, read_tail_file, remove_tail_files, write_tail_file
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -66,6 +68,7 @@ __all__ = [
     "NO_FILE",
     "READABLE_VERSIONS",
     "SHARED_FORMAT_VERSION",
+    "TAIL_FILES_FORMAT",
     "Checkpoint",
     "ChunkCodec",
     "DirObjects",
@@ -83,6 +86,7 @@ __all__ = [
     "SharedRecordLog",
     "StateArrays",
     "StoreMeta",
+    "TailFile",
     "WriterLock",
     "atomic_write",
     "check_conditional_create",
@@ -110,8 +114,10 @@ __all__ = [
     "read_checkpoint",
     "read_meta",
     "read_shared_meta",
+    "read_tail_file",
     "remove_dead_mirrors",
     "remove_marks_except",
+    "remove_tail_files",
     "segment_name",
     "storage_errors",
     "will_need",
@@ -119,4 +125,5 @@ __all__ = [
     "write_fd",
     "write_marks",
     "write_meta",
+    "write_tail_file",
 ]

@@ -5,7 +5,7 @@ the canonical JSON (sorted keys, no spaces) of every other field, so a damaged
 ``meta.json`` (a flipped digit of ``n_items`` included) is refused at open.
 Version 1 files have no checksum; they are read as they are and rewritten as
 version 2 when the store is upgraded. Version 4 adds ``annotations_per_item``
-(1 when absent).
+(1 when absent). Version 6 (a local store) may keep tail files.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ __all__ = [
     "FORMAT_VERSION",
     "READABLE_VERSIONS",
     "SHARED_FORMAT_VERSION",
+    "TAIL_FILES_FORMAT",
     "StoreMeta",
     "meta_bytes",
     "parse_meta",
@@ -39,11 +40,13 @@ __all__ = [
     "write_meta",
 ]
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 6
 """The format of a store in a directory of its own (journal, lock, chunk files)."""
+TAIL_FILES_FORMAT = 6
+"""The first format whose stores keep tail files (:mod:`alma_store.storage._tailfile`)."""
 SHARED_FORMAT_VERSION = 5
 """The format of a shared store: commit objects, no lock (:mod:`alma_store.storage._shared`)."""
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 
 
 @dataclass(frozen=True, slots=True)
