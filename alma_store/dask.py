@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .engine import Engine, open_engine
+from .engine import Engine, open_engine, worker_engine
 from .errors import ReadOnlyError
 from .scoring import ScoreFn, check_score_args, open_run, score_chunks, todo_chunks
 from .sources import FeatureSource
@@ -47,16 +47,10 @@ def _score_task(
     chunks: list[int],
     batch_rows: int,
 ) -> int:
-    engine, source = _writer(location)
-    try:
-        run = open_run(engine, name, create=False)
-        snap = engine.snapshot_at(version)
-        score_chunks(
-            run, source, snap, fn, chunks, batch_rows=batch_rows, step_seconds=float("inf")
-        )
-    finally:
-        engine.close()
-        source.close()
+    engine, source = worker_engine(location, writable=True)  # once per worker process
+    run = open_run(engine, name, create=False)
+    snap = engine.snapshot_at(version)
+    score_chunks(run, source, snap, fn, chunks, batch_rows=batch_rows, step_seconds=float("inf"))
     return len(chunks)
 
 

@@ -24,7 +24,6 @@ import numpy as np
 from .errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from .store import Store
     from .views import LabeledView, UnlabeledView
 
     View = LabeledView | UnlabeledView
@@ -77,7 +76,6 @@ class ViewDataset:
         self.with_labels = with_labels
         self.transform = transform
         self._view: View | None = view
-        self._store: Store | None = None
         self._labels: np.ndarray | None = None  # the view's labels, by position (once used)
         self._len = len(view)
 
@@ -85,11 +83,12 @@ class ViewDataset:
         return self._len
 
     def _open(self) -> View:
-        if self._view is None:  # in a worker process: reopen by path, at our version
-            from ._entry import open_store
+        if self._view is None:  # in a worker process: reopen by path (once per process)
+            from ._entry import open_for_worker
+            from .storage import Location
 
-            self._store = open_store(self.path, mode="r", storage_options=self.storage_options)
-            past = self._store.at(version=self.version)
+            where = Location.parse(self.path, self.storage_options)
+            past = open_for_worker(where, self.version)
             self._view = past.labeled if self.labeled else past.unlabeled
         return self._view
 
@@ -119,7 +118,6 @@ class ViewDataset:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_view"] = None
-        state["_store"] = None
         state["_labels"] = None  # a worker reads them once for itself
         return state
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .core import IndexArray, parse_indices
-from .engine import Engine, Snapshot, open_reader
+from .engine import Engine, Snapshot, worker_engine
 from .errors import InvalidIndexError, InvalidInputError
 from .sources import FeatureSource
 from .storage import Location
@@ -247,10 +247,11 @@ class _View:
 
 
 def read_view_block(location: Location, version: int, labeled: bool, j: int) -> np.ndarray:
-    """The rows of chunk ``j`` in a view at ``version`` of the store at ``location`` (for workers)."""
-    with open_reader(location) as (engine, source):
-        snap = engine.snapshot_at(version)
-        return source.read_sorted(snap.members(j, of_labeled=labeled))
+    """The rows of chunk ``j`` in a view at ``version`` of the store at ``location`` (for workers,
+    which open the store once per process)."""
+    engine, source = worker_engine(location)
+    snap = engine.snapshot_at(version)
+    return source.read_sorted(snap.members(j, of_labeled=labeled))
 
 
 class UnlabeledView(_View):

@@ -170,6 +170,13 @@ def test_shards_in_parallel_processes(tmp_path: Path) -> None:
         )
 
 
+def opened_by_this_process() -> int:
+    """How many stores this (worker) process opened for worker tasks."""
+    from alma_store.engine._open import _WORKERS
+
+    return _WORKERS.opened
+
+
 @pytest.mark.slow
 def test_dask_matches_single_process(tmp_path: Path) -> None:
     from dask.distributed import Client, LocalCluster
@@ -186,6 +193,12 @@ def test_dask_matches_single_process(tmp_path: Path) -> None:
     ):
         assert alma_dask.score(store, norm_score, "dask", client=client) == 19
         rows = client.compute(unlabeled.to_dask()).result()
+        again = client.compute(unlabeled.to_dask()).result()
+        # Each worker process opened the store once to write scores and once to read blocks,
+        # whatever the number of tasks (19 blocks twice, 3 scoring tasks).
+        opened = client.run(opened_by_this_process)
+        assert sum(opened.values()) >= 2 and max(opened.values()) <= 2, opened
+    assert np.array_equal(again, rows)
     store.add_labels([(0, 1)])  # the dask array stays a snapshot
     assert np.array_equal(rows, np.asarray(unlabeled))
     assert unlabeled.to_dask().compute(scheduler="synchronous").shape == unlabeled.shape

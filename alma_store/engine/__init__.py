@@ -18,7 +18,7 @@ from ._copy import copy_store
 from ._create import DEFAULT_CHUNK_ROWS, build_shared_store, build_store
 from ._engine import DEFAULT_CHECKPOINT_ROWS, Engine
 from ._history import RoundSummary, history, rounds, version_of_round
-from ._open import open_engine, open_reader
+from ._open import open_engine, worker_engine
 from ._snapshot import Snapshot
 from ._spec import StoreSpec
 from ._verify import verify
@@ -38,8 +38,8 @@ __all__ = [
     "copy_store",
     "history",
     "open_engine",
-    "open_reader",
     "rounds",
     "verify",
     "version_of_round",
+    "worker_engine",
 ]

@@ -4,13 +4,24 @@ A store in a directory of its own is opened in place. A shared store (format 5,
 in a directory or in object storage) is opened on a private mirror: an empty
 local-format store in a temporary directory, filled from the store's commit
 log (:mod:`alma_store.storage._mirror`).
+
+Workers (Dask tasks, DataLoader workers) open a store by its location once per
+process: :func:`worker_engine` keeps the last few engines a process opened,
+keyed by location and storage options, and hands the same one to every task
+(an engine serves any committed version, and its reads are thread-safe). A
+forked child starts with none of its parent's; they are closed when the
+process exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import json
+import os
 import shutil
-from collections.abc import Iterator
+import threading
+from collections import OrderedDict
 
 from ..sources import FeatureSource, open_source
 from ..storage import (
@@ -29,7 +40,7 @@ from ..storage import (
 )
 from ._engine import DEFAULT_CHECKPOINT_ROWS, Engine
 
-__all__ = ["open_engine", "open_reader"]
+__all__ = ["open_engine", "worker_engine"]
 
 OPEN_READ_BYTES = 1 << 18
 """Bytes of each store file an open fetches ahead (all of the small ones)."""
@@ -111,12 +122,58 @@ def _open_shared(
     return engine, source
 
 
-@contextlib.contextmanager
-def open_reader(location: Location) -> Iterator[tuple[Engine, FeatureSource]]:
-    """Open the store at ``location`` read-only for one task (a worker)."""
-    engine, source = open_engine(location, writable=False, lock_timeout=0.0)
-    try:
-        yield engine, source
-    finally:
+WORKER_ENGINES = 8
+"""Engines a worker process keeps open at most (the least recently used one is closed)."""
+
+
+class _WorkerEngines:
+    """The engines this process opened for workers, by location, options and mode."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._open: OrderedDict[tuple[str, str, bool], tuple[Engine, FeatureSource]] = OrderedDict()
+        self.opened = 0
+        """How many stores this process opened for workers (tests count them)."""
+
+    def get(self, location: Location, *, writable: bool) -> tuple[Engine, FeatureSource]:
+        options = json.dumps(location.storage_options, sort_keys=True, default=repr)
+        key = (str(location.absolute()), options, writable)
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's engines are not ours to use
+                self._open, self._pid, self.opened = OrderedDict(), os.getpid(), 0
+            got = self._open.get(key)
+            if got is not None and not got[0].closed:
+                self._open.move_to_end(key)
+                return got
+            got = open_engine(location, writable=writable)
+            self.opened += 1
+            self._open[key] = got
+            while len(self._open) > WORKER_ENGINES:
+                _close(*self._open.popitem(last=False)[1])
+            return got
+
+    def close(self) -> None:
+        """Close every engine kept (at exit: a shared store's mirror goes with it)."""
+        with self._lock:
+            if self._pid == os.getpid():
+                while self._open:
+                    _close(*self._open.popitem()[1])
+
+
+def _close(engine: Engine, source: FeatureSource) -> None:
+    with contextlib.suppress(Exception):  # at exit or eviction: nothing to report to
         engine.close()
         source.close()
+
+
+_WORKERS = _WorkerEngines()
+atexit.register(_WORKERS.close)
+
+
+def worker_engine(location: Location, *, writable: bool = False) -> tuple[Engine, FeatureSource]:
+    """The engine and source of the store at ``location`` for a worker task, open once per process.
+
+    The caller must not close them: the next task of this process uses them again.
+    """
+    return _WORKERS.get(location, writable=writable)
