@@ -6,7 +6,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,9 @@ import numpy as np
 import pytest
 import zarr
 from hypothesis import HealthCheck, settings
+
+import alma_store
+from alma_store.storage import Location, SharedLog, open_objects
 
 settings.register_profile(
     "default", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -191,3 +195,49 @@ class S3:
         self.proc.stdin.close()
         self.proc.wait(timeout=60)
         self.proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3]:
+    server = S3("plain")
+    yield server
+    server.stop()
+
+
+class Where:
+    """Where a test's shared store lives: a location and its storage options."""
+
+    def __init__(self, location: str, options: dict[str, Any] | None) -> None:
+        self.location = location
+        self.options = options
+
+    def create(self, n: int = 200, **kwargs: Any) -> alma_store.Store:
+        return alma_store.create(
+            self.location, n_items=n, shared=True, storage_options=self.options, **kwargs
+        )
+
+    def open(self, **kwargs: Any) -> alma_store.Store:
+        return alma_store.open(self.location, storage_options=self.options, **kwargs)
+
+    def log(self, **kwargs: Any) -> SharedLog:
+        return SharedLog(open_objects(Location.parse(self.location, self.options)), **kwargs)
+
+    def names(self, prefix: str) -> list[str]:
+        return [
+            item.name
+            for item in open_objects(Location.parse(self.location, self.options)).list(prefix)
+        ]
+
+
+@pytest.fixture(params=["dir", "s3"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> Where:
+    if request.param == "dir":
+        return Where(str(tmp_path / "shared"), None)
+    server: S3 = request.getfixturevalue("s3")
+    return Where(f"s3://bkt/{uuid.uuid4().hex}", server.options())
+
+
+def labeled_of(store: alma_store.Store) -> dict[int, int]:
+    labeled = store.labeled
+    idx = labeled.to_dataset_index(np.arange(len(labeled)))
+    return dict(zip(idx.tolist(), np.asarray(labeled.labels).tolist(), strict=True))

@@ -137,10 +137,14 @@ def test_campaign_records_of_format_4(tmp_path: Path, version: int) -> None:
         assert store.num_labeled == 4
 
 
-def test_shared_store_of_format_5(tmp_path: Path) -> None:
-    """A shared store in a directory: a segment, a log object, campaign objects, a scoring."""
-    with alma_store.open(DATA / "store-v5-shared", mode="r") as store:  # touches nothing
-        assert store.meta["format_version"] == 5
+@pytest.mark.parametrize("version", [5, 7])
+def test_shared_store_of_format_5(tmp_path: Path, version: int) -> None:
+    """A shared store in a directory: a segment, a log object, campaign objects, a scoring
+    (and in version 7, a shared checkpoint of version 2 the open starts from)."""
+    name = f"store-v{version}-shared"
+    with alma_store.open(DATA / name, mode="r") as store:  # touches nothing
+        assert store.meta["format_version"] == version
+        assert store._engine.mirror.start == (2 if version == 7 else 0)
         assert (len(store), store.version, store.num_labeled) == (20, 3, 5)
         assert np.flatnonzero(np.asarray(store.labeled_mask)).tolist() == [0, 4, 5, 12, 19]
         assert store.labels.tolist() == ["cat", "cat", "dog", "dog", "bird"]
@@ -158,7 +162,7 @@ def test_shared_store_of_format_5(tmp_path: Path) -> None:
             "chunks_checked": 3,
             "campaign_records": 2,
         }
-    shutil.copytree(DATA / "store-v5-shared", tmp_path / "s")
+    shutil.copytree(DATA / name, tmp_path / "s")
     with alma_store.open(tmp_path / "s") as store:
         store.add_labels([(0, "fish")])
     assert (tmp_path / "s" / "log" / f"{4:020d}").exists()

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,58 +29,11 @@ from alma_store import (
     StoreExistsError,
     UnsupportedStorageError,
 )
-from alma_store.storage import Location, SharedLog, open_objects
 
-from .conftest import REPO, S3, check_workers_reopen, start_together
+from .conftest import REPO, S3, Where, check_workers_reopen, labeled_of, start_together
 
 pytest.importorskip("obstore")
 pytest.importorskip("moto.server")
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3]:
-    server = S3("plain")
-    yield server
-    server.stop()
-
-
-class Where:
-    """Where a test's shared store lives: a location and its storage options."""
-
-    def __init__(self, location: str, options: dict[str, Any] | None) -> None:
-        self.location = location
-        self.options = options
-
-    def create(self, n: int = 200, **kwargs: Any) -> alma_store.Store:
-        return alma_store.create(
-            self.location, n_items=n, shared=True, storage_options=self.options, **kwargs
-        )
-
-    def open(self, **kwargs: Any) -> alma_store.Store:
-        return alma_store.open(self.location, storage_options=self.options, **kwargs)
-
-    def log(self, **kwargs: Any) -> SharedLog:
-        return SharedLog(open_objects(Location.parse(self.location, self.options)), **kwargs)
-
-    def names(self, prefix: str) -> list[str]:
-        return [
-            item.name
-            for item in open_objects(Location.parse(self.location, self.options)).list(prefix)
-        ]
-
-
-@pytest.fixture(params=["dir", "s3"])
-def where(request: pytest.FixtureRequest, tmp_path: Path) -> Where:
-    if request.param == "dir":
-        return Where(str(tmp_path / "shared"), None)
-    server: S3 = request.getfixturevalue("s3")
-    return Where(f"s3://bkt/{uuid.uuid4().hex}", server.options())
-
-
-def labeled_of(store: alma_store.Store) -> dict[int, int]:
-    labeled = store.labeled
-    idx = labeled.to_dataset_index(np.arange(len(labeled)))
-    return dict(zip(idx.tolist(), np.asarray(labeled.labels).tolist(), strict=True))
 
 
 # -- the model ------------------------------------------------------------------

@@ -13,7 +13,8 @@ keeps two annotations per item, with a majority, a dispute and a resolve.
 contents of ``store-v<N>``: a segment (its log objects deleted), a log object
 after it, a claim and metrics as campaign objects, and a partial scoring.
 From format 6 on, ``store-v<N>``'s journal tail is also saved in a tail file
-(written after every commit while the golden stores are made).
+(written after every commit while the golden stores are made). ``store-v7-shared``
+(format 7) also holds a shared checkpoint of version 2, its chunk files as objects.
 Tests in tests/test_can_read_old.py check that every later release still
 reads them.
 """
@@ -94,6 +95,8 @@ def write_shared(out: Path) -> None:
     assert mirror is not None
     fold = SharedLog(DirObjects(out), grace=0.0)  # the segment, then the log objects go
     assert fold.compact(lambda a, b: [mirror.raw(a, b)], 2) == (2, 2)
+    if SHARED_FORMAT_VERSION >= 7:  # a shared checkpoint of version 2
+        assert store._engine.publish_checkpoint() is not None
     store.add_labels([(3, "cat")], round=2)  # a log object after the segment
     store.score(lambda rows: np.linalg.norm(rows, axis=1), "norm", shard=(0, 2), step_seconds=0)
     store.clock = lambda: 1_790_000_000.0

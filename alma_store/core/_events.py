@@ -244,6 +244,27 @@ class LabelEvent:
         return first + struct.pack("<I", zlib.crc32(first)) + payload
 
     @classmethod
+    def from_record(
+        cls, record: bytes, label_dtype: np.dtype, label_shape: tuple[int, ...], where: str
+    ) -> LabelEvent:
+        """The event of a whole record whose framing was checked (:func:`split_records`).
+
+        Raises
+        ------
+        CorruptStoreError
+            The payload does not decode, or its kind is unknown (``where`` names it).
+        """
+        try:
+            return cls.decode(record[REC_HEADER.size :], label_dtype, label_shape)
+        except UnknownKindError as exc:
+            raise CorruptStoreError(
+                f"{where}: event kind {str(exc)!r} is unknown to this alma_store (a newer one "
+                "wrote it): upgrade alma_store to read this store"
+            ) from None
+        except (ValueError, KeyError, TypeError, struct.error) as exc:
+            raise CorruptStoreError(f"{where}: undecodable record: {exc}") from None
+
+    @classmethod
     def decode(
         cls, payload: bytes, label_dtype: np.dtype, label_shape: tuple[int, ...]
     ) -> LabelEvent:

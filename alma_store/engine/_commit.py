@@ -56,7 +56,7 @@ import numpy as np
 
 from ..core import IndexArray, LabelEvent, Provenance
 from ..errors import AlmaError, AlreadyLabeledError, NotLabeledError, StaleIndexError
-from ..storage import LostRace, crash_point
+from ..storage import SHARED_FORMAT_VERSION, LostRace, crash_point
 from ._engine import Engine
 from ._snapshot import Snapshot
 
@@ -73,6 +73,8 @@ REFRESH_AFTER_EVENTS = 16
 """A writer takes in others' commits (and its own) once this many have piled up."""
 COMPACT_EVERY = 256
 """A shared store's log is folded into a segment by the writer of every so many versions."""
+SHARED_CHECKPOINT_EVERY = 512
+"""... which also publishes a shared checkpoint when the newest it knows is this many older."""
 
 
 class Writer:
@@ -234,9 +236,14 @@ class Writer:
         if engine.shared and event.version % COMPACT_EVERY == 0:
             try:
                 engine.compact_log(min_records=COMPACT_EVERY // 2)
+                base = engine.shared_base
+                due = base is None or event.version - base.version >= SHARED_CHECKPOINT_EVERY
+                if due and engine.meta.format_version >= SHARED_FORMAT_VERSION:
+                    engine.publish_checkpoint()
             except (AlmaError, OSError) as exc:
                 warnings.warn(
-                    f"{engine.location}: compacting the commit log failed ({exc}); the commit "
+                    f"{engine.location}: compacting the commit log or publishing a checkpoint "
+                    f"failed ({exc}); the commit "
                     "was not affected, and a later commit compacts",
                     RuntimeWarning,
                     stacklevel=4,

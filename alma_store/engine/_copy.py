@@ -24,24 +24,27 @@ from typing import Any
 
 from ..errors import InvalidInputError, StoreExistsError
 from ..storage import (
-    FILE_HEADER_SIZE,
     FORMAT_VERSION,
     SHARED_FORMAT_VERSION,
     DirObjects,
     Journal,
     Location,
+    Objects,
     StoreMeta,
     check_conditional_create,
     create_shared,
     fsync_path,
     init_state,
+    marks_path,
     occupied,
     open_campaign_log,
     open_objects,
+    publish_checkpoint,
     segment_name,
     storage_errors,
 )
 from ._create import features_beside
+from ._engine import Engine
 from ._open import open_engine
 
 __all__ = ["copy_store"]
@@ -52,14 +55,13 @@ SEGMENT_BYTES = 8 << 20
 
 def _records(journal: Journal, version: int) -> Iterator[tuple[int, int, bytes]]:
     """``(first, last, bytes)`` of the records ``1 .. version``, in pieces of ~``SEGMENT_BYTES``."""
-    first, start, end = 1, FILE_HEADER_SIZE, FILE_HEADER_SIZE
-    for event, rec_end in journal.iter_records():
-        if event.version > version:
-            break
-        end = rec_end
-        if end - start >= SEGMENT_BYTES or event.version == version:
-            yield first, event.version, journal.read_bytes(start, end)
-            first, start = event.version + 1, end
+    first, parts, size = 1, [], 0
+    for v, record in journal.raw_records(version):
+        parts.append(record)
+        size += len(record)
+        if size >= SEGMENT_BYTES or v == version:
+            yield first, v, b"".join(parts)
+            first, parts, size = v + 1, [], 0
 
 
 def copy_store(src: Location, dst: Location, *, shared: bool = False) -> dict[str, Any]:
@@ -79,7 +81,7 @@ def copy_store(src: Location, dst: Location, *, shared: bool = False) -> dict[st
         )
         pieces = _records(engine.journal, version)
         if to_shared:
-            _to_shared(dst, target, pieces, campaign, home)
+            _to_shared(dst, target, pieces, campaign, home, engine)
         else:
             assert dst.path is not None
             _to_directory(dst.path, target, pieces, campaign, home)
@@ -94,6 +96,7 @@ def _to_shared(
     pieces: Iterator[tuple[int, int, bytes]],
     campaign: list[dict[str, Any]],
     home: Path,
+    source: Engine,
 ) -> None:
     objects = open_objects(dst)
     if occupied(objects):
@@ -104,7 +107,25 @@ def _to_shared(
             objects.create(segment_name(first, last), data)
         if campaign:
             open_campaign_log(objects, meta.uuid, shared=True).append(campaign)
+        _publish_source_checkpoint(objects, meta, source)
         create_shared(objects, meta, history=True)
+
+
+def _publish_source_checkpoint(objects: Objects, meta: StoreMeta, source: Engine) -> None:
+    """The source's checkpoint as the copy's shared checkpoint (an open of the copy starts
+    there), when the source has one with checksums (format 2 and later)."""
+    ckpt = source.checkpoints.checkpoint
+    if ckpt.version == 0 or source.checkpoints.marks.table is None:
+        return
+    publish_checkpoint(
+        objects,
+        meta.uuid,
+        ckpt.version,
+        (source.root / "checkpoint.bin").read_bytes(),
+        marks_path(source.root, ckpt.version).read_bytes(),
+        None,
+        lambda kind, j: source.arrays.codecs[kind].read_raw(j),
+    )
 
 
 def _to_directory(

@@ -47,11 +47,15 @@ from ..storage import (
     MarksIndex,
     MirrorJournal,
     Objects,
+    SharedCheckpoint,
     SharedLog,
     StateArrays,
     StoreMeta,
     TailFile,
     WriterLock,
+    forget_volatile,
+    marks_path,
+    publish_checkpoint,
     read_tail_file,
     remove_tail_files,
     write_meta,
@@ -90,6 +94,9 @@ class Engine:
         Seconds to wait for the writer lock before :class:`LockTimeoutError`.
     shared
         For a shared store: its commit log.
+    shared_base
+        For a shared store: the shared checkpoint its mirror starts from (its
+        chunk files are fetched from the storage when a read first needs them).
     """
 
     def __init__(
@@ -102,6 +109,7 @@ class Engine:
         checkpoint_rows: int,
         lock_timeout: float,
         shared: SharedLog | None = None,
+        shared_base: SharedCheckpoint | None = None,
     ) -> None:
         self.root = root
         self.location = location
@@ -120,9 +128,15 @@ class Engine:
         uuid = bytes.fromhex(meta.uuid)
         self.journal: Journal
         self.mirror: MirrorJournal | None = None
+        self._shared_base = shared_base
         if shared is not None:
             self.journal = self.mirror = MirrorJournal(
-                root / "journal.bin", uuid, meta.label_dtype, meta.label_shape, shared
+                root / "journal.bin",
+                uuid,
+                meta.label_dtype,
+                meta.label_shape,
+                shared,
+                start=0 if shared_base is None else shared_base.version,
             )
         else:
             self.journal = Journal(
@@ -136,7 +150,12 @@ class Engine:
         self._tail_files = shared is None and meta.format_version >= TAIL_FILES_FORMAT
         try:
             self.arrays = StateArrays(
-                root, meta.n_items, meta.chunk_rows, meta.label_dtype, meta.label_shape
+                root,
+                meta.n_items,
+                meta.chunk_rows,
+                meta.label_dtype,
+                meta.label_shape,
+                fetch=None if shared is None else self._fetch_chunk,
             )
             self.tail = Tail(self.journal, meta.label_dtype, meta.label_shape, meta.chunk_rows)
             self.checkpoints = CheckpointFiles(
@@ -195,6 +214,7 @@ class Engine:
             self.checkpoints.release()
             if self.mirror is not None:  # the private mirror: the shared log keeps it all
                 shutil.rmtree(self.root, ignore_errors=True)
+                forget_volatile(self.root)
 
     @contextlib.contextmanager
     def write_lock(self, timeout: float | None = None) -> Iterator[None]:
@@ -212,6 +232,12 @@ class Engine:
             yield
         finally:
             self._lock.release()
+
+    def _fetch_chunk(self, kind: str, j: int) -> bytes | None:
+        """A chunk file the mirror does not have: the shared checkpoint's object of it."""
+        base = self._shared_base
+        name = None if base is None else base.object_of(kind, j)
+        return None if name is None else self.files.get(name)
 
     # -- the checkpoint and the tail -------------------------------------------
 
@@ -268,6 +294,36 @@ class Engine:
         assert self.mirror is not None
         with self._mutex:
             return self.mirror.compact(min_records)
+
+    def publish_checkpoint(self) -> SharedCheckpoint | None:
+        """Fold the mirror's tail, and upload its chunk state as a shared checkpoint (format 7).
+
+        Only the chunk files that changed since the shared checkpoint the
+        mirror knows are uploaded (:func:`~alma_store.storage.publish_checkpoint`).
+        Returns the checkpoint published, or None when there was nothing newer.
+        """
+        assert self.mirror is not None
+        with self.write_lock():  # a mirror's lock: between this process's threads
+            self.refresh(writer=True)
+            self.checkpoint()
+            base, version = self._shared_base, self.tail.base_version
+            if version == 0 or (base is not None and base.version >= version):
+                return None
+            self._shared_base = publish_checkpoint(
+                self.files,
+                self.meta.uuid,
+                version,
+                (self.root / "checkpoint.bin").read_bytes(),
+                marks_path(self.root, version).read_bytes(),
+                base,
+                lambda kind, j: self.arrays.codecs[kind].read_raw(j),
+            )
+            return self._shared_base
+
+    @property
+    def shared_base(self) -> SharedCheckpoint | None:
+        """The newest shared checkpoint this engine knows (a shared store of format 7)."""
+        return self._shared_base
 
     def refresh(self, *, writer: bool = False, pull: bool = True) -> None:
         """Take in what other processes committed or checkpointed since we last looked.

@@ -23,13 +23,16 @@ import shutil
 import threading
 from collections import OrderedDict
 
+from ..core import n_chunks
 from ..sources import FeatureSource, open_source
 from ..storage import (
     SHARED_FORMAT_VERSION,
+    SHARED_FORMATS,
     DirObjects,
     Location,
     Objects,
     SharedLog,
+    latest_checkpoint,
     make_mirror,
     marks_path,
     marks_versions,
@@ -65,7 +68,7 @@ def open_engine(
     root = location.path
     assert root is not None
     meta = read_meta(root)
-    if meta.format_version == SHARED_FORMAT_VERSION:
+    if meta.format_version in SHARED_FORMATS:
         return _open_shared(DirObjects(root), location, writable, checkpoint_rows, lock_timeout)
     # What the open reads next, fetched at once rather than one cold read after another.
     for name in ("checkpoint.bin", "journal.bin", "state/mask/zarr.json", "state/labels/zarr.json"):
@@ -96,9 +99,13 @@ def _open_shared(
     checkpoint_rows: int,
     lock_timeout: float,
 ) -> tuple[Engine, FeatureSource]:
-    """Open a shared store: a private mirror directory, filled from its commit log."""
+    """Open a shared store: a private mirror directory, from its newest shared checkpoint
+    (format 7), filled from its commit log after it."""
     meta = read_shared_meta(objects)
-    mirror = make_mirror(meta)
+    base = None
+    if meta.format_version >= SHARED_FORMAT_VERSION:
+        base = latest_checkpoint(objects, meta.uuid, n_chunks(meta.n_items, meta.chunk_rows))
+    mirror = make_mirror(meta, base)
     try:
         # Relative feature paths (an in-memory array copied at create) are the store directory's.
         home = location.path or mirror
@@ -112,6 +119,7 @@ def _open_shared(
                 checkpoint_rows=checkpoint_rows,
                 lock_timeout=lock_timeout,
                 shared=SharedLog(objects),
+                shared_base=base,
             )
         except BaseException:
             source.close()

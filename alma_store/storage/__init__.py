@@ -13,7 +13,17 @@ the journal; every read is checked.
 from __future__ import annotations
 
 from ._chunkfiles import ChunkCodec, StateArrays, create_arrays
-from ._fs import atomic_write, crash_point, fsync_path, storage_errors, will_need, write_fd
+from ._fs import (
+    atomic_write,
+    crash_point,
+    durable,
+    forget_volatile,
+    fsync_path,
+    storage_errors,
+    volatile,
+    will_need,
+    write_fd,
+)
 from ._journal import FILE_HEADER_SIZE, Journal
 from ._layout import init_state
 from ._location import Location, is_url, local_path, parse_storage_options
@@ -27,6 +37,7 @@ from ._marks import (
     marks_path,
     marks_versions,
     open_marks,
+    parse_checkpoint,
     read_checkpoint,
     remove_marks_except,
     write_checkpoint,
@@ -36,6 +47,7 @@ from ._meta import (
     FORMAT_VERSION,
     READABLE_VERSIONS,
     SHARED_FORMAT_VERSION,
+    SHARED_FORMATS,
     TAIL_FILES_FORMAT,
     StoreMeta,
     meta_bytes,
@@ -58,6 +70,7 @@ from ._shared import (
     read_shared_meta,
     segment_name,
 )
+from ._sharedckpt import SharedCheckpoint, latest_checkpoint, publish_checkpoint
 from ._tailfile import TailFile, read_tail_file, remove_tail_files, write_tail_file
 
 __all__ = [
@@ -67,6 +80,7 @@ __all__ = [
     "FORMAT_VERSION",
     "NO_FILE",
     "READABLE_VERSIONS",
+    "SHARED_FORMATS",
     "SHARED_FORMAT_VERSION",
     "TAIL_FILES_FORMAT",
     "Checkpoint",
@@ -82,6 +96,7 @@ __all__ = [
     "Objects",
     "RecordLog",
     "RemoteObjects",
+    "SharedCheckpoint",
     "SharedLog",
     "SharedRecordLog",
     "StateArrays",
@@ -93,12 +108,15 @@ __all__ = [
     "crash_point",
     "create_arrays",
     "create_shared",
+    "durable",
     "encode_record",
     "file_checksum",
+    "forget_volatile",
     "fsync_path",
     "init_state",
     "is_shared",
     "is_url",
+    "latest_checkpoint",
     "local_path",
     "log_name",
     "make_mirror",
@@ -109,8 +127,10 @@ __all__ = [
     "open_campaign_log",
     "open_marks",
     "open_objects",
+    "parse_checkpoint",
     "parse_meta",
     "parse_storage_options",
+    "publish_checkpoint",
     "read_checkpoint",
     "read_meta",
     "read_shared_meta",
@@ -120,6 +140,7 @@ __all__ = [
     "remove_tail_files",
     "segment_name",
     "storage_errors",
+    "volatile",
     "will_need",
     "write_checkpoint",
     "write_fd",

@@ -18,6 +18,7 @@ and codecs the store expects, or :class:`CorruptStoreError` names it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,17 @@ WRITE_THREADS = 8
 class ChunkCodec:
     """Encode and decode one array's chunk files with the codecs its ``zarr.json`` names."""
 
-    def __init__(self, folder: Path, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: Any):
+    def __init__(
+        self,
+        folder: Path,
+        shape: tuple[int, ...],
+        chunks: tuple[int, ...],
+        dtype: Any,
+        fetch: Callable[[int], bytes | None] | None = None,
+    ):
         meta_path = folder / "zarr.json"
         self.folder = folder
+        self._fetch = fetch  # chunk files not here: fetched from elsewhere (a shared checkpoint)
         self.chunk_shape = chunks
         self.dtype = np.dtype(dtype)
         try:
@@ -95,12 +104,19 @@ class ChunkCodec:
         return self.folder / "c" / f"{j}{self._key_tail}"
 
     def read_raw(self, j: int) -> bytes | None:
-        """The bytes of chunk file ``j``, or None when it does not exist."""
+        """The bytes of chunk file ``j``, or None when it does not exist.
+
+        With ``fetch``, a file that is not here is fetched (and kept here).
+        """
         try:
             with open(self.path(j), "rb") as f:
                 return f.read()
         except FileNotFoundError:
-            return None
+            data = None if self._fetch is None else self._fetch(j)
+            if data is not None:
+                self.path(j).parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(self.path(j), data)
+            return data
 
     def decode(self, raw: bytes | None, j: int, rows: int, *, writable: bool = True) -> np.ndarray:
         """The first ``rows`` rows of chunk ``j`` from its bytes (None: the fill value).
@@ -172,16 +188,24 @@ class StateArrays:
         chunk_rows: int,
         label_dtype: Any,
         label_shape: tuple[int, ...],
+        fetch: Callable[[str, int], bytes | None] | None = None,
     ) -> None:
         self.n_items = n_items
         self.chunk_rows = chunk_rows
+
+        def fetch_of(kind: str) -> Callable[[int], bytes | None] | None:
+            return None if fetch is None else lambda j: fetch(kind, j)
+
         self.codecs = {
-            "mask": ChunkCodec(root / "state" / "mask", (n_items,), (chunk_rows,), bool),
+            "mask": ChunkCodec(
+                root / "state" / "mask", (n_items,), (chunk_rows,), bool, fetch_of("mask")
+            ),
             "labels": ChunkCodec(
                 root / "state" / "labels",
                 (n_items, *label_shape),
                 (chunk_rows, *label_shape),
                 label_dtype,
+                fetch_of("labels"),
             ),
         }
 

@@ -39,8 +39,12 @@ from ..errors import StorageFullError
 __all__ = [
     "atomic_write",
     "crash_point",
+    "durable",
+    "forget_volatile",
+    "fsync_fd",
     "fsync_path",
     "storage_errors",
+    "volatile",
     "will_need",
     "write_fd",
 ]
@@ -84,8 +88,37 @@ def storage_errors(what: object) -> Iterator[None]:
         raise
 
 
+_VOLATILE: tuple[str, ...] = ()
+
+
+def volatile(root: Path) -> None:
+    """Never sync files under ``root`` (a shared store's private mirror: the log is the truth)."""
+    global _VOLATILE
+    _VOLATILE = (*_VOLATILE, f"{root}{os.sep}")
+
+
+def forget_volatile(root: Path) -> None:
+    """``root`` is gone: stop treating paths under it as volatile."""
+    global _VOLATILE
+    _VOLATILE = tuple(v for v in _VOLATILE if v != f"{root}{os.sep}")
+
+
+def durable(path: Path) -> bool:
+    """Whether writes to ``path`` must be synced (all but those under a :func:`volatile` root)."""
+    return not _VOLATILE or not f"{path}".startswith(_VOLATILE)
+
+
+def fsync_fd(fd: int, path: Path) -> None:
+    """``fsync`` the open file ``fd`` of ``path``, unless it is volatile."""
+    if durable(path):
+        crash_point("fsync")
+        os.fsync(fd)
+
+
 def fsync_path(path: Path) -> None:
     """Make a file's data, or a directory's entries (creates, renames, unlinks), durable."""
+    if not durable(path / "x"):  # a volatile directory, or a file in one
+        return
     fd = os.open(path, os.O_RDONLY)
     try:
         crash_point("fsync")
@@ -141,8 +174,7 @@ def atomic_write(
             try:
                 for part in parts:
                     write_fd(fd, part)
-                crash_point("fsync")
-                os.fsync(fd)
+                fsync_fd(fd, path)
             finally:
                 os.close(fd)
             if exclusive:

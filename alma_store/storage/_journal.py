@@ -60,7 +60,7 @@ import numpy as np
 
 from ..core import KINDS, REC_HEADER, REC_MAGIC, LabelEvent, UnknownKindError
 from ..errors import CorruptStoreError
-from ._fs import crash_point, fsync_path, storage_errors, write_fd
+from ._fs import crash_point, fsync_fd, fsync_path, storage_errors, write_fd
 
 __all__ = ["FILE_HEADER_SIZE", "Journal"]
 
@@ -149,7 +149,7 @@ class Journal:
         with storage_errors(path), open(path, "xb") as f:
             f.write(_file_header(uuid))
             f.flush()
-            os.fsync(f.fileno())
+            fsync_fd(f.fileno(), path)
         fsync_path(path.parent)
 
     def size(self) -> int:
@@ -239,6 +239,15 @@ class Journal:
             out.append((event, offset + pos))
         return out, offset + pos, False
 
+    def raw_records(self, last: int) -> Iterator[tuple[int, bytes]]:
+        """``(version, record bytes)`` of versions ``1 .. last``, oldest first (to copy them)."""
+        start = FILE_HEADER_SIZE
+        for event, end in self.iter_records():
+            if event.version > last:
+                return
+            yield event.version, self.read_bytes(start, end)
+            start = end
+
     def read_bytes(self, start: int, end: int) -> bytes:
         """The file's bytes ``start .. end`` (whole records, to copy them elsewhere)."""
         return os.pread(self._fd, end - start, start)
@@ -302,8 +311,7 @@ class Journal:
             durable, generation = hint.read()
             hint.write(min(durable, offset), generation + 1)
             os.ftruncate(self._fd, offset)
-            crash_point("fsync")
-            os.fsync(self._fd)
+            fsync_fd(self._fd, self.path)
 
     @contextlib.contextmanager
     def _sync_lock(self) -> Iterator[_SyncHint]:

@@ -36,6 +36,7 @@ __all__ = [
     "marks_path",
     "marks_versions",
     "open_marks",
+    "parse_checkpoint",
     "read_checkpoint",
     "remove_marks_except",
     "write_checkpoint",
@@ -91,6 +92,11 @@ def read_checkpoint(root: Path, chunks: int) -> Checkpoint:
         data = path.read_bytes()
     except FileNotFoundError:
         raise CorruptStoreError(f"checkpoint file {path} is missing") from None
+    return parse_checkpoint(data, path, chunks)
+
+
+def parse_checkpoint(data: bytes, path: object, chunks: int) -> Checkpoint:
+    """Check and parse the bytes of a ``checkpoint.bin`` (``path`` names it in errors)."""
     body, tail = data[:-4], data[-4:]
     if (
         len(data) < 16

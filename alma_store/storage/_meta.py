@@ -31,6 +31,7 @@ from ._fs import atomic_write
 __all__ = [
     "FORMAT_VERSION",
     "READABLE_VERSIONS",
+    "SHARED_FORMATS",
     "SHARED_FORMAT_VERSION",
     "TAIL_FILES_FORMAT",
     "StoreMeta",
@@ -44,9 +45,12 @@ FORMAT_VERSION = 6
 """The format of a store in a directory of its own (journal, lock, chunk files)."""
 TAIL_FILES_FORMAT = 6
 """The first format whose stores keep tail files (:mod:`alma_store.storage._tailfile`)."""
-SHARED_FORMAT_VERSION = 5
-"""The format of a shared store: commit objects, no lock (:mod:`alma_store.storage._shared`)."""
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
+SHARED_FORMAT_VERSION = 7
+"""The format of a shared store: commit objects, no lock (:mod:`alma_store.storage._shared`),
+and shared checkpoints (:mod:`alma_store.storage._sharedckpt`)."""
+SHARED_FORMATS = (5, 7)
+"""The formats of shared stores (5: without shared checkpoints)."""
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,15 +24,20 @@ import dataclasses
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from ..core import record_version
+from ..core import LabelEvent, n_chunks, record_version
+from ..errors import CorruptStoreError
+from ._fs import atomic_write, forget_volatile, volatile
 from ._journal import FILE_HEADER_SIZE, Journal
 from ._layout import init_state
+from ._marks import Checkpoint, marks_path, parse_checkpoint, remove_marks_except, write_checkpoint
 from ._meta import FORMAT_VERSION, StoreMeta
 from ._shared import LostRace, SharedLog
+from ._sharedckpt import SharedCheckpoint
 
 __all__ = ["MirrorJournal", "make_mirror", "remove_dead_mirrors"]
 
@@ -48,18 +53,34 @@ def remove_dead_mirrors() -> None:
             continue
 
 
-def make_mirror(meta: StoreMeta) -> Path:
-    """A private directory holding an empty local-format store of the shared store ``meta``.
+def make_mirror(meta: StoreMeta, base: SharedCheckpoint | None = None) -> Path:
+    """A private directory holding a local-format store of the shared store ``meta``.
 
-    A process that opens a shared store fills it from the store's commit log
+    Empty, or at the shared checkpoint ``base``: its checkpoint and marks index
+    (the chunk files stay in the storage until a read needs them), with an
+    empty journal whose records start after ``base.version``. A process that
+    opens a shared store fills it from the store's commit log
     (:meth:`MirrorJournal.pull`) and removes it when the store is closed.
     """
     remove_dead_mirrors()
     folder = Path(tempfile.mkdtemp(prefix=f"alma-mirror-{os.getpid()}-"))
+    volatile(folder)  # never synced: the shared log is the truth
     try:
-        init_state(folder, dataclasses.replace(meta, format_version=FORMAT_VERSION))
+        local = dataclasses.replace(meta, format_version=FORMAT_VERSION)
+        init_state(folder, local)
+        if base is not None:
+            n = n_chunks(meta.n_items, meta.chunk_rows)
+            ckpt = parse_checkpoint(base.checkpoint, f"shared checkpoint {base.version}", n)
+            if ckpt.version != base.version:
+                raise CorruptStoreError(
+                    f"shared checkpoint {base.version} holds the checkpoint of {ckpt.version}"
+                )
+            atomic_write(marks_path(folder, base.version), base.marks)
+            write_checkpoint(folder, Checkpoint(base.version, FILE_HEADER_SIZE, ckpt.counts))
+            remove_marks_except(folder, base.version)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
+        forget_volatile(folder)
         raise
     return folder
 
@@ -74,16 +95,20 @@ class MirrorJournal(Journal):
         label_dtype: np.dtype,
         label_shape: tuple[int, ...],
         log: SharedLog,
+        *,
+        start: int = 0,
     ) -> None:
         super().__init__(path, uuid, label_dtype, label_shape, writable=True)
         self.log = log
+        self.start = start
+        """The records up to this version are in the shared log only (a shared checkpoint's)."""
         self.ends = [FILE_HEADER_SIZE]
-        """``ends[v]``: the offset where the record of version ``v`` ends."""
+        """``ends[i]``: the offset where the record of version ``start + i`` ends here."""
 
     @property
     def version(self) -> int:
         """The newest version the mirror holds."""
-        return len(self.ends) - 1
+        return self.start + len(self.ends) - 1
 
     def pull(self) -> int:
         """Copy the records committed since the last pull; how many there were."""
@@ -117,7 +142,39 @@ class MirrorJournal(Journal):
 
     def raw(self, first: int, last: int) -> bytes:
         """The record bytes of versions ``first .. last``, back to back."""
-        return self.read_bytes(self.ends[first - 1], self.ends[last])
+        if first > self.start:
+            return self.read_bytes(self.ends[first - 1 - self.start], self.ends[last - self.start])
+        remote = b"".join(r for _, r in self.log.records(first, min(last, self.start)))
+        if last <= self.start:
+            return remote
+        return remote + self.read_bytes(self.ends[0], self.ends[last - self.start])
+
+    def raw_records(self, last: int) -> Iterator[tuple[int, bytes]]:
+        # docstring inherited
+        yield from self.log.records(1, min(last, self.start))
+        start = FILE_HEADER_SIZE
+        for event, end in super().iter_records(FILE_HEADER_SIZE, self.start + 1):
+            if event.version > last:
+                return
+            yield event.version, self.read_bytes(start, end)
+            start = end
+
+    def iter_records(
+        self, offset: int = FILE_HEADER_SIZE, first_version: int = 1, *, block: int = 1 << 20
+    ) -> Iterator[tuple[LabelEvent, int]]:
+        """Like :meth:`Journal.iter_records`; the versions up to :attr:`start` come from the
+        shared log (their end offset is this file's first record's start)."""
+        if first_version <= self.start:
+            where = self.log.location
+            for v, record in self.log.records(first_version, self.start):
+                event = LabelEvent.from_record(record, self.label_dtype, self.label_shape, where)
+                if event.version != v:
+                    raise CorruptStoreError(
+                        f"{where}: the record of version {v} says {event.version}"
+                    )
+                yield event, FILE_HEADER_SIZE
+            offset, first_version = FILE_HEADER_SIZE, self.start + 1
+        yield from super().iter_records(offset, first_version, block=block)
 
     def compact(self, min_records: int) -> tuple[int, int]:
         """Fold the shared log's newest commit objects into a segment (see :meth:`SharedLog.compact`)."""

@@ -216,17 +216,58 @@ class SharedLog:
         items = self.objects.list("segments/", after=after)
         return [Segment.parse(item, self.location) for item in items]
 
+    def _segment_records(
+        self, segments: list[Segment], version: int, *, gaps: bool
+    ) -> Iterator[tuple[int, bytes]]:
+        """The records after ``version`` that ``segments`` hold, contiguous from ``version + 1``.
+
+        The segments are fetched up to ``FETCH_AHEAD`` at a time. A segment that
+        starts after the next version needed is a hole when ``gaps`` is false
+        (:class:`CorruptStoreError`); with ``gaps``, the records stop there
+        (log objects may hold the versions before it).
+        """
+        wanted = [seg for seg in segments if seg.last > version]
+        if self._pool is None or self._pid != os.getpid():
+            self._pool, self._pid = ThreadPoolExecutor(FETCH_AHEAD), os.getpid()
+        for seg, data in zip(
+            wanted, self._pool.map(self.objects.get, [seg.name for seg in wanted]), strict=True
+        ):
+            if seg.last <= version:  # covered by an overlapping segment read before
+                continue
+            if seg.first > version + 1:
+                if gaps:
+                    return
+                raise CorruptStoreError(
+                    f"{self.location}: version {version + 1} is in no log object and no "
+                    f"segment (the next segment, {seg.name}, starts at {seg.first})"
+                )
+            if data is None:
+                raise CorruptStoreError(f"{self.location}/{seg.name} vanished while read")
+            for v, record in split_records(data, seg.first, f"{self.location}/{seg.name}"):
+                if v > version:
+                    yield v, record
+                    version = v
+
     def read_after(self, version: int) -> Iterator[tuple[int, bytes]]:
         """Every committed record after ``version``, oldest first, each checked.
 
-        Log objects first (fetched up to ``FETCH_AHEAD`` at a time). Where one
-        is missing, it was either not created yet or folded into a segment
-        and deleted: the segments after the version reached are listed, and
-        read, and log objects after them fetched again. The listing is
-        skipped within ``grace / 2`` of the last one that found the end of
-        the log (at :attr:`seen_at`): every version after that end was
-        created after it, so none of them can have been deleted yet.
+        A process's first read (far behind, with no end of the log seen yet)
+        lists the segments and reads them first (few, large objects, fetched
+        at once), then the log objects after them. Log objects are fetched up
+        to ``FETCH_AHEAD`` at a time. Where one is missing, it was either not
+        created yet or folded into a segment and deleted: the segments after
+        the version reached are listed, and read, and log objects after them
+        fetched again. The listing is skipped within ``grace / 2`` of the last
+        one that found the end of the log (at :attr:`seen_at`): every version
+        after that end was created after it, so none of them can have been
+        deleted yet.
         """
+        if self.seen_at == -float("inf"):  # catching up from far behind: segments first
+            for v, record in self._segment_records(
+                self.segments_after(version), version, gaps=True
+            ):
+                yield v, record
+                version = v
         ahead, got = 1, 0
         while True:
             started = self.clock()
@@ -248,22 +289,40 @@ class SharedLog:
             if not segments:
                 self.seen_at = started  # the end, as of before the fetch that found it
                 return
-            for seg in segments:
-                if seg.first > version + 1:
-                    raise CorruptStoreError(
-                        f"{self.location}: version {version + 1} is in no log object and no "
-                        f"segment (the next segment, {seg.name}, starts at {seg.first})"
-                    )
-                if seg.last <= version:
-                    continue
-                data = self.objects.get(seg.name)
-                if data is None:
-                    raise CorruptStoreError(f"{self.location}/{seg.name} vanished while read")
-                for v, record in split_records(data, seg.first, f"{self.location}/{seg.name}"):
-                    if v > version:
-                        yield v, record
-                        version = v
+            for v, record in self._segment_records(segments, version, gaps=False):
+                yield v, record
+                version = v
             ahead = 1
+
+    def records(self, first: int, last: int) -> Iterator[tuple[int, bytes]]:
+        """The records of versions ``first .. last`` (committed), oldest first, each checked.
+
+        What segments hold is read from them; the versions between segments
+        from their log objects. A version in neither is a
+        :class:`CorruptStoreError`.
+        """
+        version = first - 1
+        segments = self.segments_after(version)
+        while version < last:
+            for v, record in self._segment_records(segments, version, gaps=True):
+                if v > last:
+                    return
+                yield v, record
+                version = v
+            if version >= last:
+                return
+            nxt = next((seg.first for seg in segments if seg.first > version), last + 1)
+            stop = min(nxt - 1, last)  # log objects up to the next segment
+            for lo in range(version + 1, stop + 1, FETCH_AHEAD):
+                span = range(lo, min(lo + FETCH_AHEAD, stop + 1))
+                for v, data in zip(span, self._fetch(span), strict=True):
+                    if data is None:
+                        raise CorruptStoreError(
+                            f"{self.location}: version {v} is in no log object and no segment"
+                        )
+                    ((_, record),) = split_records(data, v, f"{self.location}/{log_name(v)}")
+                    yield v, record
+                    version = v
 
     def publish(self, version: int, record: bytes) -> bytes | None:
         """Create commit ``version`` with ``record``; None if it is ours now, else the winner's.
