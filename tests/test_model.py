@@ -263,3 +263,46 @@ def test_other_processes_write_and_read_between_steps(
             assert out["labels"] == model.labels[model.mask].tolist()
             assert out["map"] == model.unlabeled_indices().tolist()
         assert store.verify()["version"] == model.version
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["add", "relabel", "remove", "read", "checkpoint"]),
+            st.lists(st.integers(0, 59), min_size=1, max_size=6),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_labels_read_after_unread_commits_match_seed_model(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, list[int]]]
+) -> None:
+    """Labels asked for after several commits nobody read between (carried over versions)."""
+    n = 60
+    tmp = tmp_path_factory.mktemp("carried")
+    store = alma_store.create(tmp / "s", n_items=n, chunk_rows=8)
+    model = SeedModel(n)
+    store.add_labels(np.arange(0, n, 3), np.arange(0, n, 3) * 10, relative_to="dataset")
+    model.add(np.arange(0, n, 3), np.arange(0, n, 3) * 10)
+    assert np.array_equal(store.labels, model.labels[model.mask])  # every chunk's labels read
+    for step, (op, picks) in enumerate(ops):
+        idx = np.unique(picks)
+        values = idx * 100 + step
+        if op == "add" and not model.mask[idx].any():
+            store.add_labels(idx, values, relative_to="dataset")
+            model.add(idx, values)
+        elif op == "relabel" and model.mask[idx].all():
+            store.relabel(idx, values)
+            model.add(idx, values)
+        elif op == "remove" and model.mask[idx].all():
+            store.remove_labels(idx)
+            model.remove(idx)
+        elif op == "read":
+            assert np.array_equal(store.labels, model.labels[model.mask])
+        elif op == "checkpoint":
+            store.checkpoint()
+    assert np.array_equal(store.labels, model.labels[model.mask])
+    assert np.array_equal(store.labeled.labels, model.labels[model.mask])
+    store.close()

@@ -237,6 +237,26 @@ def test_top_k_with_many_ties_matches_brute_force(tmp_path: Path, k: int) -> Non
         assert np.array_equal(got.scores, scores[want])
 
 
+@pytest.mark.parametrize("unlabeled", [150, 2000])
+def test_top_k_of_a_mostly_labeled_pool_matches_brute_force(tmp_path: Path, unlabeled: int) -> None:
+    """Blocks large enough for the sampled bound, with samples of too few keys (NaN) or not."""
+    store, X = make(tmp_path, n=3000, chunk_rows=1000)
+    store.score(coarse_score, "coarse")
+    rest = np.flatnonzero(~np.asarray(store.labeled_mask))
+    chosen = np.random.default_rng(9).choice(rest, len(rest) - unlabeled, replace=False)
+    store.add_labels(chosen, np.ones(len(chosen), np.int64), relative_to="dataset")
+    mask = np.asarray(store.labeled_mask)
+    assert (~mask).sum() == unlabeled
+    scores = coarse_score(X).astype(np.float32).astype(np.float64)
+    idx = np.flatnonzero(~mask)
+    for k in (1, 7, 15):
+        for largest in (True, False):
+            key = -scores[idx] if largest else scores[idx]
+            want = idx[np.lexsort((idx, key))[:k]]
+            got = store.top_k("coarse", k, largest=largest)
+            assert got.dataset_indices.tolist() == want.tolist()
+
+
 def test_damaged_step_file_is_named_and_recomputed(tmp_path: Path) -> None:
     store, X = make(tmp_path, n=300, chunk_rows=64)
     store.score(norm_score, "norm", step_seconds=0)  # 5 chunks, 5 step files

@@ -14,10 +14,14 @@ Sections (figures in ``docs/benchmarks.md``, "Scale"):
 - ``cpu``: CPU time per single-writer commit of 100 labels by dataset index, against
   the floor: encoding the same record and appending it with ``fdatasync``.
 - ``open``: a fresh process opens a store after 1K, 10K and 100K commits of 10 labels
-  (local, shared in a directory, shared on a local S3 server), against a local store
-  holding the same labels in one commit; and the per-task cost of ``to_dask()`` over 64
-  chunks against the work itself.
-- ``writers``: 1 and 4 writer processes, commits per second and p99, on every kind of store.
+  (local; shared in a directory and on a local S3 server, made by ``alma_store.copy``
+  of the local one and 300 more commits through the API), each against the local open
+  and against its own figure at 1K commits.
+- ``tasks``: ``to_dask().sum()`` of the Unlabeled view over 64 chunks after 2,000
+  commits, on a ``LocalCluster`` of 2 worker processes, against the same sum of a plain
+  ``dask.array`` over the ``.npy`` file (the scheduler's own cost) and in-process.
+- ``writers``: 1 and 4 writer processes, commits per second and p99, on every kind of
+  store, interleaved repetitions.
 
 Everything is written under ``--dir`` (default: a temporary directory).
 """
@@ -158,13 +162,233 @@ def bench_cpu(root: Path, n: int, rows: list[dict], commits: int) -> None:
         print(table("cpu", rows[-1:]), flush=True)
 
 
+OPEN_CHILD = r"""
+import json, sys, time
+import alma_store
+where, options = sys.argv[1], json.loads(sys.argv[2])
+t = time.perf_counter()
+with alma_store.open(where, mode="r", storage_options=options) as store:
+    version, labeled = store.version, store.num_labeled
+    took = time.perf_counter() - t  # the open and a first read, not the close
+print(json.dumps({"s": took, "version": version, "labeled": labeled}))
+"""
+
+SHARED_WRITER = r"""
+import json, sys
+import numpy as np
+import alma_store
+where, options, first, count = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+with alma_store.open(where, storage_options=options) as store:
+    for c in range(first, first + count):
+        store.add_labels(np.arange(c * 10, c * 10 + 10) * 3 % 2_000_000, np.ones(10, np.int64), relative_to="dataset")
+    print(store.version)
+"""
+
+
+def open_seconds(where: str, options: dict | None, repeat: int = 5) -> float:
+    """Median seconds a fresh process takes to open the store (interpreter start excluded)."""
+    import json
+    import subprocess
+    import sys
+
+    times = []
+    for _ in range(repeat):
+        out = subprocess.run(
+            [sys.executable, "-c", OPEN_CHILD, where, json.dumps(options)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        times.append(json.loads(out.stdout.splitlines()[-1])["s"])
+    return statistics.median(times)
+
+
+def history_store(root: Path, commits: int) -> Path:
+    """A local store after ``commits`` commits of 10 labels each (N = 2e6)."""
+    path = root / f"history-{commits}"
+    if path.exists():
+        return path
+    with alma_store.create(path, n_items=2_000_000, chunk_rows=32768) as store:
+        for c in range(commits):
+            store.add_labels(
+                np.arange(c * 10, c * 10 + 10) * 3 % 2_000_000,
+                np.ones(10, np.int64),
+                relative_to="dataset",
+            )
+    return path
+
+
+def bench_open(root: Path, histories: list[int], rows: list[dict], s3: bool) -> None:
+    """A fresh process opens a store after 1K, 10K, 100K commits: local and shared."""
+    import json
+    import subprocess
+    import sys
+
+    server = endpoint = None
+    if s3:
+        from bench_core import make_bucket, moto_options, start_moto
+
+        server, endpoint = start_moto()
+        make_bucket(endpoint, "scale")
+    try:
+        for commits in histories:
+            local = history_store(root, commits)
+            row: dict = {"commits": commits, "local_ms": open_seconds(str(local), None) * 1e3}
+            kinds = [("shared_dir", str(root / f"shared-{commits}"), None)]
+            if s3:
+                kinds.append(("shared_s3", f"s3://scale/h{commits}", moto_options(endpoint)))
+            for name, where, options in kinds:
+                # The history as a copy (segments and a checkpoint), then 300 commits of
+                # 10 labels through the API: log objects, and a checkpoint or not after them.
+                alma_store.copy(local, where, dst_storage_options=options, shared=True)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-c",
+                        SHARED_WRITER,
+                        where,
+                        json.dumps(options),
+                        str(commits),
+                        "300",
+                    ],
+                    check=True,
+                    capture_output=True,
+                )
+                row[f"{name}_ms"] = open_seconds(where, options) * 1e3
+                row[f"{name}_x_local"] = row[f"{name}_ms"] / row["local_ms"]
+            rows.append(row)
+            print(table("open", rows[-1:]), flush=True)
+    finally:
+        if server is not None:
+            server.stop()
+    for key in [k for k in rows[0] if k.endswith("_ms")]:
+        for row in rows:
+            row[key.replace("_ms", "_x_1k")] = row[key] / rows[0][key]
+
+
+def bench_tasks(root: Path, rows: list[dict]) -> None:
+    """Per-task cost of ``to_dask()`` over 64 chunks after 2,000 commits, on 2 worker processes."""
+    from dask.distributed import Client, LocalCluster
+
+    n, chunk_rows = 64 * 4096, 4096
+    features = np.random.default_rng(0).random((n, 16), dtype=np.float32)
+    np.save(root / "tasks.npy", features)
+    for kind in ("local", "shared directory"):
+        path = root / f"tasks-{kind.replace(' ', '-')}"
+        with alma_store.create(
+            path, str(root / "tasks.npy"), chunk_rows=chunk_rows, shared=kind != "local"
+        ) as store:
+            for c in range(2000):
+                store.add_labels([c * 37 % n], [1], relative_to="dataset")
+            view = store.unlabeled
+            t = time.perf_counter()
+            want = float(np.asarray(view).sum(dtype=np.float64))
+            direct = time.perf_counter() - t
+            with (
+                LocalCluster(
+                    n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+                ) as cluster,
+                Client(cluster) as client,
+            ):
+                import dask.array as da
+
+                plain = da.from_array(
+                    np.load(root / "tasks.npy", mmap_mode="r"), chunks=(chunk_rows, 16)
+                )
+                client.compute(view.to_dask().sum()).result()  # workers warm (imports)
+                client.compute(plain.sum()).result()
+                took, base = [], []
+                for _ in range(3):
+                    t = time.perf_counter()
+                    got = float(client.compute(view.to_dask().sum(dtype=np.float64)).result())
+                    took.append(time.perf_counter() - t)
+                    t = time.perf_counter()
+                    client.compute(plain.sum(dtype=np.float64)).result()
+                    base.append(time.perf_counter() - t)
+        assert abs(got - want) < 1e-6 * abs(want)
+        ours, theirs = statistics.median(took), statistics.median(base)
+        rows.append(
+            {
+                "store": kind,
+                "commits": 2000,
+                "blocks": 64,
+                "in_process_ms": direct * 1e3,
+                "to_dask_ms": ours * 1e3,
+                "plain_dask_ms": theirs * 1e3,
+                "per_task_ms": ours / 64 * 1e3,
+                "plain_per_task_ms": theirs / 64 * 1e3,
+                "x_plain_dask": ours / theirs,
+            }
+        )
+        print(table("tasks", rows[-1:]), flush=True)
+
+
+def bench_writers(root: Path, rows: list[dict], s3: bool, reps: int, commits: int) -> None:
+    """1 and 4 writer processes on one store, each commit 10 labels: commits/s and p99."""
+    import uuid
+
+    from bench_shared import writers_row
+
+    server = endpoint = None
+    if s3:
+        from bench_core import make_bucket, moto_options, start_moto
+
+        server, endpoint = start_moto()
+        make_bucket(endpoint, "writers")
+    kinds: list[tuple[str, dict | None, int]] = [("local", None, commits)]
+    kinds.append(("shared directory", None, commits))
+    if s3:
+        kinds.append(("shared on moto S3", moto_options(endpoint), max(commits // 5, 20)))
+    try:
+        for kind, options, per_writer in kinds:
+            got: dict[int, list[dict]] = {1: [], 4: []}
+            for rep in range(reps):  # interleaved: 1, 4, 1, 4, ...
+                for writers in (1, 4):
+                    if options is None:
+                        where = str(root / f"writers-{kind.split()[0]}-{writers}-{rep}")
+                    else:
+                        where = f"s3://writers/{uuid.uuid4().hex}"
+                    alma_store.create(
+                        where,
+                        n_items=4 * per_writer * 10,
+                        shared=kind != "local",
+                        storage_options=options,
+                    ).close()
+                    got[writers].append(writers_row(where, options, writers, per_writer))
+            ratios = [
+                four["commits_per_s"] / one["commits_per_s"]
+                for one, four in zip(got[1], got[4], strict=True)
+            ]
+            p99_x = [r["p99_ms"] / r["median_ms"] for r in got[4]]
+            rows.append(
+                {
+                    "store": kind,
+                    "commits_per_writer": per_writer,
+                    "1_writer_commits_s": statistics.median(r["commits_per_s"] for r in got[1]),
+                    "4_writers_commits_s": statistics.median(r["commits_per_s"] for r in got[4]),
+                    "4_vs_1_min": min(ratios),
+                    "4_vs_1_max": max(ratios),
+                    "4_writers_median_ms": statistics.median(r["median_ms"] for r in got[4]),
+                    "4_writers_p99_ms": statistics.median(r["p99_ms"] for r in got[4]),
+                    "p99_x_median_max": max(p99_x),
+                }
+            )
+            print(table("writers", rows[-1:]), flush=True)
+    finally:
+        if server is not None:
+            server.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     ap.add_argument("--dir", type=Path, default=None)
-    ap.add_argument("--sections", default="density", help="comma-separated subset")
+    ap.add_argument(
+        "--sections", default="density,cpu,open,tasks,writers", help="comma-separated subset"
+    )
+    ap.add_argument("--no-s3", action="store_true", help="skip the local S3 server (moto)")
     args = ap.parse_args()
     root = args.dir or Path(tempfile.mkdtemp(prefix="alma-scale-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -176,9 +400,22 @@ def main() -> None:
     cpu: list[dict] = []
     if "cpu" in sections:
         bench_cpu(root, 10**6, cpu, commits=200 if args.quick else 1000)
+    opens: list[dict] = []
+    if "open" in sections:
+        histories = [1000, 3000] if args.quick else [1000, 10_000, 100_000]
+        bench_open(root, histories, opens, s3=not args.no_s3)
+    tasks: list[dict] = []
+    if "tasks" in sections:
+        bench_tasks(root, tasks)
+    writers: list[dict] = []
+    if "writers" in sections:
+        bench_writers(root, writers, s3=not args.no_s3, reps=2 if args.quick else 3, commits=200)
     print(f"# alma_store scale benchmark ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores)")
     print(table("Map 100 positions / commit 100 labels by position, by share labeled", density))
     print(table("CPU per commit (100 labels by dataset index) against encode + fdatasync", cpu))
+    print(table("Open in a fresh process after a history of commits of 10 labels", opens))
+    print(table("to_dask() over 64 chunks after 2,000 commits, 2 worker processes", tasks))
+    print(table("1 vs 4 writer processes, commits of 10 labels", writers))
     if args.dir is None:
         shutil.rmtree(root)
 

@@ -47,7 +47,15 @@ from ._labels import (
     round_order,
     split_batch,
 )
-from ._overlay import NO_UNDO, Overlay, Undo, chunk_labels, chunk_mask, undo_in_range
+from ._overlay import (
+    NO_UNDO,
+    Overlay,
+    Undo,
+    carried_labels,
+    chunk_labels,
+    chunk_mask,
+    undo_in_range,
+)
 from ._types import BoolArray, IndexArray, PathLike
 
 __all__ = [
@@ -71,6 +79,7 @@ __all__ = [
     "Undo",
     "UnknownKindError",
     "block_spans",
+    "carried_labels",
     "check_upper",
     "chunk_labels",
     "chunk_mask",

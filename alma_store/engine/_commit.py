@@ -20,7 +20,12 @@ A commit, top to bottom:
    between processes; for a shared store, a mutex between this process's
    threads (writers of a shared store share no lock at all).
 4. **Pull** (shared store): the commits other writers made since, into the
-   mirror.
+   mirror. Skipped when the mirror ends with this writer's own last commit
+   and the event was built (no error to judge, no ``expected_version``): then
+   the create of step 6 is the check, and a writer alone spends one request
+   per commit. Whether a name
+   may be created does not rest on this read but on the listing that last
+   found the end of the log (see :mod:`alma_store.storage._shared`).
 5. **Recheck.** The records committed since the event was built are only
    decoded: if none touches its items, the event stays right and is renumbered
    as the next version; otherwise it is built again on the newest snapshot.
@@ -30,7 +35,9 @@ A commit, top to bottom:
    then the record is appended to the mirror. A writer that loses the version
    to another (:class:`~alma_store.storage.LostRace`) takes the winner's record
    in, backs off a random while (0.5 ms x 2^losses, at most 50 ms) and goes
-   back to 5. :class:`LostRace` never leaves this module.
+   back to 4, where its event is rechecked against the winner's record (built
+   again only if that touches its items, or if it names view positions).
+   :class:`LostRace` never leaves this module.
 7. **Release, then sync.** ``fdatasync`` of the journal runs after the lock is
    released and covers every writer waiting for one (group commit, see
    :mod:`alma_store.storage._journal`). When :meth:`Writer.commit` returns,
@@ -71,9 +78,11 @@ LOST_BACKOFF_MAX = 0.05
 """... and never more than this (seconds)."""
 REFRESH_AFTER_EVENTS = 16
 """A writer takes in others' commits (and its own) once this many have piled up."""
-COMPACT_EVERY = 256
-"""A shared store's log is folded into a segment by the writer of every so many versions."""
-SHARED_CHECKPOINT_EVERY = 512
+COMPACT_EVERY = 32
+"""A shared store's log is folded into a segment by the writer of every so many versions,
+so that a reader finds at most about this many commit objects after the newest segment
+(each one a request), whatever the history."""
+SHARED_CHECKPOINT_EVERY = 256
 """... which also publishes a shared checkpoint when the newest it knows is this many older."""
 
 
@@ -82,6 +91,8 @@ class Writer:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._wrote_end = -1
+        """A shared store's version this writer created last (its mirror's end, if still so)."""
 
     def close(self, *, checkpoint: bool = True) -> None:
         """Fold our tail into the chunk files unless another writer is busy, then close.
@@ -197,7 +208,10 @@ class Writer:
             if lost:  # back off a random while, so that racing writers spread out
                 time.sleep(random.uniform(0, min(LOST_BACKOFF_MAX, LOST_BACKOFF * 2**lost)))
             with engine.write_lock():  # 3
-                engine.pull()  # 4
+                mirror = engine.mirror
+                fresh = mirror is not None and mirror.version == self._wrote_end
+                if lost or event is None or expected is not None or not fresh:
+                    engine.pull()  # 4
                 newer = engine.events_since(snap.version) if event is not None else None  # 5
                 if event is None or newer is None or (newer and _touches(newer, event)):
                     engine.refresh(writer=True, pull=False)
@@ -212,9 +226,11 @@ class Writer:
                 try:
                     end = engine.append(event)  # 6
                 except LostRace:  # a shared store: another writer took this version first
-                    event = None  # built again on the newest version, under the lock
+                    if by_position or locked:  # else rechecked against the winner's (5)
+                        event = None  # built again on the newest version, under the lock
                     lost += 1
                     continue
+                self._wrote_end = event.version
             break
         crash_point("commit-unsynced")  # appended, lock released, not acknowledged yet
         engine.sync(end)  # 7: outside the lock, one fdatasync covers every waiting writer

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core import Arena, BaseRanks, LabelEvent, Overlay, Runs, n_chunks
+from ..core import Arena, BaseRanks, IndexArray, LabelEvent, Overlay, Runs, n_chunks
 from ..errors import (
     CorruptStoreError,
     InvalidInputError,
@@ -368,6 +368,7 @@ class Engine:
         overlay: Overlay,
         merged: Runs | None = None,
         labels: dict[int, np.ndarray] | None = None,
+        carried: dict[int, tuple[IndexArray, np.ndarray]] | None = None,
     ) -> Snapshot:
         meta = self.meta
         return Snapshot(
@@ -381,6 +382,7 @@ class Engine:
             label_shape=meta.label_shape,
             merged=merged,
             labels=labels,
+            carried=carried,
             arena=self._arena,
             ranks=self._ranks,
         )
@@ -405,26 +407,40 @@ class Engine:
                 self._previous = self._snapshot
             return self._snapshot
 
-    def _inherited(self) -> tuple[Runs | None, dict[int, np.ndarray] | None]:
+    def _inherited(
+        self,
+    ) -> tuple[
+        Runs | None,
+        dict[int, np.ndarray] | None,
+        dict[int, tuple[IndexArray, np.ndarray]] | None,
+    ]:
         """The previous current snapshot's merged runs and labels that are still right now.
 
         Runs and labels of chunks the newer events touch are dropped (merged or
         read again when next asked for); the others are handed on as they are,
-        nothing copied.
+        nothing copied. The dropped labels are handed on as *carried*, with
+        the runs they went with: the new labels of such a chunk follow from
+        them and the overlay, without its chunk file (:func:`~alma_store.core.carried_labels`).
         """
         prev = self._previous
         newer = None if prev is None else self.tail.held_after(prev.version)
         if prev is None or newer is None:
-            return None, None
+            return None, None, None
         if not newer:
-            return prev.merged, dict(prev.labels)
+            return prev.merged, dict(prev.labels), dict(prev.carried)
         dirty = np.unique(np.concatenate([e.dataset_indices for e in newer]) // self.chunk_rows)
+        gone = set(dirty.tolist())
+        carried = dict(prev.carried)
+        had = np.array(sorted(gone.intersection(prev.labels)), np.int64)
+        if len(had):
+            runs = prev.runs(had)  # merged already: the labels were read with them
+            for i, j in enumerate(had.tolist()):
+                carried[j] = (runs.run(i), prev.labels[j])
         kept = prev.merged.without(dirty)
         if self._arena.used > 2 * int(kept.lengths.sum()) + (1 << 20):  # mostly stale: start anew
             self._arena = Arena()
             kept = Runs.empty().union(kept, self._arena)
-        gone = set(dirty.tolist())
-        return kept, {j: v for j, v in prev.labels.items() if j not in gone}
+        return kept, {j: v for j, v in prev.labels.items() if j not in gone}, carried
 
     def snapshot_at(self, version: int) -> Snapshot:
         """A snapshot at any committed version (the current one is cached)."""

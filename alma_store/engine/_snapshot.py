@@ -30,6 +30,7 @@ from ..core import (
     LabelEvent,
     Overlay,
     Runs,
+    carried_labels,
     check_upper,
     chunk_labels,
     chunk_mask,
@@ -66,6 +67,7 @@ class Snapshot:
         label_shape: tuple[int, ...],
         merged: Runs | None = None,
         labels: dict[int, np.ndarray] | None = None,
+        carried: dict[int, tuple[IndexArray, np.ndarray]] | None = None,
         arena: Arena | None = None,
         ranks: BaseRanks | None = None,
     ) -> None:
@@ -79,6 +81,12 @@ class Snapshot:
         # Labels of each chunk's labeled rows (read-only arrays), handed on the same way:
         # ``O(labeled rows)`` memory, which the labeled set being small keeps small.
         self.labels: dict[int, np.ndarray] = labels if labels is not None else {}
+        # Chunks whose labels an earlier version over the same checkpoint had, before
+        # commits touched them: ``(marks, labels)`` then, from which this version's
+        # labels follow without reading the chunk file (core.carried_labels).
+        self.carried: dict[int, tuple[IndexArray, np.ndarray]] = (
+            carried if carried is not None else {}
+        )
         self._arena = arena if arena is not None else Arena()
         self._cumsums: dict[bool, IndexArray] = {}
         self._rows: LabeledRows | None = None
@@ -237,7 +245,12 @@ class Snapshot:
         """Labels of chunk ``j``'s labeled rows, in order (read-only, kept and handed on)."""
         got = self.labels.get(j)
         if got is None:
-            got = self.labels_chunk(j)[self.labeled_marks(j)]
+            marks = self.labeled_marks(j)
+            before = self.carried.pop(j, None)
+            if before is not None:
+                got = carried_labels(*before, marks, j * self.chunk_rows, self._overlay)
+            if got is None:
+                got = self.labels_chunk(j)[marks]
             got.flags.writeable = False
             self.labels[j] = got
         return got

@@ -41,11 +41,9 @@ keeps compactors from doing the same work twice.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..core import split_records
@@ -75,7 +73,7 @@ __all__ = [
 WIDTH = 20
 META = "meta.json"
 LEASE = "lease/compact"
-FETCH_AHEAD = 16
+FETCH_AHEAD = 32
 """Log objects a reader fetches at once (concurrent GETs) while catching up."""
 DEFAULT_GRACE = 600.0
 """Seconds a log object stays after a segment covers it (and a writer's attempt's limit x 2)."""
@@ -195,8 +193,6 @@ class SharedLog:
         self.clock = clock
         self.seen_at = -float("inf")
         """When :meth:`read_after` last listed the segments and found the end of the log."""
-        self._pool: ThreadPoolExecutor | None = None
-        self._pid = os.getpid()
 
     @property
     def location(self) -> str:
@@ -204,11 +200,7 @@ class SharedLog:
         return self.objects.location
 
     def _fetch(self, versions: range) -> list[bytes | None]:
-        if len(versions) == 1:
-            return [self.objects.get(log_name(versions[0]))]
-        if self._pool is None or self._pid != os.getpid():
-            self._pool, self._pid = ThreadPoolExecutor(FETCH_AHEAD), os.getpid()
-        return list(self._pool.map(lambda v: self.objects.get(log_name(v)), versions))
+        return self.objects.get_many([log_name(v) for v in versions])
 
     def segments_after(self, version: int) -> list[Segment]:
         """Segments holding a version after ``version``, by their last version."""
@@ -227,10 +219,8 @@ class SharedLog:
         (log objects may hold the versions before it).
         """
         wanted = [seg for seg in segments if seg.last > version]
-        if self._pool is None or self._pid != os.getpid():
-            self._pool, self._pid = ThreadPoolExecutor(FETCH_AHEAD), os.getpid()
         for seg, data in zip(
-            wanted, self._pool.map(self.objects.get, [seg.name for seg in wanted]), strict=True
+            wanted, self.objects.get_many([seg.name for seg in wanted]), strict=True
         ):
             if seg.last <= version:  # covered by an overlapping segment read before
                 continue
@@ -262,13 +252,15 @@ class SharedLog:
         after that end was created after it, so none of them can have been
         deleted yet.
         """
-        if self.seen_at == -float("inf"):  # catching up from far behind: segments first
+        far_behind = self.seen_at == -float("inf")
+        if far_behind:  # catching up from far behind: segments first
             for v, record in self._segment_records(
                 self.segments_after(version), version, gaps=True
             ):
                 yield v, record
                 version = v
-        ahead, got = 1, 0
+        # After the segments, the few log objects writers have not folded yet: at once.
+        ahead, got = (FETCH_AHEAD if far_behind else 1), 0
         while True:
             started = self.clock()
             wanted = range(version + 1, version + 1 + ahead)
@@ -395,8 +387,13 @@ class SharedLog:
         if lease is None:
             return 0, 0
         try:
-            segments = self.segments_after(0)
-            done = max((s.last for s in segments), default=0)
+            # Every version before the first log object left is in a segment (a log
+            # object is deleted only once a segment covers it), so only segments
+            # after it matter: the listing follows the log objects left, not history.
+            logs = self.objects.list("log/")
+            first = int(logs[0].name.rsplit("/", 1)[1]) if logs else newest + 1
+            segments = self.segments_after(first - 1)
+            done = max((s.last for s in segments), default=first - 1)
             folded = 0
             if newest - done >= min_records:
                 data = b"".join(records(done + 1, newest))
@@ -404,7 +401,7 @@ class SharedLog:
                 self.objects.create(segment_name(done + 1, newest), data)
                 crash_point("compact-segment")  # segment written, log objects all still there
                 folded = newest - done
-                segments = self.segments_after(0)
+                segments = self.segments_after(first - 1)
             self.objects.put(LEASE, lease)  # the storage's "now": after every segment listed
             storage_now = self.objects.modified(LEASE)
             deleted = 0
@@ -412,7 +409,7 @@ class SharedLog:
                 ripe = max(
                     (s.last for s in segments if storage_now - s.modified >= self.grace), default=0
                 )
-                for item in self.objects.list("log/"):
+                for item in logs:
                     if int(item.name.rsplit("/", 1)[1]) > ripe:
                         break
                     self.objects.delete(item.name)
@@ -422,7 +419,5 @@ class SharedLog:
             self.objects.delete(LEASE)
 
     def close(self) -> None:
-        """Stop the fetch threads."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
-            self._pool = None
+        """Release the storage's connections and threads."""
+        self.objects.close()
