@@ -18,7 +18,7 @@ import zarr
 from hypothesis import HealthCheck, settings
 
 import alma_store
-from alma_store.storage import Location, SharedLog, open_objects
+from alma_store.storage import Location, SharedLog, open_objects, read_shared_meta, shared_log
 
 settings.register_profile(
     "default", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -152,11 +152,11 @@ def check_workers_reopen(
     assert np.array_equal(row, x[index]) and label == expected
 
 
-S3_SERVER = Path(__file__).with_name("s3_server.py")
+S3_SERVER = Path(__file__).parents[1] / "tools" / "s3_server.py"
 
 
 class S3:
-    """A running ``tests/s3_server.py``: its endpoint and storage options."""
+    """A running ``tools/s3_server.py``: its endpoint and storage options."""
 
     def __init__(self, mode: str) -> None:
         self.proc = subprocess.Popen(
@@ -220,7 +220,8 @@ class Where:
         return alma_store.open(self.location, storage_options=self.options, **kwargs)
 
     def log(self, **kwargs: Any) -> SharedLog:
-        return SharedLog(open_objects(Location.parse(self.location, self.options)), **kwargs)
+        objects = open_objects(Location.parse(self.location, self.options))
+        return shared_log(objects, read_shared_meta(objects), **kwargs)
 
     def names(self, prefix: str) -> list[str]:
         return [

@@ -137,14 +137,15 @@ def test_campaign_records_of_format_4(tmp_path: Path, version: int) -> None:
         assert store.num_labeled == 4
 
 
-@pytest.mark.parametrize("version", [5, 7])
-def test_shared_store_of_format_5(tmp_path: Path, version: int) -> None:
+@pytest.mark.parametrize("version", [5, 7, 8])
+def test_shared_stores_of_formats_5_7_8(tmp_path: Path, version: int) -> None:
     """A shared store in a directory: a segment, a log object, campaign objects, a scoring
-    (and in version 7, a shared checkpoint of version 2 the open starts from)."""
+    (from version 7, a shared checkpoint of version 2 the open starts from; in version 8,
+    every object in its envelope)."""
     name = f"store-v{version}-shared"
     with alma_store.open(DATA / name, mode="r") as store:  # touches nothing
         assert store.meta["format_version"] == version
-        assert store._engine.mirror.start == (2 if version == 7 else 0)
+        assert store._engine.mirror.start == (2 if version >= 7 else 0)
         assert (len(store), store.version, store.num_labeled) == (20, 3, 5)
         assert np.flatnonzero(np.asarray(store.labeled_mask)).tolist() == [0, 4, 5, 12, 19]
         assert store.labels.tolist() == ["cat", "cat", "dog", "dog", "bird"]

@@ -1,7 +1,7 @@
 """Shared stores (format 5): commit objects, no lock, on a directory and on a local S3 server.
 
 The S3 server is moto on 127.0.0.1 and a free port, in its own process
-(``tests/s3_server.py``). Every test that takes ``where`` runs twice: on a
+(``tools/s3_server.py``). Every test that takes ``where`` runs twice: on a
 directory and on S3. Writer processes on a directory run with ``flock``
 removed, as on a filesystem that has none.
 """
@@ -128,25 +128,38 @@ store.close()
 """
 
 
-def run_writers(where: Where, mode: str, writers: int = 4, n: int = 15) -> list[list[int]]:
+def run_writers(
+    where: Where, mode: str, writers: int = 4, n: int = 15
+) -> tuple[list[list[int]], dict[int, list[int]]]:
+    """Each writer's acknowledged items, and which writers saw each version right after a commit."""
     options = json.dumps(where.options or {})
     procs = start_together(
         WRITER, [[where.location, options, mode, str(w), str(n)] for w in range(writers)]
     )
-    acked = []
-    for proc in procs:
+    acked, seen = [], {}
+    for w, proc in enumerate(procs):
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err
-        acked.append([item for line in out.splitlines() for item in json.loads(line)["items"]])
-    return acked
+        lines = [json.loads(line) for line in out.splitlines()]
+        acked.append([item for line in lines for item in line["items"]])
+        for line in lines:
+            seen.setdefault(line["version"], []).append(w)
+    return acked, seen
 
 
 def test_four_writer_processes_lose_and_double_nothing(where: Where) -> None:
     where.create(2000).close()
     mode = "noflock" if where.options is None else "s3"
-    acked = run_writers(where, mode)
+    acked, seen = run_writers(where, mode)
     with where.open(mode="r") as store:
         labels = labeled_of(store)
+        lost = [(w, i) for w, items in enumerate(acked) for i in items if labels.get(i) != w]
+        twice = {v: ws for v, ws in seen.items() if len(ws) > 1}
+        assert not lost, (
+            f"acknowledged (writer, item) pairs missing: {lost}; versions that more than one "
+            f"writer stood at right after its commit: {twice} (two writers told they created "
+            "one commit object: the storage's create-if-absent is not atomic)"
+        )
         assert store.version == 60  # gapless: one version per commit
         history = store.history()
         assert [e.version for e in history] == list(range(1, 61))
@@ -230,11 +243,15 @@ def test_a_compactor_killed_between_segment_and_deletes(where: Where) -> None:
         assert store.version == 12 and labeled_of(store) == expected  # each version once
         store.add_labels([100], [1], relative_to="dataset")
     # The lease of the killed compactor is left; once it expires, compaction goes on.
-    log = where.log(grace=0.0)
+    held = where.log(grace=0.0)  # the lease holds: by the storage's clock it is fresh
     with where.open(mode="r") as reader:
         mirror = reader._engine.mirror
         assert mirror is not None
-        assert log.compact(lambda a, b: [mirror.raw(a, b)], 13, now=1e12) == (1, 13)
+        assert held.compact(lambda a, b: [mirror.raw(a, b)], 13) == (0, 0)
+        stamped = held.objects.modified("lease/compact")
+        assert stamped is not None
+        log = where.log(grace=0.0, storage_clock=lambda: stamped + 120.0)  # 2 minutes on
+        assert log.compact(lambda a, b: [mirror.raw(a, b)], 13) == (1, 13)
     assert where.names("log/") == []
     with where.open(mode="r") as fresh:
         assert fresh.version == 13 and labeled_of(fresh) == {**expected, 100: 1}
@@ -300,6 +317,36 @@ def test_writers_compact_as_they_go(where: Where) -> None:
     with where.open(mode="r") as fresh:
         assert fresh.version == every + 3 and len(fresh.labeled) == every + 3
     store.close()
+
+
+def test_the_test_server_has_one_winner_per_conditional_create(s3: S3) -> None:
+    """Processes race conditional creates of the same keys: exactly one wins each, as on S3."""
+    code = r"""
+import json, sys
+from alma_store.storage import Location, open_objects
+objects = open_objects(Location.parse(sys.argv[1], json.loads(sys.argv[2])))
+print("ready", flush=True)
+sys.stdin.readline()
+won = [k for k in range(60) if objects.create(f"race/{k}", sys.argv[3].encode())]
+print(json.dumps(won))
+"""
+    where = f"s3://bkt/{uuid.uuid4().hex}"
+    procs = start_together(
+        code, [[where, json.dumps(s3.options()), f"writer-{w}"] for w in range(4)]
+    )
+    winners: dict[int, list[int]] = {}
+    for w, proc in enumerate(procs):
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        for k in json.loads(out):
+            winners.setdefault(k, []).append(w)
+    assert {k: ws for k, ws in winners.items() if len(ws) != 1} == {}
+    assert sorted(winners) == list(range(60))
+    from alma_store.storage import Location, open_objects
+
+    objects = open_objects(Location.parse(where, s3.options()))
+    for k, (w,) in winners.items():
+        assert objects.get(f"race/{k}") == f"writer-{w}".encode()  # the winner's bytes
 
 
 # -- storage that cannot hold a shared store ---------------------------------------------

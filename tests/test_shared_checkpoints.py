@@ -52,7 +52,7 @@ def test_an_open_starts_from_the_newest_checkpoint_and_fetches_chunks_when_read(
 ) -> None:
     model: dict[int, int] = {}
     with where.create(200, chunk_rows=16) as writer:
-        assert writer.meta["format_version"] == 7
+        assert writer.meta["format_version"] == 8
         commit_many(writer, 0, 50, model)
         history = [(e.version, e.annotator) for e in writer.history()]
         sizes = [len(e.dataset_indices) for e in writer.history()]

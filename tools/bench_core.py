@@ -471,17 +471,30 @@ print(json.dumps({"start": start, "end": end, "lat": lat, "cpu": used}))
 """
 
 
+class _Moto:
+    """``tools/s3_server.py`` in its own process (writes atomic, as on S3); ``stop()`` ends it."""
+
+    def __init__(self) -> None:
+        server = Path(__file__).with_name("s3_server.py")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(server), "plain"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.endpoint = json.loads(self.proc.stdout.readline())["endpoint"]
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
 def start_moto() -> tuple[Any, str]:
-    """A moto S3 server in this process, on 127.0.0.1 and a free port: ``(server, endpoint)``."""
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    return server, f"http://{host}:{port}"
+    """A moto S3 server on 127.0.0.1 and a free port, in its own process: ``(server, endpoint)``."""
+    server = _Moto()
+    return server, server.endpoint
 
 
 def moto_options(endpoint: str) -> dict[str, Any]:

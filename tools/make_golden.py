@@ -29,7 +29,13 @@ import numpy as np
 
 import alma_store
 from alma_store.engine import _engine as engine_module
-from alma_store.storage import FORMAT_VERSION, SHARED_FORMAT_VERSION, DirObjects, SharedLog
+from alma_store.storage import (
+    FORMAT_VERSION,
+    SHARED_FORMAT_VERSION,
+    DirObjects,
+    read_shared_meta,
+    shared_log,
+)
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 
@@ -93,7 +99,8 @@ def write_shared(out: Path) -> None:
     store.add_labels([12, 19], ["dog", "bird"], relative_to="dataset", annotator="bob", round=1)
     mirror = store._engine.mirror
     assert mirror is not None
-    fold = SharedLog(DirObjects(out), grace=0.0)  # the segment, then the log objects go
+    objects = DirObjects(out)
+    fold = shared_log(objects, read_shared_meta(objects), grace=0.0)  # segment, log objects go
     assert fold.compact(lambda a, b: [mirror.raw(a, b)], 2) == (2, 2)
     if SHARED_FORMAT_VERSION >= 7:  # a shared checkpoint of version 2
         assert store._engine.publish_checkpoint() is not None

@@ -93,7 +93,7 @@ class Campaign:
         self.schema = schema
         self.clock = clock
         self.per_item = engine.meta.annotations_per_item
-        self.log = open_campaign_log(engine.files, engine.meta.uuid, shared=engine.shared)
+        self.log = open_campaign_log(engine.files, engine.meta, shared=engine.shared)
         self.book = ClaimBook()
         self.known: set[str] = set()
         self._metrics: list[dict[str, Any]] = []
@@ -141,7 +141,7 @@ class Campaign:
         """Read the whole campaign log afresh, checking every record; how many there are."""
         return len(
             open_campaign_log(
-                self.engine.files, self.engine.meta.uuid, shared=self.engine.shared
+                self.engine.files, self.engine.meta, shared=self.engine.shared
             ).read_new()
         )
 

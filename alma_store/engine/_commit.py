@@ -63,7 +63,7 @@ import numpy as np
 
 from ..core import IndexArray, LabelEvent, Provenance
 from ..errors import AlmaError, AlreadyLabeledError, NotLabeledError, StaleIndexError
-from ..storage import SHARED_FORMAT_VERSION, LostRace, crash_point
+from ..storage import SHARED_CHECKPOINTS_FORMAT, LostRace, crash_point
 from ._engine import Engine
 from ._snapshot import Snapshot
 
@@ -254,7 +254,7 @@ class Writer:
                 engine.compact_log(min_records=COMPACT_EVERY // 2)
                 base = engine.shared_base
                 due = base is None or event.version - base.version >= SHARED_CHECKPOINT_EVERY
-                if due and engine.meta.format_version >= SHARED_FORMAT_VERSION:
+                if due and engine.meta.format_version >= SHARED_CHECKPOINTS_FORMAT:
                     engine.publish_checkpoint()
             except (AlmaError, OSError) as exc:
                 warnings.warn(

@@ -31,6 +31,7 @@ from ..storage import (
     Location,
     Objects,
     StoreMeta,
+    chain_crc,
     check_conditional_create,
     create_shared,
     fsync_path,
@@ -40,7 +41,7 @@ from ..storage import (
     open_campaign_log,
     open_objects,
     publish_checkpoint,
-    segment_name,
+    shared_log,
     storage_errors,
 )
 from ._create import features_beside
@@ -53,14 +54,14 @@ SEGMENT_BYTES = 8 << 20
 """A copied history is cut into segments of about this many bytes."""
 
 
-def _records(journal: Journal, version: int) -> Iterator[tuple[int, int, bytes]]:
-    """``(first, last, bytes)`` of the records ``1 .. version``, in pieces of ~``SEGMENT_BYTES``."""
+def _records(journal: Journal, version: int) -> Iterator[tuple[int, int, list[bytes]]]:
+    """``(first, last, records)`` of the records ``1 .. version``, in pieces of ~``SEGMENT_BYTES``."""
     first, parts, size = 1, [], 0
     for v, record in journal.raw_records(version):
         parts.append(record)
         size += len(record)
         if size >= SEGMENT_BYTES or v == version:
-            yield first, v, b"".join(parts)
+            yield first, v, parts
             first, parts, size = v + 1, [], 0
 
 
@@ -73,7 +74,7 @@ def copy_store(src: Location, dst: Location, *, shared: bool = False) -> dict[st
         source.close()
         version = engine.current().version
         meta = engine.meta
-        campaign = open_campaign_log(engine.files, meta.uuid, shared=engine.shared).read_new()
+        campaign = open_campaign_log(engine.files, meta, shared=engine.shared).read_new()
         home = src.path or engine.root  # in-memory features were copied into it at create
         to_shared = shared or dst.remote
         target = dataclasses.replace(
@@ -93,7 +94,7 @@ def copy_store(src: Location, dst: Location, *, shared: bool = False) -> dict[st
 def _to_shared(
     dst: Location,
     meta: StoreMeta,
-    pieces: Iterator[tuple[int, int, bytes]],
+    pieces: Iterator[tuple[int, int, list[bytes]]],
     campaign: list[dict[str, Any]],
     home: Path,
     source: Engine,
@@ -103,10 +104,12 @@ def _to_shared(
         raise StoreExistsError(f"cannot copy to {dst}: a store (or a copy left half-done) is there")
     with features_beside(objects, meta, home):
         check_conditional_create(objects)  # before any segment: refuse storage that cannot hold it
-        for first, last, data in pieces:
-            objects.create(segment_name(first, last), data)
+        log, prev = shared_log(objects, meta), 0
+        for first, last, records in pieces:
+            log.add_segment(first, last, b"".join(records), prev)
+            prev = chain_crc(records[-1])
         if campaign:
-            open_campaign_log(objects, meta.uuid, shared=True).append(campaign)
+            open_campaign_log(objects, meta, shared=True).append(campaign)
         _publish_source_checkpoint(objects, meta, source)
         create_shared(objects, meta, history=True)
 
@@ -131,7 +134,7 @@ def _publish_source_checkpoint(objects: Objects, meta: StoreMeta, source: Engine
 def _to_directory(
     root: Path,
     meta: StoreMeta,
-    pieces: Iterator[tuple[int, int, bytes]],
+    pieces: Iterator[tuple[int, int, list[bytes]]],
     campaign: list[dict[str, Any]],
     home: Path,
 ) -> None:
@@ -143,11 +146,11 @@ def _to_directory(
     try:
         init_state(tmp, meta)
         with open(tmp / "journal.bin", "ab") as journal:
-            journal.writelines(data for _, _, data in pieces)
+            journal.writelines(record for _, _, records in pieces for record in records)
             journal.flush()
             os.fsync(journal.fileno())
         if campaign:
-            open_campaign_log(DirObjects(tmp), meta.uuid, shared=False).append(campaign)
+            open_campaign_log(DirObjects(tmp), meta, shared=False).append(campaign)
         if meta.features.get("path") == "features":  # an in-memory array copied at create
             shutil.copytree(home / "features", tmp / "features")
         # Fold the history into the chunk files once, before the copy is in place.

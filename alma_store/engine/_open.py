@@ -26,12 +26,11 @@ from collections import OrderedDict
 from ..core import n_chunks
 from ..sources import FeatureSource, open_source
 from ..storage import (
-    SHARED_FORMAT_VERSION,
+    SHARED_CHECKPOINTS_FORMAT,
     SHARED_FORMATS,
     DirObjects,
     Location,
     Objects,
-    SharedLog,
     latest_checkpoint,
     make_mirror,
     marks_path,
@@ -39,6 +38,7 @@ from ..storage import (
     open_objects,
     read_meta,
     read_shared_meta,
+    shared_log,
     will_need,
 )
 from ._engine import DEFAULT_CHECKPOINT_ROWS, Engine
@@ -103,7 +103,7 @@ def _open_shared(
     (format 7), filled from its commit log after it."""
     meta = read_shared_meta(objects)
     base = None
-    if meta.format_version >= SHARED_FORMAT_VERSION:
+    if meta.format_version >= SHARED_CHECKPOINTS_FORMAT:
         base = latest_checkpoint(objects, meta.uuid, n_chunks(meta.n_items, meta.chunk_rows))
     mirror = make_mirror(meta, base)
     try:
@@ -118,7 +118,7 @@ def _open_shared(
                 writable=writable,
                 checkpoint_rows=checkpoint_rows,
                 lock_timeout=lock_timeout,
-                shared=SharedLog(objects),
+                shared=shared_log(objects, meta),
                 shared_base=base,
             )
         except BaseException:

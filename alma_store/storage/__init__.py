@@ -13,6 +13,7 @@ the journal; every read is checked.
 from __future__ import annotations
 
 from ._chunkfiles import ChunkCodec, StateArrays, create_arrays
+from ._envelope import chain_crc
 from ._fs import (
     atomic_write,
     crash_point,
@@ -44,8 +45,10 @@ from ._marks import (
     write_marks,
 )
 from ._meta import (
+    ENVELOPES_FORMAT,
     FORMAT_VERSION,
     READABLE_VERSIONS,
+    SHARED_CHECKPOINTS_FORMAT,
     SHARED_FORMAT_VERSION,
     SHARED_FORMATS,
     TAIL_FILES_FORMAT,
@@ -69,6 +72,7 @@ from ._shared import (
     occupied,
     read_shared_meta,
     segment_name,
+    shared_log,
 )
 from ._sharedckpt import SharedCheckpoint, latest_checkpoint, publish_checkpoint
 from ._tailfile import TailFile, read_tail_file, remove_tail_files, write_tail_file
@@ -76,10 +80,12 @@ from ._tailfile import TailFile, read_tail_file, remove_tail_files, write_tail_f
 __all__ = [
     "DEFAULT_GRACE",
     "ENTRY",
+    "ENVELOPES_FORMAT",
     "FILE_HEADER_SIZE",
     "FORMAT_VERSION",
     "NO_FILE",
     "READABLE_VERSIONS",
+    "SHARED_CHECKPOINTS_FORMAT",
     "SHARED_FORMATS",
     "SHARED_FORMAT_VERSION",
     "TAIL_FILES_FORMAT",
@@ -104,6 +110,7 @@ __all__ = [
     "TailFile",
     "WriterLock",
     "atomic_write",
+    "chain_crc",
     "check_conditional_create",
     "crash_point",
     "create_arrays",
@@ -139,6 +146,7 @@ __all__ = [
     "remove_marks_except",
     "remove_tail_files",
     "segment_name",
+    "shared_log",
     "storage_errors",
     "volatile",
     "will_need",

@@ -84,10 +84,11 @@ class Objects(Protocol):
         """:meth:`get` of each of ``names``, in order (concurrently where that is faster)."""
         ...
 
-    def list(self, prefix: str, after: str = "") -> list[Listed]:
+    def list(self, prefix: str, after: str = "", limit: int | None = None) -> list[Listed]:
         """Objects whose name starts with ``prefix`` and sorts after ``after``, sorted.
 
-        The store lists folders that hold objects only (``"log/"``,
+        ``limit``: at most the first so many (the rest is not fetched). The
+        store lists folders that hold objects only (``"log/"``,
         ``"segments/"``), never nested ones: a directory lists one level.
         """
         ...
@@ -137,7 +138,7 @@ class DirObjects:
     def get_many(self, names: Sequence[str]) -> list[bytes | None]:
         return [self.get(name) for name in names]  # threads only slow local reads down
 
-    def list(self, prefix: str, after: str = "") -> list[Listed]:
+    def list(self, prefix: str, after: str = "", limit: int | None = None) -> list[Listed]:
         folder, _, stem = prefix.rpartition("/")
         base = self.root / folder if folder else self.root
         try:
@@ -150,7 +151,7 @@ class DirObjects:
             if entry.name.startswith(stem) and not entry.name.startswith(".") and name > after:
                 with contextlib.suppress(FileNotFoundError):
                     out.append(Listed(name, entry.stat().st_mtime))
-        return sorted(out, key=lambda item: item.name)
+        return sorted(out, key=lambda item: item.name)[:limit]
 
     def delete(self, name: str) -> None:
         self._path(name).unlink(missing_ok=True)
@@ -308,14 +309,20 @@ class RemoteObjects:
             self._pool, self._pid = ThreadPoolExecutor(GETS_IN_FLIGHT), os.getpid()
         return list(self._pool.map(self.get, names))
 
-    def list(self, prefix: str, after: str = "") -> list[Listed]:
+    def list(self, prefix: str, after: str = "", limit: int | None = None) -> list[Listed]:
         import obstore
 
-        out = []
+        out: list[Listed] = []
         with self._errors(prefix, writing=False):
             for batch in obstore.list(self.store, prefix, offset=after or None):
-                out += [Listed(m["path"], m["last_modified"].timestamp()) for m in batch]
-        return sorted((m for m in out if m.name > after), key=lambda item: item.name)
+                out += [
+                    Listed(m["path"], m["last_modified"].timestamp())
+                    for m in batch
+                    if m["path"] > after
+                ]
+                if limit is not None and len(out) >= limit:
+                    break  # listings come in name order: the first ``limit`` are here
+        return sorted(out, key=lambda item: item.name)[:limit]
 
     def delete(self, name: str) -> None:
         import obstore

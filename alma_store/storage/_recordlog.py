@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CorruptStoreError
+from ._envelope import chain_crc, open_envelope, seal
 from ._fs import atomic_write, crash_point, storage_errors, write_fd
+from ._meta import ENVELOPES_FORMAT, StoreMeta
 from ._objects import DirObjects, Objects
 
 __all__ = ["RecordLog", "SharedRecordLog", "encode_record", "open_campaign_log"]
@@ -160,26 +162,77 @@ class SharedRecordLog:
     the appends are totally ordered without a lock. A writer that loses the
     name is told so (:meth:`append` returns None), takes the winner's records
     in (its next :meth:`read_new`) and checks its own again.
+
+    From format 8 on, each object is in an envelope
+    (:mod:`alma_store.storage._envelope`) carrying the store's id, its ``n``,
+    its record count and the CRC-32 of the append before it. A process's
+    first read lists ``campaign/`` and fetches every append at once: a
+    missing ``n`` below the newest listed is a hole, a
+    :class:`~alma_store.errors.CorruptStoreError` naming it, never the end.
     """
 
-    def __init__(self, objects: Objects) -> None:
+    def __init__(self, objects: Objects, uuid: bytes | None = None) -> None:
         self.objects = objects
+        self.uuid = uuid
         self.count = 0  # appends read so far
         self.path = f"{objects.location}/campaign/"
+        self._listed = False
+        self._prev = 0  # chain CRC of the newest append read (format 8)
 
     def _name(self, n: int) -> str:
         return f"campaign/{n:020d}"
 
+    def _parse(self, raw: bytes, n: int) -> list[dict[str, Any]]:
+        """The records of append ``n``, every check made."""
+        where = f"{self.path}{n:020d}"
+        body, count = raw, None
+        if self.uuid is not None:
+            count, prev, body = open_envelope(raw, self.uuid, n, where)
+            if n > 1 and prev != self._prev:
+                raise CorruptStoreError(
+                    f"{where} does not follow append {n - 1} as read: append {n - 1} was "
+                    "written twice (a hole in the campaign log, filled)"
+                )
+        elif not raw:
+            raise CorruptStoreError(f"{where} is damaged: empty")
+        out: list[dict[str, Any]] = []
+        pos = 0
+        while pos < len(body):
+            if len(body) - pos < _REC.size:
+                raise CorruptStoreError(f"{where} is damaged at byte {pos}: a short record")
+            out.append(decode_record(body, pos, f"{where} is damaged at byte {pos}"))
+            pos += _REC.size + _REC.unpack_from(body, pos)[1]
+        if count is not None and len(out) != count:
+            raise CorruptStoreError(
+                f"{where} is damaged: {len(out)} records where its header says {count}"
+            )
+        if self.uuid is not None:
+            self._prev = chain_crc(body)
+        return out
+
+    def _first_read(self) -> list[dict[str, Any]]:
+        """Every append there is, listed and fetched at once; a missing one is a hole."""
+        self._listed = True
+        names = [item.name for item in self.objects.list("campaign/")]
+        out: list[dict[str, Any]] = []
+        for n, (name, raw) in enumerate(
+            zip(names, self.objects.get_many(names), strict=True), start=1
+        ):
+            if name != self._name(n) or raw is None:
+                raise CorruptStoreError(
+                    f"{self.path}{n:020d} is missing while {names[-1]} exists: a hole in "
+                    "the campaign log (deleted by something other than this store); restore "
+                    "it from a backup"
+                )
+            out += self._parse(raw, n)
+            self.count = n
+        return out
+
     def read_new(self) -> list[dict[str, Any]]:
         """The records appended since the last call, oldest first."""
-        out: list[dict[str, Any]] = []
+        out = [] if self._listed else self._first_read()
         while (raw := self.objects.get(self._name(self.count + 1))) is not None:
-            pos, where = 0, f"{self.path}{self.count + 1:020d}"
-            while pos < len(raw):
-                if len(raw) - pos < _REC.size:
-                    raise CorruptStoreError(f"{where} is damaged at byte {pos}: a short record")
-                out.append(decode_record(raw, pos, f"{where} is damaged at byte {pos}"))
-                pos += _REC.size + _REC.unpack_from(raw, pos)[1]
+            out += self._parse(raw, self.count + 1)
             self.count += 1
         return out
 
@@ -191,21 +244,27 @@ class SharedRecordLog:
         """
         # The caller read every append before deciding: if there is a newer one, the
         # create fails, and the caller takes it in and decides again.
-        if not self.objects.create(
-            self._name(self.count + 1), b"".join(encode_record(obj) for obj in objs)
-        ):
+        body = b"".join(encode_record(obj) for obj in objs)
+        n = self.count + 1
+        data = body if self.uuid is None else seal(self.uuid, n, len(objs), self._prev, body)
+        if not self.objects.create(self._name(n), data):
             return None
-        self.count += 1
+        self.count = n
+        if self.uuid is not None:
+            self._prev = chain_crc(body)
         return []
 
 
-def open_campaign_log(objects: Objects, uuid: str, *, shared: bool) -> RecordLog | SharedRecordLog:
-    """The campaign log of the store whose files are ``objects`` (``uuid``: its hex id).
+def open_campaign_log(
+    objects: Objects, meta: StoreMeta, *, shared: bool
+) -> RecordLog | SharedRecordLog:
+    """The campaign log of the store ``meta`` whose files are ``objects``.
 
     A store in a directory of its own keeps it in ``campaign.bin``; a shared
-    store as ``campaign/<n>`` objects.
+    store as ``campaign/<n>`` objects (in envelopes from format 8 on).
     """
+    uuid = bytes.fromhex(meta.uuid)
     if shared:
-        return SharedRecordLog(objects)
+        return SharedRecordLog(objects, uuid if meta.format_version >= ENVELOPES_FORMAT else None)
     assert isinstance(objects, DirObjects)
-    return RecordLog(objects.root / "campaign.bin", bytes.fromhex(uuid))
+    return RecordLog(objects.root / "campaign.bin", uuid)

@@ -41,10 +41,10 @@ keeps compactors from doing the same work twice.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from ..core import split_records
 from ..errors import (
@@ -53,8 +53,10 @@ from ..errors import (
     StoreNotFoundError,
     UnsupportedStorageError,
 )
+from ._clock import boottime, storage_now
+from ._envelope import chain_crc, open_envelope, seal
 from ._fs import crash_point
-from ._meta import StoreMeta, meta_bytes, parse_meta
+from ._meta import ENVELOPES_FORMAT, StoreMeta, meta_bytes, parse_meta
 from ._objects import Listed, Objects
 
 __all__ = [
@@ -68,6 +70,7 @@ __all__ = [
     "occupied",
     "read_shared_meta",
     "segment_name",
+    "shared_log",
 ]
 
 WIDTH = 20
@@ -167,6 +170,15 @@ def create_shared(objects: Objects, meta: StoreMeta, *, history: bool = False) -
         raise StoreExistsError(f"cannot create a store at {objects.location}: a store is there")
 
 
+def shared_log(objects: Objects, meta: StoreMeta, **options: Any) -> SharedLog:
+    """The commit log of the shared store ``meta`` at ``objects`` (envelopes from format 8 on).
+
+    ``options`` go to :class:`SharedLog` (``grace``, clocks: tests inject them).
+    """
+    uuid_ = bytes.fromhex(meta.uuid) if meta.format_version >= ENVELOPES_FORMAT else None
+    return SharedLog(objects, uuid=uuid_, **options)
+
+
 class SharedLog:
     """The commit log of one shared store: read, publish, compact.
 
@@ -174,30 +186,116 @@ class SharedLog:
     ----------
     objects
         Where the store lives.
+    uuid
+        The store's id (format 8): objects are read and written in envelopes
+        (:mod:`alma_store.storage._envelope`) that carry it. None for formats 5 and 7.
     grace
         Seconds a log object stays after a segment covers it; a commit attempt
         that takes longer than half of it is retried.
     clock
-        Monotonic seconds (injected by tests).
+        Seconds of a clock that counts time suspended too (``CLOCK_BOOTTIME``;
+        injected by tests): a host that slept must not believe its last look
+        at the log is recent.
+    storage_clock
+        The storage's time now (default: :func:`~alma_store.storage._clock.storage_now`);
+        leases lapse by it.
+    lease_seconds
+        How long a compactor's lease holds, by the storage's clock.
     """
 
     def __init__(
         self,
         objects: Objects,
         *,
+        uuid: bytes | None = None,
         grace: float = DEFAULT_GRACE,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = boottime,
+        storage_clock: Callable[[], float] | None = None,
+        lease_seconds: float = LEASE_SECONDS,
     ) -> None:
         self.objects = objects
+        self.storage_clock = storage_clock or (lambda: storage_now(objects))
+        """The storage's time now (a scratch object's stamp; injected by tests)."""
+        self.lease_seconds = lease_seconds
+        self.uuid = uuid
+        """Format 8: the store's id, which every object's envelope carries (None: 5 and 7)."""
         self.grace = grace
         self.clock = clock
         self.seen_at = -float("inf")
         """When :meth:`read_after` last listed the segments and found the end of the log."""
+        self._last: tuple[int, int] | None = None
+        """``(version, chain CRC)`` of the newest record read or written (format 8)."""
 
     @property
     def location(self) -> str:
         """The store's directory or URL."""
         return self.objects.location
+
+    def _parse(
+        self, data: bytes, first: int, where: str, *, last: int | None = None
+    ) -> list[tuple[int, bytes]]:
+        """The records of one object holding versions from ``first`` on, every check made.
+
+        ``last``: a segment's last version (its name's), which its records must
+        reach exactly. Format 8: the envelope's store id, first version and
+        record count, and its chain to the record read before it.
+        """
+        prev = None
+        if self.uuid is None:
+            records = split_records(data, first, where)
+        else:
+            count, prev, body = open_envelope(data, self.uuid, first, where)
+            records = split_records(body, first, where)
+            if len(records) != count:
+                raise CorruptStoreError(
+                    f"{where} is damaged: {len(records)} records where its header says {count}"
+                )
+        if not records:
+            raise CorruptStoreError(f"{where} is damaged: it holds no record")
+        if last is not None and records[-1][0] != last:
+            raise CorruptStoreError(
+                f"{where} is damaged: its records end at version {records[-1][0]}, "
+                f"its name says {last}"
+            )
+        known = self._last
+        if prev is not None and known is not None and known[0] == first - 1 and known[1] != prev:
+            raise CorruptStoreError(
+                f"{where} does not follow the record of version {first - 1} read before it: "
+                f"version {first - 1} was written twice (a hole in the log, filled by a writer "
+                "that did not see the versions after it)"
+            )
+        return records
+
+    def _read(self, v: int, record: bytes) -> tuple[int, bytes]:
+        """Note record ``v`` as the newest read (the chain of the next object)."""
+        if self.uuid is not None:
+            self._last = (v, chain_crc(record))
+        return v, record
+
+    def _prev(self, first: int) -> int:
+        """The chain CRC of the record before ``first`` (0 before the first)."""
+        if first == 1:
+            return 0
+        if self._last is not None and self._last[0] == first - 1:
+            return self._last[1]
+        ((_, record),) = self.records(first - 1, first - 1)
+        return chain_crc(record)
+
+    def _sealed(self, first: int, body: bytes, count: int, prev: int | None = None) -> bytes:
+        """``body`` as an object's bytes: in its envelope (format 8), or as it is."""
+        if self.uuid is None:
+            return body
+        return seal(self.uuid, first, count, self._prev(first) if prev is None else prev, body)
+
+    def add_segment(self, first: int, last: int, data: bytes, prev: int) -> None:
+        """Create the segment of records ``first .. last`` (``prev``: the chain CRC before it).
+
+        For a copy of a store's history; the records are checked first.
+        """
+        split_records(data, first, "the segment being written")
+        self.objects.create(
+            segment_name(first, last), self._sealed(first, data, last - first + 1, prev)
+        )
 
     def _fetch(self, versions: range) -> list[bytes | None]:
         return self.objects.get_many([log_name(v) for v in versions])
@@ -233,9 +331,10 @@ class SharedLog:
                 )
             if data is None:
                 raise CorruptStoreError(f"{self.location}/{seg.name} vanished while read")
-            for v, record in split_records(data, seg.first, f"{self.location}/{seg.name}"):
+            where = f"{self.location}/{seg.name}"
+            for v, record in self._parse(data, seg.first, where, last=seg.last):
                 if v > version:
-                    yield v, record
+                    yield self._read(v, record)
                     version = v
 
     def read_after(self, version: int) -> Iterator[tuple[int, bytes]]:
@@ -268,8 +367,7 @@ class SharedLog:
             for v, data in zip(wanted, found, strict=True):
                 if data is None:
                     break
-                ((_, record),) = split_records(data, v, f"{self.location}/{log_name(v)}")
-                yield v, record
+                yield self._read(*self._one(data, v))
                 version, got = v, got + 1
             else:
                 # Catching up (two or more new in a row): fetch more at once.
@@ -279,12 +377,45 @@ class SharedLog:
                 return
             segments = self.segments_after(version)
             if not segments:
+                if self._appeared(version):
+                    ahead = 1
+                    continue
                 self.seen_at = started  # the end, as of before the fetch that found it
                 return
             for v, record in self._segment_records(segments, version, gaps=False):
                 yield v, record
                 version = v
             ahead = 1
+
+    def _one(self, data: bytes, v: int) -> tuple[int, bytes]:
+        """The one record of commit object ``v``."""
+        where = f"{self.location}/{log_name(v)}"
+        records = self._parse(data, v, where)
+        if len(records) != 1:
+            raise CorruptStoreError(f"{where} is damaged: {len(records)} records, not one")
+        return records[0]
+
+    def _appeared(self, version: int) -> bool:
+        """After ``version + 1`` was found in neither a log object nor a segment: whether
+        it exists now (a writer created it meanwhile: read on), or is the end.
+
+        A commit object after it with ``version + 1`` still missing is a hole in the
+        log (deleted by something other than this store, or never copied): a
+        :class:`CorruptStoreError` naming it, never the end of the log.
+        """
+        later = self.objects.list("log/", after=log_name(version), limit=1)
+        if not later:
+            return False
+        if self.objects.get(log_name(version + 1)) is not None:
+            return True
+        if self.segments_after(version):
+            return True  # folded meanwhile: read on from the segment
+        raise CorruptStoreError(
+            f"{self.location}: version {version + 1} of the log is missing (no commit object "
+            f"and no segment holds it) while {later[0].name} exists: a hole in the log, made "
+            "by something other than this store (a lifecycle rule, a partial copy); restore "
+            "the object from a backup"
+        )
 
     def records(self, first: int, last: int) -> Iterator[tuple[int, bytes]]:
         """The records of versions ``first .. last`` (committed), oldest first, each checked.
@@ -293,6 +424,13 @@ class SharedLog:
         from their log objects. A version in neither is a
         :class:`CorruptStoreError`.
         """
+        known = self._last  # a read of older versions leaves the chain of the newest alone
+        try:
+            yield from self._records(first, last)
+        finally:
+            self._last = known
+
+    def _records(self, first: int, last: int) -> Iterator[tuple[int, bytes]]:
         version = first - 1
         segments = self.segments_after(version)
         while version < last:
@@ -312,8 +450,7 @@ class SharedLog:
                         raise CorruptStoreError(
                             f"{self.location}: version {v} is in no log object and no segment"
                         )
-                    ((_, record),) = split_records(data, v, f"{self.location}/{log_name(v)}")
-                    yield v, record
+                    yield self._one(data, v)
                     version = v
 
     def publish(self, version: int, record: bytes) -> bytes | None:
@@ -327,31 +464,34 @@ class SharedLog:
         if self.clock() - self.seen_at > self.grace / 2:
             return b""
         name = log_name(version)
-        if self.objects.create(name, record):
+        ours = self._sealed(version, record, 1)
+        if self.objects.create(name, ours):
+            self._read(version, record)
             return None
         data = self.objects.get(name)
-        if data == record:  # a retried create whose first try was applied, its reply lost
+        if data == ours:  # a retried create whose first try was applied, its reply lost
+            self._read(version, record)
             return None
         if data is None:
             return b""  # folded and deleted meanwhile: read the log again
-        ((_, theirs),) = split_records(data, version, f"{self.location}/{name}")
-        return theirs
+        return self._read(*self._one(data, version))[1]
 
     # -- compaction ------------------------------------------------------------
 
-    def _take_lease(self, now: float) -> bytes | None:
-        """The lease's body if this process holds it now, else None."""
-        body = json.dumps({"holder": uuid.uuid4().hex, "expires": now + LEASE_SECONDS}).encode()
+    def _take_lease(self) -> bytes | None:
+        """The lease's body if this process holds it now, else None.
+
+        A lease lapses :data:`LEASE_SECONDS` after the storage stamped it, by the
+        storage's clock (:attr:`storage_clock`): a holder killed on a host whose
+        clock is a day ahead blocks nobody for longer than that.
+        """
+        body = json.dumps({"holder": uuid.uuid4().hex}).encode()
         if self.objects.create(LEASE, body):
             return body
-        raw = self.objects.get(LEASE)
-        try:
-            expires = float(json.loads(raw or b"{}")["expires"])
-        except (ValueError, KeyError, TypeError):
-            expires = 0.0  # damaged or vanished: take it over
-        if expires > now:
+        stamped = self.objects.modified(LEASE)
+        if stamped is not None and self.storage_clock() - stamped < self.lease_seconds:
             return None
-        self.objects.delete(LEASE)
+        self.objects.delete(LEASE)  # lapsed (or just gone): take it over
         return body if self.objects.create(LEASE, body) else None
 
     def compact(
@@ -359,7 +499,6 @@ class SharedLog:
         records: Callable[[int, int], list[bytes]],
         newest: int,
         *,
-        now: float | None = None,
         min_records: int = 1,
     ) -> tuple[int, int]:
         """Fold log objects into a segment, then delete those covered for ``grace`` seconds.
@@ -371,8 +510,6 @@ class SharedLog:
             (the caller's copy of the log, which it read and checked).
         newest
             The newest version the caller has read.
-        now
-            Wall-clock seconds for the lease's expiry (injected by tests).
         min_records
             Fold only if at least this many versions are not in a segment yet.
 
@@ -382,8 +519,7 @@ class SharedLog:
             Versions put in a new segment, log objects deleted. ``(0, 0)``
             when another compactor holds the lease.
         """
-        now = time.time() if now is None else now
-        lease = self._take_lease(now)
+        lease = self._take_lease()
         if lease is None:
             return 0, 0
         try:
@@ -398,7 +534,9 @@ class SharedLog:
             if newest - done >= min_records:
                 data = b"".join(records(done + 1, newest))
                 split_records(data, done + 1, "the segment being written")  # whole and in order
-                self.objects.create(segment_name(done + 1, newest), data)
+                prev = chain_crc(b"".join(records(done, done))) if self.uuid and done else 0
+                sealed = self._sealed(done + 1, data, newest - done, prev)
+                self.objects.create(segment_name(done + 1, newest), sealed)
                 crash_point("compact-segment")  # segment written, log objects all still there
                 folded = newest - done
                 segments = self.segments_after(first - 1)

@@ -1,8 +1,15 @@
-"""A local S3 server for the tests: moto, on 127.0.0.1 and a free port, in its own process.
+"""A local S3 server for the tests and benchmarks: moto, on 127.0.0.1 and a free port, in its
+own process.
 
-``python tests/s3_server.py MODE`` creates the bucket ``bkt``, prints one JSON
+``python tools/s3_server.py MODE`` creates the bucket ``bkt``, prints one JSON
 line (``endpoint``, and ``writer`` / ``reader`` key pairs) and serves until its
-stdin is closed. Modes:
+stdin is closed.
+
+Writes are as atomic as S3's: moto checks a conditional put (``If-None-Match``)
+and then stores the object as two steps, so two racing creates of one key could
+both be told they created it (seen under load). Every request that writes (PUT,
+POST, DELETE) runs under one lock here, so a conditional create has exactly one
+winner, as on S3. Modes:
 
 - ``plain``: moto as it is (conditional writes, no access control);
 - ``no-conditional``: the ``If-None-Match`` header is dropped before moto
@@ -29,14 +36,19 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import make_server
 
 
-def main(mode: str) -> None:
+def main(mode: str = "plain") -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
     moto_app = DomainDispatcherApplication(create_backend_app)
+
+    writes = threading.Lock()
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
         if mode == "no-conditional":
             environ.pop("HTTP_IF_NONE_MATCH", None)
-        return moto_app(environ, start_response)
+        if environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            return moto_app(environ, start_response)
+        with writes:  # checked and applied as one step, the response body included
+            return list(moto_app(environ, start_response))
 
     server = make_server("127.0.0.1", 0, app, True, request_handler=MotoRequestHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -72,4 +84,4 @@ def main(mode: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1] if len(sys.argv) > 1 else "plain")
