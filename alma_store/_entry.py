@@ -18,7 +18,7 @@ from .engine import (
     worker_engine,
 )
 from .errors import InvalidInputError
-from .storage import Location
+from .storage import Location, writes_refused
 from .store import Store
 
 __all__ = ["copy", "create", "open", "open_for_worker", "open_store"]
@@ -200,18 +200,19 @@ def create(
     )
     if not isinstance(shared, bool):
         raise InvalidInputError(f"shared must be a bool, got {shared!r}")
-    if shared or location.remote:
-        build_shared_store(location, features, spec, overwrite=overwrite, progress=progress)
-    else:
-        assert location.path is not None
-        build_store(
-            location.path,
-            features,
-            spec,
-            storage_options=location.storage_options,
-            overwrite=overwrite,
-            progress=progress,
-        )
+    with writes_refused(location):
+        if shared or location.remote:
+            build_shared_store(location, features, spec, overwrite=overwrite, progress=progress)
+        else:
+            assert location.path is not None
+            build_store(
+                location.path,
+                features,
+                spec,
+                storage_options=location.storage_options,
+                overwrite=overwrite,
+                progress=progress,
+            )
     return Store(location)
 
 

@@ -198,17 +198,33 @@ class StoreVersion:
         return engine.rounds(self._engine, last=self.version)
 
     def export_labels(
-        self, path: PathLike, *, progress: Callable[[int], None] | None = None
+        self,
+        path: PathLike,
+        *,
+        progress: Callable[[int], None] | None = None,
+        raw: bool = False,
     ) -> int:
-        """Write the labels at this version to ``.csv``, ``.jsonl`` or ``.parquet``, streaming; returns rows."""
+        """Write the labels at this version to ``.csv``, ``.jsonl`` or ``.parquet``, streaming.
+
+        In CSV, text a spreadsheet would run as a formula (``=``, ``+``, ``-``,
+        ``@`` first) is written with a leading ``'``; ``raw=True`` writes it as
+        it is. :meth:`~alma_store.Store.import_labels` reads an escaped export
+        back exactly (it drops one leading ``'`` of a CSV cell).
+        Returns the number of rows.
+        """
         chunks = self.labeled.labeled_chunks()
-        return exchange.export_labels(chunks, self.schema, Path(path), progress)
+        return exchange.export_labels(chunks, self.schema, Path(path), progress, raw=raw)
 
     def export_history(
-        self, path: PathLike, *, progress: Callable[[int], None] | None = None
+        self,
+        path: PathLike,
+        *,
+        progress: Callable[[int], None] | None = None,
+        raw: bool = False,
     ) -> int:
-        """Write every label entry of every commit up to this version to ``.csv``, ``.jsonl`` or ``.parquet``."""
-        return exchange.export_history(self.history(), self.schema, Path(path), progress)
+        """Write every label entry of every commit up to this version to ``.csv``, ``.jsonl``
+        or ``.parquet`` (CSV cells escaped as in :meth:`export_labels` unless ``raw``)."""
+        return exchange.export_history(self.history(), self.schema, Path(path), progress, raw=raw)
 
     # -- scores ----------------------------------------------------------------
 

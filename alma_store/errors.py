@@ -19,6 +19,8 @@ builtin exception describes the same situation it is a second parent, so
     ├── StaleIndexError                                the store moved past expected_version
     ├── LockTimeoutError          (TimeoutError)       the writer lock was not obtained
     ├── StorageFullError          (OSError)            the disk is full; nothing half-written
+    ├── LocalCopyError            (OSError)            a shared store's commit is in, this
+    │                                                  process's copy of the log failed
     ├── UnsupportedStorageError                        storage lacks what a shared store needs
     ├── StorageUnavailableError   (ConnectionError)    object storage unreachable or failing
     └── CorruptStoreError                              a damaged, truncated, missing or
@@ -45,6 +47,7 @@ __all__ = [
     "CorruptStoreError",
     "InvalidIndexError",
     "InvalidInputError",
+    "LocalCopyError",
     "LockTimeoutError",
     "NotLabeledError",
     "ReadOnlyError",
@@ -92,6 +95,31 @@ class StoreClosedError(AlmaError):
 
 class StorageFullError(AlmaError, OSError):
     """The disk ran out of space. Nothing was half-written; free space and retry."""
+
+
+class LocalCopyError(AlmaError, OSError):
+    """A shared store's commit is durable in the shared storage, but this process's private
+    copy of the log (its mirror, in the temp directory) could not take it or a later one
+    (a full or failing local disk).
+
+    ``version`` is the version this handle committed, or None when it failed
+    taking in other writers' commits. The store itself is whole: every reader
+    sees the commit. This handle is closed; reopen the store (its copy is
+    rebuilt from the storage) once the local disk has room.
+    """
+
+    def __init__(self, version: int | None, where: str, reason: str) -> None:
+        done = f"version {version} was committed to the shared store, but " if version else ""
+        super().__init__(
+            f"{done}this process's copy of the log in {where} could not take it ({reason}); "
+            "this handle is closed: reopen the store once the local disk has room"
+        )
+        self.version = version
+        self.where = where
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.version, self.where, self.reason))
 
 
 class InvalidInputError(AlmaError, ValueError):

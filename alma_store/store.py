@@ -354,7 +354,11 @@ class Store(StoreVersion):
 
     @property
     def clock(self) -> Callable[[], float]:
-        """The clock claims expire by (``time.time``); set it to a fake one in tests."""
+        """The clock claims expire by; set it to a fake one in tests.
+
+        ``time.time`` for a store in a directory of its own; for a shared store,
+        the storage's clock (read from it once a minute), which every host agrees on.
+        """
         return self._campaign.clock
 
     @clock.setter

@@ -154,3 +154,31 @@ def test_close_releases_the_marks_mapping(tmp_path: Path) -> None:
     assert not [line for line in mapped() if str(tmp_path) in line]
     with pytest.raises(StoreClosedError):
         s.labels  # noqa: B018
+
+
+def test_a_full_mirror_disk_after_a_durable_shared_commit_says_so(
+    small_disk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The private mirror (in the temp directory) fills up while the shared storage has room:
+    the commit is in, the error says so (not "nothing was written"), the handle closes, and a
+    reopen sees the commit."""
+    import tempfile
+
+    from alma_store import LocalCopyError
+
+    monkeypatch.setattr(tempfile, "tempdir", str(small_disk))  # where mirrors are made
+    shared = tmp_path / "shared"  # on the big disk
+    with alma_store.create(shared, n_items=20_000, shared=True) as s:
+        s.add_labels([0], [1], relative_to="dataset")
+    s = alma_store.open(shared)
+    filler = fill(small_disk)
+    big = np.arange(1, 12_000)  # a record of ~190 KB: more than any slack left
+    with pytest.raises(LocalCopyError) as info:
+        s.add_labels(big, big, relative_to="dataset")
+    assert isinstance(info.value, OSError) and not isinstance(info.value, StorageFullError)
+    assert info.value.version == 2 and "version 2 was committed" in str(info.value)
+    with pytest.raises(StoreClosedError):
+        s.version  # noqa: B018 - the handle is closed, not wedged
+    filler.unlink()
+    with alma_store.open(shared, mode="r") as again:
+        assert again.version == 2 and again.num_labeled == 12_000  # every reader sees it

@@ -149,3 +149,44 @@ def test_bad_parquet_rows(tmp_path: Path) -> None:
         ):
             s.import_labels(tmp_path / "q.parquet")
         assert s.version == 0
+
+
+def test_csv_exports_escape_formulas_and_read_back_exactly(tmp_path: Path) -> None:
+    """Cells a spreadsheet would run (=, +, -, @ first) get a leading ' (OWASP); numbers
+    never; raw=True writes them as they are; an import reads either export back exactly."""
+    import csv
+
+    def read(name: str) -> list[list[str]]:
+        with (tmp_path / name).open(newline="") as f:
+            return list(csv.reader(f))
+
+    classes = ['=HYPERLINK("http://x")', "+cmd", "@sum", "-2", "'quoted", "plain"]
+    with alma_store.create(tmp_path / "s", n_items=10, classes=classes) as store:
+        store.add_labels(list(range(6)), classes, relative_to="dataset", annotator="=evil()")
+        store.export_labels(tmp_path / "labels.csv")
+        store.export_labels(tmp_path / "raw.csv", raw=True)
+        store.export_history(tmp_path / "history.csv")
+        store.export_history(tmp_path / "history.jsonl")
+    rows = read("labels.csv")[1:]
+    assert [r[1] for r in rows] == [
+        '\'=HYPERLINK("http://x")',
+        "'+cmd",
+        "'@sum",
+        "'-2",
+        "''quoted",
+        "plain",
+    ]
+    raw = read("raw.csv")[1:]
+    assert [r[1] for r in raw] == classes
+    head, *history = read("history.csv")
+    assert {h[head.index("annotator")] for h in history} == {"'=evil()"}
+    assert all(not h[0].startswith("'") for h in history)
+    lines = [json.loads(x) for x in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert {x["annotator"] for x in lines} == {"=evil()"}  # JSON Lines: no spreadsheet, no escape
+    with alma_store.create(tmp_path / "back", n_items=10, classes=classes) as back:
+        back.import_labels(tmp_path / "labels.csv")
+        assert back.class_names(back.labels).tolist() == classes
+    with alma_store.create(tmp_path / "neg", n_items=3, label_dtype="int64") as numbers_store:
+        numbers_store.add_labels([0, 1], [-5, 7], relative_to="dataset")
+        numbers_store.export_labels(tmp_path / "neg.csv")
+    assert [r[1] for r in read("neg.csv")][1:] == ["-5", "7"]

@@ -8,6 +8,7 @@ removed, as on a filesystem that has none.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -545,3 +546,126 @@ def test_cli_copy_and_info_by_url(s3: S3, tmp_path: Path) -> None:
     assert (info["path"], info["version"], info["num_labeled"]) == (url, 1, 2)
     alma("label", url, "10=1")
     assert json.loads(alma("info", url, "--json"))["version"] == 2
+
+
+# -- clocks that disagree ------------------------------------------------------------
+
+SKEWED = r"""
+import json, sys, time
+skew = float(sys.argv[3])
+real = time.time
+time.time = lambda: real() + skew  # this host's wall clock is off by skew seconds
+import alma_store
+from alma_store import ClaimedError
+where, options = sys.argv[1], json.loads(sys.argv[2]) or None
+with alma_store.open(where, storage_options=options) as store:
+    out = {"live": sorted(c.annotator for c in store.claims())}
+    try:
+        store.claim([int(sys.argv[4])], annotator=sys.argv[5], ttl=600)
+        out["claimed"] = True
+    except ClaimedError:
+        out["claimed"] = False
+print(json.dumps(out))
+"""
+
+
+def test_hosts_an_hour_and_a_day_apart_agree_on_claims(where: Where) -> None:
+    """Claims of a shared store expire by the storage's clock, not by each host's."""
+    where.create(100).close()
+    options = json.dumps(where.options)
+
+    def host(skew: float, item: int, who: str) -> dict[str, Any]:
+        proc = subprocess.run(
+            [sys.executable, "-c", SKEWED, where.location, options, str(skew), str(item), who],
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    assert host(0.0, 5, "here") == {"live": [], "claimed": True}
+    # An hour ahead: the 10-minute claim made here is live there too.
+    assert host(3600.0, 5, "ahead") == {"live": ["here"], "claimed": False}
+    assert host(-86400.0, 5, "behind") == {"live": ["here"], "claimed": False}
+    assert host(86400.0, 6, "day-ahead") == {"live": ["here"], "claimed": True}
+    # Its claim, made by a clock a day ahead, is not a day long here either.
+    assert host(0.0, 6, "here-again") == {"live": ["day-ahead", "here"], "claimed": False}
+
+
+def test_a_lease_left_by_a_host_a_day_ahead_lapses_by_the_storage_clock(where: Where) -> None:
+    with where.create(100) as store:
+        for c in range(4):
+            store.add_labels([c], [1], relative_to="dataset")
+    log = where.log()
+    objects = log.objects
+    # A compactor on a host a day ahead wrote its lease (before format 8: an expiry a day
+    # out, by its own clock) and was killed.
+    objects.put("lease/compact", json.dumps({"holder": "x", "expires": 1e12}).encode())
+    stamped = objects.modified("lease/compact")
+    assert stamped is not None
+    with where.open(mode="r") as reader:
+        mirror = reader._engine.mirror
+        assert mirror is not None
+        records = lambda a, b: [mirror.raw(a, b)]
+        held = where.log(storage_clock=lambda: stamped + 119.0)
+        assert held.compact(records, 4) == (0, 0)  # still held, by the storage's clock
+        lapsed = where.log(storage_clock=lambda: stamped + 121.0)
+        assert lapsed.compact(records, 4) == (4, 0)  # two minutes on, whatever it said
+
+
+# -- a network that fails --------------------------------------------------------------
+
+
+def test_commits_through_a_faulty_network_lose_and_double_nothing(s3: S3) -> None:
+    """Replies lost after the server applied a create, 500/503 before and after, stalls past
+    the client's timeout: every acknowledged batch is in once, no batch twice, versions
+    gapless; a commit that raised may or may not be in (its error says so), never twice."""
+    from alma_store import StorageUnavailableError
+
+    from .fault_proxy import FaultProxy, Rule
+
+    location = f"s3://bkt/{uuid.uuid4().hex}"
+    direct = s3.options()
+    alma_store.create(location, n_items=100, storage_options=direct).close()
+    rules = [
+        Rule("PUT", "/log/", 2, "drop-after"),
+        Rule("PUT", "/log/", 4, "error-after"),
+        Rule("PUT", "/log/", 6, "error-before"),
+        Rule("PUT", "/log/", 8, "stall-after"),
+        Rule("PUT", "/log/", 10, "stall-before"),
+        Rule("GET", "/log/", 3, "error-before"),
+        Rule("GET", "/log/", 5, "drop-after"),
+        Rule("GET", "/log/", 7, "stall-after"),
+        Rule("PUT", "/campaign/", 1, "drop-after"),
+        Rule("PUT", "/campaign/", 3, "error-after"),
+    ]
+    proxy = FaultProxy(direct["endpoint_url"], rules)
+    try:
+        faulty = {**direct, "endpoint_url": proxy.endpoint, "client_options": {"timeout": "1s"}}
+        acked, unsure = [], []
+        with alma_store.open(location, storage_options=faulty) as store:
+            for c in range(14):
+                try:
+                    store.add_labels([c * 5], [c], relative_to="dataset", annotator=f"b{c}")
+                    acked.append(c * 5)
+                except StorageUnavailableError:
+                    unsure.append(c * 5)
+            claims = []
+            for c in range(3):
+                with contextlib.suppress(StorageUnavailableError):
+                    claims.append(store.claim([90 + c], annotator=f"a{c}", ttl=1e9).id)
+        assert len(proxy.hits) >= 8, proxy.hits  # the faults did happen
+    finally:
+        proxy.close()
+    with alma_store.open(location, mode="r", storage_options=direct) as store:
+        history = list(store.history())
+        assert [e.version for e in history] == list(range(1, len(history) + 1))  # gapless
+        items = [int(i) for e in history for i in e.dataset_indices]
+        assert len(items) == len(set(items))  # no batch twice
+        assert set(acked) <= set(items) <= set(acked) | set(unsure)  # every acknowledged one
+        assert store.verify()["records"] == len(history)
+        made = {c.id for c in store.claims()}
+        assert set(claims) <= made and len(made) <= 3

@@ -32,11 +32,19 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..core import AnnotationRows, IndexArray, LabelEvent, LabelSchema, Provenance, parse_indices
+from ..core import (
+    AnnotationRows,
+    IndexArray,
+    LabelEvent,
+    LabelSchema,
+    Provenance,
+    check_text,
+    parse_indices,
+)
 from ..engine import Engine, Snapshot, Writer
 from ..errors import AlreadyLabeledError, ClaimedError, InvalidInputError
 from ..scoring import top_k
-from ..storage import FILE_HEADER_SIZE, open_campaign_log
+from ..storage import FILE_HEADER_SIZE, StorageClock, open_campaign_log
 from ._agreement import agreement
 from ._annotations import Annotation, AnnotationTable
 from ._claims import Claim, ClaimBook, Survey
@@ -46,9 +54,7 @@ __all__ = ["Campaign"]
 
 
 def _check_annotator(annotator: object) -> str:
-    if not isinstance(annotator, str) or not annotator:
-        raise InvalidInputError(f"annotator must be a non-empty str, got {annotator!r}")
-    return annotator
+    return check_text(annotator, "annotator", empty=False)
 
 
 def _check_ttl(ttl: object) -> float:
@@ -77,8 +83,11 @@ class Campaign:
     schema
         The store's label schema (class names for the agreement figures).
     clock
-        Returns the current Unix time; claims expire by it. Tests pass a
-        fake clock here.
+        Returns the current Unix time; claims expire by it. By default the
+        host's wall clock for a store in a directory of its own, and the
+        storage's clock for a shared store
+        (:class:`~alma_store.storage.StorageClock`), so that hosts whose clocks
+        disagree agree on which claims are live. Tests pass a fake clock here.
     """
 
     def __init__(
@@ -86,11 +95,13 @@ class Campaign:
         engine: Engine,
         writer: Writer,
         schema: LabelSchema,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.engine = engine
         self.writer = writer
         self.schema = schema
+        if clock is None:  # hosts of a shared store agree on the storage's time, not their own
+            clock = StorageClock(engine.files) if engine.shared else time.time
         self.clock = clock
         self.per_item = engine.meta.annotations_per_item
         self.log = open_campaign_log(engine.files, engine.meta, shared=engine.shared)

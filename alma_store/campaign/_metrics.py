@@ -6,6 +6,7 @@ import math
 import numbers
 from typing import Any
 
+from ..core import check_round, check_text
 from ..errors import InvalidInputError
 
 __all__ = ["METRIC_FIELDS", "parse_metrics", "shown"]
@@ -23,13 +24,15 @@ def parse_metrics(round: object, metrics: dict[str, Any]) -> dict[str, Any]:
         A bad ``round``, no metric, a value that is not a finite number or a
         str, or a metric named like a recorded field.
     """
-    if round is not None and (not isinstance(round, numbers.Integral) or isinstance(round, bool)):
-        raise InvalidInputError(f"round must be an int or None, got {round!r}")
+    round = check_round(round)
     if not metrics:
         raise InvalidInputError(
             "give at least one metric, e.g. log_metrics(round=3, accuracy=0.91)"
         )
     for name, value in metrics.items():
+        check_text(name, "a metric name")
+        if isinstance(value, str):
+            check_text(value, f"metric {name!r}")
         if name in METRIC_FIELDS:
             raise InvalidInputError(f"{name!r} is recorded with every metric; choose another name")
         ok = isinstance(value, str) or (

@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     except AlmaError as exc:
         click.echo(f"alma: error: {exc}", err=True)
         return 1
+    except OSError as exc:  # the system's word (a permission, a missing directory): one line
+        click.echo(f"alma: error: {exc}", err=True)
+        return 1
     except click.exceptions.Abort:
         return 1
     except click.ClickException as exc:

@@ -227,15 +227,20 @@ def add_store_commands(
     @store_arg
     @click.argument("file", type=click.Path(path_type=Path))
     @click.option("--history", is_flag=True, help="Export every label entry of every commit.")
-    def export(store: str, file: Path, history: bool) -> None:
+    @click.option(
+        "--raw",
+        is_flag=True,
+        help="CSV: write text starting with = + - @ as it is (default: a leading ').",
+    )
+    def export(store: str, file: Path, history: bool, raw: bool) -> None:
         """Write the labels (or the history) of STORE to FILE (.csv, .jsonl or .parquet)."""
         with open_store(store, mode="r") as s:
             if history:
                 with progress_bar(None, "export history") as progress:
-                    n = s.export_history(file, progress=progress)
+                    n = s.export_history(file, progress=progress, raw=raw)
             else:
                 with progress_bar(s.num_labeled, "export labels") as progress:
-                    n = s.export_labels(file, progress=progress)
+                    n = s.export_labels(file, progress=progress, raw=raw)
         click.echo(f"wrote {n} rows to {file}")
 
     @cli.command()

@@ -35,9 +35,13 @@ from ._index import (
     ragged_arange,
 )
 from ._labels import (
+    MAX_ROUND,
     STR_DTYPE,
     LabelSchema,
     Provenance,
+    check_round,
+    check_text,
+    check_time,
     dtype_to_meta,
     infer_label_dtype,
     parse_classes,
@@ -60,6 +64,7 @@ from ._types import BoolArray, IndexArray, PathLike
 
 __all__ = [
     "KINDS",
+    "MAX_ROUND",
     "NO_UNDO",
     "REC_HEADER",
     "REC_MAGIC",
@@ -80,6 +85,9 @@ __all__ = [
     "UnknownKindError",
     "block_spans",
     "carried_labels",
+    "check_round",
+    "check_text",
+    "check_time",
     "check_upper",
     "chunk_labels",
     "chunk_mask",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,6 +149,8 @@ def parse_classes(value: object) -> tuple[str, ...] | None:
     names = tuple(value)
     if not names or not all(isinstance(c, str) and c for c in names):
         raise InvalidInputError(f"classes must be non-empty strings, got {list(names)!r}")
+    for name in names:
+        check_text(name, "a class name")
     if len(set(names)) != len(names):
         dup = sorted({c for c in names if names.count(c) > 1})
         raise InvalidInputError(f"classes repeats {dup}")
@@ -249,6 +253,54 @@ class LabelSchema:
         return np.asarray(value).tolist()
 
 
+MAX_ROUND = 2**31 - 1
+"""Rounds are ints from 0 to this (what every export, the report and the plot can show)."""
+
+
+def check_text(value: object, what: str, *, empty: bool = True) -> str:
+    """``value`` as a str that every export can write: valid Unicode (no lone surrogate).
+
+    >>> check_text("ann", "annotator")
+    'ann'
+    """
+    if not isinstance(value, str) or (not empty and not value):
+        kind = "a str" if empty else "a non-empty str"
+        raise InvalidInputError(f"{what} must be {kind}, got {value!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"{what} is not valid Unicode (a lone surrogate at {exc.start}): {value!r}"
+        ) from None
+    return value
+
+
+def check_round(value: object, what: str = "round") -> int | None:
+    """A round tag: None, or an int from 0 to :data:`MAX_ROUND`.
+
+    >>> check_round(np.int64(3))
+    3
+    """
+    if value is None:
+        return None
+    if not isinstance(value, int | np.integer) or isinstance(value, bool):
+        raise InvalidInputError(f"{what} must be an int or None, got {value!r}")
+    if not 0 <= int(value) <= MAX_ROUND:
+        raise InvalidInputError(f"{what} must be from 0 to {MAX_ROUND}, got {value!r}")
+    return int(value)
+
+
+def check_time(value: object, what: str) -> float:
+    """A Unix time: a finite real number (NaN and infinities cannot be exported)."""
+    if (
+        not isinstance(value, numbers.Real)
+        or isinstance(value, bool)
+        or not math.isfinite(float(value))
+    ):
+        raise InvalidInputError(f"{what} must be a finite number of seconds, got {value!r}")
+    return float(value)
+
+
 @dataclass(frozen=True, slots=True)
 class Provenance:
     """Who makes a write, in which round, and the version it expects (all optional)."""
@@ -264,17 +316,18 @@ class Provenance:
         >>> Provenance.parse("ann", np.int64(3), None)
         Provenance(annotator='ann', round=3, expected_version=None)
         """
-        if annotator is not None and not isinstance(annotator, str):
-            raise InvalidInputError(f"annotator must be a str or None, got {annotator!r}")
-        for name, value in (("round", round), ("expected_version", expected_version)):
-            if value is not None and (
-                not isinstance(value, int | np.integer) or isinstance(value, bool)
-            ):
-                raise InvalidInputError(f"{name} must be an int or None, got {value!r}")
+        if annotator is not None:
+            annotator = check_text(annotator, "annotator")
+        if expected_version is not None and (
+            not isinstance(expected_version, int | np.integer) or isinstance(expected_version, bool)
+        ):
+            raise InvalidInputError(
+                f"expected_version must be an int or None, got {expected_version!r}"
+            )
         return cls(
             annotator,
-            None if round is None else int(round),  # type: ignore[call-overload]
-            None if expected_version is None else int(expected_version),  # type: ignore[call-overload]
+            check_round(round),
+            None if expected_version is None else int(expected_version),
         )
 
 

@@ -33,6 +33,7 @@ from ..core import Arena, BaseRanks, IndexArray, LabelEvent, Overlay, Runs, n_ch
 from ..errors import (
     CorruptStoreError,
     InvalidInputError,
+    LocalCopyError,
     LockTimeoutError,
     ReadOnlyError,
     StoreClosedError,
@@ -217,6 +218,15 @@ class Engine:
                 forget_volatile(self.root)
 
     @contextlib.contextmanager
+    def _copying(self) -> Iterator[None]:
+        """A shared store's mirror that failed closes this engine (the error says why)."""
+        try:
+            yield
+        except LocalCopyError:
+            self.close()
+            raise
+
+    @contextlib.contextmanager
     def write_lock(self, timeout: float | None = None) -> Iterator[None]:
         """Hold the store's writer lock (between processes and threads)."""
         self.check_writable()
@@ -285,7 +295,7 @@ class Engine:
         Every other method reads the mirror; :meth:`refresh` pulls first.
         """
         if self.mirror is not None:
-            with self._mutex:
+            with self._mutex, self._copying():
                 self.check_open()
                 self.mirror.pull()
 
@@ -334,7 +344,8 @@ class Engine:
         with self._mutex:
             self.check_open()
             if self.mirror is not None and pull:
-                self.mirror.pull()
+                with self._copying():
+                    self.mirror.pull()
             if self.tail.unchanged():
                 # No commit we have not seen, so no chunk on disk holds one: a checkpoint
                 # another process may have written since changes nothing we rely on.
@@ -521,7 +532,8 @@ class Engine:
         """
         record = event.encode(self.meta.label_dtype)
         with self._mutex:  # a mirror's publish and pulls are one at a time
-            end = self.journal.write(record)
+            with self._copying():
+                end = self.journal.write(record)
             self.tail.appended(event, end, len(record))
         return end
 

@@ -40,6 +40,7 @@ from ..storage import (
     read_shared_meta,
     shared_log,
     will_need,
+    writes_refused,
 )
 from ._engine import DEFAULT_CHECKPOINT_ROWS, Engine
 
@@ -61,6 +62,15 @@ def open_engine(
     The location's storage options reach features and shared stores in object
     storage (never written anywhere).
     """
+    if not writable:
+        return _open_engine(location, writable, checkpoint_rows, lock_timeout)
+    with writes_refused(location):
+        return _open_engine(location, writable, checkpoint_rows, lock_timeout)
+
+
+def _open_engine(
+    location: Location, writable: bool, checkpoint_rows: int, lock_timeout: float
+) -> tuple[Engine, FeatureSource]:
     if location.remote:
         return _open_shared(
             open_objects(location), location, writable, checkpoint_rows, lock_timeout

@@ -10,6 +10,13 @@ With a class schema, labels are written as class names.
 Export streams: memory stays bounded by one chunk (labels) or one journal
 block (history). Import is one atomic commit: every row is read and checked
 first, and a bad row is reported by line number with nothing written.
+
+CSV cells a spreadsheet would evaluate as a formula (text starting with ``=``,
+``+``, ``-``, ``@``, a tab or a carriage return, as from a class or annotator
+name ``=HYPERLINK(...)``) are written with a leading ``'``, as OWASP
+recommends; so is text that starts with ``'`` itself, so that an import,
+which drops one leading ``'``, reads back exactly what was exported. Numbers
+are never touched. ``raw=True`` writes every cell as it is.
 """
 
 from __future__ import annotations
@@ -38,6 +45,28 @@ HISTORY_FIELDS = (
     "time",
 )
 Progress = Callable[[int], None] | None
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+"""Text starting so is escaped in CSV exports (a leading ``'``)."""
+
+
+def csv_cell(value: Any, *, raw: bool = False) -> Any:
+    """One CSV cell: lists as JSON, None as empty, formula-like text escaped unless ``raw``.
+
+    >>> csv_cell("=1+1"), csv_cell(-3), csv_cell("'quoted"), csv_cell("=1", raw=True)
+    ("'=1+1", -3, "''quoted", '=1')
+    """
+    if isinstance(value, list):
+        return json.dumps(value)
+    if value is None:
+        return ""
+    if not raw and isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def csv_text(cell: str) -> str:
+    """The text a CSV cell of an export holds (one leading ``'`` of the escape dropped)."""
+    return cell.removeprefix("'")
 
 
 def _format(path: Path) -> str:
@@ -59,9 +88,10 @@ def _format(path: Path) -> str:
 class _Writer:
     """Rows to CSV, JSON Lines or Parquet (buffered into row groups)."""
 
-    def __init__(self, path: Path, fields: tuple[str, ...]) -> None:
+    def __init__(self, path: Path, fields: tuple[str, ...], *, raw: bool = False) -> None:
         self.kind = _format(path)
         self.fields = fields
+        self.raw = raw
         self.path = path
         self.buffer: list[dict[str, Any]] = []
         self.parquet: Any = None
@@ -73,9 +103,7 @@ class _Writer:
 
     def row(self, values: tuple[Any, ...]) -> None:
         if self.kind == "csv":
-            self.csv.writerow(
-                [json.dumps(v) if isinstance(v, list) else ("" if v is None else v) for v in values]
-            )
+            self.csv.writerow([csv_cell(v, raw=self.raw) for v in values])
         elif self.kind == "jsonl":
             self.file.write(json.dumps(dict(zip(self.fields, values, strict=True))) + "\n")
         else:
@@ -109,9 +137,14 @@ def export_labels(
     schema: LabelSchema,
     path: Path,
     progress: Progress = None,
+    *,
+    raw: bool = False,
 ) -> int:
-    """Write ``(chunk, dataset_indices, labels)`` chunk by chunk; returns the number of rows."""
-    writer = _Writer(path, LABEL_FIELDS)
+    """Write ``(chunk, dataset_indices, labels)`` chunk by chunk; returns the number of rows.
+
+    ``raw``: CSV cells as they are, formula-like text not escaped.
+    """
+    writer = _Writer(path, LABEL_FIELDS, raw=raw)
     rows = 0
     try:
         for _, idx, labels in chunks:
@@ -126,10 +159,15 @@ def export_labels(
 
 
 def export_history(
-    events: Iterable[LabelEvent], schema: LabelSchema, path: Path, progress: Progress = None
+    events: Iterable[LabelEvent],
+    schema: LabelSchema,
+    path: Path,
+    progress: Progress = None,
+    *,
+    raw: bool = False,
 ) -> int:
-    """Write every label entry of ``events``; returns the number of rows."""
-    writer = _Writer(path, HISTORY_FIELDS)
+    """Write every label entry of ``events``; returns the number of rows (``raw``: as above)."""
+    writer = _Writer(path, HISTORY_FIELDS, raw=raw)
     rows = 0
     try:
         for event in events:
@@ -176,7 +214,7 @@ def _records(kind: str, f: Any, path: Path, schema: LabelSchema) -> Iterator[tup
             yield (
                 line,
                 _parse_index(row[0], path, line),
-                parse_label_text(row[1], schema, path, line),
+                parse_label_text(csv_text(row[1]), schema, path, line),
             )
     elif kind == "parquet":
         import pyarrow.parquet as pq

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core import IndexArray, LabelSchema, parse_indices
+from ..core import IndexArray, LabelSchema, check_text, check_time, parse_indices
 from ..errors import AlmaError, InvalidInputError
 from ..storage import atomic_write
 
@@ -149,16 +149,19 @@ def write_tasks(
 
 
 def read_tool_export(path: Path, fmt: str) -> list[ToolRow]:
-    """Every labeling annotation of a tool's export, checked for shape (not yet for the store)."""
+    """Every labeling annotation of a tool's export, checked for shape (not yet for the store).
+
+    Anything malformed is an :class:`~alma_store.errors.InvalidInputError` naming the
+    task (or line), the annotation and the field.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InvalidInputError(f"{path} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"{path} is not UTF-8 text (byte {exc.start})") from None
     if fmt == "label-studio":
-        try:
-            tasks = json.loads(text)
-        except ValueError as exc:
-            raise InvalidInputError(f"{path} is not JSON: {exc}") from None
+        tasks = _json(text, str(path))
         if not isinstance(tasks, list):
             raise InvalidInputError(f"{path}: a Label Studio export is a JSON list of tasks")
         return [
@@ -167,14 +170,18 @@ def read_tool_export(path: Path, fmt: str) -> list[ToolRow]:
     rows = []
     for n, line in enumerate(text.splitlines(), 1):
         if line.strip():
-            try:
-                task = json.loads(line)
-            except ValueError as exc:
-                raise InvalidInputError(f"{path} line {n} is not JSON: {exc}") from None
-            row = _prodigy(task, f"{path} line {n}")
+            row = _prodigy(_json(line, f"{path} line {n}"), f"{path} line {n}")
             if row is not None:
                 rows.append(row)
     return rows
+
+
+def _json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        what = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise InvalidInputError(f"{where} is not JSON: {what}") from None
 
 
 def _dataset_index(obj: object, where: str) -> int:
@@ -183,24 +190,46 @@ def _dataset_index(obj: object, where: str) -> int:
     return int(obj)
 
 
+def _field(obj: dict[str, Any], key: str, kinds: type | tuple[type, ...], where: str) -> Any:
+    """``obj[key]`` if absent (None) or of ``kinds``; anything else names the field."""
+    value = obj.get(key)
+    if value is not None and not isinstance(value, kinds):
+        raise InvalidInputError(f"{where}: {key} must be {_kind(kinds)}, got {value!r}")
+    return value
+
+
+def _kind(kinds: type | tuple[type, ...]) -> str:
+    names = [k.__name__ for k in (kinds if isinstance(kinds, tuple) else (kinds,))]
+    return {"list": "a list", "dict": "an object", "str": "a str"}.get(names[0], " or ".join(names))
+
+
+def _label(value: object, where: str) -> object:
+    """A label value as an export holds it: a str, a number or a bool (one value)."""
+    if isinstance(value, str):
+        return check_text(value, f"{where}: the label")
+    if isinstance(value, bool | int | float):
+        return value
+    raise InvalidInputError(f"{where}: a label is a str, a number or a bool, got {value!r}")
+
+
 def _label_studio(task: object, where: str) -> list[ToolRow]:
     if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
         raise InvalidInputError(f"{where}: a task is an object with 'data'")
     if "id" in task:
-        where = f"{where} (id {task['id']})"
+        where = f"{where} (id {task['id']!r})"
     if "dataset_index" not in task["data"]:
         raise InvalidInputError(f"{where}: its data has no 'dataset_index'")
     index = _dataset_index(task["data"]["dataset_index"], where)
     rows = []
-    for k, ann in enumerate(task.get("annotations") or []):
-        at = f"{where} annotation {ann.get('id', k) if isinstance(ann, dict) else k}"
+    for k, ann in enumerate(_field(task, "annotations", list, where) or []):
+        at = f"{where} annotation {ann.get('id', k) if isinstance(ann, dict) else k!r}"
         if not isinstance(ann, dict):
             raise InvalidInputError(f"{at}: an annotation is an object")
         if ann.get("was_cancelled"):
             continue  # skipped in the tool: no label
         values = [
-            r["value"][_LS_TYPES[r["type"]]]
-            for r in ann.get("result") or []
+            r["value"].get(_LS_TYPES[r["type"]])
+            for r in _field(ann, "result", list, at) or []
             if isinstance(r, dict)
             and r.get("type") in _LS_TYPES
             and isinstance(r.get("value"), dict)
@@ -217,16 +246,24 @@ def _label_studio(task: object, where: str) -> list[ToolRow]:
         who = ann.get("completed_by")
         if isinstance(who, dict):
             who = who.get("email") or who.get("id")
-        if who is None:
-            raise InvalidInputError(f"{at}: no completed_by")
+        if not isinstance(who, str | int) or isinstance(who, bool):
+            raise InvalidInputError(f"{at}: completed_by must name who annotated, got {who!r}")
         created = ann.get("created_at")
         try:
-            when = datetime.fromisoformat(str(created)).timestamp()
-        except ValueError:
+            when = datetime.fromisoformat(created).timestamp()  # type: ignore[arg-type]
+        except (TypeError, ValueError, OverflowError):
             raise InvalidInputError(
                 f"{at}: created_at is not an ISO 8601 time: {created!r}"
             ) from None
-        rows.append(ToolRow(index, value, str(who), when, at))
+        rows.append(
+            ToolRow(
+                index,
+                _label(value, at),
+                check_text(str(who), f"{at}: completed_by"),
+                check_time(when, f"{at}: created_at"),
+                at,
+            )
+        )
     return rows
 
 
@@ -238,7 +275,8 @@ def _prodigy(task: object, where: str) -> ToolRow | None:
         raise InvalidInputError(f"{where}: answer must be accept, reject or ignore, got {answer!r}")
     if answer != "accept":
         return None
-    raw_index = task.get("dataset_index", (task.get("meta") or {}).get("dataset_index"))
+    meta = _field(task, "meta", dict, where) or {}
+    raw_index = task.get("dataset_index", meta.get("dataset_index"))
     if raw_index is None:
         raise InvalidInputError(f"{where}: the task has no dataset_index (nor meta.dataset_index)")
     index = _dataset_index(raw_index, where)
@@ -253,7 +291,13 @@ def _prodigy(task: object, where: str) -> ToolRow | None:
     else:
         raise InvalidInputError(f"{where}: an accepted task needs 'accept' or 'label'")
     who = task.get("_annotator_id") or task.get("_session_id")
+    if not isinstance(who, str | int) or isinstance(who, bool):
+        raise InvalidInputError(f"{where}: needs an _annotator_id (or _session_id), got {who!r}")
     stamp = task.get("_timestamp")
-    if who is None or not isinstance(stamp, numbers.Real) or isinstance(stamp, bool):
-        raise InvalidInputError(f"{where}: needs _annotator_id and a numeric _timestamp")
-    return ToolRow(index, value, str(who), float(stamp), where)
+    return ToolRow(
+        index,
+        _label(value, where),
+        check_text(str(who), f"{where}: _annotator_id"),
+        check_time(stamp, f"{where}: _timestamp"),
+        where,
+    )

@@ -18,7 +18,48 @@ from ._base import DENSE_SPAN, FeatureSource, check_rows
 from ._rows import take_rows
 from ._zarrchunks import chunk_rows_for
 
-__all__ = ["RemoteZarrSource", "ZarrSource"]
+__all__ = ["SAFE_CODECS", "RemoteZarrSource", "ZarrSource", "check_safe"]
+
+SAFE_CODECS = frozenset(
+    {
+        "bytes", "blosc", "zstd", "gzip", "zlib", "lz4", "bz2", "lzma", "crc32c", "crc32",
+        "adler32", "transpose", "sharding_indexed", "shuffle", "delta", "bitround",
+        "fixedscaleoffset", "quantize", "packbits", "astype",
+    }
+)  # fmt: skip
+"""The codecs a feature array may use: compression, checksums and layout, all of which
+decode bytes into bytes. Anything else (``pickle``, ``json2``, ``msgpack2``, a codec a plugin
+brings) could run code or build objects while it decodes, and is refused before any read."""
+
+
+def _codec_ids(node: object) -> Iterator[str]:
+    """The codec names (v3 ``name``, v2 ``id``) anywhere in an array's metadata."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("codecs", "index_codecs", "filters") and isinstance(value, list | tuple):
+                for codec in value:
+                    if isinstance(codec, dict):
+                        yield str(codec.get("name", codec.get("id")))
+                        yield from _codec_ids(codec.get("configuration", {}))
+            elif key == "compressor" and isinstance(value, dict):
+                yield str(value.get("id"))
+    elif isinstance(node, list | tuple):
+        for item in node:
+            yield from _codec_ids(item)
+
+
+def check_safe(arr: zarr.Array[Any], where: object) -> None:
+    """Refuse a feature array whose chunks would be decoded by anything but a byte codec,
+    or that holds Python objects: nothing is read from it yet."""
+    meta = arr.metadata.to_dict()
+    if np.dtype(arr.dtype).hasobject:
+        raise InvalidInputError(f"features {where} hold Python objects (dtype object): refused")
+    unsafe = sorted(set(_codec_ids(meta)) - SAFE_CODECS)
+    if unsafe:
+        raise InvalidInputError(
+            f"features {where} use the codec(s) {unsafe}, which alma_store does not decode "
+            f"(only byte codecs: {sorted(SAFE_CODECS)}): refused, nothing was read"
+        )
 
 
 class ZarrSource(FeatureSource):
@@ -40,6 +81,7 @@ class ZarrSource(FeatureSource):
                 raise InvalidInputError(
                     f"features {self.path} is not a Zarr array: {exc}"
                 ) from None
+        check_safe(self._arr, self.path)
         check_rows(self._arr.shape, self.path)
         self.shape = tuple(self._arr.shape)
         self.dtype = np.dtype(self._arr.dtype)
@@ -137,6 +179,7 @@ class RemoteZarrSource(ZarrSource):
                     "and storage_options (endpoint_url, key, secret, ...)"
                 ) from None
         self.path = Path(self.url.replace("://", "/", 1))  # for messages and records only
+        check_safe(self._arr, self.url)
         check_rows(self._arr.shape, self.url)
         self.shape = tuple(self._arr.shape)
         self.dtype = np.dtype(self._arr.dtype)

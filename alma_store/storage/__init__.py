@@ -13,6 +13,7 @@ the journal; every read is checked.
 from __future__ import annotations
 
 from ._chunkfiles import ChunkCodec, StateArrays, create_arrays
+from ._clock import StorageClock, boottime, storage_now
 from ._envelope import chain_crc
 from ._fs import (
     atomic_write,
@@ -24,6 +25,7 @@ from ._fs import (
     volatile,
     will_need,
     write_fd,
+    writes_refused,
 )
 from ._journal import FILE_HEADER_SIZE, Journal
 from ._layout import init_state
@@ -106,10 +108,12 @@ __all__ = [
     "SharedLog",
     "SharedRecordLog",
     "StateArrays",
+    "StorageClock",
     "StoreMeta",
     "TailFile",
     "WriterLock",
     "atomic_write",
+    "boottime",
     "chain_crc",
     "check_conditional_create",
     "crash_point",
@@ -148,6 +152,7 @@ __all__ = [
     "segment_name",
     "shared_log",
     "storage_errors",
+    "storage_now",
     "volatile",
     "will_need",
     "write_checkpoint",
@@ -155,4 +160,5 @@ __all__ = [
     "write_marks",
     "write_meta",
     "write_tail_file",
+    "writes_refused",
 ]

@@ -22,9 +22,10 @@ import threading
 import time
 import uuid
 
+from ..errors import ReadOnlyError
 from ._objects import Objects
 
-__all__ = ["boottime", "storage_now"]
+__all__ = ["StorageClock", "boottime", "storage_now"]
 
 
 _START = (time.monotonic(), time.time())
@@ -60,3 +61,31 @@ def storage_now(objects: Objects, name: str | None = None) -> float:
     if stamped is None:
         raise OSError(f"{objects.location}/{key} vanished right after it was written")
     return stamped
+
+
+class StorageClock:
+    """Unix seconds by the storage's clock: read from it once every ``resync`` seconds and
+    carried on in between with :func:`boottime` (one scratch write a minute, not per call).
+
+    Claims of a shared store expire by it, so that hosts whose clocks disagree
+    agree on which claims are live. Credentials that may not write cannot
+    read the storage's time: such a reader falls back to its own wall clock.
+    """
+
+    def __init__(self, objects: Objects, resync: float = 60.0) -> None:
+        self.objects = objects
+        self.resync = resync
+        self._anchor: tuple[float, float] | None = None
+        self._wall = False
+
+    def __call__(self) -> float:
+        if self._wall:
+            return time.time()
+        now = boottime()
+        if self._anchor is None or now - self._anchor[0] >= self.resync:
+            try:
+                self._anchor = (boottime(), storage_now(self.objects))
+            except ReadOnlyError:
+                self._wall = True
+                return time.time()
+        return self._anchor[1] + (now - self._anchor[0])

@@ -34,7 +34,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from ..errors import StorageFullError
+from ..errors import AlmaError, ReadOnlyError, StorageFullError
 
 __all__ = [
     "atomic_write",
@@ -84,6 +84,27 @@ def storage_errors(what: object) -> Iterator[None]:
         if exc.errno in _FULL and not isinstance(exc, StorageFullError):
             raise StorageFullError(
                 exc.errno, f"no space left to write {what}: {exc.strerror}"
+            ) from exc
+        raise
+
+
+_REFUSED = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+@contextlib.contextmanager
+def writes_refused(where: object) -> Iterator[None]:
+    """Turn a filesystem that refuses writes (read-only, or not ours) into :class:`ReadOnlyError`.
+
+    What a writer meets on a read-only mount, or on a store another Unix user
+    owns: the message names the file and says how to read the store instead.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _REFUSED and not isinstance(exc, AlmaError):
+            raise ReadOnlyError(
+                f"{where}: the filesystem refuses writes ({exc.strerror}: {exc.filename}); "
+                "open the store with mode='r' to read it, or write where you may"
             ) from exc
         raise
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core import LabelEvent, n_chunks, record_version
-from ..errors import CorruptStoreError
+from ..errors import CorruptStoreError, LocalCopyError
 from ._fs import atomic_write, forget_volatile, volatile
 from ._journal import FILE_HEADER_SIZE, Journal
 from ._layout import init_state
@@ -104,17 +104,30 @@ class MirrorJournal(Journal):
         """The records up to this version are in the shared log only (a shared checkpoint's)."""
         self.ends = [FILE_HEADER_SIZE]
         """``ends[i]``: the offset where the record of version ``start + i`` ends here."""
+        self.broken: str | None = None
+        """Why a record could not be copied here (then nothing more is)."""
 
     @property
     def version(self) -> int:
         """The newest version the mirror holds."""
         return self.start + len(self.ends) - 1
 
+    def _copy(self, record: bytes, version: int | None) -> None:
+        """Append a committed record here; a local failure is a :class:`LocalCopyError`
+        (``version``: ours, committed already), and the mirror refuses everything after."""
+        if self.broken is not None:
+            raise LocalCopyError(None, str(self.path.parent), self.broken)
+        try:
+            self.ends.append(super().write(record))
+        except OSError as exc:
+            self.broken = f"{type(exc).__name__}: {exc}"
+            raise LocalCopyError(version, str(self.path.parent), self.broken) from exc
+
     def pull(self) -> int:
         """Copy the records committed since the last pull; how many there were."""
         before = self.version
         for _, record in self.log.read_after(self.version):
-            self.ends.append(super().write(record))
+            self._copy(record, None)
         return self.version - before
 
     def write(self, record: bytes) -> int:
@@ -129,12 +142,14 @@ class MirrorJournal(Journal):
         version = record_version(record)
         if version != self.version + 1:
             raise LostRace(version)
+        if self.broken is not None:
+            raise LocalCopyError(None, str(self.path.parent), self.broken)
         theirs = self.log.publish(version, record)
         if theirs is not None:
             if theirs:  # the winner's record: taken in now, not fetched again
-                self.ends.append(super().write(theirs))
+                self._copy(theirs, None)
             raise LostRace(version)
-        self.ends.append(super().write(record))
+        self._copy(record, version)  # durable from here on, whatever happens to the copy
         return self.ends[-1]
 
     def sync(self, end: int) -> None:

@@ -179,8 +179,9 @@ def obstore_config(url: str, options: dict[str, Any] | None) -> dict[str, Any]:
     """fsspec-style ``storage_options`` as obstore ``from_url`` arguments.
 
     Understood: ``endpoint_url``, ``key``, ``secret``, ``token``, ``anon``,
-    ``client_kwargs={"region_name": ...}`` and, for everything else, obstore's
-    own configuration keys (``region``, ``aws_...``, ``google_...``, ...).
+    ``client_kwargs={"region_name": ...}``, ``client_options`` (obstore's HTTP
+    client options as they are, e.g. ``{"timeout": "30s"}``) and, for everything
+    else, obstore's own configuration keys (``region``, ``aws_...``, ``google_...``, ...).
     """
     config: dict[str, Any] = {}
     client: dict[str, Any] = {}
@@ -203,6 +204,8 @@ def obstore_config(url: str, options: dict[str, Any] | None) -> dict[str, Any]:
                 config["region"] = inner_value
         elif key == "config_kwargs":
             continue  # botocore's retry and timeout settings: the store's client has its own
+        elif key == "client_options":
+            client.update(dict(value))
         else:
             config[key] = value
     endpoint = config.get("endpoint") or os.environ.get(

@@ -247,7 +247,9 @@ class SharedRecordLog:
         body = b"".join(encode_record(obj) for obj in objs)
         n = self.count + 1
         data = body if self.uuid is None else seal(self.uuid, n, len(objs), self._prev, body)
-        if not self.objects.create(self._name(n), data):
+        # Not created but holding our bytes: a retried create whose first try was applied,
+        # its reply lost. Ours (records carry unique ids: no other append has these bytes).
+        if not self.objects.create(self._name(n), data) and self.objects.get(self._name(n)) != data:
             return None
         self.count = n
         if self.uuid is not None:
