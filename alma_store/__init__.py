@@ -35,6 +35,7 @@ from .errors import (
     StoreClosedError,
     StoreExistsError,
     StoreNotFoundError,
+    UnsupportedPlatformError,
     UnsupportedStorageError,
 )
 from .store import Store
@@ -70,6 +71,7 @@ __all__ = [
     "StoreNotFoundError",
     "StoreVersion",
     "UnlabeledView",
+    "UnsupportedPlatformError",
     "UnsupportedStorageError",
     "__version__",
     "copy",

@@ -22,6 +22,7 @@ builtin exception describes the same situation it is a second parent, so
     ├── LocalCopyError            (OSError)            a shared store's commit is in, this
     │                                                  process's copy of the log failed
     ├── UnsupportedStorageError                        storage lacks what a shared store needs
+    ├── UnsupportedPlatformError                       the system lacks what a local store needs
     ├── StorageUnavailableError   (ConnectionError)    object storage unreachable or failing
     └── CorruptStoreError                              a damaged, truncated, missing or
                                                        swapped file (named in the message)
@@ -59,6 +60,7 @@ __all__ = [
     "StoreClosedError",
     "StoreExistsError",
     "StoreNotFoundError",
+    "UnsupportedPlatformError",
     "UnsupportedStorageError",
 ]
 
@@ -235,6 +237,11 @@ class LockTimeoutError(AlmaError, TimeoutError):
 class UnsupportedStorageError(AlmaError):
     """The storage lacks what a shared store needs (exclusive creates), or the store lacks
     a feature on shared storage. Nothing was written; the message says what is missing."""
+
+
+class UnsupportedPlatformError(AlmaError):
+    """The operating system lacks what a store in a directory of its own needs (a file
+    lock). Nothing was written; a shared store (``shared=True``) needs no lock."""
 
 
 class StorageUnavailableError(AlmaError, ConnectionError):

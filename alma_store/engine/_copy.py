@@ -34,6 +34,7 @@ from ..storage import (
     chain_crc,
     check_conditional_create,
     create_shared,
+    fsync_fd,
     fsync_path,
     init_state,
     marks_path,
@@ -42,6 +43,7 @@ from ..storage import (
     open_objects,
     publish_checkpoint,
     shared_log,
+    shared_mode,
     storage_errors,
 )
 from ._create import features_beside
@@ -143,12 +145,13 @@ def _to_directory(
     with storage_errors(root):
         root.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.copying-"))
+        tmp.chmod(shared_mode(directory=True))  # the store as mkdir would make it
     try:
         init_state(tmp, meta)
         with open(tmp / "journal.bin", "ab") as journal:
             journal.writelines(record for _, _, records in pieces for record in records)
             journal.flush()
-            os.fsync(journal.fileno())
+            fsync_fd(journal.fileno(), tmp / "journal.bin")
         if campaign:
             open_campaign_log(DirObjects(tmp), meta, shared=False).append(campaign)
         if meta.features.get("path") == "features":  # an in-memory array copied at create

@@ -37,6 +37,7 @@ from ..storage import (
     init_state,
     open_objects,
     read_meta,
+    shared_mode,
     storage_errors,
 )
 from ._spec import StoreSpec
@@ -91,6 +92,7 @@ def build_store(
         root.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_builds(root)
         tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.creating-"))
+        tmp.chmod(shared_mode(directory=True))  # the store as mkdir would make it
     building = filelock.FileLock(tmp / "lock")
     building.acquire()
     try:

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..core import IndexArray, PathLike
 from ..errors import InvalidInputError, SourceMissingError
+from ..storage import advise_mapping, advise_will_need
 from ._base import FeatureSource, check_rows
 from ._rows import take_rows
 
@@ -59,12 +60,12 @@ class NpySource(FeatureSource):
         # docstring inherited
         # The kernel reads ahead much further on faults in a mapping advised sequential.
         if self._map is not None:
-            self._map.madvise(mmap.MADV_SEQUENTIAL)
+            advise_mapping(self._map, "sequential")
         try:
             yield
         finally:
             if self._map is not None and not self._map.closed:
-                self._map.madvise(mmap.MADV_NORMAL)
+                advise_mapping(self._map, "normal")
 
     def read_range(self, lo: int, hi: int) -> np.ndarray:
         # docstring inherited
@@ -81,7 +82,7 @@ class NpySource(FeatureSource):
         row_bytes = self.dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64))
         for lo, hi in ranges:
             start = self._offset + lo * row_bytes
-            os.posix_fadvise(self._fd, start, (hi - lo) * row_bytes, os.POSIX_FADV_WILLNEED)
+            advise_will_need(self._fd, (hi - lo) * row_bytes, start)
 
     def read_rows(self, dataset_indices: IndexArray) -> np.ndarray:
         # docstring inherited

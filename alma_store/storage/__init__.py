@@ -20,7 +20,9 @@ from ._fs import (
     crash_point,
     durable,
     forget_volatile,
+    fsync_fd,
     fsync_path,
+    shared_mode,
     storage_errors,
     volatile,
     will_need,
@@ -62,6 +64,7 @@ from ._meta import (
 )
 from ._mirror import MirrorJournal, make_mirror, remove_dead_mirrors
 from ._objects import DirObjects, Listed, Objects, RemoteObjects, open_objects
+from ._platform import advise_mapping, advise_will_need
 from ._recordlog import RecordLog, SharedRecordLog, encode_record, open_campaign_log
 from ._shared import (
     DEFAULT_GRACE,
@@ -112,6 +115,8 @@ __all__ = [
     "StoreMeta",
     "TailFile",
     "WriterLock",
+    "advise_mapping",
+    "advise_will_need",
     "atomic_write",
     "boottime",
     "chain_crc",
@@ -123,6 +128,7 @@ __all__ = [
     "encode_record",
     "file_checksum",
     "forget_volatile",
+    "fsync_fd",
     "fsync_path",
     "init_state",
     "is_shared",
@@ -151,6 +157,7 @@ __all__ = [
     "remove_tail_files",
     "segment_name",
     "shared_log",
+    "shared_mode",
     "storage_errors",
     "storage_now",
     "volatile",

@@ -31,10 +31,12 @@ import errno
 import os
 import signal
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from ..errors import AlmaError, ReadOnlyError, StorageFullError
+from ._platform import advise_will_need, sync_dir, sync_file
 
 __all__ = [
     "atomic_write",
@@ -88,6 +90,29 @@ def storage_errors(what: object) -> Iterator[None]:
         raise
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system says it
+    (``/proc/self/status``), else set and restored at once under a lock."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
+
+
+def shared_mode(*, directory: bool) -> int:
+    """The mode a new file (``0o666``) or directory (``0o777``) gets under the umask, as
+    ``open`` and ``mkdir`` give it: what the temp-file and temp-directory helpers (always
+    ``0o600`` and ``0o700``) must be set to before they are renamed into a store."""
+    return (0o777 if directory else 0o666) & ~current_umask()
+
+
 _REFUSED = {errno.EROFS, errno.EACCES, errno.EPERM}
 
 
@@ -133,19 +158,15 @@ def fsync_fd(fd: int, path: Path) -> None:
     """``fsync`` the open file ``fd`` of ``path``, unless it is volatile."""
     if durable(path):
         crash_point("fsync")
-        os.fsync(fd)
+        sync_file(fd)
 
 
 def fsync_path(path: Path) -> None:
-    """Make a file's data, or a directory's entries (creates, renames, unlinks), durable."""
+    """Make a directory's entries (creates, renames, unlinks) durable."""
     if not durable(path / "x"):  # a volatile directory, or a file in one
         return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        crash_point("fsync")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    crash_point("fsync")
+    sync_dir(path)
 
 
 def will_need(path: Path, length: int = 0) -> None:
@@ -159,7 +180,7 @@ def will_need(path: Path, length: int = 0) -> None:
     except OSError:
         return
     try:
-        os.posix_fadvise(fd, 0, length, os.POSIX_FADV_WILLNEED)
+        advise_will_need(fd, length)
     finally:
         os.close(fd)
 
@@ -193,6 +214,8 @@ def atomic_write(
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         try:
             try:
+                if hasattr(os, "fchmod"):  # as open() would make it: the umask's mode
+                    os.fchmod(fd, shared_mode(directory=False))
                 for part in parts:
                     write_fd(fd, part)
                 fsync_fd(fd, path)

@@ -47,7 +47,6 @@ byte offset. Nothing is ever silently skipped.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import struct
 import threading
@@ -61,6 +60,7 @@ import numpy as np
 from ..core import KINDS, REC_HEADER, REC_MAGIC, LabelEvent, UnknownKindError
 from ..errors import CorruptStoreError
 from ._fs import crash_point, fsync_fd, fsync_path, storage_errors, write_fd
+from ._platform import lock_file, sync_data, unlock_file
 
 __all__ = ["FILE_HEADER_SIZE", "Journal"]
 
@@ -294,7 +294,7 @@ class Journal:
         size = self.size()
         with storage_errors(self.path):
             crash_point("fsync")
-            os.fdatasync(self._fd)  # concurrent ones are merged by the filesystem's journal
+            sync_data(self._fd)  # concurrent ones are merged by the filesystem's journal
         with self._sync_lock() as hint:
             now, now_generation = hint.read()
             if now_generation == generation and size > now:  # no tail was cut meanwhile
@@ -319,14 +319,14 @@ class Journal:
         with self._sync_mutex:  # threads of this process share the descriptor
             if self._sync_fd < 0 or self._sync_pid != os.getpid():
                 self._sync_fd = os.open(
-                    self.path.with_suffix(".sync"), os.O_RDWR | os.O_CREAT, 0o644
+                    self.path.with_suffix(".sync"), os.O_RDWR | os.O_CREAT, 0o666
                 )
                 self._sync_pid = os.getpid()
-            fcntl.flock(self._sync_fd, fcntl.LOCK_EX)
+            lock_file(self._sync_fd, blocking=True)
             try:
                 yield _SyncHint(self._sync_fd, self._inode)
             finally:
-                fcntl.flock(self._sync_fd, fcntl.LOCK_UN)
+                unlock_file(self._sync_fd)
 
     def close(self) -> None:
         """Close the file descriptors."""

@@ -13,11 +13,12 @@ kind exclude one another.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import threading
 import time
 from pathlib import Path
+
+from ._platform import lock_file, unlock_file
 
 __all__ = ["LockTimeout", "WriterLock"]
 
@@ -61,24 +62,22 @@ class WriterLock:
         if self._pid != os.getpid():  # a forked child: the descriptor is the parent's
             self._fd, self._pid = -1, os.getpid()
         if self._fd < 0:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         wait = FIRST_WAIT
         while True:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if lock_file(self._fd, blocking=False):
                 return
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise LockTimeout(self.path) from None
-                time.sleep(wait)
-                wait = min(wait * 1.5, MAX_WAIT)
+            if time.monotonic() >= deadline:
+                raise LockTimeout(self.path) from None
+            time.sleep(wait)
+            wait = min(wait * 1.5, MAX_WAIT)
 
     def release(self) -> None:
         """Release one level of the lock; the file lock goes with the outermost."""
         try:
             self._depth -= 1
             if self._depth == 0 and self.processes:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                unlock_file(self._fd)
         finally:
             self._mutex.release()
 

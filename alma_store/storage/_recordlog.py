@@ -36,6 +36,7 @@ from ._envelope import chain_crc, open_envelope, seal
 from ._fs import atomic_write, crash_point, storage_errors, write_fd
 from ._meta import ENVELOPES_FORMAT, StoreMeta
 from ._objects import DirObjects, Objects
+from ._platform import sync_data
 
 __all__ = ["RecordLog", "SharedRecordLog", "encode_record", "open_campaign_log"]
 
@@ -147,7 +148,7 @@ class RecordLog:
                 crash_point("campaign-torn", lambda: write_fd(fd, record[: len(record) // 2]))
                 write_fd(fd, record)
                 crash_point("fsync")
-                os.fdatasync(fd)
+                sync_data(fd)
             finally:
                 os.close(fd)
         self.offset += len(record)
