@@ -5,17 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from ._store_version import StoreVersion
-from .campaign import Campaign
+from ._store_version import open_for_worker
 from .core import PathLike
 from .engine import (
     DEFAULT_CHECKPOINT_ROWS,
     StoreSpec,
-    Writer,
     build_shared_store,
     build_store,
     copy_store,
-    worker_engine,
 )
 from .errors import InvalidInputError
 from .storage import Location, writes_refused
@@ -264,17 +261,6 @@ def copy(
         Location.parse(dst, dst_storage_options),
         shared=shared,
     )
-
-
-def open_for_worker(location: Location, version: int) -> StoreVersion:
-    """The store at ``location`` as of ``version``, read-only, for a worker task.
-
-    The store is opened once per process (:func:`alma_store.engine.worker_engine`)
-    and shared by every task of it; nothing needs closing.
-    """
-    engine, source = worker_engine(location)
-    campaign = Campaign(engine, Writer(engine), engine.meta.schema)
-    return StoreVersion(engine, source, campaign, engine.snapshot_at(version))
 
 
 open = open_store  # the public name: alma_store.open(path)

@@ -17,9 +17,10 @@ import numpy as np
 from . import engine, exchange, scoring
 from .campaign import Annotation, Campaign, plot_progress, report_data, write_report
 from .core import IndexArray, LabelEvent, LabelSchema, PathLike, parse_indices
-from .engine import Engine, RoundSummary, Snapshot
+from .engine import Engine, RoundSummary, Snapshot, Writer, worker_engine
 from .errors import InvalidIndexError
 from .sources import FeatureSource
+from .storage import Location
 from .views import LabeledMask, LabeledView, UnlabeledView
 
 __all__ = ["StoreVersion"]
@@ -55,6 +56,11 @@ class StoreVersion:
         """Rows per chunk of the mask, the labels and the count index."""
         self.schema: LabelSchema = campaign.schema
         """The label dtype, shape and class names."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as (location, version): it reopens read-only where it lands, once per
+        process, at the same version (storage options travel with it, in memory)."""
+        return (open_for_worker, (self._engine.location, self._snap().version))
 
     def _snap(self) -> Snapshot:
         """The snapshot shown: fixed, or the newest one."""
@@ -387,3 +393,14 @@ class StoreVersion:
 
     def __repr__(self) -> str:
         return f"<alma_store.StoreVersion {str(self.path)!r} version={self.version}>"
+
+
+def open_for_worker(location: Location, version: int) -> StoreVersion:
+    """The store at ``location`` as of ``version``, read-only, for a worker task.
+
+    The store is opened once per process (:func:`alma_store.engine.worker_engine`)
+    and shared by every task of it; nothing needs closing.
+    """
+    engine, source = worker_engine(location)
+    campaign = Campaign(engine, Writer(engine), engine.meta.schema)
+    return StoreVersion(engine, source, campaign, engine.snapshot_at(version))

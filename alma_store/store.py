@@ -54,6 +54,12 @@ class Store(StoreVersion):
         self.mode = mode
         """``"r+"`` (read and write) or ``"r"`` (read only)."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as (location, mode, lock timeout): unpickling opens the store again where
+        it lands, in the same mode, as a new handle of that process (close it there).
+        Storage options travel with it, in memory."""
+        return (_reopen, (self._engine.location, self.mode, self._engine.lock_timeout))
+
     def at(self, *, version: int | None = None, round: int | None = None) -> StoreVersion:
         """The store as it was at ``version``, or right after the last commit of ``round``.
 
@@ -501,3 +507,8 @@ class Store(StoreVersion):
         closed = self._engine.closed
         state = "closed" if closed else f"version={self.version}, labeled={self.num_labeled}"
         return f"<alma_store.Store {str(self.path)!r} N={len(self)} {state} mode={self.mode!r}>"
+
+
+def _reopen(location: Location, mode: str, lock_timeout: float) -> Store:
+    """A store unpickled: opened again at its location, in its mode."""
+    return Store(location, mode=mode, lock_timeout=lock_timeout)

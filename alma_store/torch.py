@@ -84,7 +84,7 @@ class ViewDataset:
 
     def _open(self) -> View:
         if self._view is None:  # in a worker process: reopen by path (once per process)
-            from ._entry import open_for_worker
+            from ._store_version import open_for_worker
             from .storage import Location
 
             where = Location.parse(self.path, self.storage_options)

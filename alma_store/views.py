@@ -104,6 +104,12 @@ class _View:
     def __len__(self) -> int:
         return self._len
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as (location, version, which view): it reopens where it lands, read-only,
+        once per process (:func:`~alma_store.engine.worker_engine`), showing the same version.
+        Storage options travel with it, in memory, as they do to Dask tasks."""
+        return (_reopen_view, (self._engine.location, self._snap.version, self._labeled))
+
     @property
     def shape(self) -> tuple[int, ...]:
         """``(len(view), *features.shape[1:])``."""
@@ -310,6 +316,10 @@ class LabeledMask:
         self._engine = engine
         self._snap = snapshot
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled by location and version, as the views are."""
+        return (_reopen_mask, (self._engine.location, self._snap.version))
+
     def __len__(self) -> int:
         return self._snap.n_items
 
@@ -350,3 +360,16 @@ class LabeledMask:
 
     def __repr__(self) -> str:
         return f"<LabeledMask N={len(self)} labeled={self.count()} version={self.version}>"
+
+
+def _reopen_view(location: Location, version: int, labeled: bool) -> LabeledView | UnlabeledView:
+    """A view unpickled: the store reopened read-only in this process, at ``version``."""
+    engine, source = worker_engine(location)
+    snap = engine.snapshot_at(version)
+    return LabeledView(engine, source, snap) if labeled else UnlabeledView(engine, source, snap)
+
+
+def _reopen_mask(location: Location, version: int) -> LabeledMask:
+    """A labeled mask unpickled (see :func:`_reopen_view`)."""
+    engine, _ = worker_engine(location)
+    return LabeledMask(engine, engine.snapshot_at(version))
