@@ -23,6 +23,7 @@ builtin exception describes the same situation it is a second parent, so
     │                                                  process's copy of the log failed
     ├── UnsupportedStorageError                        storage lacks what a shared store needs
     ├── UnsupportedPlatformError                       the system lacks what a local store needs
+    ├── MissingExtraError         (ImportError)        an optional dependency is not installed
     ├── StorageUnavailableError   (ConnectionError)    object storage unreachable or failing
     └── CorruptStoreError                              a damaged, truncated, missing or
                                                        swapped file (named in the message)
@@ -50,6 +51,7 @@ __all__ = [
     "InvalidInputError",
     "LocalCopyError",
     "LockTimeoutError",
+    "MissingExtraError",
     "NotLabeledError",
     "ReadOnlyError",
     "SourceChangedError",
@@ -237,6 +239,22 @@ class LockTimeoutError(AlmaError, TimeoutError):
 class UnsupportedStorageError(AlmaError):
     """The storage lacks what a shared store needs (exclusive creates), or the store lacks
     a feature on shared storage. Nothing was written; the message says what is missing."""
+
+
+class MissingExtraError(AlmaError, ImportError):
+    """An optional dependency the call needs is not installed: the message names the extra
+    of alma_store that brings it (``extra`` attribute)."""
+
+    def __init__(self, extra: str, what: str) -> None:
+        super().__init__(
+            f"{what} needs the '{extra}' extra of alma_store: pip install -e '.[{extra}]' in a "
+            f"checkout of alma_store (or add {extra!r} to the extras you install it with)"
+        )
+        self.extra = extra
+        self.what = what
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.extra, self.what))
 
 
 class UnsupportedPlatformError(AlmaError):

@@ -34,3 +34,6 @@ napoleon_use_rtype = False
 
 html_theme = "furo"
 html_title = f"alma_store {release}"
+
+# "--items" must stay two hyphens (not an en dash) in the CLI reference and the pages.
+smartquotes = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import json
 import os
 import shutil
 import signal
@@ -18,7 +19,7 @@ import pytest
 import alma_store
 from alma_store.errors import ReadOnlyError, StorageFullError, StoreClosedError
 
-from .conftest import REPO
+from .conftest import REPO, run_python
 
 
 @pytest.fixture
@@ -182,3 +183,38 @@ def test_a_full_mirror_disk_after_a_durable_shared_commit_says_so(
     filler.unlink()
     with alma_store.open(shared, mode="r") as again:
         assert again.version == 2 and again.num_labeled == 12_000  # every reader sees it
+
+
+MISSING = r"""
+import json, sys, tempfile
+for name in ("matplotlib", "pyarrow", "obstore", "sklearn", "krippendorff"):
+    sys.modules[name] = None  # not installed
+import alma_store
+from alma_store import MissingExtraError
+root = tempfile.mkdtemp()
+out = {}
+store = alma_store.create(root + "/s", n_items=10, classes=["a", "b"], annotations_per_item=2)
+store.add_labels([0], ["a"], relative_to="dataset", annotator="x")
+store.add_labels([0], ["a"], relative_to="dataset", annotator="y")
+calls = {
+    "plot": lambda: store.plot_progress(root + "/p.png"),
+    "parquet": lambda: store.export_labels(root + "/l.parquet"),
+    "agreement": lambda: store.agreement(),
+    "s3": lambda: alma_store.open("s3://bkt/x", storage_options={"anon": True}),
+}
+for name, call in calls.items():
+    try:
+        call()
+        out[name] = None
+    except MissingExtraError as exc:
+        out[name] = [exc.extra, isinstance(exc, ImportError), str(exc)]
+print(json.dumps(out))
+"""
+
+
+def test_a_missing_extra_is_an_import_error_naming_it() -> None:
+    out = json.loads(run_python(MISSING).stdout.splitlines()[-1])
+    for extra in ("plot", "parquet", "agreement", "s3"):
+        name, is_import_error, message = out[extra]
+        assert (name, is_import_error) == (extra, True)
+        assert f"pip install -e '.[{extra}]'" in message

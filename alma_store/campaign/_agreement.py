@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..core import round_order
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, MissingExtraError
 from ._annotations import Annotation, value_key
 
 __all__ = ["agreement", "fleiss_kappa"]
@@ -50,9 +50,8 @@ def _need(module: str) -> Any:
     try:
         return __import__(module, fromlist=["_"])
     except ImportError:
-        raise InvalidInputError(
-            "agreement figures need scikit-learn and krippendorff: "
-            "pip install 'alma_store[agreement]'"
+        raise MissingExtraError(
+            "agreement", "agreement figures (scikit-learn, krippendorff)"
         ) from None
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..core import LabelEvent, LabelSchema, round_order
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, MissingExtraError
 from ._metrics import METRIC_FIELDS
 
 __all__ = ["plot_progress", "progress_figure"]
@@ -41,9 +41,7 @@ def _pyplot() -> Any:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise InvalidInputError(
-            "plotting needs matplotlib: pip install 'alma_store[plot]'"
-        ) from None
+        raise MissingExtraError("plot", "plotting (matplotlib)") from None
     return plt
 
 

@@ -19,7 +19,7 @@ __all__ = ["cli", "main", "run"]
 if click is not None:
     store_arg = click.argument("store")  # a directory, or the URL of a shared store
 
-    @click.group()
+    @click.group(context_settings={"help_option_names": ["-h", "--help"]})
     @click.version_option(package_name="alma_store")
     def cli() -> None:
         """Persistent, crash-safe, out-of-core active-learning stores."""

@@ -449,7 +449,7 @@ def add_store_commands(
         "workdir",
         type=click.Path(path_type=Path),
         default=None,
-        help="Where to put the dataset and the store (default: a temporary directory).",
+        help="Where to put the dataset and the store (default: a new alma-demo-* directory).",
     )
     @click.option("--rounds", default=6, show_default=True, help="Active-learning rounds.")
     def demo(workdir: Path | None, rounds: int) -> None:
@@ -458,8 +458,7 @@ def add_store_commands(
             from ._demo import run_demo
         except ImportError as exc:  # pragma: no cover
             raise click.ClickException(f"the demo needs scikit-learn: {exc}") from None
-        if workdir is None:
-            with tempfile.TemporaryDirectory(prefix="alma-demo-") as tmp:
-                run_demo(Path(tmp), rounds=rounds, echo=click.echo)
-        else:
-            run_demo(workdir, rounds=rounds, echo=click.echo)
+        if workdir is None:  # kept, so that the store it names can be looked at afterwards
+            workdir = Path(tempfile.mkdtemp(prefix="alma-demo-"))
+        run_demo(workdir, rounds=rounds, echo=click.echo)
+        click.echo(f"kept in {workdir}: try `alma info {workdir / 'digits.alma'}`")

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..core import LabelEvent, LabelSchema
-from ..errors import AlmaError, AlreadyLabeledError, InvalidInputError
+from ..errors import AlmaError, AlreadyLabeledError, InvalidInputError, MissingExtraError
 
 LABEL_FIELDS = ("dataset_index", "label")
 HISTORY_FIELDS = (
@@ -79,9 +79,7 @@ def _format(path: Path) -> str:
         try:
             import pyarrow  # noqa: F401
         except ImportError:
-            raise InvalidInputError(
-                "Parquet needs pyarrow: pip install 'alma_store[parquet]'"
-            ) from None
+            raise MissingExtraError("parquet", "Parquet files (pyarrow)") from None
     return suffix[1:]
 
 

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from ..errors import (
     InvalidInputError,
+    MissingExtraError,
     ReadOnlyError,
     StorageUnavailableError,
     StoreNotFoundError,
@@ -354,9 +355,9 @@ def open_objects(location: Location) -> Objects:
         try:
             return RemoteObjects(location.url, location.storage_options)
         except ImportError:
-            raise InvalidInputError(
-                f"a store at {location.url} needs obstore: install alma_store with the s3, gcs "
-                "or azure extra"
-            ) from None
+            extra = {"gs": "gcs", "az": "azure", "abfs": "azure"}.get(
+                location.url.split("://", 1)[0], "s3"
+            )
+            raise MissingExtraError(extra, f"a store at {location.url} (obstore)") from None
     assert location.path is not None
     return DirObjects(location.path)
