@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import filelock
 import numpy as np
 import zarr
 
@@ -30,8 +29,10 @@ from ..storage import (
     SHARED_FORMAT_VERSION,
     DirObjects,
     Location,
+    LockTimeout,
     Objects,
     StoreMeta,
+    WriterLock,
     create_shared,
     fsync_path,
     init_state,
@@ -50,15 +51,17 @@ DEFAULT_CHUNK_ROWS = 1 << 15
 def remove_stale_builds(root: Path) -> None:
     """Remove the half-built stores of creates of ``root`` that were killed."""
     for tmp in root.parent.glob(f".{root.name}.creating-*"):
-        lock = filelock.FileLock(tmp / "lock")
+        lock = WriterLock(tmp / "lock")
         try:
             lock.acquire(timeout=0)
-        except (filelock.Timeout, OSError):
+        except (LockTimeout, OSError):
+            lock.close()
             continue  # a create in progress holds it (or it is not ours to remove)
         try:
             shutil.rmtree(tmp, ignore_errors=True)
         finally:
             lock.release()
+            lock.close()
 
 
 def build_store(
@@ -93,8 +96,8 @@ def build_store(
         remove_stale_builds(root)
         tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.creating-"))
         tmp.chmod(shared_mode(directory=True))  # the store as mkdir would make it
-    building = filelock.FileLock(tmp / "lock")
-    building.acquire()
+    building = WriterLock(tmp / "lock")
+    building.acquire(timeout=60.0)
     try:
         rows = spec.chunk_rows or DEFAULT_CHUNK_ROWS
         source, record = _features(tmp, features, spec, rows, storage_options, progress)
@@ -128,6 +131,7 @@ def build_store(
     finally:
         with contextlib.suppress(OSError):
             building.release()
+            building.close()
     return root
 
 
