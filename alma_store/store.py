@@ -249,6 +249,7 @@ class Store(StoreVersion):
         round: int | None = None,
         expected_version: int | None = None,
         progress: Callable[[int], None] | None = None,
+        on_change: Literal["error", "relabel"] = "error",
     ) -> IndexArray:
         """Add the labels of a file as one atomic commit.
 
@@ -269,12 +270,22 @@ class Store(StoreVersion):
         round, expected_version, progress
             As for :meth:`add_labels`; ``progress`` is called with the number
             of rows read (plain files).
+        on_change
+            Tool exports are imported incrementally: an annotation the store
+            holds as it is is skipped (exports are cumulative; importing one
+            twice writes nothing the second time), and one whose item the store
+            holds with another value is a conflict. ``"error"``: refused, naming
+            the task and both values, nothing written. ``"relabel"`` (one label
+            per item): a second commit relabels those items, the history keeping
+            both values.
 
         Returns
         -------
         numpy.ndarray
             The dataset indices labeled (annotated, on a store with several
-            annotations per item).
+            annotations per item). For a tool export it also carries
+            ``.relabeled`` (dataset indices) and ``.skipped`` (rows already in the
+            store).
 
         Raises
         ------
@@ -287,7 +298,9 @@ class Store(StoreVersion):
         """
         self._engine.check_writable()
         provenance = Provenance.parse(annotator, round, expected_version)
-        return import_labels(self._campaign, Path(path), format, provenance, progress)
+        if on_change not in ("error", "relabel"):
+            raise InvalidInputError(f"on_change must be 'error' or 'relabel', got {on_change!r}")
+        return import_labels(self._campaign, Path(path), format, provenance, progress, on_change)
 
     def checkpoint(self) -> None:
         """Fold the journal tail into the chunk files now (it also happens automatically).

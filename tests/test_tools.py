@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import alma_store
 
@@ -231,3 +233,109 @@ def test_bad_exports_write_nothing(tmp_path: Path) -> None:
         with pytest.raises(alma_store.AlreadyLabeledError, match="task 0"):
             store.import_labels(path, format="label-studio")
         assert store.version == 1
+
+
+# -- cumulative exports -------------------------------------------------------------------
+
+
+def test_cumulative_label_studio_exports_import_incrementally(tmp_path: Path) -> None:
+    """Next week's export holds this week's annotations too: what the store holds is
+    skipped, the new ones added, and the same export a second time writes nothing."""
+    with alma_store.create(tmp_path / "s", n_items=10, classes=CLASSES) as store:
+        store.export_tasks(tmp_path / "t.json", range(6), format="label-studio")
+        week1 = {0: [(3, "dog")], 1: [(4, None), (5, "cat")]}
+        week2 = {**week1, 2: [(3, "cat")], 3: [(5, "dog"), (6, "dog")]}  # 3: an agreeing overlap
+        for name, answers in (("w1", week1), ("w2", week2)):
+            (tmp_path / f"{name}.json").write_text(
+                json.dumps(label_studio_export(tmp_path / "t.json", answers))
+            )
+        first = store.import_labels(tmp_path / "w1.json", format="label-studio")
+        assert first.tolist() == [0, 1] and first.skipped == 0
+        second = store.import_labels(tmp_path / "w2.json", format="label-studio")
+        assert second.tolist() == [2, 3] and second.skipped == 2 and store.version == 2
+        again = store.import_labels(tmp_path / "w2.json", format="label-studio")
+        assert again.tolist() == [] and again.skipped == 4 and store.version == 2  # nothing
+        assert store.class_names(store.labels).tolist() == ["dog", "cat", "cat", "dog"]
+
+
+def test_a_changed_answer_is_refused_or_relabeled(tmp_path: Path) -> None:
+    with alma_store.create(tmp_path / "s", n_items=10, classes=CLASSES) as store:
+        store.export_tasks(tmp_path / "t.json", range(4), format="label-studio")
+        for name, answers in (
+            ("before", {0: [(3, "dog")], 1: [(3, "cat")]}),
+            ("after", {0: [(3, "cat")], 1: [(3, "cat")], 2: [(3, "dog")]}),
+            ("split", {2: [(3, "dog"), (4, "cat")]}),
+        ):
+            (tmp_path / f"{name}.json").write_text(
+                json.dumps(label_studio_export(tmp_path / "t.json", answers))
+            )
+        store.import_labels(tmp_path / "before.json", format="label-studio")
+        with pytest.raises(alma_store.AlreadyLabeledError, match=r"task 0.*'dog' in the store"):
+            store.import_labels(tmp_path / "after.json", format="label-studio")
+        assert store.version == 1  # nothing of it: not even item 2
+        got = store.import_labels(
+            tmp_path / "after.json", format="label-studio", on_change="relabel"
+        )
+        assert got.tolist() == [2] and got.relabeled.tolist() == [0] and got.skipped == 1
+        assert store.class_names(store.labels).tolist() == ["cat", "cat", "dog"]
+        assert [e.kind for e in store.history()] == ["add", "add", "relabel"]  # both kept
+        with pytest.raises(alma_store.InvalidInputError, match="annotations_per_item"):
+            store.import_labels(tmp_path / "split.json", format="label-studio")
+
+
+def test_cumulative_prodigy_exports_into_several_annotations(tmp_path: Path) -> None:
+    with alma_store.create(
+        tmp_path / "s", n_items=6, classes=CLASSES, annotations_per_item=2
+    ) as store:
+        store.export_tasks(tmp_path / "t.jsonl", [0, 1], format="prodigy")
+        day1 = {0: [("alice", "accept", "cat")]}
+        day2 = {
+            0: [("alice", "accept", "cat"), ("bob", "accept", "cat")],
+            1: [("bob", "accept", "dog")],
+        }
+        changed = {0: [("alice", "accept", "dog")]}
+        for name, answers in (("d1", day1), ("d2", day2), ("changed", changed)):
+            (tmp_path / f"{name}.jsonl").write_text(prodigy_db_out(tmp_path / "t.jsonl", answers))
+        assert store.import_labels(tmp_path / "d1.jsonl", format="prodigy").tolist() == [0]
+        got = store.import_labels(tmp_path / "d2.jsonl", format="prodigy")
+        assert sorted(got.tolist()) == [0, 1] and got.skipped == 1
+        assert store.labeled.to_dataset_index([0]).tolist() == [0]  # two agree: decided
+        assert store.import_labels(tmp_path / "d2.jsonl", format="prodigy").skipped == 3
+        with pytest.raises(alma_store.InvalidInputError, match="annotated dataset index 0 as"):
+            store.import_labels(tmp_path / "changed.jsonl", format="prodigy")
+        assert store.version == 2
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    weeks=st.lists(
+        st.dictionaries(st.integers(0, 7), st.sampled_from(CLASSES), min_size=0, max_size=5),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_cumulative_exports_against_a_model(
+    tmp_path_factory: pytest.TempPathFactory, weeks: list[dict[int, str]]
+) -> None:
+    """Exports of a growing, sometimes edited answer set, imported with relabel: the store
+    ends as the newest answers, and a commit is made only when something changed."""
+    tmp = tmp_path_factory.mktemp("cumulative")
+    answers: dict[int, str] = {}
+    with alma_store.create(tmp / "s", n_items=8, classes=CLASSES) as store:
+        store.export_tasks(tmp / "t.json", range(8), format="label-studio")
+        for k, week in enumerate(weeks):
+            before = dict(answers)
+            answers.update(week)
+            path = tmp / f"w{k}.json"
+            export = {i: [(3, c)] for i, c in answers.items()}
+            path.write_text(json.dumps(label_studio_export(tmp / "t.json", export)))
+            version = store.version
+            got = store.import_labels(path, format="label-studio", on_change="relabel")
+            new = sorted(set(answers) - set(before))
+            edited = sorted(i for i in before if before[i] != answers[i])
+            assert sorted(got.tolist()) == new and sorted(got.relabeled.tolist()) == edited
+            assert store.version == version + bool(new) + bool(edited)
+            labeled = store.labeled.to_dataset_index(range(store.num_labeled)).tolist()
+            assert (
+                dict(zip(labeled, store.class_names(store.labels).tolist(), strict=True)) == answers
+            )

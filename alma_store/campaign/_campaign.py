@@ -43,6 +43,7 @@ from ..core import (
 )
 from ..engine import Engine, Snapshot, Writer
 from ..errors import AlreadyLabeledError, ClaimedError, InvalidInputError
+from ..exchange import ToolBatch
 from ..scoring import top_k
 from ..storage import FILE_HEADER_SIZE, StorageClock, open_campaign_log
 from ._agreement import agreement
@@ -55,6 +56,16 @@ __all__ = ["Campaign"]
 
 def _check_annotator(annotator: object) -> str:
     return check_text(annotator, "annotator", empty=False)
+
+
+class _NothingNew(Exception):
+    """Every row of an import is in the store already: no commit."""
+
+
+def _same_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per row, whether ``a`` and ``b`` hold the same label (all of its elements)."""
+    n = len(a)
+    return np.all(np.asarray(a).reshape(n, -1) == np.asarray(b).reshape(n, -1), axis=1)
 
 
 def _check_ttl(ttl: object) -> float:
@@ -386,6 +397,110 @@ class Campaign:
         return self.writer.commit(
             build, len(idx), provenance, by_position=relative_to == "unlabeled", locked=True
         )
+
+    def label_new(
+        self,
+        batch: ToolBatch,
+        provenance: Provenance,
+        *,
+        on_change: str,
+    ) -> tuple[IndexArray, IndexArray, int]:
+        """The rows of a tool's export that the store does not hold yet, in one commit.
+
+        A row the store holds as it is (the item labeled with that value; on a store
+        of several annotations per item, that annotator's annotation of it) is
+        skipped, so importing a cumulative export again writes nothing new. A row
+        whose item the store holds with another value is a conflict: with
+        ``on_change="error"`` an :class:`InvalidInputError` naming the task and
+        both values, nothing written; with ``"relabel"`` (one label per item
+        only) a second commit relabels those items, keeping the old labels in
+        the history. Decided on the snapshot the commit lands on.
+
+        Returns ``(added, relabeled, skipped)``: dataset indices added (annotated),
+        dataset indices relabeled, and the number of rows skipped.
+        """
+        outcome: dict[str, Any] = {}
+
+        def build(snap: Snapshot) -> LabelEvent:
+            keep, changed, skipped = self._new_rows(batch, snap, on_change)
+            outcome.update(changed=changed, skipped=skipped, kept=keep)
+            if not keep.any():
+                raise _NothingNew
+            idx, values = batch.dataset_indices[keep], batch.values[keep]
+            who = tuple(a for a, k in zip(batch.annotators, keep, strict=True) if k)
+            when = tuple(t for t, k in zip(batch.times, keep, strict=True) if k)
+            if self.per_item == 1:
+                return LabelEvent.following(
+                    snap.version, "add", idx, values, provenance, row_annotators=who, row_times=when
+                )
+            rows = AnnotationRows(idx, values, who, when)
+            decided, labels = self.table(snap).plan(rows, snap.is_labeled)
+            decided_values = np.array(labels, dtype=values.dtype)
+            return LabelEvent.following(
+                snap.version, "add", decided, decided_values, provenance, annotations=rows
+            )
+
+        added = np.empty(0, np.int64)
+        if not len(batch.dataset_indices):
+            return added, added, 0
+        try:
+            self.writer.commit(build, len(batch.dataset_indices), provenance, locked=True)
+            added = batch.dataset_indices[outcome["kept"]]
+        except _NothingNew:
+            pass
+        changed = outcome.get("changed", np.empty(0, np.int64))
+        relabeled = np.empty(0, np.int64)
+        if len(changed):  # on_change="relabel": the second commit
+            relabeled = self.writer.relabel(
+                batch.dataset_indices[changed], batch.values[changed], provenance
+            )
+        return added, relabeled, int(outcome.get("skipped", len(batch.dataset_indices)))
+
+    def _new_rows(
+        self, batch: ToolBatch, snap: Snapshot, on_change: str
+    ) -> tuple[np.ndarray, IndexArray, int]:
+        """``(rows to add, rows to relabel, rows skipped)`` of ``batch`` at ``snap``."""
+        idx, values = batch.dataset_indices, batch.values
+        keep = np.ones(len(idx), bool)
+        changed: list[int] = []
+        if self.per_item == 1:
+            held = snap.is_labeled(idx)
+            if held.any():
+                rows = np.flatnonzero(held)
+                stored = snap.labels_at(idx[rows])
+                same = _same_rows(stored, values[rows])
+                keep[rows] = False
+                for r, old in zip(rows[~same].tolist(), stored[~same], strict=True):
+                    if on_change != "relabel":
+                        raise AlreadyLabeledError(
+                            [int(idx[r])],
+                            reason=f"dataset index {int(idx[r])} is labeled "
+                            f"{self.schema.to_python(old)!r} in the store and "
+                            f"{self.schema.to_python(values[r])!r} in the export; pass "
+                            "on_change='relabel' to relabel it (the history keeps both); "
+                            "nothing was written",
+                        )
+                    changed.append(r)
+        else:
+            if on_change == "relabel":
+                raise InvalidInputError(
+                    "on_change='relabel' is for stores of one label per item; an annotation "
+                    "is changed by its annotator in the tool and imported as a new one"
+                )
+            table = self.table(snap)
+            for r, i in enumerate(idx.tolist()):
+                mine = [a for a in table.of(i) if a.annotator == batch.annotators[r]]
+                if mine:
+                    keep[r] = False
+                    if not _same_rows(np.array([mine[0].value]), values[r : r + 1]).all():
+                        raise InvalidInputError(
+                            f"{batch.where[r]}: {batch.annotators[r]!r} annotated dataset "
+                            f"index {i} as {mine[0].value!r} before and "
+                            f"{self.schema.to_python(values[r])!r} in the export (an annotation "
+                            "is recorded once); nothing was written"
+                        )
+        skipped = int((~keep).sum()) - len(changed)
+        return keep, np.asarray(changed, np.int64), skipped
 
     def resolve(self, idx: IndexArray, values: np.ndarray, provenance: Provenance) -> IndexArray:
         """Label disputed items with a reviewer's verdict (``provenance.annotator``)."""

@@ -1,22 +1,46 @@
 """Importing a file of labels into a store as one commit: plain files and tool exports.
 
 The file is read and every row checked first (:mod:`alma_store.exchange`); then
-its labels are one :meth:`~alma_store.campaign.Campaign.label` commit, so a bad
-row, or a row naming a labeled item, writes nothing, and the error names the
-line or the task.
+its labels are one commit, so a bad row writes nothing, and the error names the
+line or the task. A plain file's row naming a labeled item is an error. A tool's
+export is imported *incrementally* (:meth:`~alma_store.campaign.Campaign.label_new`):
+its exports are cumulative (next week's holds this week's annotations too), so a
+row the store holds as it is is skipped, and importing the same export twice
+writes nothing the second time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
+
+import numpy as np
 
 from ..core import IndexArray, Provenance, parse_indices
 from ..errors import AlreadyLabeledError, InvalidInputError
 from ..exchange import ToolBatch, check_format, name_line, read_labels_file, read_tool_export
 from ._campaign import Campaign
 
-__all__ = ["import_labels"]
+__all__ = ["ImportResult", "import_labels"]
+
+
+class ImportResult(np.ndarray):
+    """What an import of a tool's export did: the dataset indices it added (the array
+    itself, as before), and ``relabeled`` (dataset indices) and ``skipped`` (rows already
+    in the store) beside them."""
+
+    relabeled: IndexArray
+    skipped: int
+
+    def __new__(cls, added: IndexArray, relabeled: IndexArray, skipped: int) -> Self:
+        out = np.asarray(added, np.int64).view(cls)
+        out.relabeled, out.skipped = relabeled, skipped
+        return out
+
+    def __array_finalize__(self, obj: object) -> None:
+        self.relabeled = getattr(obj, "relabeled", np.empty(0, np.int64))
+        self.skipped = getattr(obj, "skipped", 0)
 
 
 def import_labels(
@@ -25,6 +49,7 @@ def import_labels(
     fmt: str | None,
     provenance: Provenance,
     progress: Callable[[int], None] | None,
+    on_change: str = "error",
 ) -> IndexArray:
     """Add the labels of ``path`` in one commit; see :meth:`alma_store.Store.import_labels`.
 
@@ -46,13 +71,10 @@ def import_labels(
     rows = read_tool_export(path, check_format(fmt))
     batch = ToolBatch.check(rows, schema, n_items, one_per_item=campaign.per_item == 1)
     try:
-        return campaign.label(
-            batch.dataset_indices,
-            batch.values,
+        added, relabeled, skipped = campaign.label_new(
+            batch,
             Provenance(None, provenance.round, provenance.expected_version),
-            "dataset",
-            annotators=batch.annotators,
-            times=batch.times,
+            on_change=on_change,
         )
     except AlreadyLabeledError as exc:
         raise AlreadyLabeledError(
@@ -60,3 +82,4 @@ def import_labels(
         ) from None
     except InvalidInputError as exc:
         raise InvalidInputError(f"{path}: {exc}") from None
+    return ImportResult(added, relabeled, skipped)

@@ -203,17 +203,30 @@ def add_store_commands(
     )
     @click.option("--annotator", default=None, help="Who labeled (plain files).")
     @click.option("--round", "round_", type=int, default=None, help="Round tag.")
+    @click.option(
+        "--on-change",
+        type=click.Choice(["error", "relabel"]),
+        default="error",
+        show_default=True,
+        help="A tool export naming a labeled item with another value: refuse, or relabel it.",
+    )
     def import_(
-        store: str, file: Path, fmt: str | None, annotator: str | None, round_: int | None
+        store: str,
+        file: Path,
+        fmt: str | None,
+        annotator: str | None,
+        round_: int | None,
+        on_change: str,
     ) -> None:
         """Add the labels of FILE in one commit.
 
         FILE is .csv, .jsonl or .parquet of dataset_index,label rows, or with
         --format the export of Label Studio or Prodigy (each label keeps its
-        annotator and time)."""
+        annotator and time). Tool exports are cumulative: what the store holds
+        already is skipped, so the same export imports once."""
         with open_store(store) as s:
             if fmt is not None:
-                done = s.import_labels(file, format=fmt, round=round_)  # type: ignore[arg-type]
+                done = s.import_labels(file, format=fmt, round=round_, on_change=on_change)  # type: ignore[arg-type]
             else:
                 with progress_bar(count_rows(file), "import") as progress:
                     done = s.import_labels(
@@ -221,7 +234,11 @@ def add_store_commands(
                     )
             version = s.version
         what = "annotations" if s.annotations_per_item > 1 else "labels"
-        click.echo(f"imported {len(done)} {what} from {file}; version {version}")
+        extra = ""
+        if fmt is not None:
+            relabeled, skipped = getattr(done, "relabeled", ()), getattr(done, "skipped", 0)
+            extra = f", relabeled {len(relabeled)}, skipped {skipped} already in the store"
+        click.echo(f"imported {len(done)} {what} from {file}{extra}; version {version}")
 
     @cli.command()
     @store_arg

@@ -64,16 +64,22 @@ class ToolBatch:
         cls, rows: list[ToolRow], schema: LabelSchema, n_items: int, *, one_per_item: bool
     ) -> ToolBatch:
         """Check every row (index, label, one label per item if so); errors name the task."""
-        if one_per_item:
-            first_by: dict[int, str] = {}
+        if one_per_item:  # the same label twice (an overlap that agrees) counts once
+            first: dict[int, ToolRow] = {}
+            kept = []
             for r in rows:
-                if r.dataset_index in first_by:
+                before = first.setdefault(r.dataset_index, r)
+                if before is r:
+                    kept.append(r)
+                elif before.value != r.value:
                     raise InvalidInputError(
-                        f"{r.where}: dataset index {r.dataset_index} is labeled again (first by "
-                        f"{first_by[r.dataset_index]}); this store keeps one label per item "
-                        "(create it with annotations_per_item=k for several); nothing was written"
+                        f"{r.where}: dataset index {r.dataset_index} is labeled {r.value!r} by "
+                        f"{r.annotator} and {before.value!r} by {before.annotator} "
+                        f"({before.where}); this store keeps one label per item (create it "
+                        "with annotations_per_item=k to keep several annotators' labels); "
+                        "nothing was written"
                     )
-                first_by[r.dataset_index] = r.annotator
+            rows = kept
         out_of_range = [r for r in rows if r.dataset_index >= n_items]
         if out_of_range:
             r = out_of_range[0]
