@@ -107,3 +107,24 @@ def test_init_index_only_and_arrow(tmp_path: Path, capsys: pytest.CaptureFixture
         assert np.array_equal(np.asarray(store.unlabeled), x)
     assert main(["init", str(tmp_path / "n")]) == 1  # neither features nor --n-items
     assert "n_items alone" in capsys.readouterr().err
+
+
+def test_json_times_are_iso_8601_utc(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every time in --json output is ISO 8601 UTC (to the millisecond), never a bare float."""
+    import json
+    import re
+
+    iso = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+    with alma_store.create(tmp_path / "s", n_items=10) as store:
+        store.add_labels([1], [1], relative_to="dataset", annotator="a")
+        store.clock = lambda: 1_790_000_000.25
+        claim = store.claim([2], annotator="a", ttl=60)
+        store.log_metrics(round=0, acc=0.5)
+    assert "expires=2026-09-21T" in repr(claim)
+    assert claim.expires == 1_790_000_060.25  # the float stays the attribute
+    assert main(["history", str(tmp_path / "s"), "--json"]) == 0
+    (commit,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert iso.match(commit["time"])
+    assert main(["metrics", str(tmp_path / "s"), "--json"]) == 0
+    (metric,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert iso.match(metric["time"])

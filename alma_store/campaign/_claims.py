@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,11 @@ import numpy as np
 from ..core import IndexArray
 
 __all__ = ["Claim", "ClaimBook", "Survey"]
+
+
+def _iso(t: float) -> str:
+    """A Unix time as ISO 8601 UTC, to the second (reprs; the float stays the attribute)."""
+    return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +66,14 @@ class Claim:
     annotator: str
     expires: float
     created: float
+
+    def __repr__(self) -> str:
+        items = self.dataset_indices.tolist()
+        shown = [*items[:8], "..."] if len(items) > 8 else items
+        return (
+            f"Claim(id={self.id!r}, annotator={self.annotator!r}, dataset_indices={shown}, "
+            f"created={_iso(self.created)}, expires={_iso(self.expires)})"
+        )
 
     def to_record(self) -> dict[str, Any]:
         """The campaign-log record that makes this claim."""

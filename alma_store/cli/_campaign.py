@@ -41,7 +41,7 @@ def _claim_row(c: Claim) -> dict[str, Any]:
     return {
         "id": c.id,
         "annotator": c.annotator,
-        "expires": c.expires,
+        "expires": when(c.expires, precise=True),
         "dataset_indices": c.dataset_indices.tolist(),
     }
 
@@ -231,7 +231,7 @@ def add_campaign_commands(
             records = s.metrics()
         for m in records:
             if as_json:
-                click.echo(json.dumps(m))
+                click.echo(json.dumps({**m, "time": when(m["time"], precise=True)}))
             else:
                 shown = " ".join(f"{k}={v}" for k, v in m.items() if k not in METRIC_FIELDS)
                 click.echo(

@@ -6,6 +6,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from ..engine import StoreSpec
@@ -44,8 +45,13 @@ def dtype_name(dtype: Any) -> str:
     return str(dtype.name)
 
 
-def when(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+def when(t: float, *, precise: bool = False) -> str:
+    """A Unix time as ISO 8601 UTC: to the second, or to the millisecond (``precise``,
+    what ``--json`` prints, so that it loses nothing a person would use)."""
+    if not precise:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    stamp = datetime.fromtimestamp(t, tz=UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
 
 
 @contextmanager

@@ -101,7 +101,7 @@ def add_store_commands(
                 else {
                     "version": last.version,
                     "kind": last.kind,
-                    "time": when(last.time),
+                    "time": when(last.time, precise=True),
                     "annotator": last.annotator,
                     "round": last.round,
                     "n": len(last.dataset_indices),
@@ -309,7 +309,7 @@ def add_store_commands(
                 row = {
                     "version": e.version,
                     "kind": kind,
-                    "time": when(e.time),
+                    "time": when(e.time, precise=as_json),
                     "annotator": e.annotator,
                     "round": e.round,
                     "dataset_indices": e.dataset_indices.tolist(),
@@ -317,7 +317,7 @@ def add_store_commands(
                 }
                 if e.row_annotators is not None:
                     row["row_annotators"] = list(e.row_annotators)
-                    row["row_times"] = list(e.row_times or ())
+                    row["row_times"] = [when(t, precise=True) for t in e.row_times or ()]
                 ann = e.annotations
                 if ann is not None:
                     ann_values = ann.values.tolist()
@@ -327,7 +327,7 @@ def add_store_commands(
                         "dataset_indices": ann.dataset_indices.tolist(),
                         "labels": ann_values,
                         "annotators": list(ann.annotators),
-                        "times": list(ann.times),
+                        "times": [when(t, precise=True) for t in ann.times],
                     }
                     who = ",".join(sorted(set(ann.annotators)))
                 if as_json:
