@@ -128,3 +128,17 @@ def test_json_times_are_iso_8601_utc(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["metrics", str(tmp_path / "s"), "--json"]) == 0
     (metric,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert iso.match(metric["time"])
+
+
+def test_the_command_line_starts_without_loading_zarr() -> None:
+    """``alma --help`` and ``import alma_store`` load neither zarr nor numcodecs: they are
+    imported by the first store opened or created (what keeps ``alma -h`` quick)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import alma_store.cli; "
+        "print(sorted(m for m in ('zarr', 'numcodecs') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

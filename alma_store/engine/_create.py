@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zarr
 
 from ..errors import InvalidInputError, StoreExistsError
 from ..sources import FeatureSource, IndexOnlySource, held_rows, source_from
@@ -159,6 +158,8 @@ def _features(
     if isinstance(features, np.ndarray):
         if features.ndim < 1:
             raise InvalidInputError("features must have at least one dimension, got a scalar")
+        import zarr  # only for features given in memory
+
         copy = zarr.create_array(
             folder / "features",
             shape=features.shape,

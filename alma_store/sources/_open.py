@@ -17,11 +17,11 @@ source that is missing or no longer matches it.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
-import zarr
 
 from ..errors import (
     CorruptStoreError,
@@ -35,7 +35,17 @@ from ._hdf5 import HDF5Source
 from ._npy import NpySource
 from ._zarr import RemoteZarrSource, ZarrSource
 
+if TYPE_CHECKING:
+    import zarr
+
 __all__ = ["check_same_features", "held_rows", "is_hf_dataset", "open_source", "source_from"]
+
+
+def _is_zarr_array(obj: object) -> TypeGuard[zarr.Array[Any]]:
+    """Whether ``obj`` is a ``zarr.Array`` (zarr is not imported to tell: if it is not
+    loaded, nothing can be one)."""
+    loaded = sys.modules.get("zarr")
+    return loaded is not None and isinstance(obj, loaded.Array)
 
 
 def check_same_features(source: FeatureSource, features: Any) -> None:
@@ -73,7 +83,7 @@ def source_from(
     """
     if column is not None:
         return _arrow_source(features, column)
-    if isinstance(features, zarr.Array):
+    if _is_zarr_array(features):
         local = getattr(features.store, "root", None) is not None
         return ZarrSource(features) if local else RemoteZarrSource(features)
     if isinstance(features, str) and is_url(features) and not features.startswith("file://"):

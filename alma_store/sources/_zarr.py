@@ -7,16 +7,18 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import zarr
 
 from ..core import IndexArray, PathLike, block_spans
 from ..errors import AlmaError, InvalidInputError, SourceMissingError
 from ._base import DENSE_SPAN, FeatureSource, check_rows
 from ._rows import take_rows
 from ._zarrchunks import chunk_rows_for
+
+if TYPE_CHECKING:
+    import zarr
 
 __all__ = ["SAFE_CODECS", "RemoteZarrSource", "ZarrSource", "check_safe"]
 
@@ -68,6 +70,8 @@ class ZarrSource(FeatureSource):
     kind = "zarr"
 
     def __init__(self, source: PathLike | zarr.Array[Any]) -> None:
+        import zarr  # loaded when a Zarr source is opened, not when alma_store is imported
+
         if isinstance(source, zarr.Array):
             self._arr = source
             self.path = _zarr_local_path(source)
@@ -158,6 +162,8 @@ class RemoteZarrSource(ZarrSource):
         self, source: str | zarr.Array[Any], storage_options: dict[str, Any] | None = None
     ) -> None:
         self.storage_options = storage_options
+        import zarr  # loaded when a Zarr source is opened, not when alma_store is imported
+
         if isinstance(source, zarr.Array):
             self._arr, self.url = source, _zarr_url(source)
         else:

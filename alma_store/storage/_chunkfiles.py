@@ -24,9 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zarr
-from numcodecs import Blosc, VLenUTF8, Zstd
-from zarr.codecs import BloscCodec
 
 from ..core import STR_DTYPE
 from ..errors import CorruptStoreError
@@ -36,6 +33,13 @@ __all__ = ["ChunkCodec", "StateArrays", "create_arrays"]
 
 WRITE_THREADS = 8
 """Threads that write a checkpoint's chunk files (their fsyncs overlap)."""
+
+
+def _vlen_utf8() -> Any:
+    """numcodecs' codec of variable-length strings (imported when a str store needs it)."""
+    from numcodecs import VLenUTF8
+
+    return VLenUTF8()
 
 
 class ChunkCodec:
@@ -49,6 +53,8 @@ class ChunkCodec:
         dtype: Any,
         fetch: Callable[[int], bytes | None] | None = None,
     ):
+        from numcodecs import Blosc, Zstd  # loaded by the first open, not by import alma_store
+
         meta_path = folder / "zarr.json"
         self.folder = folder
         self._fetch = fetch  # chunk files not here: fetched from elsewhere (a shared checkpoint)
@@ -133,7 +139,7 @@ class ChunkCodec:
             for codec in reversed(self._compressors):
                 data = codec.decode(data)
             if self.dtype.kind == "T":
-                out = np.asarray(VLenUTF8().decode(data)).astype(STR_DTYPE)
+                out = np.asarray(_vlen_utf8().decode(data)).astype(STR_DTYPE)
             else:
                 out = np.frombuffer(data, dtype=self.dtype.newbyteorder("<"))
                 out = out.astype(self.dtype, copy=writable or out.dtype != self.dtype)
@@ -147,7 +153,7 @@ class ChunkCodec:
         full[: len(data)] = data
         encoded: Any
         if self.dtype.kind == "T":
-            encoded = VLenUTF8().encode(full.astype(object).reshape(-1))
+            encoded = _vlen_utf8().encode(full.astype(object).reshape(-1))
         else:
             encoded = np.ascontiguousarray(full, dtype=self.dtype.newbyteorder("<")).tobytes()
         for codec in self._compressors:
@@ -159,6 +165,9 @@ def create_arrays(
     root: Path, n_items: int, chunk_rows: int, label_dtype: Any, label_shape: tuple[int, ...]
 ) -> None:
     """Create the empty mask and label arrays (no chunk file: all fill value)."""
+    import zarr  # only to create arrays: an import of alma_store does not load it
+    from zarr.codecs import BloscCodec
+
     group = zarr.open_group(root / "state", mode="w-")
     group.create_array(
         "mask",
