@@ -274,3 +274,15 @@ def test_concurrent_annotators_in_real_processes(tmp_path: Path) -> None:
         for anns in store.annotations(list(range(30))):
             assert sorted(a.annotator for a in anns) == ["a", "b", "c"]
         assert store.verify()["num_labeled"] == 30
+
+
+def test_annotations_show_class_names_and_iso_times(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import alma_store
+
+    with alma_store.create(
+        tmp_path / "s", n_items=5, classes=["cat", "dog"], annotations_per_item=2
+    ) as store:
+        store.add_labels([1], ["dog"], relative_to="dataset", annotator="a")
+        ((ann,),) = store.annotations([1])
+    assert (ann.value, ann.label) == (1, "dog")  # the code stays the value
+    assert "label='dog'" in repr(ann) and "time=20" in repr(ann) and "Z," in repr(ann)

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,9 @@ class Annotation:
         The store version of the commit that recorded it.
     round
         The round given with that commit.
+    label
+        The label as people read it: the class name where the store has
+        classes, else the value (None only inside the annotation table).
     """
 
     dataset_index: int
@@ -60,6 +64,15 @@ class Annotation:
     time: float
     version: int
     round: int | None
+    label: Any = None
+
+    def __repr__(self) -> str:
+        when = datetime.fromtimestamp(self.time, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        shown = self.value if self.label is None else self.label
+        return (
+            f"Annotation(dataset_index={self.dataset_index}, annotator={self.annotator!r}, "
+            f"label={shown!r}, time={when}, version={self.version}, round={self.round})"
+        )
 
 
 def value_key(value: object) -> object:

@@ -22,6 +22,7 @@ same commit labels the items it decides by majority.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import threading
@@ -325,7 +326,11 @@ class Campaign:
         """Every annotation of each item at ``snap``, oldest first."""
         idx = parse_indices(dataset_indices, name="dataset_indices", upper=snap.n_items)
         table = self.table(snap)
-        return [table.of(i) for i in idx.tolist()]
+        shown = self.schema.to_python
+        return [
+            [dataclasses.replace(a, label=shown(np.asarray(a.value))) for a in table.of(i)]
+            for i in idx.tolist()
+        ]
 
     def disputed(self, snap: Snapshot) -> IndexArray:
         """Items with all their annotations and no majority at ``snap``."""
