@@ -276,7 +276,7 @@ def test_concurrent_annotators_in_real_processes(tmp_path: Path) -> None:
         assert store.verify()["num_labeled"] == 30
 
 
-def test_annotations_show_class_names_and_iso_times(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_annotations_show_class_names_and_iso_times(tmp_path: Path) -> None:
     import alma_store
 
     with alma_store.create(
