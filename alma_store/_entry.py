@@ -15,6 +15,7 @@ from .engine import (
     copy_store,
 )
 from .errors import InvalidInputError
+from .sources import array_storage_options
 from .storage import Location, writes_refused
 from .store import Store
 
@@ -185,6 +186,8 @@ def create(
     array([2, 5])
     array([0, 3, 6])
     """
+    if storage_options is None:  # a zarr.Array in object storage: its own options, in memory
+        storage_options = array_storage_options(features)
     location = Location.parse(path, storage_options)
     spec = StoreSpec(
         n_items=n_items,

@@ -94,6 +94,23 @@ def test_a_zarr_array_opened_on_s3(tmp_path: Path, s3: dict[str, Any]) -> None:
         assert len(store) == 300
 
 
+def test_a_zarr_array_is_used_with_its_own_options_and_endpoint(
+    tmp_path: Path, s3: dict[str, Any]
+) -> None:
+    """An array opened with storage_options and given to create without them: used through
+    its own store here; elsewhere reopened at the recorded endpoint (never a public one),
+    with only the credentials passed again."""
+    x = put_features(s3, "own.zarr", n=200)
+    arr = zarr.open_array("s3://bkt/own.zarr", mode="r", storage_options=s3)
+    with alma_store.create(tmp_path / "s", arr) as store:  # no storage_options
+        assert np.array_equal(store.unlabeled[[0, 199]], x[[0, 199]])
+    meta = (tmp_path / "s" / "meta.json").read_text()
+    assert s3["endpoint_url"] in meta and "testing" not in meta  # the endpoint, no secret
+    credentials = {k: v for k, v in s3.items() if k != "endpoint_url"}
+    with alma_store.open(tmp_path / "s", mode="r", storage_options=credentials) as store:
+        assert np.array_equal(np.asarray(store.unlabeled[[5]]), x[[5]])
+
+
 def test_missing_bucket_or_key_creates_nothing(tmp_path: Path, s3: dict[str, Any]) -> None:
     for url in ("s3://bkt/nothing.zarr", "s3://no-such-bucket/x.zarr"):
         with pytest.raises(SourceMissingError, match=r"no Zarr array at|cannot be opened"):

@@ -71,10 +71,14 @@ def build_store(
     storage_options: dict[str, Any] | None = None,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    private: bool = False,
 ) -> Path:
     """Build a store for ``features`` in the directory ``root`` and return it.
 
     The parameters, their checks and the errors are those of :func:`alma_store.create`.
+    ``private=True`` says ``root`` lies in a directory no other process looks into
+    (a shared store's build aside): the build then takes no file lock, which a
+    platform without one cannot give.
     """
     if (features is None) == (spec.n_items is None):
         raise InvalidInputError(
@@ -95,7 +99,7 @@ def build_store(
         remove_stale_builds(root)
         tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.creating-"))
         tmp.chmod(shared_mode(directory=True))  # the store as mkdir would make it
-    building = WriterLock(tmp / "lock")
+    building = WriterLock(tmp / "lock", processes=not private)
     building.acquire(timeout=60.0)
     try:
         rows = spec.chunk_rows or DEFAULT_CHUNK_ROWS
@@ -208,6 +212,7 @@ def build_shared_store(
             spec,
             storage_options=location.storage_options,
             progress=progress,
+            private=True,
         )
         meta = read_meta(aside)
         with features_beside(objects, meta, aside):

@@ -17,7 +17,7 @@ from ._hdf5 import HDF5Source
 from ._npy import NpySource
 from ._open import check_same_features, held_rows, is_hf_dataset, open_source, source_from
 from ._rows import take_rows
-from ._zarr import RemoteZarrSource, ZarrSource
+from ._zarr import RemoteZarrSource, ZarrSource, array_storage_options
 
 __all__ = [
     "FeatureSource",
@@ -26,6 +26,7 @@ __all__ = [
     "NpySource",
     "RemoteZarrSource",
     "ZarrSource",
+    "array_storage_options",
     "check_same_features",
     "held_rows",
     "is_hf_dataset",

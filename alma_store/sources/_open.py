@@ -33,7 +33,7 @@ from ..storage import is_url, local_path
 from ._base import FeatureSource, IndexOnlySource, damaged_source, sample_hash
 from ._hdf5 import HDF5Source
 from ._npy import NpySource
-from ._zarr import RemoteZarrSource, ZarrSource
+from ._zarr import RemoteZarrSource, ZarrSource, with_recorded_endpoint
 
 if TYPE_CHECKING:
     import zarr
@@ -174,9 +174,8 @@ def open_source(
     """
     try:
         if "url" in record:
-            return _checked(
-                RemoteZarrSource(record["url"], storage_options), record, n_items, store_root
-            )
+            options = with_recorded_endpoint(record, storage_options)
+            return _checked(RemoteZarrSource(record["url"], options), record, n_items, store_root)
         return _open_recorded(record, store_root, n_items)
     except (KeyError, TypeError) as exc:
         raise CorruptStoreError(

@@ -20,7 +20,14 @@ from ._zarrchunks import chunk_rows_for
 if TYPE_CHECKING:
     import zarr
 
-__all__ = ["SAFE_CODECS", "RemoteZarrSource", "ZarrSource", "check_safe"]
+__all__ = [
+    "SAFE_CODECS",
+    "RemoteZarrSource",
+    "ZarrSource",
+    "array_storage_options",
+    "check_safe",
+    "with_recorded_endpoint",
+]
 
 SAFE_CODECS = frozenset(
     {
@@ -164,8 +171,9 @@ class RemoteZarrSource(ZarrSource):
         self.storage_options = storage_options
         import zarr  # loaded when a Zarr source is opened, not when alma_store is imported
 
-        if isinstance(source, zarr.Array):
+        if isinstance(source, zarr.Array):  # used through its own store, options and all
             self._arr, self.url = source, _zarr_url(source)
+            self.storage_options = storage_options or array_storage_options(source)
         else:
             self.url = source
             try:
@@ -275,7 +283,30 @@ class RemoteZarrSource(ZarrSource):
 
     def describe(self) -> dict[str, Any]:
         # docstring inherited
-        return {"kind": self.kind, "url": self.url, **self.fingerprint()}
+        out = {"kind": self.kind, "url": self.url, **self.fingerprint()}
+        endpoint = (self.storage_options or {}).get("endpoint_url")
+        if endpoint:  # not a secret, and never to be replaced by a public default
+            out["endpoint_url"] = str(endpoint)
+        return out
+
+
+def array_storage_options(arr: Any) -> dict[str, Any] | None:
+    """The fsspec storage options a ``zarr.Array`` in object storage was opened with
+    (None for a local one): what reopening it in this process needs."""
+    fs = getattr(getattr(arr, "store", None), "fs", None)
+    options = getattr(fs, "storage_options", None)
+    return dict(options) if options else None
+
+
+def with_recorded_endpoint(
+    record: dict[str, Any], storage_options: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """``storage_options`` with the endpoint the store recorded at create, unless they name
+    one: a store made over a private server never falls back to a public endpoint."""
+    endpoint = record.get("endpoint_url")
+    if not endpoint or (storage_options or {}).get("endpoint_url"):
+        return storage_options
+    return {**(storage_options or {}), "endpoint_url": endpoint}
 
 
 def _zarr_url(arr: zarr.Array[Any]) -> str:
