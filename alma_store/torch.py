@@ -1,13 +1,14 @@
-"""A PyTorch-style map dataset over a view (``torch`` itself is not imported here).
+"""A PyTorch map dataset over a view.
 
 Items are the view's feature rows, or, with ``dataset=``, ``dataset[i]`` of any
 map-style dataset for the view's dataset indices ``i`` (images on disk, or
 anything else that is not one array: the way to train from an index-only store).
 
-``torch.utils.data.DataLoader`` accepts any object with ``__len__`` and
-``__getitem__``, and uses ``__getitems__`` for whole batches when present, so
-:class:`ViewDataset` works with it without importing torch (and costs nothing
-to users without torch). Batches are read in one sorted read per batch. With
+Where torch is installed, :class:`ViewDataset` is a ``torch.utils.data.Dataset``
+(libraries such as skorch check for one); without torch it is a plain class with
+the same methods, which ``DataLoader``-like code can use as well
+(``__len__``, ``__getitem__``, and ``__getitems__`` for whole batches). Batches are
+read in one sorted read per batch. With
 labels, the Labeled view's labels are materialised once per process (the
 labeled set is small by nature: ``O(len(view))`` labels), so a shuffled batch
 costs what a sorted one does instead of decoding the label chunks it hits. The
@@ -17,6 +18,7 @@ store read-only and see the same snapshot as the parent.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,8 +32,13 @@ if TYPE_CHECKING:
 
 __all__ = ["ViewDataset"]
 
+if TYPE_CHECKING or importlib.util.find_spec("torch") is None:
+    _Dataset = object
+else:  # torch is installed: the user of this module trains with it
+    from torch.utils.data import Dataset as _Dataset
 
-class ViewDataset:
+
+class ViewDataset(_Dataset):
     """Rows (and, for the Labeled view, labels) of a view, indexed by view position.
 
     Parameters
@@ -48,6 +55,10 @@ class ViewDataset:
         ``dataset[i]`` for the view's dataset indices ``i`` instead of
         feature rows (the way to use an index-only store). It must pickle
         for DataLoader workers.
+    with_index
+        Add each item's dataset index as its last element: ``(row, index)``, or
+        ``(row, label, index)`` with labels (what a worker needs to report
+        results by dataset index).
     """
 
     def __init__(
@@ -57,6 +68,7 @@ class ViewDataset:
         with_labels: bool | None = None,
         transform: Any = None,
         dataset: Any = None,
+        with_index: bool = False,
     ) -> None:
         if with_labels is None:
             with_labels = view.is_labeled_view
@@ -68,7 +80,10 @@ class ViewDataset:
             raise InvalidInputError(
                 f"dataset must be indexable by dataset index, got {type(dataset).__name__}"
             )
+        if not isinstance(with_index, bool):
+            raise InvalidInputError(f"with_index must be a bool, got {with_index!r}")
         self.dataset = dataset
+        self.with_index = with_index
         self.path = view.store_path
         self.storage_options = view.storage_options  # for workers, in memory
         self.version = view.version
@@ -109,11 +124,14 @@ class ViewDataset:
         else:  # one sorted read per batch
             items = list(view.feature_source.read_sorted(dataset_idx)[inverse])
         rows = [self.transform(r) for r in items] if self.transform is not None else items
-        if not self.with_labels:
-            return rows
-        if self._labels is None:
-            self._labels = view.labels  # type: ignore[union-attr]  # in view order
-        return list(zip(rows, self._labels[pos], strict=True))
+        columns: list[Any] = [rows]
+        if self.with_labels:
+            if self._labels is None:
+                self._labels = view.labels  # type: ignore[union-attr]  # in view order
+            columns.append(self._labels[pos])
+        if self.with_index:
+            columns.append(dataset_idx[inverse].tolist())
+        return rows if len(columns) == 1 else list(zip(*columns, strict=True))
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -72,3 +72,25 @@ def test_shuffled_labels_stay_a_snapshot(store: alma_store.Store) -> None:
     want = store.at(version=version).labels
     assert again == want[order].tolist() and first == again[:10]
     assert ViewDataset(store.labeled)[0][1] == -1  # a new dataset shows the new version
+
+
+def test_items_can_carry_their_dataset_index(store: alma_store.Store) -> None:
+    unlabeled = ViewDataset(store.unlabeled, with_index=True)
+    row, index = unlabeled[0]
+    assert index == 1 and row.tolist() == [2.0, 3.0]
+    got = ViewDataset(store.labeled, with_index=True).__getitems__([1, 0, 1])
+    assert [(int(y), i) for _, y, i in got] == [(30, 3), (0, 0), (30, 3)]
+    with pytest.raises(alma_store.InvalidInputError, match="with_index must be a bool"):
+        ViewDataset(store.labeled, with_index=1)  # type: ignore[arg-type]
+
+
+def test_is_a_torch_dataset_where_torch_is(store: alma_store.Store) -> None:
+    torch = pytest.importorskip("torch")
+    dataset = ViewDataset(store.unlabeled, with_index=True, transform=torch.from_numpy)
+    assert isinstance(dataset, torch.utils.data.Dataset)
+    seen = []
+    for rows, indices in torch.utils.data.DataLoader(dataset, batch_size=16, shuffle=True):
+        assert rows.dtype == torch.float32
+        assert (rows[:, 0] == 2 * indices).all()  # each row is the row of its own index
+        seen += indices.tolist()
+    assert sorted(seen) == np.concatenate(list(store.unlabeled.iter_dataset_indices())).tolist()

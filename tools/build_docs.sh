@@ -10,7 +10,7 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
 fi
-"$VENV/bin/python" -m pip install -q -e . --group docs
+[ -n "${DOCS_INSTALLED:-}" ] || "$VENV/bin/python" -m pip install -q -e . --group docs
 rm -rf docs/_build docs/generated
 "$VENV/bin/python" -m sphinx -W --keep-going -b html docs docs/_build/html
 echo "built docs/_build/html/index.html"

@@ -4,7 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . tools/_python.sh
 find_python
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[demo]"
+install_into .venv -e ".[demo]" >&2  # uv when it is on PATH, else pip
 .venv/bin/alma demo "$@"

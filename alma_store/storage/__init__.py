@@ -64,6 +64,7 @@ from ._meta import (
 )
 from ._mirror import MirrorJournal, make_mirror, remove_dead_mirrors
 from ._objects import DirObjects, Listed, Objects, RemoteObjects, open_objects
+from ._options import obstore_config
 from ._platform import advise_mapping, advise_will_need
 from ._recordlog import RecordLog, SharedRecordLog, encode_record, open_campaign_log
 from ._shared import (
@@ -140,6 +141,7 @@ __all__ = [
     "marks_path",
     "marks_versions",
     "meta_bytes",
+    "obstore_config",
     "occupied",
     "open_campaign_log",
     "open_marks",

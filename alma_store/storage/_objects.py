@@ -15,7 +15,7 @@ it lives in, and nothing else: no lock, no append, no rename.
 
 Object storage is reached through obstore (the ``s3``, ``gcs`` or ``azure``
 extra). ``storage_options`` come in fsspec's form, as for features, and are
-translated to obstore's configuration.
+translated to obstore's configuration per scheme (:mod:`._options`).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from ..errors import (
 )
 from ._fs import atomic_write, crash_point
 from ._location import Location
+from ._options import obstore_config
 
 __all__ = ["DirObjects", "Listed", "Objects", "RemoteObjects", "open_objects"]
 
@@ -168,53 +169,6 @@ class DirObjects:
 
 
 # -- object storage (obstore) -------------------------------------------------
-
-_FSSPEC_KEYS = {
-    "key": "access_key_id",
-    "secret": "secret_access_key",
-    "token": "session_token",
-}
-
-
-def obstore_config(url: str, options: dict[str, Any] | None) -> dict[str, Any]:
-    """fsspec-style ``storage_options`` as obstore ``from_url`` arguments.
-
-    Understood: ``endpoint_url``, ``key``, ``secret``, ``token``, ``anon``,
-    ``client_kwargs={"region_name": ...}``, ``client_options`` (obstore's HTTP
-    client options as they are, e.g. ``{"timeout": "30s"}``) and, for everything
-    else, obstore's own configuration keys (``region``, ``aws_...``, ``google_...``, ...).
-    """
-    config: dict[str, Any] = {}
-    client: dict[str, Any] = {}
-    for key, value in (options or {}).items():
-        if key == "endpoint_url":
-            config["endpoint"] = value
-            if str(value).startswith("http://"):
-                client["allow_http"] = True
-        elif key in _FSSPEC_KEYS:
-            config[_FSSPEC_KEYS[key]] = value
-        elif key == "anon":
-            config["skip_signature"] = bool(value)
-        elif key == "client_kwargs":
-            for inner, inner_value in dict(value).items():
-                if inner != "region_name":
-                    raise InvalidInputError(
-                        f"storage_options client_kwargs {inner!r} is not used by the store's "
-                        "object-storage client (only region_name is)"
-                    )
-                config["region"] = inner_value
-        elif key == "config_kwargs":
-            continue  # botocore's retry and timeout settings: the store's client has its own
-        elif key == "client_options":
-            client.update(dict(value))
-        else:
-            config[key] = value
-    endpoint = config.get("endpoint") or os.environ.get(
-        "AWS_ENDPOINT_URL", os.environ.get("AWS_ENDPOINT", "")
-    )
-    if str(endpoint).startswith("http://"):  # a local server (the environment's, too)
-        client["allow_http"] = True
-    return {"config": config, "client_options": client}
 
 
 def _is_denied(exc: BaseException) -> bool:
