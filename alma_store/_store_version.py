@@ -8,7 +8,7 @@ arguments and makes one call to the layer that owns the answer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -357,6 +357,35 @@ class StoreVersion:
         fmt = exchange.check_format(format)
         idx = parse_indices(dataset_indices, name="dataset_indices", upper=self._engine.n_items)
         return exchange.write_tasks(Path(path), idx.tolist(), fmt, data)
+
+    def labelstudio_config(
+        self, *, field: str = "text", show: str = "Text", classes: Sequence[object] | None = None
+    ) -> str:
+        """A Label Studio labeling config (the ``<View>`` XML) for the store's classes.
+
+        Paste it into the project's Settings, Labeling Interface (Code), or pass
+        it as ``label_config`` when the project is made through the API. Tasks
+        written by :meth:`export_tasks` with ``data(i) -> {field: ...}`` show in
+        it, and every export format of the project imports back.
+
+        Parameters
+        ----------
+        field
+            The display field of the tasks to show (``"text"``, ``"image"``, ...).
+        show
+            The Label Studio object tag that shows it: ``"Text"``, ``"Image"``,
+            ``"HyperText"``, ``"Audio"``, ...
+        classes
+            The choices; default: the store's class names. A store without class
+            names needs them given (the values its labels take).
+
+        Returns
+        -------
+        str
+            The XML.
+        """
+        names = classes if classes is not None else self.schema.classes or ()
+        return exchange.labelstudio_config(list(names), field, show)
 
     def plot_progress(self, path: PathLike) -> Path:
         """Plot the campaign to a PNG (``plot`` extra): learning curve, labels per annotator, class balance.

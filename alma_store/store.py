@@ -9,7 +9,7 @@ annotations, :mod:`alma_store.scoring` for score runs. Its reads are those of
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -244,12 +244,13 @@ class Store(StoreVersion):
         self,
         path: PathLike,
         *,
-        format: Literal["label-studio", "prodigy"] | None = None,
+        format: Literal["label-studio", "prodigy", "doccano"] | None = None,
         annotator: str | None = None,
         round: int | None = None,
         expected_version: int | None = None,
         progress: Callable[[int], None] | None = None,
         on_change: Literal["error", "relabel"] = "error",
+        annotators: Mapping[object, str] | None = None,
     ) -> IndexArray:
         """Add the labels of a file as one atomic commit.
 
@@ -261,12 +262,13 @@ class Store(StoreVersion):
             keys in JSON Lines; columns in Parquet). With ``format``: an
             annotation tool's export of tasks written by :meth:`export_tasks`.
         format
-            ``"label-studio"`` (its JSON export) or ``"prodigy"`` (``prodigy
-            db-out``): each label keeps the annotator and time the tool
-            recorded; skipped and rejected answers are left out (see
-            :mod:`alma_store.exchange._tools`).
+            ``"label-studio"`` (its JSON, JSON-MIN or CSV export, told apart by
+            their content), ``"prodigy"`` (``prodigy db-out``) or ``"doccano"``
+            (one annotator's JSON Lines export): each label keeps the annotator
+            and time the tool recorded; skipped and rejected answers are left
+            out (see :mod:`alma_store.exchange._tools`).
         annotator
-            For plain files: the annotator of every row.
+            For plain files and doccano exports: the annotator of every row.
         round, expected_version, progress
             As for :meth:`add_labels`; ``progress`` is called with the number
             of rows read (plain files).
@@ -278,6 +280,12 @@ class Store(StoreVersion):
             the task and both values, nothing written. ``"relabel"`` (one label
             per item): a second commit relabels those items, the history keeping
             both values.
+        annotators
+            Names for the tools' user ids: Label Studio's exports name annotators
+            by id (``"completed_by": 2``), e.g. ``{1: "alice@lab.org", 2: "bob"}``
+            (ids as ints or strs). Label Studio's snapshot export with
+            ``"serialization_options": {"annotations__completed_by": {"only_id":
+            false}}`` names them by email itself. Ids not in the map stay ids.
 
         Returns
         -------
@@ -300,7 +308,9 @@ class Store(StoreVersion):
         provenance = Provenance.parse(annotator, round, expected_version)
         if on_change not in ("error", "relabel"):
             raise InvalidInputError(f"on_change must be 'error' or 'relabel', got {on_change!r}")
-        return import_labels(self._campaign, Path(path), format, provenance, progress, on_change)
+        return import_labels(
+            self._campaign, Path(path), format, provenance, progress, on_change, annotators
+        )
 
     def checkpoint(self) -> None:
         """Fold the journal tail into the chunk files now (it also happens automatically).

@@ -500,7 +500,7 @@ class Campaign:
                     if not _same_rows(np.array([mine[0].value]), values[r : r + 1]).all():
                         raise InvalidInputError(
                             f"{batch.where[r]}: {batch.annotators[r]!r} annotated dataset "
-                            f"index {i} as {mine[0].value!r} before and "
+                            f"index {i} as {self.schema.to_python(mine[0].value)!r} before and "
                             f"{self.schema.to_python(values[r])!r} in the export (an annotation "
                             "is recorded once); nothing was written"
                         )

@@ -11,7 +11,7 @@ writes nothing the second time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Self
 
@@ -50,6 +50,7 @@ def import_labels(
     provenance: Provenance,
     progress: Callable[[int], None] | None,
     on_change: str = "error",
+    annotators: Mapping[object, str] | None = None,
 ) -> IndexArray:
     """Add the labels of ``path`` in one commit; see :meth:`alma_store.Store.import_labels`.
 
@@ -57,6 +58,8 @@ def import_labels(
     A tool export (``fmt``) names each label's annotator and time itself.
     """
     n_items, schema = campaign.engine.n_items, campaign.schema
+    if fmt is None and annotators is not None:
+        raise InvalidInputError("annotators= maps a tool's user ids: give format=")
     if fmt is None:
         idx, values, lines = read_labels_file(path, n_items, schema, progress)
         try:
@@ -68,7 +71,13 @@ def import_labels(
             )
         except AlreadyLabeledError as exc:
             raise name_line(exc, idx, lines, path) from None
-    rows = read_tool_export(path, check_format(fmt))
+    fmt = check_format(fmt)
+    rows = read_tool_export(
+        path,
+        fmt,
+        annotator=provenance.annotator,
+        annotators=annotators,
+    )
     batch = ToolBatch.check(rows, schema, n_items, one_per_item=campaign.per_item == 1)
     try:
         added, relabeled, skipped = campaign.label_new(
@@ -81,5 +90,6 @@ def import_labels(
             exc.positions, reason=f"{batch.where_of(exc.positions)}: {exc}"
         ) from None
     except InvalidInputError as exc:
-        raise InvalidInputError(f"{path}: {exc}") from None
+        text = str(exc)
+        raise InvalidInputError(text if text.startswith(str(path)) else f"{path}: {text}") from None
     return ImportResult(added, relabeled, skipped)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import exchange
 from .._entry import open_store
 from ..campaign import METRIC_FIELDS, Claim
 from ..errors import InvalidInputError
@@ -17,7 +18,7 @@ from ._common import click, import_function, when
 
 __all__ = ["add_campaign_commands"]
 
-FORMATS = ["label-studio", "prodigy"]
+FORMATS = list(exchange.FORMATS)
 
 
 def _items(text: str) -> list[int]:
@@ -156,6 +157,14 @@ def add_campaign_commands(
         default=None,
         help="module:function giving each item's display fields as a dict.",
     )
+    @click.option(
+        "--config",
+        "config",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="Also write a Label Studio labeling config for the store's classes here "
+        "(shows the tasks' 'text' field).",
+    )
     def export_tasks(
         store: str,
         out: Path,
@@ -165,6 +174,7 @@ def add_campaign_commands(
         scores: str | None,
         k: int | None,
         data_fn: str | None,
+        config: Path | None,
     ) -> None:
         """Write tasks for Label Studio or Prodigy to OUT: a claim, --items or a top-k."""
         picked = sum(x is not None for x in (claim_id, items, scores))
@@ -182,7 +192,11 @@ def add_campaign_commands(
             else:
                 indices = s.top_k(scores, k).dataset_indices  # type: ignore[arg-type]
             n = s.export_tasks(out, indices, format=fmt, data=data)
+            if config is not None:
+                config.write_text(s.labelstudio_config(), encoding="utf-8")
         click.echo(f"wrote {n} {fmt} tasks to {out}")
+        if config is not None:
+            click.echo(f"wrote the labeling config to {config}")
 
     @cli.command()
     @store_arg

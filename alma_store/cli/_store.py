@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from .. import exchange
 from .._entry import copy, create, open_store
 from ..core import n_chunks
 from ..errors import InvalidInputError
@@ -197,11 +198,19 @@ def add_store_commands(
     @click.option(
         "--format",
         "fmt",
-        type=click.Choice(["label-studio", "prodigy"]),
+        type=click.Choice(list(exchange.FORMATS)),
         default=None,
-        help="FILE is an annotation tool's export (Label Studio JSON, prodigy db-out JSONL).",
+        help="FILE is an annotation tool's export (Label Studio JSON, JSON-MIN or CSV; "
+        "prodigy db-out; doccano JSONL).",
     )
-    @click.option("--annotator", default=None, help="Who labeled (plain files).")
+    @click.option("--annotator", default=None, help="Who labeled (plain files, doccano).")
+    @click.option(
+        "--annotators",
+        "users",
+        type=click.Path(path_type=Path, exists=True, dir_okay=False),
+        default=None,
+        help='A JSON object naming the tool\'s user ids: {"1": "alice@lab.org", ...}.',
+    )
     @click.option("--round", "round_", type=int, default=None, help="Round tag.")
     @click.option(
         "--on-change",
@@ -215,6 +224,7 @@ def add_store_commands(
         file: Path,
         fmt: str | None,
         annotator: str | None,
+        users: Path | None,
         round_: int | None,
         on_change: str,
     ) -> None:
@@ -224,9 +234,17 @@ def add_store_commands(
         --format the export of Label Studio or Prodigy (each label keeps its
         annotator and time). Tool exports are cumulative: what the store holds
         already is skipped, so the same export imports once."""
+        names = None if users is None else _user_names(users)
         with open_store(store) as s:
             if fmt is not None:
-                done = s.import_labels(file, format=fmt, round=round_, on_change=on_change)  # type: ignore[arg-type]
+                done = s.import_labels(
+                    file,
+                    format=fmt,  # type: ignore[arg-type]
+                    annotator=annotator,
+                    round=round_,
+                    on_change=on_change,  # type: ignore[arg-type]
+                    annotators=names,
+                )
             else:
                 with progress_bar(count_rows(file), "import") as progress:
                     done = s.import_labels(
@@ -479,3 +497,13 @@ def add_store_commands(
             workdir = Path(tempfile.mkdtemp(prefix="alma-demo-"))
         run_demo(workdir, rounds=rounds, echo=click.echo)
         click.echo(f"kept in {workdir}: try `alma info {workdir / 'digits.alma'}`")
+
+
+def _user_names(path: Path) -> dict[object, str]:
+    try:
+        names = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"--annotators {path} is not JSON: {exc}") from None
+    if not isinstance(names, dict):
+        raise InvalidInputError(f"--annotators {path} must hold a JSON object of id: name")
+    return names

@@ -17,7 +17,15 @@ from ._files import (
     parse_label_text,
     read_labels_file,
 )
-from ._tools import FORMATS, ToolBatch, ToolRow, check_format, read_tool_export, write_tasks
+from ._tools import (
+    FORMATS,
+    ToolBatch,
+    ToolRow,
+    check_format,
+    labelstudio_config,
+    read_tool_export,
+    write_tasks,
+)
 
 __all__ = [
     "FORMATS",
@@ -27,6 +35,7 @@ __all__ = [
     "count_rows",
     "export_history",
     "export_labels",
+    "labelstudio_config",
     "name_line",
     "parse_label_text",
     "read_labels_file",

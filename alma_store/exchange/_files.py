@@ -318,16 +318,17 @@ def _parse_index(text: str, path: Path, line: int) -> int:
         ) from None
 
 
-def parse_label_text(text: str, schema: LabelSchema, path: object, line: int) -> Any:
-    """A CSV (or command-line) label as the value the store expects."""
+def parse_label_text(text: str, schema: LabelSchema, path: object, line: int | None = None) -> Any:
+    """A CSV (or command-line) label as the value the store expects.
+
+    Errors name ``path`` and ``line`` (or ``path`` alone: a place named already)."""
+    at = str(path) if line is None else f"{path}: line {line}"
     dtype = schema.dtype
     if schema.shape:
         try:
             return json.loads(text)
         except ValueError:
-            raise InvalidInputError(
-                f"{path}: line {line}: label {text!r} is not a JSON list"
-            ) from None
+            raise InvalidInputError(f"{at}: label {text!r} is not a JSON list") from None
     if schema.classes is not None or dtype.kind in "TU":
         return text
     try:
@@ -342,7 +343,7 @@ def parse_label_text(text: str, schema: LabelSchema, path: object, line: int) ->
             return value
         raise ValueError(text)
     except ValueError:
-        raise InvalidInputError(f"{path}: line {line}: label {text!r} is not a {dtype}") from None
+        raise InvalidInputError(f"{at}: label {text!r} is not a {dtype}") from None
 
 
 def name_line(

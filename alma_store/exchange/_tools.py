@@ -3,25 +3,45 @@
 Tasks go out carrying ``dataset_index``; the tools keep a task's fields in
 their exports, which is how labels find their way back:
 
-- **Label Studio** imports a JSON list of tasks ``{"data": {...}}`` and
-  exports (format "JSON") the tasks with their ``annotations``: each has a
-  ``result`` list, ``completed_by`` (a user id, or an object with ``email``),
-  ``created_at`` (ISO 8601) and ``was_cancelled``. A classification is a
-  result of type ``choices`` (``value.choices``, one of them); ``rating``,
-  ``number`` and ``textarea`` results give numeric or text labels.
+- **Label Studio** imports a JSON list of tasks ``{"data": {...}}``. Its three
+  export formats are told apart by their content:
+
+  - "JSON": the tasks with their ``annotations``: each has a ``result`` list,
+    ``completed_by`` (a user id, or an object with ``email`` in a snapshot
+    export made with ``only_id: false``), ``created_at``/``updated_at`` (ISO
+    8601) and ``was_cancelled``. A classification is a result of type
+    ``choices`` (``value.choices``, one of them); ``rating``, ``number`` and
+    ``textarea`` results give numeric or text labels. Any labeling config.
+  - "JSON-MIN": one flat object per annotation: the task's data fields,
+    ``annotator`` (a user id), ``annotation_id``, ``created_at``,
+    ``updated_at``, and each control by its name in the labeling config: the
+    one named ``label`` (what :func:`labelstudio_config` writes) is the label.
+  - "CSV": the same columns as JSON-MIN, as text.
+
+  Skipped (cancelled) annotations are no labels; JSON-MIN and CSV leave them out.
+  A label's time is when its value was last set (``updated_at``).
 - **Prodigy** reads JSON Lines tasks and ``prodigy db-out`` writes them back
   with ``answer`` (``accept``, ``reject``, ``ignore``), ``_annotator_id`` and
   ``_timestamp`` (Unix seconds). The label is ``accept`` (choice interface,
   one option) or ``label`` (classification interface). Only accepted answers
   are labels; rejected and ignored ones are skipped.
+- **doccano** exports a text-classification project as JSON Lines, one file per
+  annotator: ``{"id", "text", "label": ["cat"], ...}`` with the task's other
+  fields (``dataset_index``) kept at the top level. It records neither who nor
+  when: the importer names the annotator, and the import time is recorded. An
+  empty ``label`` list is no label.
 """
 
 from __future__ import annotations
 
+import csv
+import html
+import io
 import json
 import numbers
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,10 +51,19 @@ import numpy as np
 from ..core import IndexArray, LabelSchema, check_text, check_time, parse_indices
 from ..errors import AlmaError, InvalidInputError
 from ..storage import atomic_write
+from ._files import parse_label_text
 
-__all__ = ["FORMATS", "ToolBatch", "ToolRow", "check_format", "read_tool_export", "write_tasks"]
+__all__ = [
+    "FORMATS",
+    "ToolBatch",
+    "ToolRow",
+    "check_format",
+    "labelstudio_config",
+    "read_tool_export",
+    "write_tasks",
+]
 
-FORMATS = ("label-studio", "prodigy")
+FORMATS = ("label-studio", "prodigy", "doccano")
 _LS_TYPES = {"choices": "choices", "rating": "rating", "number": "number", "textarea": "text"}
 
 
@@ -47,6 +76,7 @@ class ToolRow:
     annotator: str
     time: float
     where: str  # names the task in messages
+    from_text: bool = False  # a CSV cell: the label is parsed as the store's dtype
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +120,8 @@ class ToolBatch:
         values = []
         for r in rows:
             try:
-                values.append(schema.parse_values([r.value], 1)[0])
+                value = parse_label_text(str(r.value), schema, r.where) if r.from_text else r.value
+                values.append(schema.parse_values([value], 1)[0])
             except AlmaError as exc:
                 raise InvalidInputError(f"{r.where}: {exc}; nothing was written") from None
         idx = parse_indices(
@@ -141,6 +172,8 @@ def write_tasks(
             )
         if fmt == "label-studio":
             tasks.append({"data": {"dataset_index": i, **fields}})
+        elif fmt == "doccano":  # its import keeps extra fields, and its export gives them back
+            tasks.append({"dataset_index": i, **fields})
         else:
             tasks.append({"dataset_index": i, **fields, "meta": {"dataset_index": i}})
     try:
@@ -154,32 +187,198 @@ def write_tasks(
     return len(tasks)
 
 
-def read_tool_export(path: Path, fmt: str) -> list[ToolRow]:
+_LS_OBJECTS = ("Text", "Image", "HyperText", "Audio", "Video", "Table", "Paragraphs", "TimeSeries")
+
+
+def labelstudio_config(classes: Sequence[object], field: str, show: str) -> str:
+    """A Label Studio labeling config (``<View>``) for one choice among ``classes``.
+
+    ``show`` is the object tag that shows the task's ``data[field]`` (``"Text"``,
+    ``"Image"``, ...); the choices are named ``label``, which is what
+    :func:`read_tool_export` reads back from every export format.
+    """
+    if show not in _LS_OBJECTS:
+        raise InvalidInputError(f"show must be one of {_LS_OBJECTS}, got {show!r}")
+    if not isinstance(field, str) or not field.isidentifier() or field == "dataset_index":
+        raise InvalidInputError(
+            f"field must name a display field of the tasks (an identifier), got {field!r}"
+        )
+    names = [check_text(str(c), "a class name") for c in classes]
+    if not names:
+        raise InvalidInputError(
+            "a labeling config needs the classes: the store has no class names; give "
+            "classes=[...] (the values its labels take)"
+        )
+    choices = "".join(f'    <Choice value="{html.escape(n, quote=True)}"/>\n' for n in names)
+    return (
+        "<View>\n"
+        f'  <{show} name="item" value="${field}"/>\n'
+        '  <Choices name="label" toName="item" choice="single" showInline="true">\n'
+        f"{choices}"
+        "  </Choices>\n"
+        "</View>\n"
+    )
+
+
+def read_tool_export(
+    path: Path,
+    fmt: str,
+    *,
+    annotator: str | None = None,
+    annotators: Mapping[object, str] | None = None,
+) -> list[ToolRow]:
     """Every labeling annotation of a tool's export, checked for shape (not yet for the store).
 
-    Anything malformed is an :class:`~alma_store.errors.InvalidInputError` naming the
-    task (or line), the annotation and the field.
+    ``annotator`` names who made a doccano export (its files are per annotator);
+    ``annotators`` maps the tools' user ids (as they appear, e.g. ``2`` or
+    ``"2"``) to names. Anything malformed is an
+    :class:`~alma_store.errors.InvalidInputError` naming the task (or line), the
+    annotation and the field.
     """
+    names = _user_map(annotators)
+    if (fmt == "doccano") != (annotator is not None):
+        raise InvalidInputError(
+            "a doccano export is one annotator's: name them with annotator=..."
+            if fmt == "doccano"
+            else f"annotator= is for doccano exports; a {fmt} export names its annotators"
+        )
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise InvalidInputError(f"{path} does not exist") from None
     except UnicodeDecodeError as exc:
         raise InvalidInputError(f"{path} is not UTF-8 text (byte {exc.start})") from None
     if fmt == "label-studio":
-        tasks = _json(text, str(path))
-        if not isinstance(tasks, list):
-            raise InvalidInputError(f"{path}: a Label Studio export is a JSON list of tasks")
-        return [
-            row for n, task in enumerate(tasks) for row in _label_studio(task, f"{path} task {n}")
-        ]
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            row = _prodigy(_json(line, f"{path} line {n}"), f"{path} line {n}")
-            if row is not None:
-                rows.append(row)
+        rows = _label_studio_export(text, str(path))
+    else:
+        rows = []
+        now = time.time()
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                where = f"{path} line {n}"
+                obj = _json(line, where)
+                row = (
+                    _prodigy(obj, where)
+                    if fmt == "prodigy"
+                    else _doccano(obj, where, str(annotator), now)
+                )
+                if row is not None:
+                    rows.append(row)
+    if names:
+        rows = [replace(r, annotator=names.get(r.annotator, r.annotator)) for r in rows]
     return rows
+
+
+def _user_map(annotators: Mapping[object, str] | None) -> dict[str, str]:
+    if annotators is None:
+        return {}
+    if not isinstance(annotators, Mapping):
+        raise InvalidInputError(
+            f"annotators must map user ids to names, got a {type(annotators).__name__}"
+        )
+    out = {}
+    for key, name in annotators.items():
+        if not isinstance(key, str | int) or isinstance(key, bool):
+            raise InvalidInputError(f"annotators: a user id is an int or a str, got {key!r}")
+        out[str(key)] = check_text(name, f"annotators[{key!r}]")
+    return out
+
+
+def _label_studio_export(text: str, where: str) -> list[ToolRow]:
+    """A Label Studio export of any of its formats (JSON, JSON-MIN, CSV), told by content."""
+    if text.lstrip()[:1] not in ("[", "{"):
+        return _label_studio_csv(text, where)
+    tasks = _json(text, where)
+    if not isinstance(tasks, list):
+        raise InvalidInputError(
+            f"{where}: a Label Studio export is a JSON list (the JSON or JSON-MIN export) "
+            "or a CSV file; export the project again in one of those"
+        )
+    if tasks and isinstance(tasks[0], dict) and "data" not in tasks[0]:  # JSON-MIN
+        rows = (_flat(t, f"{where} item {n}", False) for n, t in enumerate(tasks))
+        return [r for r in rows if r is not None]
+    return [row for n, task in enumerate(tasks) for row in _label_studio(task, f"{where} task {n}")]
+
+
+def _label_studio_csv(text: str, where: str) -> list[ToolRow]:
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+        table = list(reader)
+    except csv.Error as exc:
+        raise InvalidInputError(f"{where} is neither JSON nor CSV: {exc}") from None
+    if not reader.fieldnames or "dataset_index" not in reader.fieldnames:
+        raise InvalidInputError(
+            f"{where}: not a Label Studio export of tasks written by export_tasks (JSON, "
+            "JSON-MIN or CSV with a dataset_index column)"
+        )
+    rows = (_flat(row, f"{where} line {n}", True) for n, row in enumerate(table, 2))
+    return [r for r in rows if r is not None]
+
+
+def _flat(item: object, where: str, from_text: bool) -> ToolRow | None:
+    """One annotation of a JSON-MIN or CSV export (None: a task without one)."""
+    if not isinstance(item, dict):
+        raise InvalidInputError(f"{where}: an item of a JSON-MIN export is an object")
+    if item.get("annotation_id") in (None, ""):
+        return None  # a task nobody annotated (exported with all tasks)
+    if "id" in item:
+        where = f"{where} (task {item['id']}, annotation {item['annotation_id']})"
+    raw = item.get("dataset_index")
+    if from_text:
+        raw = int(raw) if isinstance(raw, str) and raw.isdigit() else raw
+    index = _dataset_index(raw, where)
+    if "label" not in item:
+        raise InvalidInputError(
+            f"{where}: no 'label' field. JSON-MIN and CSV exports name each control by its "
+            "name in the labeling config, and the label is read from the one named 'label' "
+            "(store.labelstudio_config() writes it); export as JSON to import any config"
+        )
+    value: Any = item["label"]
+    if from_text and isinstance(value, str) and value.startswith("{"):
+        value = _json(value, f"{where}: label")
+        from_text = False
+    if isinstance(value, dict):  # several values of one control: {"choices": [...]}
+        inner = [v for v in value.values() if isinstance(v, list)]
+        if len(inner) != 1 or len(inner[0]) != 1:
+            raise InvalidInputError(f"{where}: expected exactly one choice, got {value!r}")
+        value = inner[0][0]
+    who = item.get("annotator")
+    if isinstance(who, dict):
+        who = who.get("email") or who.get("id")
+    if who in (None, "") or not isinstance(who, str | int) or isinstance(who, bool):
+        raise InvalidInputError(f"{where}: annotator must name who annotated, got {who!r}")
+    return ToolRow(
+        index,
+        check_text(value, f"{where}: the label") if from_text else _label(value, where),
+        check_text(str(who), f"{where}: annotator"),
+        _iso_time(item.get("updated_at") or item.get("created_at"), where),
+        where,
+        from_text,
+    )
+
+
+def _iso_time(text: object, where: str) -> float:
+    try:
+        when = datetime.fromisoformat(text).timestamp()  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidInputError(f"{where}: the time is not ISO 8601: {text!r}") from None
+    return check_time(when, f"{where}: the time")
+
+
+def _doccano(obj: object, where: str, annotator: str, now: float) -> ToolRow | None:
+    if not isinstance(obj, dict):
+        raise InvalidInputError(f"{where}: a line of a doccano export is an object")
+    meta = _field(obj, "meta", dict, where) or {}
+    raw = obj.get("dataset_index", meta.get("dataset_index"))
+    if raw is None:
+        raise InvalidInputError(f"{where}: the item has no dataset_index (nor meta.dataset_index)")
+    index = _dataset_index(raw, where)
+    labels = obj.get("label", obj.get("cats"))
+    if labels in (None, []):
+        return None  # not labeled yet
+    if not isinstance(labels, list) or len(labels) != 1:
+        raise InvalidInputError(f"{where}: expected exactly one label, got {labels!r}")
+    return ToolRow(index, _label(labels[0], where), annotator, now, where)
 
 
 def _json(text: str, where: str) -> Any:
@@ -254,21 +453,9 @@ def _label_studio(task: object, where: str) -> list[ToolRow]:
             who = who.get("email") or who.get("id")
         if not isinstance(who, str | int) or isinstance(who, bool):
             raise InvalidInputError(f"{at}: completed_by must name who annotated, got {who!r}")
-        created = ann.get("created_at")
-        try:
-            when = datetime.fromisoformat(created).timestamp()  # type: ignore[arg-type]
-        except (TypeError, ValueError, OverflowError):
-            raise InvalidInputError(
-                f"{at}: created_at is not an ISO 8601 time: {created!r}"
-            ) from None
+        when = _iso_time(ann.get("updated_at") or ann.get("created_at"), at)
         rows.append(
-            ToolRow(
-                index,
-                _label(value, at),
-                check_text(str(who), f"{at}: completed_by"),
-                check_time(when, f"{at}: created_at"),
-                at,
-            )
+            ToolRow(index, _label(value, at), check_text(str(who), f"{at}: completed_by"), when, at)
         )
     return rows
 
