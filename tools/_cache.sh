@@ -52,3 +52,16 @@ uv_on_path() {
     fi
     PATH="$key/bin:$PATH"
 }
+
+# labelstudio_bin: print the label-studio command, installing Label Studio
+# $LABEL_STUDIO_VERSION into a venv of its own in the cache once (uv when on PATH).
+LABEL_STUDIO_VERSION=1.23.2
+labelstudio_bin() {
+    local key="$ALMA_CACHE/labelstudio-$LABEL_STUDIO_VERSION"
+    if [ ! -f "$key/.complete" ]; then
+        rm -rf "$key"
+        install_into "$key" "label-studio==$LABEL_STUDIO_VERSION" >&2
+        touch "$key/.complete"
+    fi
+    echo "$key/bin/label-studio"
+}

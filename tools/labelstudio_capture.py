@@ -4,7 +4,9 @@ Drives a running Label Studio server the way a campaign does: a project made wit
 ``store.labelstudio_config()``, tasks from ``store.export_tasks``, two annotators
 (one created here through ``label-studio shell``), a skipped task, an overlap, an
 edited answer; then every export format of week 1, more annotations, and the
-cumulative exports of week 2. Usage::
+cumulative exports of week 2; beside each week's exports, ``weekN.truth.json``: what the
+server holds, read task by task through its API. ``tests/test_labelstudio_server.py`` runs
+it against a server it starts; the files under ``tests/data/labelstudio/`` are one such run. Usage::
 
     python tools/labelstudio_capture.py URL TOKEN LABEL_STUDIO_BIN DATA_DIR OUT_DIR
 
@@ -102,6 +104,18 @@ def export(server: Server, project: int, out: Path, week: int) -> None:
     (out / f"week{week}.snapshot.json").write_bytes(raw)
 
 
+def truth(server: Server, ids: dict[int, int], users: dict[int, str]) -> list[list[Any]]:
+    """What the server holds, read task by task (not through an export): sorted
+    ``[dataset_index, email, choice]`` of every annotation that is not skipped."""
+    held = []
+    for index, task in ids.items():
+        for ann in server.call("GET", f"/api/tasks/{task}/annotations/"):
+            if not ann["was_cancelled"]:
+                choice = ann["result"][0]["value"]["choices"][0]
+                held.append([index, users[int(ann["completed_by"])], choice])
+    return sorted(held)
+
+
 def main(url: str, token: str, ls_bin: str, data_dir: str, out_dir: str) -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -132,6 +146,8 @@ def main(url: str, token: str, ls_bin: str, data_dir: str, out_dir: str) -> None
         annotate(server, ids[i], CLASSES[(i + 1) % 3], bob)
     annotate(server, ids[0], "dog", bob)
     export(server, pid, out, 1)
+    users = {int(u["id"]): u["email"] for u in server.call("GET", "/api/users/")}
+    (out / "week1.truth.json").write_text(json.dumps(truth(server, ids, users)) + "\n")
     # week 2: two more, and the admin edits their answer on item 2 (bird -> cat)
     annotate(server, ids[7], "cat", token)
     annotate(server, ids[8], "bird", bob)
@@ -150,10 +166,8 @@ def main(url: str, token: str, ls_bin: str, data_dir: str, out_dir: str) -> None
         },
     )
     export(server, pid, out, 2)
-    users = server.call("GET", "/api/users/")
-    (out / "users.json").write_text(
-        json.dumps({str(u["id"]): u["email"] for u in users}, indent=1, sort_keys=True) + "\n"
-    )
+    (out / "week2.truth.json").write_text(json.dumps(truth(server, ids, users)) + "\n")
+    (out / "users.json").write_text(json.dumps(users, indent=1, sort_keys=True) + "\n")
     print("recorded", sorted(p.name for p in out.iterdir()))
 
 

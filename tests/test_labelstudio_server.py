@@ -1,0 +1,177 @@
+"""A real Label Studio server, started here on 127.0.0.1 with SQLite in a temp dir.
+
+``tools/labelstudio_capture.py`` drives it as a campaign does (a project made with the
+store's labeling config, tasks from ``export_tasks``, two annotators, a skip, an overlap,
+an edited answer) and records every export format of two weeks, with what the server
+holds read task by task through its API. Each export then imports into a store, which
+must hold exactly what the server does. ``.ci/run`` installs Label Studio into a cache
+outside the clone (``$ALMA_LABEL_STUDIO``); without it this module skips, which CI
+counts as a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import alma_store
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSES = ["cat", "dog", "bird"]
+
+
+def label_studio_command() -> Path | None:
+    if os.environ.get("ALMA_LABEL_STUDIO"):
+        return Path(os.environ["ALMA_LABEL_STUDIO"])
+    cache = Path(os.environ.get("ALMA_CACHE", Path.home() / ".cache" / "alma_store-ci"))
+    found = sorted(cache.glob("labelstudio-*/bin/label-studio"))
+    return found[-1] if found else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LabelStudio:
+    """A running server: ``url``, the admin's ``token``, its command and data dir."""
+
+    def __init__(self, command: Path, data: Path) -> None:
+        self.command, self.data = command, data
+        # a database migrated once per Label Studio install: a start then takes seconds
+        # (with its admin, whose API token is kept beside it)
+        template = command.parent.parent / "template.sqlite3"
+        token = template.with_suffix(".token")
+        if template.exists() and token.exists():
+            with sqlite3.connect(template) as src, sqlite3.connect(data / "ls.sqlite3") as dst:
+                src.backup(dst)
+            self.token = token.read_text().strip()
+        else:
+            self.token = secrets.token_hex(20)
+        self.url = f"http://127.0.0.1:{free_port()}"
+        env = {
+            **os.environ,
+            "LABEL_STUDIO_BASE_DATA_DIR": str(data),
+            "LATEST_VERSION_CHECK": "false",  # no request to pypi.org at start
+            "COLLECT_ANALYTICS": "false",
+        }
+        self.log = (data / "server.log").open("w")
+        self.proc = subprocess.Popen(
+            [
+                str(command),
+                "start",
+                "--no-browser",
+                "--internal-host",
+                "127.0.0.1",
+                "-p",
+                self.url.rsplit(":", 1)[1],
+                "--data-dir",
+                str(data),
+                "-db",
+                str(data / "ls.sqlite3"),
+                "--username",
+                "admin@alma.test",
+                "--password",
+                "pw-alma-12345",
+                "--user-token",
+                self.token,
+                "--enable-legacy-api-token",
+            ],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 900  # a first start migrates the database: minutes
+        while not self._healthy():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                log = (data / "server.log").read_text()[-3000:]
+                pytest.fail(f"Label Studio did not start (exit {self.proc.returncode}):\n{log}")
+            time.sleep(0.5)
+        if not (template.exists() and token.exists()):
+            part = template.with_suffix(".part")
+            with sqlite3.connect(data / "ls.sqlite3") as src, sqlite3.connect(part) as dst:
+                src.backup(dst)
+            token.write_text(self.token)
+            part.replace(template)
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/health", timeout=5) as reply:
+                return reply.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudio]:
+    command = label_studio_command()
+    if command is None or not command.exists():
+        pytest.skip("Label Studio is not installed (.ci/run installs it)")
+    server = LabelStudio(command, tmp_path_factory.mktemp("label-studio"))
+    yield server
+    server.stop()
+
+
+def held(store: alma_store.Store) -> list[list[object]]:
+    items = store.annotations(range(len(store)))
+    return sorted([i, a.annotator, a.label] for i, anns in enumerate(items) for a in anns)
+
+
+def test_exports_of_a_real_server_import_as_the_server_holds_them(
+    label_studio: LabelStudio, tmp_path: Path
+) -> None:
+    out = tmp_path / "exports"
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tools" / "labelstudio_capture.py"),
+            label_studio.url,
+            label_studio.token,
+            str(label_studio.command),
+            str(label_studio.data),
+            str(out),
+        ],
+        check=True,
+        timeout=900,
+    )
+    users = json.loads((out / "users.json").read_text())
+    for week in (1, 2):
+        truth = json.loads((out / f"week{week}.truth.json").read_text())
+        assert len(truth) == 7 + 2 * (week - 1)  # the skipped task is no annotation
+        for export in ("json", "min.json", "csv", "snapshot.json"):
+            store = alma_store.create(
+                tmp_path / f"w{week}-{export}", n_items=12, classes=CLASSES, annotations_per_item=2
+            )
+            with store:
+                path = out / f"week{week}.{export}"
+                assert len(
+                    store.import_labels(path, format="label-studio", annotators=users)
+                ) == len(truth)
+                assert held(store) == truth, (week, export)
+                again = store.import_labels(path, format="label-studio", annotators=users)
+                assert len(again) == 0 and again.skipped == len(truth)
+    assert (out / "config.xml").read_text() == (
+        REPO / "tests/data/labelstudio/config.xml"
+    ).read_text()
