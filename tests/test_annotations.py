@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss
 
 import alma_store
-from alma_store.campaign._agreement import fleiss_kappa
+from alma_store.campaign._agreement import cohen_kappa, fleiss_kappa
 
 from .conftest import start_together
 
@@ -190,6 +191,23 @@ def test_store_gives_fleiss_for_many_annotators(tmp_path: Path) -> None:
     assert got["kappa"] == pytest.approx(0.20993, abs=5e-5)
     assert set(got["per_class"]) == set(classes)
     assert got["per_round"][None]["kappa"] == pytest.approx(got["kappa"])
+
+
+def test_cohen_against_scikit_learn() -> None:
+    from sklearn.metrics import cohen_kappa_score
+
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        n, k = int(rng.integers(1, 40)), int(rng.integers(1, 5))
+        a = rng.integers(0, k, n).astype(str).tolist()
+        b = [x if rng.random() < 0.6 else str(rng.integers(0, k)) for x in a]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # sklearn warns where the kappa is undefined
+            want = cohen_kappa_score(a, b)
+        assert cohen_kappa(a, b) == pytest.approx(want, nan_ok=True)
+    assert np.isnan(cohen_kappa(["x", "x"], ["x", "x"]))
+    with pytest.raises(alma_store.InvalidInputError):
+        cohen_kappa(["x"], [])
 
 
 def test_store_gives_cohen_for_two(tmp_path: Path) -> None:

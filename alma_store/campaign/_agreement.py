@@ -1,7 +1,7 @@
 """Inter-annotator agreement over a store's annotations (needs the ``agreement`` extra).
 
-Two annotators in all: Cohen's kappa (scikit-learn's ``cohen_kappa_score``)
-over the items both annotated. More: Fleiss' kappa over the items with the
+Two annotators in all: Cohen's kappa over the items both annotated (the
+formula of Cohen 1960, cross-checked against scikit-learn in the tests). More: Fleiss' kappa over the items with the
 usual number of annotations (the formula of Fleiss 1971, cross-checked
 against statsmodels in the tests). Both come with Krippendorff's alpha
 (nominal, the ``krippendorff`` package), which takes every item with two or
@@ -10,7 +10,6 @@ more annotations whoever gave them.
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,7 +20,23 @@ from ..core import round_order
 from ..errors import InvalidInputError, MissingExtraError
 from ._annotations import Annotation, value_key
 
-__all__ = ["agreement", "fleiss_kappa"]
+__all__ = ["agreement", "cohen_kappa", "fleiss_kappa"]
+
+
+def cohen_kappa(a: Sequence[object], b: Sequence[object]) -> float:
+    """Cohen's kappa of two raters' labels of the same items, ``(p_o - p_e) / (1 - p_e)``.
+
+    NaN where chance agreement is 1 (both raters gave one and the same label).
+    """
+    if len(a) != len(b) or not a:
+        raise InvalidInputError("Cohen's kappa needs two equally long, non-empty label lists")
+    labels = {v: j for j, v in enumerate(sorted(set(a) | set(b), key=repr))}
+    table = np.zeros((len(labels), len(labels)))
+    np.add.at(table, ([labels[v] for v in a], [labels[v] for v in b]), 1)
+    n = table.sum()
+    observed = np.trace(table) / n
+    chance = float(table.sum(axis=1) @ table.sum(axis=0)) / n**2
+    return float((observed - chance) / (1 - chance)) if chance < 1 else np.nan
 
 
 def fleiss_kappa(counts: np.ndarray) -> tuple[float, np.ndarray]:
@@ -50,16 +65,7 @@ def _need(module: str) -> Any:
     try:
         return __import__(module, fromlist=["_"])
     except ImportError:
-        raise MissingExtraError(
-            "agreement", "agreement figures (scikit-learn, krippendorff)"
-        ) from None
-
-
-def _cohen(a: Sequence[object], b: Sequence[object]) -> float:
-    metrics = _need("sklearn.metrics")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # undefined kappas are NaN, said so in the result
-        return float(metrics.cohen_kappa_score(a, b))
+        raise MissingExtraError("agreement", "Krippendorff's alpha (krippendorff)") from None
 
 
 def _kappa(
@@ -73,8 +79,10 @@ def _kappa(
         if not both:
             return np.nan, dict.fromkeys(categories, np.nan), 0
         x, y = [str(v) for v, _ in both], [str(w) for _, w in both]
-        per = {c: _cohen([v == str(c) for v in x], [w == str(c) for w in y]) for c in categories}
-        return _cohen(x, y), per, len(both)
+        per = {
+            c: cohen_kappa([v == str(c) for v in x], [w == str(c) for w in y]) for c in categories
+        }
+        return cohen_kappa(x, y), per, len(both)
     sizes = Counter(len(anns) for anns in rated.values())
     usual = max(sizes, key=lambda s: (sizes[s], s))
     code = {c: j for j, c in enumerate(categories)}
