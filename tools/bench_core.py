@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,27 @@ def rss_anon_kib() -> int:
             if line.startswith("RssAnon:"):
                 return int(line.split()[1])
     raise RuntimeError("no RssAnon in /proc/self/status")
+
+
+class PeakRssAnon:
+    """The peak growth of RssAnon over its value at creation, sampled every 10 ms."""
+
+    def __init__(self) -> None:
+        self.base = self.peak = rss_anon_kib()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.01):
+            self.peak = max(self.peak, rss_anon_kib())
+
+    def stop(self) -> float:
+        """Stop sampling; the peak growth in MiB."""
+        self._done.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_anon_kib())
+        return (self.peak - self.base) / 1024
 
 
 def sparse_npy(path: Path, shape: tuple[int, ...], dtype: str) -> None:

@@ -34,13 +34,14 @@ their exports, which is how labels find their way back:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import html
 import io
 import json
 import numbers
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -117,19 +118,13 @@ class ToolBatch:
                 f"{r.where}: dataset_index {r.dataset_index} is not in [0, {n_items}); "
                 "nothing was written"
             )
-        values = []
-        for r in rows:
-            try:
-                value = parse_label_text(str(r.value), schema, r.where) if r.from_text else r.value
-                values.append(schema.parse_values([value], 1)[0])
-            except AlmaError as exc:
-                raise InvalidInputError(f"{r.where}: {exc}; nothing was written") from None
+        values = _parse_values(rows, schema)
         idx = parse_indices(
             [r.dataset_index for r in rows], name="dataset_indices", upper=n_items, unique=False
         )
         return cls(
             idx,
-            np.stack(values) if values else np.empty((0, *schema.shape), schema.dtype),
+            values,
             tuple(r.annotator for r in rows),
             tuple(r.time for r in rows),
             tuple(r.where for r in rows),
@@ -146,6 +141,31 @@ class ToolBatch:
             ),
             "",
         )
+
+
+def _parse_values(rows: list[ToolRow], schema: LabelSchema) -> np.ndarray:
+    """The rows' labels as the store's values: in one call where they are all of one Python
+    type (an export's usual case), row by row otherwise, so that a mix is never coerced
+    (``[True, 2]`` is not ``[1, 2]``); an error names the first bad row."""
+    try:
+        raw = [
+            parse_label_text(str(r.value), schema, r.where) if r.from_text else r.value
+            for r in rows
+        ]
+    except AlmaError as exc:
+        raise InvalidInputError(f"{exc}; nothing was written") from None
+    if not rows:
+        return np.empty((0, *schema.shape), schema.dtype)
+    if len({type(v) for v in raw}) == 1:
+        with contextlib.suppress(AlmaError):
+            return schema.parse_values(raw, len(raw))
+    values = []
+    for r, value in zip(rows, raw, strict=True):
+        try:
+            values.append(schema.parse_values([value], 1)[0])
+        except AlmaError as exc:
+            raise InvalidInputError(f"{r.where}: {exc}; nothing was written") from None
+    return np.stack(values)
 
 
 def check_format(fmt: object) -> str:
@@ -242,18 +262,12 @@ def read_tool_export(
             if fmt == "doccano"
             else f"annotator= is for doccano exports; a {fmt} export names its annotators"
         )
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InvalidInputError(f"{path} does not exist") from None
-    except UnicodeDecodeError as exc:
-        raise InvalidInputError(f"{path} is not UTF-8 text (byte {exc.start})") from None
     if fmt == "label-studio":
-        rows = _label_studio_export(text, str(path))
+        rows = _label_studio_file(path)
     else:
         rows = []
         now = time.time()
-        for n, line in enumerate(text.splitlines(), 1):
+        for n, line in enumerate(_text(path).splitlines(), 1):
             if line.strip():
                 where = f"{path} line {n}"
                 obj = _json(line, where)
@@ -267,6 +281,15 @@ def read_tool_export(
     if names:
         rows = [replace(r, annotator=names.get(r.annotator, r.annotator)) for r in rows]
     return rows
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InvalidInputError(f"{path} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"{path} is not UTF-8 text (byte {exc.start})") from None
 
 
 def _user_map(annotators: Mapping[object, str] | None) -> dict[str, str]:
@@ -284,20 +307,100 @@ def _user_map(annotators: Mapping[object, str] | None) -> dict[str, str]:
     return out
 
 
-def _label_studio_export(text: str, where: str) -> list[ToolRow]:
-    """A Label Studio export of any of its formats (JSON, JSON-MIN, CSV), told by content."""
-    if text.lstrip()[:1] not in ("[", "{"):
-        return _label_studio_csv(text, where)
-    tasks = _json(text, where)
-    if not isinstance(tasks, list):
-        raise InvalidInputError(
-            f"{where}: a Label Studio export is a JSON list (the JSON or JSON-MIN export) "
-            "or a CSV file; export the project again in one of those"
-        )
-    if tasks and isinstance(tasks[0], dict) and "data" not in tasks[0]:  # JSON-MIN
-        rows = (_flat(t, f"{where} item {n}", False) for n, t in enumerate(tasks))
-        return [r for r in rows if r is not None]
-    return [row for n, task in enumerate(tasks) for row in _label_studio(task, f"{where} task {n}")]
+def _label_studio_file(path: Path) -> list[ToolRow]:
+    """A Label Studio export of any of its formats (JSON, JSON-MIN, CSV), told by content.
+
+    JSON is parsed as a stream (ijson), task by task: memory follows the annotations
+    kept, not the size of the file (a JSON export is about 500 bytes per annotation).
+    """
+    import ijson
+
+    where = str(path)
+    try:
+        stream = path.open("rb")
+    except FileNotFoundError:
+        raise InvalidInputError(f"{path} does not exist") from None
+    with stream:
+        head = stream.read(4096)
+        skip = 3 if head.startswith(b"\xef\xbb\xbf") else 0  # a UTF-8 byte order mark
+        first = head[skip:].lstrip()[:1]
+        if first not in (b"[", b"{"):
+            return _label_studio_csv(_text(path), where)
+        if first == b"{":
+            raise InvalidInputError(
+                f"{where}: a Label Studio export is a JSON list (the JSON or JSON-MIN export) "
+                "or a CSV file; export the project again in one of those"
+            )
+        stream.seek(skip)
+        rows: list[ToolRow] = []
+        minimal = False
+        try:
+            for n, task in enumerate(_array_items(ijson.basic_parse(stream, use_float=True))):
+                if n == 0:  # JSON-MIN: flat objects, one per annotation
+                    minimal = isinstance(task, dict) and "data" not in task
+                if minimal:
+                    row = _flat(task, f"{where} item {n}", False)
+                    if row is not None:
+                        rows.append(row)
+                else:
+                    rows.extend(_label_studio(task, f"{where} task {n}"))
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError(f"{where} is not UTF-8 text (byte {exc.start})") from None
+        except _Shape as exc:
+            raise InvalidInputError(f"{where} is not JSON: {exc}") from None
+        except ijson.JSONError as exc:
+            what = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if "utf" in what.lower():
+                raise InvalidInputError(f"{where} is not UTF-8 text: {what}") from None
+            raise InvalidInputError(f"{where} is not JSON: {what}") from None
+    return rows
+
+
+class _Shape(Exception):
+    """A JSON document that is not an export's shape (turned into a named error)."""
+
+
+MAX_DEPTH = 64  # an export's tasks nest a few levels; deeper is refused, not built
+
+
+def _array_items(events: Iterator[tuple[str, Any]]) -> Iterator[Any]:
+    """The items of a top-level JSON array, built one at a time from ijson's basic events.
+
+    (ijson's own ``items`` keeps a dotted path per event, which grows with the depth:
+    a hostile file of 100,000 nested ``[`` would need gigabytes.)
+    """
+    stack: list[Any] = []
+    keys: list[str | None] = []
+    started = ended = False
+    for event, value in events:
+        if ended:
+            raise _Shape("there is more after the list")
+        if not started:
+            if event != "start_array":
+                raise _Shape("a Label Studio export is a JSON list")
+            started = True
+            continue
+        if event in ("start_map", "start_array"):
+            if len(stack) >= MAX_DEPTH:
+                raise _Shape(f"nested too deeply (more than {MAX_DEPTH} levels)")
+            stack.append({} if event == "start_map" else [])
+            keys.append(None)
+            continue
+        if event == "map_key":
+            keys[-1] = value
+            continue
+        if event in ("end_map", "end_array"):
+            if not stack:  # the end of the top-level array: nothing may follow
+                ended = True
+                continue
+            value = stack.pop()
+            keys.pop()
+        if not stack:
+            yield value
+        elif isinstance(stack[-1], dict):
+            stack[-1][keys[-1]] = value
+        else:
+            stack[-1].append(value)
 
 
 def _label_studio_csv(text: str, where: str) -> list[ToolRow]:
