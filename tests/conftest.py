@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -222,13 +223,25 @@ AZURITE_KEY = (  # the emulator's well-known account key (published, not a secre
 )
 
 
-def azurite_command() -> str | None:
-    """The Azurite blob server: ``$ALMA_AZURITE``, the one ``.ci/run`` caches, or on PATH."""
-    if os.environ.get("ALMA_AZURITE"):
-        return os.environ["ALMA_AZURITE"]
+def cached_tool(variable: str, pattern: str, *, on_path: bool = False) -> Path | None:
+    """A tool ``.ci/run`` installs: ``$variable``, else the newest match of ``pattern`` in
+    its cache (``$ALMA_CACHE``, default ``~/.cache/alma_store-ci``), else (``on_path``)
+    the command of that name on PATH."""
+    if os.environ.get(variable):
+        return Path(os.environ[variable])
     cache = Path(os.environ.get("ALMA_CACHE", Path.home() / ".cache" / "alma_store-ci"))
-    found = sorted(cache.glob("azurite-*/node_modules/.bin/azurite-blob"))
-    return str(found[-1]) if found else shutil.which("azurite-blob")
+    found = sorted(cache.glob(pattern))
+    if found:
+        return found[-1]
+    command = shutil.which(Path(pattern).name) if on_path else None
+    return Path(command) if command else None
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1, for a server that cannot be given port 0."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 class Azurite:
@@ -237,7 +250,9 @@ class Azurite:
     the shared store (obstore) and Zarr features (adlfs) alike."""
 
     def __init__(self) -> None:
-        command = azurite_command()
+        command = cached_tool(
+            "ALMA_AZURITE", "azurite-*/node_modules/.bin/azurite-blob", on_path=True
+        )
         if command is None:
             pytest.skip("Azurite is not installed (.ci/run installs it from npm)")
         self.proc = subprocess.Popen(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,22 +26,10 @@ import pytest
 
 import alma_store
 
+from .conftest import cached_tool, free_port
+
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["cat", "dog", "bird"]
-
-
-def label_studio_command() -> Path | None:
-    if os.environ.get("ALMA_LABEL_STUDIO"):
-        return Path(os.environ["ALMA_LABEL_STUDIO"])
-    cache = Path(os.environ.get("ALMA_CACHE", Path.home() / ".cache" / "alma_store-ci"))
-    found = sorted(cache.glob("labelstudio-*/bin/label-studio"))
-    return found[-1] if found else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class LabelStudio:
@@ -126,7 +113,7 @@ class LabelStudio:
 
 @pytest.fixture(scope="module")
 def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudio]:
-    command = label_studio_command()
+    command = cached_tool("ALMA_LABEL_STUDIO", "labelstudio-*/bin/label-studio")
     if command is None or not command.exists():
         pytest.skip("Label Studio is not installed (.ci/run installs it)")
     server = LabelStudio(command, tmp_path_factory.mktemp("label-studio"))

@@ -445,19 +445,24 @@ def _flat(item: object, where: str, from_text: bool) -> ToolRow | None:
         if len(inner) != 1 or len(inner[0]) != 1:
             raise InvalidInputError(f"{where}: expected exactly one choice, got {value!r}")
         value = inner[0][0]
-    who = item.get("annotator")
-    if isinstance(who, dict):
-        who = who.get("email") or who.get("id")
-    if who in (None, "") or not isinstance(who, str | int) or isinstance(who, bool):
-        raise InvalidInputError(f"{where}: annotator must name who annotated, got {who!r}")
     return ToolRow(
         index,
         check_text(value, f"{where}: the label") if from_text else _label(value, where),
-        check_text(str(who), f"{where}: annotator"),
+        _who(item.get("annotator"), f"{where}: annotator", empty=False),
         _iso_time(item.get("updated_at") or item.get("created_at"), where),
         where,
         from_text,
     )
+
+
+def _who(value: object, what: str, *, empty: bool = True) -> str:
+    """Who annotated, as a Label Studio export names them: a user id, or an object with
+    ``email`` (a snapshot export) or ``id``. ``what`` names the field in errors."""
+    if isinstance(value, dict):
+        value = value.get("email") or value.get("id")
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise InvalidInputError(f"{what} must name who annotated, got {value!r}")
+    return check_text(str(value), what, empty=empty)
 
 
 def _iso_time(text: object, where: str) -> float:
@@ -551,14 +556,15 @@ def _label_studio(task: object, where: str) -> list[ToolRow]:
             if len(value) != 1:
                 raise InvalidInputError(f"{at}: expected exactly one choice, got {value!r}")
             value = value[0]
-        who = ann.get("completed_by")
-        if isinstance(who, dict):
-            who = who.get("email") or who.get("id")
-        if not isinstance(who, str | int) or isinstance(who, bool):
-            raise InvalidInputError(f"{at}: completed_by must name who annotated, got {who!r}")
         when = _iso_time(ann.get("updated_at") or ann.get("created_at"), at)
         rows.append(
-            ToolRow(index, _label(value, at), check_text(str(who), f"{at}: completed_by"), when, at)
+            ToolRow(
+                index,
+                _label(value, at),
+                _who(ann.get("completed_by"), f"{at}: completed_by"),
+                when,
+                at,
+            )
         )
     return rows
 
