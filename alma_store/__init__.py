@@ -36,6 +36,7 @@ from .errors import (
     StoreClosedError,
     StoreExistsError,
     StoreNotFoundError,
+    ToolServerError,
     UnsupportedPlatformError,
     UnsupportedStorageError,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "StoreExistsError",
     "StoreNotFoundError",
     "StoreVersion",
+    "ToolServerError",
     "UnlabeledView",
     "UnsupportedPlatformError",
     "UnsupportedStorageError",

@@ -172,12 +172,14 @@ class StoreVersion:
         kinds: tuple[str, ...] | None = None,
         start: int | None = None,
         stop: int | None = None,
+        after: int = 0,
     ) -> Iterator[LabelEvent]:
         """Iterate the committed events up to this version, oldest first, streaming the journal.
 
         Every filter is optional; an event restricted to the dataset index range
         ``[start, stop)`` keeps only its entries in that range (and is skipped
-        when none are left). Memory stays bounded by one read block of the
+        when none are left); ``after`` skips the events of versions up to it (what
+        a reader folded before). Memory stays bounded by one read block of the
         journal, whatever its length.
 
         Examples
@@ -196,6 +198,7 @@ class StoreVersion:
             kinds=kinds,
             start=start,
             stop=stop,
+            after=after,
             last=self.version,
         )
 

@@ -25,6 +25,8 @@ builtin exception describes the same situation it is a second parent, so
     ├── UnsupportedPlatformError                       the system lacks what a local store needs
     ├── MissingExtraError         (ImportError)        an optional dependency is not installed
     ├── StorageUnavailableError   (ConnectionError)    object storage unreachable or failing
+    ├── ToolServerError           (ConnectionError)    an annotation tool's server refused a
+    │                                                  request or could not be reached
     └── CorruptStoreError                              a damaged, truncated, missing or
                                                        swapped file (named in the message)
 
@@ -62,6 +64,7 @@ __all__ = [
     "StoreClosedError",
     "StoreExistsError",
     "StoreNotFoundError",
+    "ToolServerError",
     "UnsupportedPlatformError",
     "UnsupportedStorageError",
 ]
@@ -269,6 +272,22 @@ class StorageUnavailableError(AlmaError, ConnectionError):
     (the reply was lost): look at ``store.version`` and the history before
     committing it again.
     """
+
+
+class ToolServerError(AlmaError, ConnectionError):
+    """An annotation tool's server (Label Studio) refused a request or could not be
+    reached after its retries. ``status`` is the HTTP status (``None``: no reply).
+
+    A sync keeps its progress in the store and its state: run it again once the
+    server answers (a 401 or 403 wants another token, a 404 another project).
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.status))
 
 
 class CorruptStoreError(AlmaError):

@@ -9,7 +9,8 @@ annotations, :mod:`alma_store.scoring` for score runs. Its reads are those of
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -242,7 +243,7 @@ class Store(StoreVersion):
 
     def import_labels(
         self,
-        path: PathLike,
+        path: PathLike | Sequence[object],
         *,
         format: Literal["label-studio", "prodigy", "doccano"] | None = None,
         annotator: str | None = None,
@@ -260,7 +261,9 @@ class Store(StoreVersion):
             Without ``format``: a ``.csv``, ``.jsonl`` or ``.parquet`` file of
             ``dataset_index,label`` rows (a header in CSV; objects with those
             keys in JSON Lines; columns in Parquet). With ``format``: an
-            annotation tool's export of tasks written by :meth:`export_tasks`.
+            annotation tool's export of tasks written by :meth:`export_tasks`,
+            or those tasks as Python objects (a list of Label Studio tasks as its
+            API returns them, of Prodigy or doccano records).
         format
             ``"label-studio"`` (its JSON, JSON-MIN or CSV export, told apart by
             their content), ``"prodigy"`` (``prodigy db-out``) or ``"doccano"``
@@ -308,8 +311,15 @@ class Store(StoreVersion):
         provenance = Provenance.parse(annotator, round, expected_version)
         if on_change not in ("error", "relabel"):
             raise InvalidInputError(f"on_change must be 'error' or 'relabel', got {on_change!r}")
+        source = Path(path) if isinstance(path, str | os.PathLike) else path
+        if not isinstance(source, Path) and (
+            isinstance(source, bytes | dict) or not isinstance(source, Sequence)
+        ):
+            raise InvalidInputError(
+                f"path must be a file or a list of a tool's tasks, got a {type(path).__name__}"
+            )
         return import_labels(
-            self._campaign, Path(path), format, provenance, progress, on_change, annotators
+            self._campaign, source, format, provenance, progress, on_change, annotators
         )
 
     def checkpoint(self) -> None:

@@ -127,10 +127,14 @@ def test_every_command_has_help(capsys) -> None:
         "export-tasks",
         "agreement",
         "metrics",
+        "labelstudio",
     }
     for name, command in cli.commands.items():
         assert command.help and command.help.strip(), name
         assert run(capsys, name, "--help")[0] == 0
+    for name, command in cli.commands["labelstudio"].commands.items():
+        assert command.help and command.help.strip(), name
+        assert run(capsys, "labelstudio", name, "--help")[0] == 0
 
 
 def test_python_dash_m(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import alma_store
@@ -162,3 +163,79 @@ def test_exports_of_a_real_server_import_as_the_server_holds_them(
     assert (out / "config.xml").read_text() == (
         REPO / "tests/data/labelstudio/config.xml"
     ).read_text()
+
+
+def test_live_sync_with_a_real_server(label_studio: LabelStudio, tmp_path: Path) -> None:
+    """push -> two users annotate through the API -> pull -> relabel and delete -> pull."""
+    pytest.importorskip("httpx")
+    from alma_store import labelstudio
+
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        from labelstudio_capture import Server, annotate, second_user
+    finally:
+        sys.path.pop(0)
+    api = Server(label_studio.url, label_studio.token)
+    bob = second_user(str(label_studio.command), str(label_studio.data), "bob.sync@alma.test")
+    store = alma_store.create(tmp_path / "s", n_items=30, classes=CLASSES)
+    project = api.call(
+        "POST", "/api/projects/", {"title": "live sync", "label_config": store.labelstudio_config()}
+    )["id"]
+    state = tmp_path / "state.json"
+    texts = {i: f"item {i}" for i in range(30)}
+    with labelstudio.connect(label_studio.url, label_studio.token) as server:
+        picks = [7, 3, 21, 12, 5]
+        pushed = labelstudio.push(
+            store,
+            server,
+            project,
+            picks,
+            data=lambda i: {"text": texts[i]},
+            scores=[0.9, 0.7, 0.5, 0.3, 0.1],
+            model_version="margin-r0",
+            chunk_size=2,
+            state=state,
+        )
+        assert sorted(pushed.created.tolist()) == sorted(picks)
+        again = labelstudio.push(
+            store, server, project, picks, data=lambda i: {"text": texts[i]}, state=state
+        )
+        assert again.created.tolist() == [] and len(again.task_ids) == 5
+        tasks = api.call("GET", f"/api/tasks/?project={project}&fields=all&page_size=100")["tasks"]
+        assert sorted(t["data"]["dataset_index"] for t in tasks) == sorted(picks)
+        scores = {t["data"]["dataset_index"]: t["predictions"][0]["score"] for t in tasks}
+        assert scores[7] == pytest.approx(0.9) and scores[5] == pytest.approx(0.1)
+
+        ids = pushed.task_ids
+        first = annotate(api, ids[7], "cat", label_studio.token)
+        annotate(api, ids[3], "dog", bob)
+        annotate(api, ids[21], None, bob)  # a skip: no label
+        gone = annotate(api, ids[12], "bird", label_studio.token)
+        out = labelstudio.pull(store, server, project, round=0, state=state)
+        assert sorted(out.added) == [3, 7, 12]
+        assert store.class_names(store.labels).tolist() == ["dog", "cat", "bird"]  # 3, 7, 12
+
+        annotation = api.call("GET", f"/api/annotations/{first}/")
+        annotation["result"][0]["value"]["choices"] = ["bird"]
+        api.call("PATCH", f"/api/annotations/{first}/", {"result": annotation["result"]})
+        api.call("DELETE", f"/api/annotations/{gone}/")
+        out = labelstudio.pull(store, server, project, round=1, state=state)
+        assert out.relabeled == [7] and out.removed == [12] and out.added == []
+        assert labelstudio.pull(store, server, project, state=state).tasks == 0
+
+    # the store holds what the server does, with who and when
+    truth = {}
+    for t in api.call("GET", f"/api/tasks/?project={project}&fields=all&page_size=100")["tasks"]:
+        live = [a for a in t["annotations"] if not a["was_cancelled"]]
+        if live:
+            truth[t["data"]["dataset_index"]] = live[0]["result"][0]["value"]["choices"][0]
+    idx = np.flatnonzero(np.asarray(store.labeled_mask[:30])).tolist()
+    assert dict(zip(idx, store.class_names(store.labels).tolist(), strict=True)) == truth
+    who = {
+        int(e.dataset_indices[r]): e.row_annotators[r]
+        for e in store.history()
+        if e.row_annotators
+        for r in range(len(e.dataset_indices))
+    }
+    assert who[3] == "bob.sync@alma.test" and who[7] == "admin@alma.test"
+    store.close()

@@ -455,9 +455,17 @@ class Campaign:
             pass
         changed = outcome.get("changed", np.empty(0, np.int64))
         relabeled = np.empty(0, np.int64)
-        if len(changed):  # on_change="relabel": the second commit
+        if len(changed):  # on_change="relabel": the second commit, on top of the first
+            if provenance.expected_version is not None and len(added):
+                provenance = dataclasses.replace(
+                    provenance, expected_version=provenance.expected_version + 1
+                )
             relabeled = self.writer.relabel(
-                batch.dataset_indices[changed], batch.values[changed], provenance
+                batch.dataset_indices[changed],
+                batch.values[changed],
+                provenance,
+                row_annotators=tuple(batch.annotators[r] for r in changed.tolist()),
+                row_times=tuple(batch.times[r] for r in changed.tolist()),
             )
         return added, relabeled, int(outcome.get("skipped", len(batch.dataset_indices)))
 

@@ -11,7 +11,7 @@ writes nothing the second time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Self
 
@@ -45,7 +45,7 @@ class ImportResult(np.ndarray):
 
 def import_labels(
     campaign: Campaign,
-    path: Path,
+    path: Path | Sequence[object],
     fmt: str | None,
     provenance: Provenance,
     progress: Callable[[int], None] | None,
@@ -60,7 +60,13 @@ def import_labels(
     n_items, schema = campaign.engine.n_items, campaign.schema
     if fmt is None and annotators is not None:
         raise InvalidInputError("annotators= maps a tool's user ids: give format=")
+    if fmt is None and not isinstance(path, Path):
+        raise InvalidInputError(
+            "labels given as objects are a tool's tasks: give format= (plain labels go "
+            "to add_labels)"
+        )
     if fmt is None:
+        assert isinstance(path, Path)
         idx, values, lines = read_labels_file(path, n_items, schema, progress)
         try:
             return campaign.label(
@@ -91,5 +97,7 @@ def import_labels(
         ) from None
     except InvalidInputError as exc:
         text = str(exc)
-        raise InvalidInputError(text if text.startswith(str(path)) else f"{path}: {text}") from None
+        if isinstance(path, Path) and not text.startswith(str(path)):
+            text = f"{path}: {text}"
+        raise InvalidInputError(text) from None
     return ImportResult(added, relabeled, skipped)

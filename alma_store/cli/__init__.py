@@ -12,6 +12,7 @@ import sys
 from ..errors import AlmaError
 from ._campaign import add_campaign_commands
 from ._common import click, need_click
+from ._labelstudio import add_labelstudio_commands
 from ._store import add_store_commands
 
 __all__ = ["cli", "main", "run"]
@@ -26,6 +27,7 @@ if click is not None:
 
     add_store_commands(cli, store_arg)
     add_campaign_commands(cli, store_arg)
+    add_labelstudio_commands(cli, store_arg)
 
 
 def main(argv: list[str] | None = None) -> int:

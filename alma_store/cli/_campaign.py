@@ -14,9 +14,10 @@ from .. import exchange
 from .._entry import open_store
 from ..campaign import METRIC_FIELDS, Claim
 from ..errors import InvalidInputError
+from ..store import Store
 from ._common import click, import_function, when
 
-__all__ = ["add_campaign_commands"]
+__all__ = ["add_campaign_commands", "pick_items"]
 
 FORMATS = list(exchange.FORMATS)
 
@@ -26,6 +27,23 @@ def _items(text: str) -> list[int]:
         return [int(p) for p in text.split(",") if p.strip()]
     except ValueError:
         raise InvalidInputError(f"--items must be ints separated by commas, got {text!r}") from None
+
+
+def pick_items(
+    s: Store, claim_id: str | None, items: str | None, scores: str | None, k: int | None
+) -> Any:
+    """The items of ``--claim``, ``--items`` or ``--scores`` with ``--top-k`` (a TopK)."""
+    picked = sum(x is not None for x in (claim_id, items, scores))
+    if picked != 1 or (scores is None) != (k is None):
+        raise InvalidInputError("give one of --claim, --items, or --scores with --top-k")
+    if claim_id is not None:
+        match = [c for c in s.claims() if c.id == claim_id]
+        if not match:
+            raise InvalidInputError(f"no live claim {claim_id!r} (see alma claims)")
+        return match[0].dataset_indices
+    if items is not None:
+        return np.asarray(_items(items), dtype=np.int64)
+    return s.top_k(str(scores), int(k or 0))
 
 
 def _number(text: str) -> float | int | str:
@@ -177,21 +195,12 @@ def add_campaign_commands(
         config: Path | None,
     ) -> None:
         """Write tasks for Label Studio or Prodigy to OUT: a claim, --items or a top-k."""
-        picked = sum(x is not None for x in (claim_id, items, scores))
-        if picked != 1 or (scores is None) != (k is None):
-            raise InvalidInputError("give one of --claim, --items, or --scores with --top-k")
         data = None if data_fn is None else import_function(data_fn)
         with open_store(store, mode="r") as s:
-            if claim_id is not None:
-                match = [c for c in s.claims() if c.id == claim_id]
-                if not match:
-                    raise InvalidInputError(f"no live claim {claim_id!r} (see alma claims)")
-                indices = match[0].dataset_indices
-            elif items is not None:
-                indices = np.asarray(_items(items), dtype=np.int64)
-            else:
-                indices = s.top_k(scores, k).dataset_indices  # type: ignore[arg-type]
-            n = s.export_tasks(out, indices, format=fmt, data=data)
+            indices = pick_items(s, claim_id, items, scores, k)
+            n = s.export_tasks(
+                out, getattr(indices, "dataset_indices", indices), format=fmt, data=data
+            )
             if config is not None:
                 config.write_text(s.labelstudio_config(), encoding="utf-8")
         click.echo(f"wrote {n} {fmt} tasks to {out}")

@@ -145,13 +145,32 @@ class Writer:
 
         return self.commit(build, len(idx), provenance, by_position=relative_to == "unlabeled")
 
-    def relabel(self, idx: IndexArray, values: np.ndarray, provenance: Provenance) -> IndexArray:
-        """Change the labels of labeled items; the previous ones go into the record."""
+    def relabel(
+        self,
+        idx: IndexArray,
+        values: np.ndarray,
+        provenance: Provenance,
+        *,
+        row_annotators: tuple[str, ...] | None = None,
+        row_times: tuple[float, ...] | None = None,
+    ) -> IndexArray:
+        """Change the labels of labeled items; the previous ones go into the record.
+
+        ``row_annotators`` and ``row_times`` name who set each new label and when
+        (an annotation tool's edited answer).
+        """
 
         def build(snap: Snapshot) -> LabelEvent:
             previous = _labeled_values(snap, idx)
             return LabelEvent.following(
-                snap.version, "relabel", idx, values, provenance, previous=previous
+                snap.version,
+                "relabel",
+                idx,
+                values,
+                provenance,
+                previous=previous,
+                row_annotators=row_annotators,
+                row_times=row_times,
             )
 
         return self.commit(build, len(idx), provenance)

@@ -132,11 +132,15 @@ def history(
     kinds: tuple[str, ...] | None = None,
     start: int | None = None,
     stop: int | None = None,
+    after: int = 0,
     last: int | None = None,
 ) -> Iterator[LabelEvent]:
-    """The committed events up to version ``last`` (default: now) that pass the filters."""
+    """The committed events after version ``after`` and up to ``last`` (default: now)
+    that pass the filters."""
     check_filters(kinds, start, stop)
-    for event in engine.iter_events(last=last):
+    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+        raise InvalidInputError(f"after must be a version (an int >= 0), got {after!r}")
+    for event in engine.iter_events(first=after + 1, last=last):
         picked = filter_event(event, annotator, round, kinds, start, stop)
         if picked is not None:
             yield picked

@@ -241,7 +241,7 @@ def labelstudio_config(classes: Sequence[object], field: str, show: str) -> str:
 
 
 def read_tool_export(
-    path: Path,
+    source: Path | Sequence[object],
     fmt: str,
     *,
     annotator: str | None = None,
@@ -249,11 +249,12 @@ def read_tool_export(
 ) -> list[ToolRow]:
     """Every labeling annotation of a tool's export, checked for shape (not yet for the store).
 
-    ``annotator`` names who made a doccano export (its files are per annotator);
-    ``annotators`` maps the tools' user ids (as they appear, e.g. ``2`` or
-    ``"2"``) to names. Anything malformed is an
-    :class:`~alma_store.errors.InvalidInputError` naming the task (or line), the
-    annotation and the field.
+    ``source`` is the export file, or its tasks as Python objects (a Label Studio
+    task as its API returns it, a Prodigy or doccano record). ``annotator`` names
+    who made a doccano export (its files are per annotator); ``annotators`` maps
+    the tools' user ids (as they appear, e.g. ``2`` or ``"2"``) to names.
+    Anything malformed is an :class:`~alma_store.errors.InvalidInputError` naming
+    the task (or line), the annotation and the field.
     """
     names = _user_map(annotators)
     if (fmt == "doccano") != (annotator is not None):
@@ -262,24 +263,35 @@ def read_tool_export(
             if fmt == "doccano"
             else f"annotator= is for doccano exports; a {fmt} export names its annotators"
         )
-    if fmt == "label-studio":
-        rows = _label_studio_file(path)
+    if isinstance(source, Path):
+        if fmt == "label-studio":
+            rows = _label_studio_file(source)
+        else:
+            objects = (
+                (f"{source} line {n}", _json(line, f"{source} line {n}"))
+                for n, line in enumerate(_text(source).splitlines(), 1)
+                if line.strip()
+            )
+            rows = _records(objects, fmt, str(annotator))
     else:
-        rows = []
-        now = time.time()
-        for n, line in enumerate(_text(path).splitlines(), 1):
-            if line.strip():
-                where = f"{path} line {n}"
-                obj = _json(line, where)
-                row = (
-                    _prodigy(obj, where)
-                    if fmt == "prodigy"
-                    else _doccano(obj, where, str(annotator), now)
-                )
-                if row is not None:
-                    rows.append(row)
+        objects = ((f"task {n}", obj) for n, obj in enumerate(source))
+        if fmt == "label-studio":
+            rows = [row for where, obj in objects for row in _label_studio(obj, where)]
+        else:
+            rows = _records(objects, fmt, str(annotator))
     if names:
         rows = [replace(r, annotator=names.get(r.annotator, r.annotator)) for r in rows]
+    return rows
+
+
+def _records(objects: Iterable[tuple[str, object]], fmt: str, annotator: str) -> list[ToolRow]:
+    """The rows of Prodigy or doccano records (``(where, object)`` pairs)."""
+    now = time.time()
+    rows = []
+    for where, obj in objects:
+        row = _prodigy(obj, where) if fmt == "prodigy" else _doccano(obj, where, annotator, now)
+        if row is not None:
+            rows.append(row)
     return rows
 
 
