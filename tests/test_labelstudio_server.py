@@ -54,6 +54,9 @@ class LabelStudio:
             "LABEL_STUDIO_BASE_DATA_DIR": str(data),
             "LATEST_VERSION_CHECK": "false",  # no request to pypi.org at start
             "COLLECT_ANALYTICS": "false",
+            # webhooks to a receiver on this machine (127.0.0.1): Label Studio refuses
+            # loopback and private addresses by default
+            "USE_DEFAULT_BANNED_SUBNETS": "false",
         }
         self.log = (data / "server.log").open("w")
         self.proc = subprocess.Popen(
@@ -166,7 +169,8 @@ def test_exports_of_a_real_server_import_as_the_server_holds_them(
 
 
 def test_live_sync_with_a_real_server(label_studio: LabelStudio, tmp_path: Path) -> None:
-    """push -> two users annotate through the API -> pull -> relabel and delete -> pull."""
+    """push -> two users annotate through the API -> pull -> relabel and delete -> pull,
+    as the admin's Personal Access Token."""
     pytest.importorskip("httpx")
     from alma_store import labelstudio
 
@@ -183,7 +187,9 @@ def test_live_sync_with_a_real_server(label_studio: LabelStudio, tmp_path: Path)
     )["id"]
     state = tmp_path / "state.json"
     texts = {i: f"item {i}" for i in range(30)}
-    with labelstudio.connect(label_studio.url, label_studio.token) as server:
+    # a Personal Access Token (Label Studio 1.23's default), exchanged for access tokens
+    pat = api.call("POST", "/api/token/")["token"]
+    with labelstudio.connect(label_studio.url, pat) as server:
         picks = [7, 3, 21, 12, 5]
         pushed = labelstudio.push(
             store,
@@ -222,6 +228,31 @@ def test_live_sync_with_a_real_server(label_studio: LabelStudio, tmp_path: Path)
         out = labelstudio.pull(store, server, project, round=1, state=state)
         assert out.relabeled == [7] and out.removed == [12] and out.added == []
         assert labelstudio.pull(store, server, project, state=state).tasks == 0
+
+        # webhooks: Label Studio posts to a receiver here, which wakes a pull
+        import threading
+
+        pulled, results = threading.Event(), []
+        hook = labelstudio.receiver(
+            store,
+            server,
+            project,
+            register=True,
+            every=3600,
+            state=state,
+            on_pull=lambda r: (results.append(r), pulled.set()),
+        )
+        thread = threading.Thread(target=hook.run)
+        thread.start()
+        try:
+            assert pulled.wait(120)  # the pull at the start: nothing new
+            pulled.clear()
+            annotate(api, ids[5], "cat", bob)
+            assert pulled.wait(120), "no webhook came"
+        finally:
+            hook.stop()
+            thread.join(120)
+        assert hook.webhooks >= 1 and results[-1].added == [5]
 
     # the store holds what the server does, with who and when
     truth = {}

@@ -336,3 +336,50 @@ def test_the_cli_pushes_and_pulls(
     monkeypatch.delenv("LABEL_STUDIO_API_KEY")
     assert main(["labelstudio", "pull", *where]) == 1
     assert "token" in capsys.readouterr().err
+
+
+def test_webhooks_wake_a_pull_and_bursts_coalesce(
+    stub: tuple[Model, Faults, str], tmp_path: Path, connect: Any
+) -> None:
+    import threading
+
+    import httpx
+
+    model, _, url = stub
+    store = make_store(tmp_path / "s")
+    server = connect(url)
+    pulls: list[labelstudio.PullResult] = []
+    pulled = threading.Event()
+
+    def on_pull(result: labelstudio.PullResult) -> None:
+        pulls.append(result)
+        pulled.set()
+
+    hook = labelstudio.receiver(
+        store, server, 1, every=3600, state=tmp_path / "st", on_pull=on_pull
+    )
+    assert hook.url.startswith("http://127.0.0.1:")
+    thread = threading.Thread(target=hook.run)
+    thread.start()
+    try:
+        assert pulled.wait(60)  # the pull at the start
+        pulled.clear()
+        tid = model.add_task({"dataset_index": 8})
+        model.annotate(tid, 1, "dog")
+        with httpx.Client() as client:
+            assert client.post(hook.url, content=b"not json").status_code == 400
+            other = {"action": "PROJECT_UPDATED", "project": {"id": 1}}
+            assert client.post(hook.url, json=other).status_code == 200
+            elsewhere = {"action": "ANNOTATION_CREATED", "project": {"id": 2}}
+            assert client.post(hook.url, json=elsewhere).status_code == 200
+            assert hook.webhooks == 0
+            for _ in range(3):
+                hook_body = {"action": "ANNOTATION_CREATED", "project": {"id": 1}}
+                assert client.post(hook.url, json=hook_body).status_code == 200
+        assert pulled.wait(60)
+    finally:
+        hook.stop()
+        thread.join(60)
+    assert hook.webhooks == 3 and not thread.is_alive()
+    assert [r.added for r in pulls if r.added] == [[8]]
+    assert len(pulls) <= 3  # three webhooks: one or two pulls after the first

@@ -165,3 +165,58 @@ def add_labelstudio_commands(
                 )
                 if times is None or done < times:
                     time.sleep(every)
+
+    @labelstudio.command()
+    @store_arg
+    @_server_options
+    @click.option("--round", "round_", type=int, default=None, help="Round tag of the commits.")
+    @click.option("--host", default="127.0.0.1", help="Address to listen on.")
+    @click.option("--port", type=int, default=8765, help="Port to listen on (0: any free one).")
+    @click.option("--every", type=float, default=300.0, help="Seconds between pulls anyway.")
+    @click.option(
+        "--register", is_flag=True, help="Add the webhook to the project through the API."
+    )
+    def serve(
+        store: str,
+        url: str,
+        project: int,
+        state: Path | None,
+        round_: int | None,
+        host: str,
+        port: int,
+        every: float,
+        register: bool,
+    ) -> None:
+        """Receive the project's webhooks; each burst wakes an exactly-once pull (Ctrl-C stops)."""
+        from .. import labelstudio as ls
+
+        def shown(result: Any) -> None:
+            click.echo(
+                f"pull: {len(result.added)} added, {len(result.relabeled)} relabeled, "
+                f"{len(result.removed)} removed, {result.tasks} tasks read"
+            )
+
+        def failed(exc: BaseException) -> None:
+            click.echo(
+                f"alma: pull failed (the next one takes up from the cursor): {exc}", err=True
+            )
+
+        with open_store(store) as s, ls.connect(url) as server:
+            hook = ls.receiver(
+                s,
+                server,
+                project,
+                host=host,
+                port=port,
+                every=every,
+                register=register,
+                round=round_,
+                state=state,
+                on_pull=shown,
+                on_error=failed,
+            )
+            click.echo(f"webhooks of project {project}: {hook.url}")
+            try:
+                hook.run()
+            except KeyboardInterrupt:
+                hook.stop()

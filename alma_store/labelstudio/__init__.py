@@ -12,6 +12,8 @@ commits. Both are exactly-once:
   store records for that item and annotator (the commit records both), so a task
   read twice, out of order, or after a crash changes nothing the second time.
 
+:func:`receiver` serves the project's webhooks: each burst of them wakes a pull.
+
 Each keeps a small state (cursor, task map, a fold of what the store holds from
 Label Studio) in a file written after the commits (:mod:`._state`); the store is
 the truth and the state is rebuilt from its history when it lags or is lost.
@@ -45,10 +47,11 @@ from ..errors import InvalidInputError, StaleIndexError, ToolServerError
 from ..storage import crash_point
 from ..store import Store
 from ._plan import Plan, plan_page, task_time
+from ._serve import ACTIONS, Receiver
 from ._server import Server, ls_time
 from ._state import SyncState, default_state_path
 
-__all__ = ["PullResult", "PushResult", "Server", "connect", "pull", "push"]
+__all__ = ["PullResult", "PushResult", "Receiver", "Server", "connect", "pull", "push", "receiver"]
 
 MARK = "label-studio"
 """The annotator of the commits that remove labels whose annotation was deleted."""
@@ -375,6 +378,46 @@ def pull(
             result.added = list(dict.fromkeys(result.added))  # annotated twice: once
             return result
         page_no = page_no + 1 if st.cursor == before else 1
+
+
+def receiver(
+    store: Store,
+    server: Server,
+    project: int,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    every: float = 300.0,
+    register: bool = False,
+    round: int | None = None,
+    state: PathLike | None = None,
+    on_pull: Callable[[PullResult], None] | None = None,
+    on_error: Callable[[BaseException], None] | None = None,
+) -> Receiver:
+    """A webhook receiver on ``host:port`` whose webhooks wake a :func:`pull` of ``project``.
+
+    Call ``.run()`` to serve (a pull at once, then one per burst of webhooks and
+    every ``every`` seconds) and ``.stop()`` from another thread to end it. Its
+    ``url`` is the address to give Label Studio (the project's Settings,
+    Webhooks); ``register=True`` adds the webhook through the API. Bound to
+    127.0.0.1 by default: give ``host`` for a server on another machine.
+    """
+    hook = Receiver(
+        lambda: pull(store, server, project, round=round, state=state),
+        project=project,
+        host=host,
+        port=port,
+        every=every,
+        on_pull=on_pull,
+        on_error=on_error,
+    )
+    if register:
+        try:
+            server.add_webhook(project, hook.url, sorted(ACTIONS))
+        except BaseException:
+            hook.httpd.server_close()
+            raise
+    return hook
 
 
 def _apply(
