@@ -72,8 +72,8 @@ def main() -> None:
     parser.add_argument("token")
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--chunk-size", type=int, default=500)
-    parser.add_argument("--page-size", type=int, default=200)
+    parser.add_argument("--chunk-size", type=int, default=1000)
+    parser.add_argument("--page-size", type=int, default=1000)
     args = parser.parse_args()
     url, token, n = args.url.rstrip("/"), args.token, args.n
     rows: dict[str, list[float]] = {k: [] for k in ("push", "LS import", "pull", "export+import")}

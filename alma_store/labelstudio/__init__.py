@@ -144,7 +144,7 @@ def push(
     data: Callable[[int], dict[str, Any]] | None = None,
     scores: object = None,
     model_version: str = "alma_store",
-    chunk_size: int = 500,
+    chunk_size: int = 1000,
     state: PathLike | None = None,
 ) -> PushResult:
     """Make a task in ``project`` for each item that has none yet.
@@ -211,6 +211,7 @@ def push(
         crash_point("labelstudio-pushed")  # tasks made, not in the state yet
         _find_tasks(server, st)
         st.save()
+    st.save(force=True)
     missing = [i for _, i in todo if i not in st.tasks]
     if missing:
         raise ToolServerError(
@@ -282,7 +283,7 @@ def pull(
     round: int | None = None,
     annotators: Mapping[object, str] | None = None,
     on_change: str = "relabel",
-    page_size: int = 200,
+    page_size: int = 1000,
     state: PathLike | None = None,
 ) -> PullResult:
     """Commit the project's annotations made, changed or deleted since the last pull.
@@ -375,6 +376,7 @@ def pull(
         if new or st.cursor != before:
             st.save()
         if len(page) < page_size:
+            st.save(force=True)
             result.added = list(dict.fromkeys(result.added))  # annotated twice: once
             return result
         page_no = page_no + 1 if st.cursor == before else 1

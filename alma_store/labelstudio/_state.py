@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
 __all__ = ["SyncState", "default_state_path"]
 
 _KIND = "alma_store.labelstudio"
+SAVE_EVERY = 10.0
+"""Seconds between writes of the state file during a push or a pull."""
 
 
 def default_state_path(store_id: str, url: str, project: int) -> Path:
@@ -77,6 +81,7 @@ class SyncState:
     applied: dict[int, dict[str, float]] = field(default_factory=dict)
     seen: dict[int, dict[str, float]] = field(default_factory=dict)
     task_times: dict[int, str] = field(default_factory=dict)
+    saved_at: float = field(default=-math.inf, repr=False)
 
     @classmethod
     def load(cls, path: Path, store: Store, url: str, project: int) -> SyncState:
@@ -118,8 +123,16 @@ class SyncState:
             return fresh
         return state
 
-    def save(self) -> None:
-        """Write the state durably (a temp file renamed over the old one)."""
+    def save(self, *, force: bool = False) -> None:
+        """Write the state durably (a temp file renamed over the old one).
+
+        The file is as large as the project's tasks: unless ``force``, it is written
+        at most every :data:`SAVE_EVERY` seconds (a state that lags is safe: the next
+        run folds the store forward and reads some tasks again).
+        """
+        if not force and time.monotonic() - self.saved_at < SAVE_EVERY:
+            return
+        self.saved_at = time.monotonic()
         obj: dict[str, Any] = {
             "kind": _KIND,
             "store": self.store_id,
