@@ -18,7 +18,7 @@ from . import engine, exchange, scoring
 from .campaign import Annotation, Campaign, plot_progress, report_data, write_report
 from .core import IndexArray, LabelEvent, LabelSchema, PathLike, parse_indices
 from .engine import Engine, RoundSummary, Snapshot, Writer, worker_engine
-from .errors import InvalidIndexError
+from .errors import InvalidIndexError, InvalidInputError
 from .sources import FeatureSource
 from .storage import Location
 from .views import LabeledMask, LabeledView, UnlabeledView
@@ -318,9 +318,12 @@ class StoreVersion:
         -------
         dict
             ``method`` (``"cohen"`` or ``"fleiss"``), ``kappa``, ``alpha``,
-            ``items``, ``annotators``, ``per_class`` (class name to kappa) and
-            ``per_round`` (round to ``{"kappa", "items", "method"}``, by the round of an
-            item's first annotation). Undefined figures are NaN.
+            ``items``, ``annotators``, ``per_class`` (class name to kappa),
+            ``per_round`` (round to ``{"kappa", "items", "method", "ac1", "ac2"}``, by
+            the round of an item's first annotation), and Gwet's ``ac1``, ``ac2``
+            (quadratic weights over the classes' order, for ordinal classes) and
+            ``ac1_per_class``, which stay meaningful where one class dominates and
+            the kappas fall toward 0. Undefined figures are NaN.
 
         Raises
         ------
@@ -330,6 +333,29 @@ class StoreVersion:
         """
         self._engine.check_open()
         return self._campaign.agreement(self._snap())
+
+    def disagreements(self, k: int) -> tuple[IndexArray, np.ndarray]:
+        """The ``k`` items whose annotators disagree most, at this version.
+
+        An item's disagreement is the share of its pairs of annotations that differ
+        (0 when all agree, 1 when no two do); ties go to the item with more
+        annotations, then the lower index. Items with fewer than two annotations
+        are left out.
+
+        Returns
+        -------
+        (numpy.ndarray, numpy.ndarray)
+            Dataset indices (int64), most disagreement first, and their shares.
+
+        Raises
+        ------
+        InvalidInputError
+            One label per item, or ``k`` not an int >= 0.
+        """
+        self._engine.check_open()
+        if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 0:
+            raise InvalidInputError(f"k must be an int >= 0, got {k!r}")
+        return self._campaign.disagreements(self._snap(), int(k))
 
     def export_tasks(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import warnings
 from collections import Counter
@@ -15,7 +16,13 @@ from hypothesis import strategies as st
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss
 
 import alma_store
-from alma_store.campaign._agreement import cohen_kappa, fleiss_kappa
+from alma_store.campaign._agreement import (
+    cohen_kappa,
+    disagreement,
+    fleiss_kappa,
+    gwet_ac,
+    quadratic_weights,
+)
 
 from .conftest import start_together
 
@@ -304,3 +311,81 @@ def test_annotations_show_class_names_and_iso_times(tmp_path: Path) -> None:
         ((ann,),) = store.annotations([1])
     assert (ann.value, ann.label) == (1, "dog")  # the code stays the value
     assert "label='dog'" in repr(ann) and "time=20" in repr(ann) and "Z," in repr(ann)
+
+
+def _items_of(table: np.ndarray) -> np.ndarray:
+    """Two raters' contingency table as an (items, categories) table of rating counts."""
+    q = len(table)
+    rows = []
+    for a, b in itertools.product(range(q), repeat=2):
+        row = np.zeros(q)
+        row[a] += 1
+        row[b] += 1
+        rows += [row] * int(table[a][b])
+    return np.array(rows)
+
+
+def test_gwet_against_the_published_figures_and_the_kappa_paradox() -> None:
+    # irrCAC's cont3x3abstractors (Gwet 2014): AC1 0.8493305, Cohen's kappa 0.7964094
+    table = np.array([[13, 0, 0], [0, 20, 7], [0, 4, 56]])
+    assert gwet_ac(_items_of(table)) == pytest.approx(0.8493305, abs=5e-8)
+    first = [a for a in range(3) for b in range(3) for _ in range(table[a][b])]
+    second = [b for a in range(3) for b in range(3) for _ in range(table[a][b])]
+    assert cohen_kappa(first, second) == pytest.approx(0.7964094, abs=5e-8)
+    # one class dominates: 118 of 125 items agree, and kappa falls below 0; AC1 does not
+    skewed = np.array([[118, 5], [2, 0]])
+    x = [a for a in range(2) for b in range(2) for _ in range(skewed[a][b])]
+    y = [b for a in range(2) for b in range(2) for _ in range(skewed[a][b])]
+    assert cohen_kappa(x, y) < 0
+    assert gwet_ac(_items_of(skewed)) > 0.9
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_gwet_ac2_and_ac1_against_their_two_rater_forms_and_pair_counting(data) -> None:
+    q = data.draw(st.integers(2, 5))
+    table = np.array(
+        data.draw(
+            st.lists(st.lists(st.integers(0, 6), min_size=q, max_size=q), min_size=q, max_size=q)
+        )
+    )
+    if table.sum() == 0:
+        table[0, 0] = 1
+    p = table / table.sum()
+    pi = (p.sum(axis=1) + p.sum(axis=0)) / 2
+    for w in (np.eye(q), quadratic_weights(q)):
+        p_a = (w * p).sum()
+        p_e = w.sum() / (q * (q - 1)) * (pi * (1 - pi)).sum()
+        want = (p_a - p_e) / (1 - p_e) if p_e < 1 else np.nan
+        assert gwet_ac(_items_of(table), w) == pytest.approx(want, nan_ok=True)
+    # several raters, some missing: p_a is the share of agreeing pairs, counted pair by pair
+    ratings = data.draw(
+        st.lists(st.lists(st.integers(0, q - 1), min_size=2, max_size=6), min_size=1, max_size=12)
+    )
+    counts = np.array([np.bincount(r, minlength=q) for r in ratings])
+    agree = [np.mean([a == b for a, b in itertools.permutations(r, 2)]) for r in ratings]
+    assert disagreement(counts) == pytest.approx(1 - np.array(agree))
+    pi = np.mean([np.bincount(r, minlength=q) / len(r) for r in ratings], axis=0)
+    p_e = (pi * (1 - pi)).sum() / (q - 1)
+    want = (np.mean(agree) - p_e) / (1 - p_e) if p_e < 1 else np.nan
+    assert gwet_ac(counts) == pytest.approx(want, nan_ok=True)
+
+
+def test_store_gives_gwet_and_ranks_disagreements(tmp_path: Path) -> None:
+    with alma_store.create(
+        tmp_path / "s", n_items=40, classes=["ok", "bad", "worse"], annotations_per_item=3
+    ) as store:
+        for who in ("a", "b", "c"):
+            labels = ["ok"] * 40
+            if who == "b":
+                labels[5] = "bad"
+            if who == "c":
+                labels[5], labels[9] = "worse", "bad"
+            store.add_labels(range(40), labels, relative_to="dataset", annotator=who, round=1)
+        got = store.agreement()
+        idx, shares = store.disagreements(3)
+    assert got["kappa"] < 0.5 and got["ac1"] > 0.9 and got["ac2"] > got["ac1"] - 0.1
+    assert set(got["ac1_per_class"]) == {"ok", "bad", "worse"}
+    assert got["per_round"][1]["ac1"] == pytest.approx(got["ac1"])
+    assert idx.tolist()[:2] == [5, 9] and shares.tolist()[:2] == pytest.approx([1.0, 2 / 3])
+    assert shares[2] == 0.0

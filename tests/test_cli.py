@@ -265,3 +265,18 @@ def test_agreement_json_has_null_for_undefined_figures(tmp_path: Path, capsys) -
     got = json.loads(out)
     assert code == 0 and got["kappa"] is None and got["alpha"] is None
     assert set(got["per_class"]) == {"NaN-ish"}  # a class name is not a number to rewrite
+
+
+def test_agreement_lists_the_items_of_most_disagreement(tmp_path: Path, capsys) -> None:
+    s = str(tmp_path / "s")
+    init = ["init", s, "--n-items", "5", "--classes", "cat,dog", "--annotations-per-item", "2"]
+    assert run(capsys, *init)[0] == 0
+    assert run(capsys, "label", s, "0=cat", "1=cat", "2=dog", "--annotator", "a")[0] == 0
+    assert run(capsys, "label", s, "0=cat", "1=dog", "2=dog", "--annotator", "b")[0] == 0
+    code, out, _ = run(capsys, "agreement", s, "--disagreements", "1", "--json")
+    got = json.loads(out)
+    assert code == 0 and got["disagreements"] == [
+        {"dataset_index": 1, "disagreement": 1.0, "labels": {"a": "cat", "b": "dog"}}
+    ]
+    code, out, _ = run(capsys, "agreement", s, "--disagreements", "1")
+    assert code == 0 and "Gwet AC1" in out and "item 1  a: cat, b: dog" in out

@@ -5,7 +5,11 @@ formula of Cohen 1960, cross-checked against scikit-learn in the tests). More: F
 usual number of annotations (the formula of Fleiss 1971, cross-checked
 against statsmodels in the tests). Both come with Krippendorff's alpha
 (nominal, the ``krippendorff`` package), which takes every item with two or
-more annotations whoever gave them.
+more annotations whoever gave them. Gwet's AC1 (nominal) and AC2 (quadratic
+weights over the classes' order) take every item with two or more annotations too,
+and stay meaningful where one class dominates and the kappas collapse (the formulas
+of Gwet 2008 and 2014 for several raters with missing ratings, cross-checked
+against the published figures of the reference implementation, irrCAC).
 """
 
 from __future__ import annotations
@@ -20,7 +24,14 @@ from ..core import round_order
 from ..errors import InvalidInputError, MissingExtraError
 from ._annotations import Annotation, value_key
 
-__all__ = ["agreement", "cohen_kappa", "fleiss_kappa"]
+__all__ = [
+    "agreement",
+    "cohen_kappa",
+    "disagreement",
+    "fleiss_kappa",
+    "gwet_ac",
+    "quadratic_weights",
+]
 
 
 def cohen_kappa(a: Sequence[object], b: Sequence[object]) -> float:
@@ -61,6 +72,72 @@ def fleiss_kappa(counts: np.ndarray) -> tuple[float, np.ndarray]:
     return float(kappa), per
 
 
+def gwet_ac(counts: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Gwet's AC1 (``weights=None``) or AC2 of an ``(items, categories)`` table of rating counts.
+
+    Every item has two or more ratings (as many as it has: raters may be
+    missing). ``p_a`` is the mean over items of the (weighted) share of agreeing
+    pairs of ratings, ``p_e = T_w / (q (q - 1)) * sum_k pi_k (1 - pi_k)`` with
+    ``pi_k`` the mean share of ratings in category ``k`` and ``T_w`` the sum of
+    the weights. NaN with fewer than two categories.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    n_items, q = counts.shape
+    r = counts.sum(axis=1)
+    if n_items == 0 or (r < 2).any():
+        raise InvalidInputError("Gwet's AC needs two or more ratings of every item")
+    if q < 2:
+        return np.nan
+    w = np.eye(q) if weights is None else np.asarray(weights, dtype=np.float64)
+    pi = (counts / r[:, None]).mean(axis=0)
+    star = counts @ w.T  # r*_ik: ratings of item i that agree with category k, weighted
+    p_a = float(((counts * (star - 1)).sum(axis=1) / (r * (r - 1))).mean())
+    p_e = float(w.sum() / (q * (q - 1)) * (pi * (1 - pi)).sum())
+    return (p_a - p_e) / (1 - p_e) if p_e < 1 else np.nan
+
+
+def quadratic_weights(q: int) -> np.ndarray:
+    """``1 - ((k - l) / (q - 1))**2``: AC2's weights for ``q`` ordered categories."""
+    x = np.arange(q, dtype=np.float64)
+    return 1 - ((x[:, None] - x[None, :]) / max(q - 1, 1)) ** 2
+
+
+def disagreement(counts: np.ndarray) -> np.ndarray:
+    """Per item, the share of its pairs of ratings that disagree (0: all agree)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    r = counts.sum(axis=1)
+    return np.asarray(1 - (counts * (counts - 1)).sum(axis=1) / (r * (r - 1)))
+
+
+def rating_counts(rated: dict[int, list[Annotation]], categories: list[object]) -> np.ndarray:
+    """The ``(items, categories)`` table of how many annotations gave each category."""
+    code = {c: j for j, c in enumerate(categories)}
+    counts = np.zeros((len(rated), len(categories)))
+    for row, anns in enumerate(rated.values()):
+        for a in anns:
+            counts[row, code[value_key(a.value)]] += 1
+    return counts
+
+
+def _order(value: object) -> tuple[bool, object]:
+    """Categories in their order: numbers (class codes, numeric labels) by value, then text."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (False, float(value))
+    return (True, str(value))
+
+
+def _gwet(rated: dict[int, list[Annotation]]) -> tuple[float, float, dict[object, float]]:
+    """AC1, AC2 and per-category AC1 ("this category or not") of ``rated``."""
+    categories = sorted({value_key(a.value) for anns in rated.values() for a in anns}, key=_order)
+    counts = rating_counts(rated, categories)
+    total = counts.sum(axis=1)
+    per = {
+        c: gwet_ac(np.stack([counts[:, j], total - counts[:, j]], axis=1))
+        for j, c in enumerate(categories)
+    }
+    return gwet_ac(counts), gwet_ac(counts, quadratic_weights(len(categories))), per
+
+
 def _need(module: str) -> Any:
     try:
         return __import__(module, fromlist=["_"])
@@ -85,13 +162,8 @@ def _kappa(
         return cohen_kappa(x, y), per, len(both)
     sizes = Counter(len(anns) for anns in rated.values())
     usual = max(sizes, key=lambda s: (sizes[s], s))
-    code = {c: j for j, c in enumerate(categories)}
-    rows = [anns for anns in rated.values() if len(anns) == usual]
-    counts = np.zeros((len(rows), len(categories)))
-    for r, anns in enumerate(rows):
-        for a in anns:
-            counts[r, code[value_key(a.value)]] += 1
-    kappa, per_category = fleiss_kappa(counts)
+    rows = {i: anns for i, anns in rated.items() if len(anns) == usual}
+    kappa, per_category = fleiss_kappa(rating_counts(rows, categories))
     return kappa, dict(zip(categories, per_category.tolist(), strict=True)), len(rows)
 
 
@@ -118,8 +190,10 @@ def agreement(items: dict[int, list[Annotation]], name: Callable[[object], str])
     ``annotators``, ``per_class`` (one kappa per class: for Cohen, the kappa of
     "this class or not"; for Fleiss, his per-category kappa) and
     ``per_round`` (the same figures for the items first annotated in each
-    round, each with the method its annotators call for). Undefined figures
-    (one class only, say) are NaN.
+    round, each with the method its annotators call for), and Gwet's ``ac1``,
+    ``ac2`` (quadratic weights over the classes' order) and ``ac1_per_class``,
+    over every item with two or more annotations (also per round). Undefined
+    figures (one class only, say) are NaN.
     """
     rated = {i: anns for i, anns in items.items() if len(anns) >= 2}
     if not rated:
@@ -136,7 +210,15 @@ def agreement(items: dict[int, list[Annotation]], name: Callable[[object], str])
         cats = sorted({value_key(a.value) for anns in group.values() for a in anns}, key=str)
         r_kappa, _, r_used = _kappa(group, who, cats) if len(who) >= 2 else (np.nan, {}, 0)
         method = "cohen" if len(who) == 2 else "fleiss"
-        per_round[rnd] = {"kappa": r_kappa, "items": r_used, "method": method}
+        r_ac1, r_ac2, _ = _gwet(group)
+        per_round[rnd] = {
+            "kappa": r_kappa,
+            "items": r_used,
+            "method": method,
+            "ac1": r_ac1,
+            "ac2": r_ac2,
+        }
+    ac1, ac2, ac1_per = _gwet(rated)
     return {
         "method": "cohen" if len(annotators) == 2 else "fleiss",
         "kappa": kappa,
@@ -145,4 +227,7 @@ def agreement(items: dict[int, list[Annotation]], name: Callable[[object], str])
         "annotators": annotators,
         "per_class": {name(c): v for c, v in per.items()},
         "per_round": per_round,
+        "ac1": ac1,
+        "ac2": ac2,
+        "ac1_per_class": {name(c): v for c, v in ac1_per.items()},
     }

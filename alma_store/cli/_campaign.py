@@ -210,13 +210,33 @@ def add_campaign_commands(
     @cli.command()
     @store_arg
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-    def agreement(store: str, as_json: bool) -> None:
-        """Inter-annotator agreement of STORE (Cohen's or Fleiss' kappa, Krippendorff's alpha)."""
+    @click.option(
+        "--disagreements",
+        "k",
+        type=int,
+        default=0,
+        help="Also list the K items whose annotators disagree most.",
+    )
+    def agreement(store: str, as_json: bool, k: int) -> None:
+        """Inter-annotator agreement of STORE (kappas, Krippendorff's alpha, Gwet's AC1/AC2)."""
         with open_store(store, mode="r") as s:
             got = s.agreement()
             disputed = len(s.disputed())
+            worst, shares = s.disagreements(k)
+            annotations = s.annotations(worst) if k else []
+        rows: list[dict[str, Any]] = [
+            {
+                "dataset_index": int(i),
+                "disagreement": float(v),
+                "labels": {a.annotator: a.label for a in anns},
+            }
+            for i, v, anns in zip(worst.tolist(), shares.tolist(), annotations, strict=True)
+        ]
         if as_json:  # JSON has no NaN: undefined figures are null
-            click.echo(json.dumps(_nan_to_none({**got, "disputed": disputed})))
+            out = {**got, "disputed": disputed}
+            if k:
+                out["disagreements"] = rows
+            click.echo(json.dumps(_nan_to_none(out), default=str))
             return
 
         def fmt(v: float) -> str:
@@ -229,8 +249,19 @@ def add_campaign_commands(
         click.echo(f"{'disputed':16} {disputed} items wait for resolve")
         for c, v in got["per_class"].items():
             click.echo(f"{'class ' + c:16} {fmt(v)}")
+        click.echo(f"{'Gwet AC1':16} {fmt(got['ac1'])} (AC2, quadratic: {fmt(got['ac2'])})")
+        for c, v in got["ac1_per_class"].items():
+            click.echo(f"{'AC1 class ' + c:16} {fmt(v)}")
         for r, v in got["per_round"].items():
-            click.echo(f"{'round ' + str(r):16} {fmt(v['kappa'])} over {v['items']} items")
+            click.echo(
+                f"{'round ' + str(r):16} {fmt(v['kappa'])} over {v['items']} items, "
+                f"AC1 {fmt(v['ac1'])}"
+            )
+        for row in rows:
+            labels = ", ".join(f"{a}: {v}" for a, v in row["labels"].items())
+            click.echo(
+                f"disagreement {row['disagreement']:.2f}  item {row['dataset_index']}  {labels}"
+            )
 
     @cli.command()
     @store_arg
