@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ._entry import copy, create, open
 from ._store_version import StoreVersion
-from .campaign import Annotation, Claim
+from .campaign import Annotation, Claim, Consensus
 from .compat import ActiveLearningManager
 from .core import LabelEvent
 from .errors import (
@@ -52,6 +52,7 @@ __all__ = [
     "Annotation",
     "Claim",
     "ClaimedError",
+    "Consensus",
     "CorruptStoreError",
     "InvalidIndexError",
     "InvalidInputError",

@@ -4,7 +4,8 @@
 built with the engine, the writer and the label schema it uses. Its pure
 bookkeeping lives beside it: the claim book (:mod:`._claims`), the annotation
 table and the majority rule (:mod:`._annotations`), metrics records
-(:mod:`._metrics`) and the agreement figures (:mod:`._agreement`). Files of
+(:mod:`._metrics`), the agreement figures (:mod:`._agreement`) and the
+consensus models (:mod:`._quality`). Files of
 labels become one commit in :mod:`._imports`; :mod:`._plot` and :mod:`._report`
 draw and summarise a campaign from the values they show.
 """
@@ -17,6 +18,7 @@ from ._claims import Claim
 from ._imports import import_labels
 from ._metrics import METRIC_FIELDS
 from ._plot import plot_progress, progress_figure
+from ._quality import Consensus
 from ._report import ReportData, report_data, write_report
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "AnnotationTable",
     "Campaign",
     "Claim",
+    "Consensus",
     "ReportData",
     "import_labels",
     "plot_progress",

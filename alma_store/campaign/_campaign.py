@@ -51,6 +51,7 @@ from ._agreement import agreement, disagreement, rating_counts
 from ._annotations import Annotation, AnnotationTable, value_key
 from ._claims import Claim, ClaimBook, Survey
 from ._metrics import parse_metrics, shown
+from ._quality import Consensus, annotator_quality, consensus
 
 __all__ = ["Campaign"]
 
@@ -336,16 +337,33 @@ class Campaign:
         """Items with all their annotations and no majority at ``snap``."""
         return self.table(snap).disputed(snap.is_labeled)
 
+    def _name(self, key: object) -> str:
+        """A label key as people read it: the class name where the store has classes."""
+        classes = self.schema.classes
+        if classes is not None and isinstance(key, int):
+            return str(classes[key])
+        return str(key)
+
     def agreement(self, snap: Snapshot) -> dict[str, Any]:
         """Agreement figures over the items with two or more annotations at ``snap``."""
+        return agreement(self.table(snap).items, self._name)
+
+    def consensus(self, snap: Snapshot, method: str, which: str) -> Consensus:
+        """A consensus model's proposals for the disputed (or all annotated) items."""
+        if which not in ("disputed", "all"):
+            raise InvalidInputError(f"which must be 'disputed' or 'all', got {which!r}")
+        table = self.table(snap)
+        wanted = table.disputed(snap.is_labeled) if which == "disputed" else None
+        if wanted is None:
+            wanted = np.array(sorted(table.items), dtype=np.int64)
         classes = self.schema.classes
+        return consensus(
+            table.items, method, wanted, self._name if classes is not None else lambda k: k
+        )
 
-        def name(key: object) -> str:
-            if classes is not None and isinstance(key, int):
-                return str(classes[key])
-            return str(key)
-
-        return agreement(self.table(snap).items, name)
+    def annotator_quality(self, snap: Snapshot, method: str) -> dict[str, dict[str, float | int]]:
+        """Per annotator: items, estimated accuracy and agreement with the consensus."""
+        return annotator_quality(self.table(snap).items, method)
 
     def disagreements(self, snap: Snapshot, k: int) -> tuple[IndexArray, np.ndarray]:
         """The ``k`` items of most disagreement at ``snap``: dataset indices and shares."""
