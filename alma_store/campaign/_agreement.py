@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -109,14 +110,9 @@ def disagreement(counts: np.ndarray) -> np.ndarray:
     return np.asarray(1 - (counts * (counts - 1)).sum(axis=1) / (r * (r - 1)))
 
 
-def rating_counts(rated: dict[int, list[Annotation]], categories: list[object]) -> np.ndarray:
+def rating_counts(rated: dict[int, list[Annotation]]) -> np.ndarray:
     """The ``(items, categories)`` table of how many annotations gave each category."""
-    code = {c: j for j, c in enumerate(categories)}
-    counts = np.zeros((len(rated), len(categories)))
-    for row, anns in enumerate(rated.values()):
-        for a in anns:
-            counts[row, code[value_key(a.value)]] += 1
-    return counts
+    return _Ratings.of(rated).counts()
 
 
 def _order(value: object) -> tuple[bool, object]:
@@ -126,16 +122,70 @@ def _order(value: object) -> tuple[bool, object]:
     return (True, str(value))
 
 
-def _gwet(rated: dict[int, list[Annotation]]) -> tuple[float, float, dict[object, float]]:
-    """AC1, AC2 and per-category AC1 ("this category or not") of ``rated``."""
-    categories = sorted({value_key(a.value) for anns in rated.values() for a in anns}, key=_order)
-    counts = rating_counts(rated, categories)
+@dataclass(frozen=True)
+class _Ratings:
+    """Annotations as flat arrays: entry ``e`` is annotator ``who[e]`` giving category
+    ``cat[e]`` to row ``row[e]`` (one row per item)."""
+
+    row: np.ndarray
+    who: np.ndarray
+    cat: np.ndarray
+    n_rows: int
+    annotators: list[str]
+    categories: list[object]
+
+    @classmethod
+    def of(cls, rated: dict[int, list[Annotation]]) -> _Ratings:
+        row, names, keys = [], [], []
+        for r, anns in enumerate(rated.values()):
+            for a in anns:
+                row.append(r)
+                names.append(a.annotator)
+                keys.append(value_key(a.value))  # once per annotation
+        annotators = sorted(set(names))
+        categories = sorted(set(keys), key=_order)
+        who_code = {a: j for j, a in enumerate(annotators)}
+        cat_code = {c: j for j, c in enumerate(categories)}
+        return cls(
+            np.asarray(row, np.int64),
+            np.asarray([who_code[a] for a in names], np.int64),
+            np.asarray([cat_code[k] for k in keys], np.int64),
+            len(rated),
+            annotators,
+            categories,
+        )
+
+    def subset(self, rows: np.ndarray) -> _Ratings:
+        """The ratings of ``rows`` only, with just the annotators and categories they use."""
+        keep = np.isin(self.row, rows)
+        row = np.searchsorted(rows, self.row[keep])
+        who_used, who = np.unique(self.who[keep], return_inverse=True)
+        cat_used, cat = np.unique(self.cat[keep], return_inverse=True)
+        return _Ratings(
+            row,
+            who,
+            cat,
+            len(rows),
+            [self.annotators[j] for j in who_used],
+            [self.categories[j] for j in cat_used],
+        )
+
+    def counts(self) -> np.ndarray:
+        """The ``(rows, categories)`` table of rating counts."""
+        out = np.zeros((self.n_rows, len(self.categories)))
+        np.add.at(out, (self.row, self.cat), 1)
+        return out
+
+
+def _gwet(r: _Ratings) -> tuple[float, float, dict[object, float]]:
+    """AC1, AC2 and per-category AC1 ("this category or not")."""
+    counts = r.counts()
     total = counts.sum(axis=1)
     per = {
         c: gwet_ac(np.stack([counts[:, j], total - counts[:, j]], axis=1))
-        for j, c in enumerate(categories)
+        for j, c in enumerate(r.categories)
     }
-    return gwet_ac(counts), gwet_ac(counts, quadratic_weights(len(categories))), per
+    return gwet_ac(counts), gwet_ac(counts, quadratic_weights(len(r.categories))), per
 
 
 def _need(module: str) -> Any:
@@ -145,40 +195,34 @@ def _need(module: str) -> Any:
         raise MissingExtraError("agreement", "Krippendorff's alpha (krippendorff)") from None
 
 
-def _kappa(
-    rated: dict[int, list[Annotation]], annotators: list[str], categories: list[object]
-) -> tuple[float, dict[object, float], int]:
-    """Overall and per-category kappa of ``rated``, and the number of items it used."""
-    if len(annotators) == 2:
-        first, second = annotators
-        pairs = [({a.annotator: value_key(a.value) for a in anns}) for anns in rated.values()]
-        both = [(p[first], p[second]) for p in pairs if first in p and second in p]
-        if not both:
-            return np.nan, dict.fromkeys(categories, np.nan), 0
-        x, y = [str(v) for v, _ in both], [str(w) for _, w in both]
+def _kappa(r: _Ratings) -> tuple[float, dict[object, float], int]:
+    """Overall and per-category kappa, and the number of items it used."""
+    if len(r.annotators) == 2:
+        table = np.full((r.n_rows, 2), -1)
+        table[r.row, r.who] = r.cat
+        both = table[(table >= 0).all(axis=1)]
+        if not len(both):
+            return np.nan, dict.fromkeys(r.categories, np.nan), 0
+        x, y = both[:, 0].tolist(), both[:, 1].tolist()
         per = {
-            c: cohen_kappa([v == str(c) for v in x], [w == str(c) for w in y]) for c in categories
+            c: cohen_kappa([v == j for v in x], [w == j for w in y])
+            for j, c in enumerate(r.categories)
         }
         return cohen_kappa(x, y), per, len(both)
-    sizes = Counter(len(anns) for anns in rated.values())
+    counts = r.counts()
+    sizes = Counter(counts.sum(axis=1).astype(int).tolist())
     usual = max(sizes, key=lambda s: (sizes[s], s))
-    rows = {i: anns for i, anns in rated.items() if len(anns) == usual}
-    kappa, per_category = fleiss_kappa(rating_counts(rows, categories))
-    return kappa, dict(zip(categories, per_category.tolist(), strict=True)), len(rows)
+    rows = counts[counts.sum(axis=1) == usual]
+    kappa, per_category = fleiss_kappa(rows)
+    return kappa, dict(zip(r.categories, per_category.tolist(), strict=True)), len(rows)
 
 
-def _alpha(
-    rated: dict[int, list[Annotation]], annotators: list[str], categories: list[object]
-) -> float:
+def _alpha(r: _Ratings) -> float:
     krippendorff = _need("krippendorff")
-    code = {c: j for j, c in enumerate(categories)}
-    who = {a: r for r, a in enumerate(annotators)}
-    data = np.full((len(annotators), len(rated)), np.nan)
-    for col, anns in enumerate(rated.values()):
-        for a in anns:
-            data[who[a.annotator], col] = code[value_key(a.value)]
-    if len(categories) < 2:
+    if len(r.categories) < 2:
         return np.nan
+    data = np.full((len(r.annotators), r.n_rows), np.nan)
+    data[r.who, r.row] = r.cat
     return float(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal"))
 
 
@@ -198,33 +242,28 @@ def agreement(items: dict[int, list[Annotation]], name: Callable[[object], str])
     rated = {i: anns for i, anns in items.items() if len(anns) >= 2}
     if not rated:
         raise InvalidInputError("no item has two annotations yet: there is no agreement to measure")
-    annotators = sorted({a.annotator for anns in rated.values() for a in anns})
-    categories = sorted({value_key(a.value) for anns in rated.values() for a in anns}, key=str)
-    kappa, per, used = _kappa(rated, annotators, categories)
-    rounds: dict[int | None, dict[int, list[Annotation]]] = {}
-    for i, anns in rated.items():
-        rounds.setdefault(anns[0].round, {})[i] = anns
+    ratings = _Ratings.of(rated)
+    kappa, per, used = _kappa(ratings)
+    first_round = [anns[0].round for anns in rated.values()]
     per_round = {}
-    for rnd, group in sorted(rounds.items(), key=lambda kv: round_order(kv[0])):
-        who = sorted({a.annotator for anns in group.values() for a in anns})
-        cats = sorted({value_key(a.value) for anns in group.values() for a in anns}, key=str)
-        r_kappa, _, r_used = _kappa(group, who, cats) if len(who) >= 2 else (np.nan, {}, 0)
-        method = "cohen" if len(who) == 2 else "fleiss"
+    for rnd in sorted(set(first_round), key=round_order):
+        group = ratings.subset(np.flatnonzero([f == rnd for f in first_round]))
+        r_kappa, _, r_used = _kappa(group) if len(group.annotators) >= 2 else (np.nan, {}, 0)
         r_ac1, r_ac2, _ = _gwet(group)
         per_round[rnd] = {
             "kappa": r_kappa,
             "items": r_used,
-            "method": method,
+            "method": "cohen" if len(group.annotators) == 2 else "fleiss",
             "ac1": r_ac1,
             "ac2": r_ac2,
         }
-    ac1, ac2, ac1_per = _gwet(rated)
+    ac1, ac2, ac1_per = _gwet(ratings)
     return {
-        "method": "cohen" if len(annotators) == 2 else "fleiss",
+        "method": "cohen" if len(ratings.annotators) == 2 else "fleiss",
         "kappa": kappa,
-        "alpha": _alpha(rated, annotators, categories),
+        "alpha": _alpha(ratings),
         "items": used,
-        "annotators": annotators,
+        "annotators": ratings.annotators,
         "per_class": {name(c): v for c, v in per.items()},
         "per_round": per_round,
         "ac1": ac1,

@@ -48,7 +48,7 @@ from ..exchange import ToolBatch
 from ..scoring import top_k
 from ..storage import FILE_HEADER_SIZE, StorageClock, open_campaign_log
 from ._agreement import agreement, disagreement, rating_counts
-from ._annotations import Annotation, AnnotationTable, value_key
+from ._annotations import Annotation, AnnotationTable
 from ._claims import Claim, ClaimBook, Survey
 from ._metrics import parse_metrics, shown
 from ._quality import Consensus, annotator_quality, consensus
@@ -370,8 +370,7 @@ class Campaign:
         items = {i: anns for i, anns in self.table(snap).items.items() if len(anns) >= 2}
         if not items:
             return np.empty(0, np.int64), np.empty(0)
-        categories = sorted({value_key(a.value) for anns in items.values() for a in anns}, key=str)
-        shares = disagreement(rating_counts(items, categories))
+        shares = disagreement(rating_counts(items))
         idx = np.fromiter(items, np.int64, len(items))
         sizes = np.array([len(anns) for anns in items.values()])
         order = np.lexsort((idx, -sizes, -shares))[:k]  # most disagreement, then most annotations
