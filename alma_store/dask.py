@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .engine import Engine, open_engine, worker_engine
 from .errors import ReadOnlyError
-from .scoring import ScoreFn, check_score_args, open_run, score_chunks, todo_chunks
-from .sources import FeatureSource
+from .scoring import ScoreFn, check_score_args, plan_tasks, run_task
 from .storage import Location
 
 if TYPE_CHECKING:
@@ -29,29 +27,6 @@ __all__ = ["score", "to_dask"]
 def to_dask(view: LabeledView | UnlabeledView) -> da.Array:
     """The rows of ``view`` as a dask array, one block per store chunk (``view.to_dask()``)."""
     return view.to_dask()
-
-
-def _writer(location: Location) -> tuple[Engine, FeatureSource]:
-    return open_engine(location, writable=True)
-
-
-TASK_CHUNKS = 8
-"""Chunks per task: each task makes its chunks durable as one step file."""
-
-
-def _score_task(
-    location: Location,
-    version: int,
-    fn: ScoreFn,
-    name: str,
-    chunks: list[int],
-    batch_rows: int,
-) -> int:
-    engine, source = worker_engine(location, writable=True)  # once per worker process
-    run = open_run(engine, name, create=False)
-    snap = engine.snapshot_at(version)
-    score_chunks(run, source, snap, fn, chunks, batch_rows=batch_rows, step_seconds=float("inf"))
-    return len(chunks)
 
 
 def score(
@@ -76,21 +51,14 @@ def score(
     if store.mode != "r+":
         raise ReadOnlyError(f"{store.path} was opened with mode='r'; open it with mode='r+'")
     location = Location.parse(store.location, store.storage_options).absolute()
-    engine, source = _writer(location)
-    try:
-        todo = todo_chunks(open_run(engine, name, create=True))
-    finally:
-        engine.close()
-        source.close()
+    groups = plan_tasks(location, name)
     version = store.version
     tasks = [
-        dask.delayed(_score_task, pure=False)(
-            location, version, fn, name, todo[a : a + TASK_CHUNKS], batch_rows
-        )
-        for a in range(0, len(todo), TASK_CHUNKS)
+        dask.delayed(run_task, pure=False)(location, version, fn, name, chunks, batch_rows)
+        for chunks in groups
     ]
     if client is not None:
         client.gather(client.compute(tasks))
     else:
         dask.compute(*tasks)
-    return len(todo)
+    return sum(len(chunks) for chunks in groups)

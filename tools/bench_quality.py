@@ -114,7 +114,9 @@ def main() -> None:
         m = [x["peak_mib"] for x in rows]
         ratio = ""
         if mode in pairs:
-            r = [a["seconds"] / b["seconds"] for a, b in zip(rows, results[pairs[mode]], strict=True)]
+            r = [
+                a["seconds"] / b["seconds"] for a, b in zip(rows, results[pairs[mode]], strict=True)
+            ]
             ratio = f"  {min(r):.2f}-{max(r):.2f}x {pairs[mode]}"
         print(
             f"  {mode:24s} {min(s):7.2f}-{max(s):7.2f} s  peak RssAnon "

@@ -23,9 +23,11 @@ from ._score import (
     todo_chunks,
     top_k,
 )
+from ._tasks import TASK_CHUNKS, plan_tasks, run_task
 
 __all__ = [
     "DEFAULT_STEP_SECONDS",
+    "TASK_CHUNKS",
     "ScoreFn",
     "ScoreRun",
     "TopK",
@@ -34,7 +36,9 @@ __all__ = [
     "load_scores",
     "open_run",
     "parse_shard",
+    "plan_tasks",
     "progress",
+    "run_task",
     "score",
     "score_chunks",
     "todo_chunks",
