@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ._entry import copy, create, open
 from ._store_version import StoreVersion
-from .campaign import Annotation, Claim, Consensus
+from .campaign import Annotation, Claim, Consensus, Replay
 from .compat import ActiveLearningManager
 from .core import LabelEvent
 from .errors import (
@@ -64,6 +64,7 @@ __all__ = [
     "MissingExtraError",
     "NotLabeledError",
     "ReadOnlyError",
+    "Replay",
     "SourceChangedError",
     "SourceMissingError",
     "StaleIndexError",

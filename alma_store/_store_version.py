@@ -19,8 +19,10 @@ from .campaign import (
     Annotation,
     Campaign,
     Consensus,
+    Replay,
     plot_progress,
     report_data,
+    strategy_of,
     write_report,
 )
 from .core import IndexArray, LabelEvent, LabelSchema, PathLike, parse_indices
@@ -393,6 +395,51 @@ class StoreVersion:
         """
         self._engine.check_open()
         return self._campaign.annotator_quality(self._snap(), method)
+
+    def replay(self, round: int) -> Replay:
+        """Check that ``round`` labeled the picks of the strategy it recorded.
+
+        The round's strategy is its newest :meth:`Store.log_metrics` record with a
+        ``strategy``: ``"top_k"`` with ``score_run``, ``k`` and optionally
+        ``largest`` (1 or 0), logged before the picks were labeled. The replay asks
+        ``top_k`` again of the store as it was at that record's version (claims
+        aside) and compares with the items the round labeled (added, in a store
+        of one label per item; annotated, in one of several).
+
+        Returns
+        -------
+        Replay
+            ``expected``, ``labeled``, ``missing``, ``extra`` and ``matches``.
+
+        Raises
+        ------
+        InvalidInputError
+            The round recorded no strategy, or one this version cannot replay.
+        """
+        self._engine.check_open()
+        if not isinstance(round, int | np.integer) or isinstance(round, bool):
+            raise InvalidInputError(f"round must be an int, got {round!r}")
+        record = strategy_of(self.metrics(), int(round))
+        then = StoreVersion(
+            self._engine,
+            self._source,
+            self._campaign,
+            self._engine.snapshot_at(int(record["version"])),
+        )
+        picks = then.top_k(
+            record["score_run"],
+            record["k"],
+            largest=bool(record.get("largest", 1)),
+            skip_claimed=False,
+        ).dataset_indices
+        labeled: list[int] = []
+        for event in self.history(round=round, kinds=("add",)):
+            rows = event.annotations
+            labeled += (
+                rows.dataset_indices if rows is not None else event.dataset_indices
+            ).tolist()
+        ordered = np.asarray(list(dict.fromkeys(labeled)), np.int64)
+        return Replay.compare(int(round), record, picks, ordered)
 
     def disagreements(self, k: int) -> tuple[IndexArray, np.ndarray]:
         """The ``k`` items whose annotators disagree most, at this version.

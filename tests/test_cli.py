@@ -20,6 +20,10 @@ def features(tmp_path: Path) -> str:
     return str(tmp_path / "x.npy")
 
 
+def _first_column(rows: np.ndarray) -> np.ndarray:
+    return rows[:, 0]
+
+
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
@@ -128,6 +132,7 @@ def test_every_command_has_help(capsys) -> None:
         "agreement",
         "metrics",
         "labelstudio",
+        "replay",
     }
     for name, command in cli.commands.items():
         assert command.help and command.help.strip(), name
@@ -280,3 +285,32 @@ def test_agreement_lists_the_items_of_most_disagreement(tmp_path: Path, capsys) 
     ]
     code, out, _ = run(capsys, "agreement", s, "--disagreements", "1")
     assert code == 0 and "Gwet AC1" in out and "item 1  a: cat, b: dog" in out
+
+
+def test_replay_checks_a_round_against_its_recorded_strategy(tmp_path: Path, capsys) -> None:
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.normal(size=(300, 2)))
+    store = alma_store.create(tmp_path / "s", str(tmp_path / "x.npy"), chunk_rows=64)
+    store.score(_first_column, "r1")
+    picks = store.top_k("r1", 10)
+    store.log_metrics(round=1, strategy="top_k", score_run="r1", k=10)
+    store.add_labels(picks.dataset_indices, np.ones(10, np.int64), relative_to="dataset", round=1)
+    store.score(_first_column, "r2")
+    store.log_metrics(round=2, strategy="top_k", score_run="r2", k=10, largest=0)
+    smallest = store.top_k("r2", 10, largest=False).dataset_indices
+    taken = {*smallest.tolist(), *picks.dataset_indices.tolist()}
+    others = [i for i in range(300) if i not in taken][:2]  # labeled, and no picks
+    store.add_labels(
+        [*smallest[:8].tolist(), *others], np.ones(10, np.int64), relative_to="dataset", round=2
+    )
+    assert store.replay(1).matches
+    second = store.replay(2)
+    assert not second.matches and sorted(second.missing.tolist()) == sorted(smallest[8:].tolist())
+    assert second.extra.tolist() == sorted(others)
+    with pytest.raises(alma_store.InvalidInputError, match="recorded no strategy"):
+        store.replay(3)
+    store.close()
+    code, out, _ = run(capsys, "replay", str(tmp_path / "s"), "--round", "1")
+    assert code == 0 and "are the top_k picks of 'r1'" in out
+    code, out, _ = run(capsys, "replay", str(tmp_path / "s"), "--round", "2", "--json")
+    assert code == 1 and json.loads(out)["missing"] == sorted(smallest[8:].tolist())

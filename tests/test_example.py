@@ -39,3 +39,6 @@ def test_example_digits(tmp_path: Path) -> None:
     assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
     with alma_store.open(tmp_path / "margin.alma", mode="r") as store:
         assert store.num_labeled == 140 and [r.round for r in store.rounds()] == list(range(7))
+        for r in range(1, 7):  # every round labeled what its recorded strategy picks
+            replay = store.replay(r)
+            assert replay.matches and len(replay.expected) == 20, (r, replay)

@@ -67,6 +67,8 @@ def run_rounds(workdir: Path, first: int, last: int) -> None:
                     store.score(negative_margin, f"margin-r{r}", batch_rows=512)
                     query = store.top_k(f"margin-r{r}", BATCH)
                     picks, version = query.dataset_indices, query.version
+                    # the round's strategy, so that `alma replay` can check its picks
+                    store.log_metrics(round=r, strategy="top_k", score_run=f"margin-r{r}", k=BATCH)
                 else:
                     pool = store.unlabeled
                     picks = pool.to_dataset_index(rng.choice(len(pool), BATCH, replace=False))

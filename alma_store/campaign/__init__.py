@@ -19,6 +19,7 @@ from ._imports import import_labels
 from ._metrics import METRIC_FIELDS
 from ._plot import plot_progress, progress_figure
 from ._quality import Consensus
+from ._replay import Replay, strategy_of
 from ._report import ReportData, report_data, write_report
 
 __all__ = [
@@ -28,10 +29,12 @@ __all__ = [
     "Campaign",
     "Claim",
     "Consensus",
+    "Replay",
     "ReportData",
     "import_labels",
     "plot_progress",
     "progress_figure",
     "report_data",
+    "strategy_of",
     "write_report",
 ]

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; library errors become one line on stderr and exit status 1."""
     need_click()
     try:
-        cli.main(args=argv, prog_name="alma", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="alma", standalone_mode=False)
     except AlmaError as exc:
         click.echo(f"alma: error: {exc}", err=True)
         return 1
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    return 0
+    return code if isinstance(code, int) else 0  # a command's own exit status
 
 
 def run() -> None:

@@ -265,6 +265,43 @@ def add_campaign_commands(
 
     @cli.command()
     @store_arg
+    @click.option("--round", "round_", type=int, required=True, help="The round to replay.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    def replay(store: str, round_: int, as_json: bool) -> None:
+        """Check that a round labeled the picks of the strategy it recorded (exit 1 if not)."""
+        with open_store(store, mode="r") as s:
+            got = s.replay(round_)
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "round": got.round,
+                        "matches": got.matches,
+                        "strategy": got.strategy,
+                        "expected": got.expected.tolist(),
+                        "labeled": got.labeled.tolist(),
+                        "missing": got.missing.tolist(),
+                        "extra": got.extra.tolist(),
+                    },
+                    default=str,
+                )
+            )
+        elif got.matches:
+            click.echo(
+                f"round {got.round}: its {len(got.labeled)} items are the "
+                f"{got.strategy['strategy']} picks of {got.strategy['score_run']!r}"
+            )
+        else:
+            click.echo(
+                f"round {got.round} does not replay: {len(got.missing)} picks not labeled "
+                f"{got.missing.tolist()[:10]}, {len(got.extra)} labeled items not picked "
+                f"{got.extra.tolist()[:10]}"
+            )
+        if not got.matches:
+            raise click.exceptions.Exit(1)
+
+    @cli.command()
+    @store_arg
     @click.argument("pairs", nargs=-1)
     @click.option("--round", "round_", type=int, default=None, help="Round the metrics are for.")
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per record.")
