@@ -350,3 +350,18 @@ def labeled_of(store: alma_store.Store) -> dict[int, int]:
     labeled = store.labeled
     idx = labeled.to_dataset_index(np.arange(len(labeled)))
     return dict(zip(idx.tolist(), np.asarray(labeled.labels).tolist(), strict=True))
+
+
+@pytest.fixture
+def local_ray() -> Iterator[Any]:
+    """A local Ray, started for the test: 2 CPUs, no dashboard, on 127.0.0.1."""
+    ray = pytest.importorskip("ray")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        configure_logging=False,
+        log_to_driver=False,
+    )
+    yield ray
+    ray.shutdown()

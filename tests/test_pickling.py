@@ -81,22 +81,11 @@ def test_pickle_round_trip_in_this_process(made: Any) -> None:
     store.close()
 
 
-def test_views_travel_into_ray_tasks(made: Any) -> None:
+def test_views_travel_into_ray_tasks(made: Any, local_ray: Any) -> None:
     """A local Ray (2 CPUs, no dashboard, 127.0.0.1): views and versions passed to remote
     tasks reopen there, by location."""
-    ray = pytest.importorskip("ray")
     store, sent, want = made
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        configure_logging=False,
-        log_to_driver=False,
-    )
-    try:
-        remote = ray.remote(summary)
-        got = dict(zip(sent, ray.get([remote.remote(obj) for obj in sent.values()]), strict=True))
-    finally:
-        ray.shutdown()
+    remote = local_ray.remote(summary)
+    got = dict(zip(sent, local_ray.get([remote.remote(obj) for obj in sent.values()]), strict=True))
     assert got == want
     store.close()

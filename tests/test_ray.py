@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,19 +21,6 @@ from .test_scoring import make, norm_score
 
 ray = pytest.importorskip("ray")
 from alma_store import ray as alma_ray
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        configure_logging=False,
-        log_to_driver=False,
-    )
-    yield
-    ray.shutdown()
 
 
 class DiesOnce:
@@ -56,7 +42,7 @@ class DiesOnce:
 
 @pytest.mark.slow
 def test_ray_matches_a_single_process_and_survives_a_killed_worker(
-    tmp_path: Path, local_ray: None
+    tmp_path: Path, local_ray: object
 ) -> None:
     store, _ = make(tmp_path, n=1200, chunk_rows=64)
     assert alma_ray.score(store, norm_score, "ray") == 19
