@@ -237,7 +237,8 @@ def test_live_sync_with_a_real_server(label_studio: LabelStudio, tmp_path: Path)
             store,
             server,
             project,
-            register=True,
+            register=True,  # with the secret, which the server then sends in a header
+            secret="webhook-secret",
             every=3600,
             state=state,
             on_pull=lambda r: (results.append(r), pulled.set()),

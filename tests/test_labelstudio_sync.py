@@ -383,3 +383,39 @@ def test_webhooks_wake_a_pull_and_bursts_coalesce(
     assert hook.webhooks == 3 and not thread.is_alive()
     assert [r.added for r in pulls if r.added] == [[8]]
     assert len(pulls) <= 3  # three webhooks: one or two pulls after the first
+
+
+def test_a_receiver_with_a_secret_refuses_webhooks_without_it(
+    stub: tuple[Model, Faults, str], tmp_path: Path, connect: Any
+) -> None:
+    import threading
+
+    import httpx
+
+    _, _, url = stub
+    store = make_store(tmp_path / "s")
+    started = threading.Event()
+    hook = labelstudio.receiver(
+        store,
+        connect(url),
+        1,
+        every=3600,
+        state=tmp_path / "st",
+        secret="s3cret",
+        on_pull=lambda _: started.set(),
+    )
+    thread = threading.Thread(target=hook.run)
+    thread.start()
+    try:
+        assert started.wait(60)
+        body = {"action": "ANNOTATION_CREATED", "project": {"id": 1}}
+        with httpx.Client() as client:
+            assert client.post(hook.url, json=body).status_code == 403
+            wrong = {"X-Alma-Token": "guess"}
+            assert client.post(hook.url, json=body, headers=wrong).status_code == 403
+            right = {"X-Alma-Token": "s3cret"}
+            assert client.post(hook.url, json=body, headers=right).status_code == 200
+    finally:
+        hook.stop()
+        thread.join(60)
+    assert hook.webhooks == 1

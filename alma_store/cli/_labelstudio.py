@@ -6,6 +6,7 @@ Needs the ``labelstudio`` extra. The token comes from ``$LABEL_STUDIO_API_KEY``.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -176,6 +177,11 @@ def add_labelstudio_commands(
     @click.option(
         "--register", is_flag=True, help="Add the webhook to the project through the API."
     )
+    @click.option(
+        "--secret-env",
+        default=None,
+        help="An environment variable holding a secret webhooks must carry (X-Alma-Token).",
+    )
     def serve(
         store: str,
         url: str,
@@ -186,8 +192,14 @@ def add_labelstudio_commands(
         port: int,
         every: float,
         register: bool,
+        secret_env: str | None,
     ) -> None:
         """Receive the project's webhooks; each burst wakes an exactly-once pull (Ctrl-C stops)."""
+        secret = None
+        if secret_env is not None:
+            secret = os.environ.get(secret_env)
+            if not secret:
+                raise InvalidInputError(f"--secret-env {secret_env}: that variable is not set")
         from .. import labelstudio as ls
 
         def shown(result: Any) -> None:
@@ -214,6 +226,7 @@ def add_labelstudio_commands(
                 state=state,
                 on_pull=shown,
                 on_error=failed,
+                secret=secret,
             )
             click.echo(f"webhooks of project {project}: {hook.url}")
             try:

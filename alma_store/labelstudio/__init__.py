@@ -47,7 +47,7 @@ from ..errors import InvalidInputError, StaleIndexError, ToolServerError
 from ..storage import crash_point
 from ..store import Store
 from ._plan import Plan, plan_page, task_time
-from ._serve import ACTIONS, Receiver
+from ._serve import ACTIONS, TOKEN_HEADER, Receiver
 from ._server import Server, ls_time
 from ._state import SyncState, default_state_path
 
@@ -395,6 +395,7 @@ def receiver(
     state: PathLike | None = None,
     on_pull: Callable[[PullResult], None] | None = None,
     on_error: Callable[[BaseException], None] | None = None,
+    secret: str | None = None,
 ) -> Receiver:
     """A webhook receiver on ``host:port`` whose webhooks wake a :func:`pull` of ``project``.
 
@@ -402,7 +403,9 @@ def receiver(
     every ``every`` seconds) and ``.stop()`` from another thread to end it. Its
     ``url`` is the address to give Label Studio (the project's Settings,
     Webhooks); ``register=True`` adds the webhook through the API. Bound to
-    127.0.0.1 by default: give ``host`` for a server on another machine.
+    127.0.0.1 by default: give ``host`` for a server on another machine, and a
+    ``secret`` that webhooks must carry in the ``X-Alma-Token`` header (a registered
+    webhook is given it; add it under the webhook's headers otherwise).
     """
     hook = Receiver(
         lambda: pull(store, server, project, round=round, state=state),
@@ -412,10 +415,12 @@ def receiver(
         every=every,
         on_pull=on_pull,
         on_error=on_error,
+        secret=secret,
     )
     if register:
+        headers = {TOKEN_HEADER: secret} if secret is not None else None
         try:
-            server.add_webhook(project, hook.url, sorted(ACTIONS))
+            server.add_webhook(project, hook.url, sorted(ACTIONS), headers)
         except BaseException:
             hook.httpd.server_close()
             raise

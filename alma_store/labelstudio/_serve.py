@@ -5,18 +5,24 @@ Label Studio posts ``ANNOTATION_CREATED``, ``ANNOTATIONS_CREATED``,
 receiver does not apply the payload itself: it wakes a pull, which reads what
 changed since its cursor, exactly once, however many webhooks arrive, late, twice
 or never (a pull also runs on start and every ``every`` seconds, which catches any
-webhook that was lost). Bursts coalesce into one pull.
+webhook that was lost). Bursts coalesce into one pull. With a ``secret``, a webhook
+must carry it in the ``X-Alma-Token`` header (Label Studio sends a webhook's custom
+headers); others are refused with 403.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["ACTIONS", "Receiver"]
+__all__ = ["ACTIONS", "TOKEN_HEADER", "Receiver"]
+
+TOKEN_HEADER = "X-Alma-Token"
+"""The header a webhook carries the receiver's secret in."""
 
 ACTIONS = frozenset(
     {"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"}
@@ -42,8 +48,10 @@ class Receiver:
         every: float = 300.0,
         on_pull: Callable[[Any], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
+        secret: str | None = None,
     ) -> None:
         self.pull, self.project, self.every = pull, project, every
+        self.secret = secret
         self.on_pull, self.on_error = on_pull, on_error
         self.wake, self.stopped = threading.Event(), threading.Event()
         self.webhooks = 0
@@ -60,6 +68,11 @@ class Receiver:
                 except ValueError:
                     body = None
                 status = 400 if not isinstance(body, dict) else 200
+                given = self.headers.get(TOKEN_HEADER) or ""
+                if receiver.secret is not None and not hmac.compare_digest(
+                    given.encode(), receiver.secret.encode()
+                ):
+                    status = 403
                 if status == 200 and receiver.wants(body):
                     receiver.webhooks += 1
                     receiver.wake.set()

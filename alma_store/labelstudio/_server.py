@@ -174,9 +174,13 @@ class Server:
         """Make ``tasks`` in the project: one request, not retried."""
         self._send("POST", f"/api/projects/{project}/import", tasks)
 
-    def add_webhook(self, project: int, url: str, actions: list[str]) -> int:
-        """Register ``url`` for the project's ``actions``; returns the webhook's id."""
+    def add_webhook(
+        self, project: int, url: str, actions: list[str], headers: dict[str, str] | None = None
+    ) -> int:
+        """Register ``url`` for the project's ``actions`` (sent with ``headers``); returns the
+        webhook's id."""
         body = {
+            "headers": headers or {},
             "project": project,
             "url": url,
             "send_payload": False,
