@@ -353,8 +353,9 @@ class Campaign:
         if which not in ("disputed", "all"):
             raise InvalidInputError(f"which must be 'disputed' or 'all', got {which!r}")
         table = self.table(snap)
-        wanted = table.disputed(snap.is_labeled) if which == "disputed" else None
-        if wanted is None:
+        if which == "disputed":
+            wanted = table.disputed(snap.is_labeled)
+        else:
             wanted = np.array(sorted(table.items), dtype=np.int64)
         classes = self.schema.classes
         return consensus(

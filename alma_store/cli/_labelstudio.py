@@ -57,6 +57,14 @@ def _show(result: Any, as_json: bool) -> None:
         click.echo(f"not applied: {message}", err=True)
 
 
+def _summary(result: Any) -> str:
+    """One pull's result in a line."""
+    return (
+        f"{len(result.added)} added, {len(result.relabeled)} relabeled, "
+        f"{len(result.removed)} removed, {result.tasks} tasks read"
+    )
+
+
 def add_labelstudio_commands(
     cli: click.Group, store_arg: Callable[[Callable[..., Any]], Callable[..., Any]]
 ) -> None:
@@ -160,10 +168,7 @@ def add_labelstudio_commands(
             while times is None or done < times:
                 result = ls.pull(s, server, project, round=round_, state=state)
                 done += 1
-                click.echo(
-                    f"pull {done}: {len(result.added)} added, {len(result.relabeled)} "
-                    f"relabeled, {len(result.removed)} removed, {result.tasks} tasks read"
-                )
+                click.echo(f"pull {done}: {_summary(result)}")
                 if times is None or done < times:
                     time.sleep(every)
 
@@ -203,10 +208,7 @@ def add_labelstudio_commands(
         from .. import labelstudio as ls
 
         def shown(result: Any) -> None:
-            click.echo(
-                f"pull: {len(result.added)} added, {len(result.relabeled)} relabeled, "
-                f"{len(result.removed)} removed, {result.tasks} tasks read"
-            )
+            click.echo(f"pull: {_summary(result)}")
 
         def failed(exc: BaseException) -> None:
             click.echo(

@@ -23,7 +23,10 @@ from ._tools import (
     ToolRow,
     check_format,
     labelstudio_config,
+    labelstudio_task_index,
     read_tool_export,
+    tool_task,
+    user_map,
     write_tasks,
 )
 
@@ -36,9 +39,12 @@ __all__ = [
     "export_history",
     "export_labels",
     "labelstudio_config",
+    "labelstudio_task_index",
     "name_line",
     "parse_label_text",
     "read_labels_file",
     "read_tool_export",
+    "tool_task",
+    "user_map",
     "write_tasks",
 ]

@@ -60,7 +60,10 @@ __all__ = [
     "ToolRow",
     "check_format",
     "labelstudio_config",
+    "labelstudio_task_index",
     "read_tool_export",
+    "tool_task",
+    "user_map",
     "write_tasks",
 ]
 
@@ -175,6 +178,21 @@ def check_format(fmt: object) -> str:
     return str(fmt)
 
 
+def tool_task(i: int, fmt: str, data: Callable[[int], dict[str, Any]] | None) -> dict[str, Any]:
+    """Item ``i``'s task for tool ``fmt``: its display fields ``data(i)`` and ``dataset_index``."""
+    fields = {} if data is None else data(i)
+    if not isinstance(fields, dict) or "dataset_index" in fields:
+        raise InvalidInputError(
+            f"data({i}) must return a dict of display fields without 'dataset_index', "
+            f"got {fields!r}"
+        )
+    if fmt == "label-studio":
+        return {"data": {"dataset_index": i, **fields}}
+    if fmt == "doccano":  # its import keeps extra fields, and its export gives them back
+        return {"dataset_index": i, **fields}
+    return {"dataset_index": i, **fields, "meta": {"dataset_index": i}}
+
+
 def write_tasks(
     path: Path,
     dataset_indices: Iterable[int],
@@ -182,20 +200,7 @@ def write_tasks(
     data: Callable[[int], dict[str, Any]] | None,
 ) -> int:
     """Write one task per item to ``path`` (atomically); returns the number written."""
-    tasks: list[dict[str, Any]] = []
-    for i in dataset_indices:
-        fields = {} if data is None else data(i)
-        if not isinstance(fields, dict) or "dataset_index" in fields:
-            raise InvalidInputError(
-                f"data({i}) must return a dict of display fields without 'dataset_index', "
-                f"got {fields!r}"
-            )
-        if fmt == "label-studio":
-            tasks.append({"data": {"dataset_index": i, **fields}})
-        elif fmt == "doccano":  # its import keeps extra fields, and its export gives them back
-            tasks.append({"dataset_index": i, **fields})
-        else:
-            tasks.append({"dataset_index": i, **fields, "meta": {"dataset_index": i}})
+    tasks = [tool_task(i, fmt, data) for i in dataset_indices]
     try:
         if fmt == "label-studio":
             text = json.dumps(tasks, indent=1)
@@ -256,7 +261,7 @@ def read_tool_export(
     Anything malformed is an :class:`~alma_store.errors.InvalidInputError` naming
     the task (or line), the annotation and the field.
     """
-    names = _user_map(annotators)
+    names = user_map(annotators)
     if (fmt == "doccano") != (annotator is not None):
         raise InvalidInputError(
             "a doccano export is one annotator's: name them with annotator=..."
@@ -304,7 +309,8 @@ def _text(path: Path) -> str:
         raise InvalidInputError(f"{path} is not UTF-8 text (byte {exc.start})") from None
 
 
-def _user_map(annotators: Mapping[object, str] | None) -> dict[str, str]:
+def user_map(annotators: Mapping[object, str] | None) -> dict[str, str]:
+    """Names for the tools' user ids, keyed by the id as a str (``2`` and ``"2"`` alike), checked."""
     if annotators is None:
         return {}
     if not isinstance(annotators, Mapping):
@@ -537,14 +543,20 @@ def _label(value: object, where: str) -> object:
     raise InvalidInputError(f"{where}: a label is a str, a number or a bool, got {value!r}")
 
 
-def _label_studio(task: object, where: str) -> list[ToolRow]:
+def labelstudio_task_index(task: object, where: str) -> tuple[int, str]:
+    """A Label Studio task's dataset index, and ``where`` naming the task's id too."""
     if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
         raise InvalidInputError(f"{where}: a task is an object with 'data'")
     if "id" in task:
         where = f"{where} (id {task['id']!r})"
     if "dataset_index" not in task["data"]:
         raise InvalidInputError(f"{where}: its data has no 'dataset_index'")
-    index = _dataset_index(task["data"]["dataset_index"], where)
+    return _dataset_index(task["data"]["dataset_index"], where), where
+
+
+def _label_studio(task: object, where: str) -> list[ToolRow]:
+    index, where = labelstudio_task_index(task, where)
+    assert isinstance(task, dict)
     rows = []
     for k, ann in enumerate(_field(task, "annotations", list, where) or []):
         at = f"{where} annotation {ann.get('id', k) if isinstance(ann, dict) else k!r}"

@@ -44,6 +44,7 @@ import numpy as np
 
 from ..core import IndexArray, PathLike, parse_indices
 from ..errors import InvalidInputError, StaleIndexError, ToolServerError
+from ..exchange import tool_task, user_map
 from ..storage import crash_point
 from ..store import Store
 from ._plan import Plan, plan_page, task_time
@@ -233,13 +234,7 @@ def _task(
     row: int,
     model_version: str,
 ) -> dict[str, Any]:
-    fields = {} if data is None else data(i)
-    if not isinstance(fields, dict) or "dataset_index" in fields:
-        raise InvalidInputError(
-            f"data({i}) must return a dict of display fields without 'dataset_index', "
-            f"got {fields!r}"
-        )
-    task: dict[str, Any] = {"data": {"dataset_index": i, **fields}}
+    task = tool_task(i, "label-studio", data)
     if scores is not None:
         task["predictions"] = [
             {"result": [], "score": float(scores[row]), "model_version": model_version}
@@ -332,12 +327,9 @@ def pull(
     if not isinstance(page_size, int) or isinstance(page_size, bool) or page_size < 1:
         raise InvalidInputError(f"page_size must be an int >= 1, got {page_size!r}")
     st = _state(store, server, project, state)
-    names = server.user_names()
-    if annotators is not None:
-        if not isinstance(annotators, Mapping):
-            raise InvalidInputError("annotators must map user ids to names")
-        names.update({str(k): str(v) for k, v in annotators.items()})
-    users = {str(v) for v in names.values()} | {str(k) for k in names}
+    names = user_map(server.user_names())
+    names.update(user_map(annotators))  # the caller's names over the server's emails
+    users = set(names.values()) | set(names)
     result = PullResult()
     page_no = 1
     while True:
@@ -430,7 +422,7 @@ def receiver(
 def _apply(
     store: Store,
     plan: Plan,
-    names: dict[object, str],
+    names: dict[str, str],
     round: int | None,
     on_change: str,
     result: PullResult,
@@ -443,10 +435,11 @@ def _apply(
         version += 1
     if plan.tasks:
         per_item = store.annotations_per_item
+        ids: dict[object, str] = dict(names.items())  # keys: user ids, as str
         out = store.import_labels(
             plan.tasks,
             format="label-studio",
-            annotators=names,
+            annotators=ids,
             round=round,
             on_change="relabel" if on_change == "relabel" and per_item == 1 else "error",
             expected_version=version,

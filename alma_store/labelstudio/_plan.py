@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import InvalidInputError
-from ..exchange import ToolRow, read_tool_export
+from ..exchange import ToolRow, labelstudio_task_index, read_tool_export
 
 __all__ = ["Plan", "plan_page", "task_time"]
 
@@ -43,15 +43,16 @@ def task_time(task: dict[str, Any]) -> datetime:
 
 
 def _current(
-    task: dict[str, Any], names: dict[object, str]
+    task: dict[str, Any], names: dict[str, str]
 ) -> dict[str, tuple[ToolRow, dict[str, Any]]]:
     """The task's labeling annotations by annotator, the newest of each (skips are none)."""
     out: dict[str, tuple[ToolRow, dict[str, Any]]] = {}
     for ann in task.get("annotations") or []:
         one = {"id": task.get("id"), "data": task.get("data"), "annotations": [ann]}
-        for row in read_tool_export([one], "label-studio", annotators=names):
-            if row.annotator not in out or out[row.annotator][0].time < row.time:
-                out[row.annotator] = (row, ann)
+        for row in read_tool_export([one], "label-studio"):
+            who = names.get(row.annotator, row.annotator)
+            if who not in out or out[who][0].time < row.time:
+                out[who] = (row, ann)
     return out
 
 
@@ -59,7 +60,7 @@ def plan_page(
     tasks: list[dict[str, Any]],
     applied: dict[int, dict[str, float]],
     seen: dict[int, dict[str, float]],
-    names: dict[object, str],
+    names: dict[str, str],
     per_item: int,
     users: set[str],
 ) -> Plan:
@@ -88,9 +89,8 @@ def plan_page(
         if kept is None or task_time(kept) < task_time(task):
             newest[task.get("id")] = task
     for task in newest.values():
+        index, _ = labelstudio_task_index(task, "Label Studio task")
         current = _current(task, names)
-        rows = [row for row, _ in current.values()]
-        index = rows[0].dataset_index if rows else _index_of(task)
         held, before = applied.get(index, {}), seen.get(index, {})
         at = task_time(task).timestamp()
         gone = [a for a, t in held.items() if a not in current and a in users and at > t]
@@ -119,15 +119,3 @@ def plan_page(
         if fresh:
             plan.tasks.append({**task, "annotations": fresh})
     return plan
-
-
-def _index_of(task: dict[str, Any]) -> int:
-    """The task's dataset index (a task without labeling annotations)."""
-    data = task.get("data")
-    index = data.get("dataset_index") if isinstance(data, dict) else None
-    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
-        raise InvalidInputError(
-            f"Label Studio task {task.get('id')!r}: its data has no dataset_index (a "
-            f"non-negative int), got {index!r}; tasks come from alma_store's push or export_tasks"
-        )
-    return index

@@ -127,13 +127,12 @@ class Server:
                 ) from None
 
     def user_names(self) -> dict[object, str]:
-        """Each user id of the organization (as an int and as a str) to its email."""
+        """Each user id of the organization to its email (or username)."""
         users = self._send("GET", "/api/users/")
-        names: dict[object, str] = {}
-        for user in users if isinstance(users, list) else []:
-            name = user.get("email") or user.get("username") or str(user["id"])
-            names[user["id"]] = names[str(user["id"])] = str(name)
-        return names
+        return {
+            user["id"]: str(user.get("email") or user.get("username") or user["id"])
+            for user in (users if isinstance(users, list) else [])
+        }
 
     def tasks(
         self,
