@@ -127,6 +127,25 @@ def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.Comple
     return proc
 
 
+def local_cluster(n_workers: int) -> Any:
+    """A ``dask.distributed.LocalCluster`` of worker processes bound to 127.0.0.1.
+
+    Without a dashboard; the scheduler's HTTP server (which it starts anyway) takes
+    a free loopback port rather than 8787 on every interface, so that concurrent
+    test processes never collide.
+    """
+    from dask.distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=n_workers,
+        processes=True,
+        threads_per_worker=1,
+        host="127.0.0.1",
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+    )
+
+
 def check_workers_reopen(
     store: object,
     x: np.ndarray,
@@ -142,15 +161,13 @@ def check_workers_reopen(
     """
     import pickle
 
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
     from alma_store import dask as alma_dask
     from alma_store.torch import ViewDataset
 
     with (
-        LocalCluster(
-            n_workers=1, processes=True, threads_per_worker=1, dashboard_address=None
-        ) as cluster,
+        local_cluster(n_workers=1) as cluster,
         Client(cluster) as client,
     ):
         rows = client.compute(store.unlabeled.to_dask()).result()  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ import pytest
 import alma_store
 from alma_store import InvalidInputError
 
-from .conftest import REPO
+from .conftest import REPO, local_cluster
 
 
 def norm_score(rows: np.ndarray) -> np.ndarray:
@@ -179,16 +179,14 @@ def opened_by_this_process() -> int:
 
 @pytest.mark.slow
 def test_dask_matches_single_process(tmp_path: Path) -> None:
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
     from alma_store import dask as alma_dask
 
     store, _ = make(tmp_path, n=1200, chunk_rows=64)
     unlabeled = store.unlabeled
     with (
-        LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
-        ) as cluster,
+        local_cluster(n_workers=2) as cluster,
         Client(cluster) as client,
     ):
         assert alma_dask.score(store, norm_score, "dask", client=client) == 19

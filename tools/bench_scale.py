@@ -303,7 +303,12 @@ def bench_tasks(root: Path, rows: list[dict]) -> None:
             direct = time.perf_counter() - t
             with (
                 LocalCluster(
-                    n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+                    n_workers=2,
+                    processes=True,
+                    threads_per_worker=1,
+                    host="127.0.0.1",
+                    dashboard_address=None,
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                 ) as cluster,
                 Client(cluster) as client,
             ):
