@@ -255,24 +255,55 @@ class StoreVersion:
         allow_partial: bool = False,
         annotator: str | None = None,
         skip_claimed: bool = True,
+        reduce: scoring.Reduce | None = None,
     ) -> scoring.TopK:
         """The ``k`` best items of scoring ``name`` unlabeled at this version, streaming.
 
-        Returns a ``TopK`` (``dataset_indices``, ``scores``, ``version``),
-        best first. Memory is ``O(k + 8 * chunk_rows + claimed items)``
-        whatever ``N`` is. Items under a live claim (:meth:`Store.claim_next`) are
-        passed over unless ``skip_claimed`` is false, except those of
-        ``annotator``'s own claims.
+        Parameters
+        ----------
+        name, k
+            The scoring, and how many items.
+        largest
+            Best means largest (else smallest) score, or reduction of a row.
+        allow_partial
+            Rank the chunks scored so far instead of refusing an unfinished run.
+        annotator, skip_claimed
+            Items under a live claim (:meth:`Store.claim_next`) are passed over
+            unless ``skip_claimed`` is false, except those of ``annotator``'s own claims.
+        reduce
+            For a run of several values per row (class probabilities,
+            embeddings), what ranks a row: ``"margin"`` (largest value less the
+            second largest; pass ``largest=False`` for margin sampling),
+            ``"entropy"``, ``"max"`` (``largest=False``: least confident), or a
+            callable taking a ``(rows, columns)`` array to ``(rows,)``. A run of
+            one score per row takes none.
+
+        Returns
+        -------
+        TopK
+            ``dataset_indices``, ``scores`` (the reductions, for a run of
+            several values per row) and ``version``, best first; ties go to
+            the lower dataset index. Memory is ``O(k + 8 * chunk_rows x columns
+            + claimed items)`` whatever ``N`` is.
 
         Raises
         ------
         InvalidInputError
-            No such scoring, or chunks not scored yet (unless ``allow_partial``).
+            No such scoring, chunks not scored yet (unless ``allow_partial``),
+            or ``reduce`` missing for a run of several values per row (or given
+            for one of one), or not a known reduction.
         """
         snap = self._snap()
         held = self._campaign.held(snap, except_annotator=annotator) if skip_claimed else None
         return scoring.top_k(
-            self._engine, snap, name, k, largest=largest, allow_partial=allow_partial, exclude=held
+            self._engine,
+            snap,
+            name,
+            k,
+            largest=largest,
+            allow_partial=allow_partial,
+            exclude=held,
+            reduce=reduce,
         )
 
     def scoring_progress(self, name: str) -> tuple[int, int]:
@@ -281,7 +312,8 @@ class StoreVersion:
         return scoring.progress(self._engine, name)
 
     def load_scores(self, name: str) -> np.ndarray:
-        """All ``N`` scores of scoring ``name`` in memory (materialises ``N`` values).
+        """All ``N`` scores of scoring ``name`` in memory (materialises ``N`` values,
+        or ``N x columns`` for a run of several values per row).
 
         NaN where an item has no score: it was labeled when its chunk was
         scored, or its chunk is not scored yet. For the best items use the
@@ -431,6 +463,7 @@ class StoreVersion:
             record["k"],
             largest=bool(record.get("largest", 1)),
             skip_claimed=False,
+            reduce=record.get("reduce"),
         ).dataset_indices
         labeled: list[int] = []
         for event in self.history(round=round, kinds=("add",)):

@@ -343,13 +343,15 @@ class Store(StoreVersion):
         step_seconds: float = scoring.DEFAULT_STEP_SECONDS,
         progress: Callable[[int], None] | None = None,
         plan: Callable[[int, int], None] | None = None,
+        columns: int | None = None,
     ) -> int:
         """Score the Unlabeled rows chunk by chunk into ``scores/<name>``, resumably.
 
         Parameters
         ----------
         fn
-            ``fn(rows) -> scores``: one number per row, called with at most
+            ``fn(rows) -> scores``: one number per row, shape ``(rows,)``, or
+            with ``columns``, shape ``(rows, columns)``. Called with at most
             ``batch_rows`` rows at a time (a reused buffer: ``fn`` must not keep it).
         name
             Name of the scoring (letters, digits, ``_-.``).
@@ -365,6 +367,11 @@ class Store(StoreVersion):
             ``progress(rows)`` is called with the unlabeled rows of each chunk
             scored (e.g. ``tqdm(...).update``); ``plan(chunks, rows)`` once,
             before scoring, with this call's totals (a progress bar's).
+        columns
+            ``None`` (one score per row), or the number of values ``fn`` gives
+            per row: class probabilities or an embedding. The run records it
+            (scoring layout 3); rank it with ``top_k(..., reduce=)``, and score
+            it again under the same name with the same ``columns``.
 
         Returns
         -------
@@ -389,6 +396,7 @@ class Store(StoreVersion):
             step_seconds=step_seconds,
             progress=progress,
             plan=plan,
+            columns=columns,
         )
 
     @property
@@ -414,6 +422,7 @@ class Store(StoreVersion):
         ttl: float,
         scores: str | None = None,
         largest: bool = True,
+        reduce: scoring.Reduce | None = None,
     ) -> Claim:
         """Claim the best ``k`` unlabeled items no live claim holds, for ``annotator``.
 
@@ -422,7 +431,8 @@ class Store(StoreVersion):
         when fewer are left (none: an empty claim, and nothing is recorded).
         ``ttl`` is the seconds until the claim lapses unless its items are
         labeled. With ``scores`` (a complete scoring) the ``k`` best by it
-        (``largest`` first), else the first ``k`` in dataset order.
+        (``largest`` first; ``reduce`` ranks a run of several values per row,
+        as in :meth:`top_k`), else the first ``k`` in dataset order.
 
         Returns
         -------
@@ -441,7 +451,7 @@ class Store(StoreVersion):
         count, unless the item was labeled meanwhile (:class:`AlreadyLabeledError`).
         """
         self._engine.check_writable()
-        return self._campaign.claim_next(k, annotator, ttl, scores, largest)
+        return self._campaign.claim_next(k, annotator, ttl, scores, largest, reduce)
 
     def claim(self, dataset_indices: object, *, annotator: str, ttl: float) -> Claim:
         """Claim the given items for ``annotator`` for ``ttl`` seconds.

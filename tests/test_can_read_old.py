@@ -86,6 +86,32 @@ def test_scorings_of_every_layout(tmp_path: Path, name: str) -> None:
     assert sorted(p.name for p in folder.iterdir()) == ["meta.json", "steps"]
 
 
+def test_scoring_of_layout_3(tmp_path: Path) -> None:
+    """A partial scoring of three values per row (layout 3) is read, ranked and resumed."""
+
+    def columns(rows: np.ndarray) -> np.ndarray:  # as tools/make_golden.py scored it
+        z = np.asarray(rows, np.float64) / 10.0
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    features = np.arange(60, dtype=np.float32).reshape(20, 3) % 7
+    want = columns(features).astype(np.float32)
+    want[[1, 9, 17]] = np.nan
+    with alma_store.open(DATA / "store-v6-columns", mode="r") as store:
+        assert store.scoring_progress("proba") == (2, 3)
+        partial = want.copy()
+        partial[8:16] = np.nan  # chunk 1 is not scored
+        assert np.array_equal(store.load_scores("proba"), partial, equal_nan=True)
+        q = store.top_k("proba", 4, reduce="max", allow_partial=True)
+        assert np.array_equal(q.scores, partial[q.dataset_indices].max(axis=1))
+        rows = partial[~np.isnan(partial[:, 0])]
+        assert np.isclose(q.scores[0], rows.max())
+    shutil.copytree(DATA / "store-v6-columns", tmp_path / "s")
+    with alma_store.open(tmp_path / "s") as store:
+        assert store.score(columns, "proba", columns=3) == 1
+        assert np.allclose(store.load_scores("proba"), want, equal_nan=True)
+
+
 def test_index_only_golden_store(tmp_path: Path) -> None:
     """An index-only store (no features) of format version 3 reads and goes on."""
     with alma_store.open(DATA / "store-v3-index-only", mode="r") as store:

@@ -154,7 +154,9 @@ def test_python_dash_m(tmp_path: Path) -> None:
 def test_score_and_query(tmp_path: Path, features: str, capsys, monkeypatch) -> None:
     s = str(tmp_path / "s")
     run(capsys, "init", s, features, "--chunk-rows", "4")
-    (tmp_path / "scoring_fn.py").write_text("def first(rows):\n    return rows[:, 0]\n")
+    (tmp_path / "scoring_fn.py").write_text(
+        "def first(rows):\n    return rows[:, 0]\n\ndef pair(rows):\n    return rows[:, :2]\n"
+    )
     monkeypatch.chdir(tmp_path)
     code, out, _ = run(
         capsys, "score", s, "--fn", "scoring_fn:first", "--name", "f", "--shard", "0/2"
@@ -173,6 +175,19 @@ def test_score_and_query(tmp_path: Path, features: str, capsys, monkeypatch) -> 
     assert out.splitlines()[1:] == ["0\t0", "1\t2"]
     code, _, err = run(capsys, "score", s, "--fn", "nomodule:x", "--name", "g")
     assert code == 1 and "cannot import 'nomodule:x'" in err
+    # A scoring of two values per row, ranked by a reduction.
+    code, _, err = run(capsys, "score", s, "--fn", "scoring_fn:pair", "--name", "p")
+    assert code == 1 and "score with columns=2" in err
+    code, out, _ = run(
+        capsys, "score", s, "--fn", "scoring_fn:pair", "--name", "p2", "--columns", "2"
+    )
+    assert code == 0 and "5 of 5 done" in out
+    code, _, err = run(capsys, "query", s, "--name", "p2", "--top-k", "2")
+    assert code == 1 and "pass reduce=" in err
+    code, out, _ = run(
+        capsys, "query", s, "--name", "p2", "--top-k", "2", "--reduce", "max", "--json"
+    )
+    assert json.loads(out)["dataset_indices"] == [19, 18]
 
 
 def test_upgrade_of_a_v1_store(tmp_path: Path, capsys) -> None:

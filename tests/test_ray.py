@@ -17,6 +17,7 @@ import pytest
 import alma_store
 from alma_store.errors import InvalidInputError, ReadOnlyError
 
+from .test_score_columns import proba
 from .test_scoring import make, norm_score
 
 ray = pytest.importorskip("ray")
@@ -57,6 +58,11 @@ def test_ray_matches_a_single_process_and_survives_a_killed_worker(
     assert (
         store.top_k("ray", 30).dataset_indices.tolist()
         == store.top_k("single", 30).dataset_indices.tolist()
+    )
+    assert alma_ray.score(store, proba, "proba", columns=4) == 19
+    store.score(proba, "proba-single", columns=4)
+    assert np.array_equal(
+        store.load_scores("proba"), store.load_scores("proba-single"), equal_nan=True
     )
     with pytest.raises(InvalidInputError, match="max_retries"):
         alma_ray.score(store, norm_score, "x", max_retries=-1)

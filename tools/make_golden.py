@@ -9,6 +9,8 @@ partial scoring and (format 4) a campaign log with a claim and metrics;
 ``store-v<N>-index-only`` has no features and (format 4) a Prodigy import
 with each label's own annotator and time; ``store-v<N>-campaign`` (format 4)
 keeps two annotations per item, with a majority, a dispute and a resolve.
+``store-v<N>-columns`` (from format 6) holds a partial scoring of three values
+per row (scoring layout 3).
 ``store-v5-shared`` is a shared store in a directory (format 5) with the
 contents of ``store-v<N>``: a segment (its log objects deleted), a log object
 after it, a claim and metrics as campaign objects, and a partial scoring.
@@ -55,6 +57,22 @@ def write_main(out: Path) -> None:
     store.claim([7, 8], annotator="ann", ttl=1e12)
     store.log_metrics(round=1, accuracy=0.625, model="knn")
     store.close(checkpoint=False)
+
+
+def columns(rows: np.ndarray) -> np.ndarray:
+    """Three class probabilities per row, a softmax of the features (scoring layout 3)."""
+    z = np.asarray(rows, np.float64) / 10.0
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def write_columns(out: Path) -> None:
+    features = np.arange(60, dtype=np.float32).reshape(20, 3) % 7
+    store = alma_store.create(out, features, chunk_rows=8)
+    store.add_labels([1, 9, 17], [0, 1, 2], relative_to="dataset")
+    # Chunks 0 and 2 of 3 scored with three values per row (scoring layout 3).
+    store.score(columns, "proba", shard=(0, 2), step_seconds=0, columns=3)
+    store.close()
 
 
 def write_index_only(out: Path) -> None:
@@ -118,6 +136,7 @@ def main() -> None:
         (FORMAT_VERSION, "", write_main),
         (FORMAT_VERSION, "-index-only", write_index_only),
         (FORMAT_VERSION, "-campaign", write_campaign),
+        (FORMAT_VERSION, "-columns", write_columns),
         (SHARED_FORMAT_VERSION, "-shared", write_shared),
     ):
         out = DATA / f"store-v{version}{suffix}"

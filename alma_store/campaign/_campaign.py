@@ -45,7 +45,7 @@ from ..core import (
 from ..engine import Engine, Snapshot, Writer
 from ..errors import AlreadyLabeledError, ClaimedError, InvalidInputError
 from ..exchange import ToolBatch
-from ..scoring import top_k
+from ..scoring import Reduce, top_k
 from ..storage import FILE_HEADER_SIZE, StorageClock, open_campaign_log
 from ._agreement import agreement, disagreement, rating_counts
 from ._annotations import Annotation, AnnotationTable
@@ -185,7 +185,13 @@ class Campaign:
             return self.book.survey(self.clock(), snap.is_labeled).live()
 
     def claim_next(
-        self, k: int, annotator: str, ttl: float, scores: str | None, largest: bool
+        self,
+        k: int,
+        annotator: str,
+        ttl: float,
+        scores: str | None,
+        largest: bool,
+        reduce: Reduce | None = None,
     ) -> Claim:
         """Claim the best ``k`` unlabeled, unclaimed items (fewer if fewer are left)."""
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
@@ -200,7 +206,14 @@ class Campaign:
             held = survey.held()
             if scores is not None:
                 best = top_k(
-                    engine, snap, scores, k, largest=largest, allow_partial=False, exclude=held
+                    engine,
+                    snap,
+                    scores,
+                    k,
+                    largest=largest,
+                    allow_partial=False,
+                    exclude=held,
+                    reduce=reduce,
                 ).dataset_indices
             else:
                 m = min(k + len(held), snap.n_items - snap.num_labeled)

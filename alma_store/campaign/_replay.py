@@ -2,7 +2,8 @@
 
 A round records its strategy with :meth:`alma_store.Store.log_metrics` before its
 picks are labeled: ``strategy="top_k"``, ``score_run`` (the scoring the picks came
-from), ``k``, and ``largest`` (1 or 0, default 1). The replay takes the store as it
+from), ``k``, ``largest`` (1 or 0, default 1) and, for a run of several values per
+row, ``reduce`` (a named reduction: ``"margin"``, ``"entropy"``, ``"max"``). The replay takes the store as it
 was at that record's version, asks ``top_k`` again, and compares with what the
 round labeled.
 """
@@ -16,6 +17,7 @@ import numpy as np
 
 from ..core import IndexArray
 from ..errors import InvalidInputError
+from ..scoring import REDUCTIONS
 
 __all__ = ["STRATEGIES", "Replay", "strategy_of"]
 
@@ -78,6 +80,12 @@ def strategy_of(records: list[dict[str, Any]], round: int) -> dict[str, Any]:
     if record["strategy"] not in STRATEGIES:
         raise InvalidInputError(
             f"round {round} recorded strategy {record['strategy']!r}; replay knows {STRATEGIES}"
+        )
+    reduce = record.get("reduce")
+    if reduce is not None and reduce not in REDUCTIONS:
+        raise InvalidInputError(
+            f"round {round}'s strategy record names reduce {reduce!r}; replay knows "
+            f"{sorted(REDUCTIONS)}"
         )
     k, run = record.get("k"), record.get("score_run")
     if not isinstance(k, int) or k < 1 or not isinstance(run, str):

@@ -13,6 +13,7 @@ from .._entry import copy, create, open_store
 from ..core import n_chunks
 from ..errors import InvalidInputError
 from ..exchange import count_rows, parse_label_text
+from ..scoring import REDUCTIONS
 from ._common import (
     chunk_bar,
     click,
@@ -423,11 +424,27 @@ def add_store_commands(
         show_default=True,
         help="Rows per call of the function.",
     )
-    def score(store: str, fn_path: str, name: str, shard: str, batch_rows: int) -> None:
+    @click.option(
+        "--columns",
+        type=int,
+        default=None,
+        help="The function gives this many values per row (class probabilities, an embedding).",
+    )
+    def score(
+        store: str, fn_path: str, name: str, shard: str, batch_rows: int, columns: int | None
+    ) -> None:
         """Score the unlabeled rows of STORE; a rerun redoes only unfinished chunks."""
         fn = import_function(fn_path)
         with open_store(store) as s, chunk_bar(f"score {name}") as (plan, progress):
-            n = s.score(fn, name, batch_rows=batch_rows, shard=shard, progress=progress, plan=plan)
+            n = s.score(
+                fn,
+                name,
+                batch_rows=batch_rows,
+                shard=shard,
+                progress=progress,
+                plan=plan,
+                columns=columns,
+            )
             done, total = s.scoring_progress(name)
         click.echo(f"scored {n} chunks of {name!r} (shard {shard}); {done} of {total} done")
 
@@ -437,13 +454,25 @@ def add_store_commands(
     @click.option("--top-k", "k", type=int, required=True, help="How many items.")
     @click.option("--smallest", is_flag=True, help="Take the lowest scores instead.")
     @click.option("--allow-partial", is_flag=True, help="Use the chunks scored so far.")
+    @click.option(
+        "--reduce",
+        type=click.Choice(sorted(REDUCTIONS)),
+        default=None,
+        help="Rank a scoring of several values per row by this reduction of each row.",
+    )
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     def query(
-        store: str, name: str, k: int, smallest: bool, allow_partial: bool, as_json: bool
+        store: str,
+        name: str,
+        k: int,
+        smallest: bool,
+        allow_partial: bool,
+        reduce: str | None,
+        as_json: bool,
     ) -> None:
         """Print the best still-unlabeled items of a scoring of STORE."""
         with open_store(store, mode="r") as s:
-            q = s.top_k(name, k, largest=not smallest, allow_partial=allow_partial)
+            q = s.top_k(name, k, largest=not smallest, allow_partial=allow_partial, reduce=reduce)
         if as_json:
             click.echo(
                 json.dumps(

@@ -8,11 +8,13 @@ says which are done, and streams the best still-unlabeled items.
 
 from __future__ import annotations
 
+from ._reduce import REDUCTIONS, Reduce, check_reduce
 from ._runs import ScoreRun, check_name
 from ._score import (
     DEFAULT_STEP_SECONDS,
     ScoreFn,
     TopK,
+    check_columns,
     check_score_args,
     load_scores,
     open_run,
@@ -27,11 +29,15 @@ from ._tasks import TASK_CHUNKS, plan_tasks, run_task
 
 __all__ = [
     "DEFAULT_STEP_SECONDS",
+    "REDUCTIONS",
     "TASK_CHUNKS",
+    "Reduce",
     "ScoreFn",
     "ScoreRun",
     "TopK",
+    "check_columns",
     "check_name",
+    "check_reduce",
     "check_score_args",
     "load_scores",
     "open_run",

@@ -1,8 +1,9 @@
 """The files of one scoring run: ``scores/<name>/``.
 
-Layout 2 (format version 3)::
+Layouts 2 and 3 (format version 3)::
 
     scores/<name>/meta.json        layout, dtype, chunk_rows, the store version it started at
+                                   (layout 3: and ``columns``, the values per row)
     scores/<name>/steps/<id>.bin   one durable progress step: the scores of whole chunks
 
 A step file holds the complete scores of one or more chunks and is created
@@ -16,7 +17,11 @@ keep consistent. A shared store (format 5) keeps the same files as objects under
 
 each chunk's scores are its rows' values (NaN where it had no unlabeled row),
 little-endian, in the order of the ids, and the CRC-32 covers every byte
-before it. Two step files may hold the same chunk (two processes that scored it
+before it. Layout 3 is layout 2 with ``columns`` values per row (class
+probabilities, an embedding): a chunk's scores are its ``rows x columns``
+values in row-major order. A run of one value per row stays layout 2, which
+every reader of format version 3 knows; a reader that predates layout 3
+refuses such a run (and only it) as not describing a scoring of the store. Two step files may hold the same chunk (two processes that scored it
 at once): either is a complete scoring of it, and readers take the first by
 file name.
 
@@ -50,6 +55,9 @@ from ..storage import ChunkCodec, DirObjects, Objects, atomic_write, crash_point
 __all__ = ["ScoreRun", "check_name", "create_run", "read_run"]
 
 LAYOUT = 2
+"""Layout of a run of one score per row."""
+COLUMNS_LAYOUT = 3
+"""Layout of a run of ``columns`` values per row."""
 _MAGIC = b"ALSS"
 _HEAD = struct.Struct("<4sII")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
@@ -111,7 +119,8 @@ class ScoreRun:
     """One scoring run's files, and which chunks are done.
 
     ``objects`` holds them under ``scores/<name>/``: a local store's directory,
-    or a shared store's directory or object storage.
+    or a shared store's directory or object storage. ``columns`` is ``None``
+    for one score per row, else the number of values per row (layout 3).
     """
 
     objects: Objects
@@ -120,6 +129,12 @@ class ScoreRun:
     chunk_rows: int
     n_items: int
     layout: int
+    columns: int | None = None
+
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        """The shape of one row's scores: ``()`` or ``(columns,)``."""
+        return () if self.columns is None else (self.columns,)
 
     @property
     def prefix(self) -> str:
@@ -211,10 +226,12 @@ class ScoreRun:
             by_file.setdefault(done[j], set()).add(j)
         for name, wanted in by_file.items():
             ids, values = decode_step(self._read(name), self._where(name), self.dtype)
-            if ids.size and len(values) != int(sizes[ids].sum()):
+            width = self.columns or 1
+            if ids.size and len(values) != int(sizes[ids].sum()) * width:
                 raise CorruptStoreError(
                     f"score step file {self._where(name)} is damaged (wrong length)"
                 )
+            values = values.reshape((-1, *self.row_shape))
             keep = np.isin(ids, np.fromiter(wanted, np.int64, len(wanted)))
             if not keep.all():
                 pieces = self._pieces(ids, values)
@@ -264,14 +281,19 @@ def read_run(objects: Objects, name: str, *, chunk_rows: int, n_items: int) -> S
         dtype = np.dtype(str(meta["dtype"]))
         layout = int(meta.get("layout", 1))  # type: ignore[call-overload]
         run_rows = meta["chunk_rows"]
+        columns: object = meta["columns"] if layout == COLUMNS_LAYOUT else None
     except (KeyError, TypeError, ValueError) as exc:
         raise CorruptStoreError(f"{where} is damaged: {exc!r}") from None
-    if run_rows != chunk_rows or layout not in (1, LAYOUT):
+    if columns is not None and not (
+        isinstance(columns, int) and not isinstance(columns, bool) and columns >= 1
+    ):
+        raise CorruptStoreError(f"{where} is damaged: columns {columns!r}")
+    if run_rows != chunk_rows or layout not in (1, LAYOUT, COLUMNS_LAYOUT):
         raise CorruptStoreError(
             f"{where} does not describe a scoring of this store "
             f"(chunk_rows {run_rows!r}, layout {layout!r})"
         )
-    return ScoreRun(objects, name, dtype, chunk_rows, n_items, layout)
+    return ScoreRun(objects, name, dtype, chunk_rows, n_items, layout, columns)
 
 
 def create_run(
@@ -282,19 +304,23 @@ def create_run(
     n_items: int,
     store_version: int,
     dtype: str = "float32",
+    columns: int | None = None,
 ) -> ScoreRun:
-    """The scoring run ``name``, created unless it exists (in layout 2 either way).
+    """The scoring run ``name``, created unless it exists (a layout-1 run moves to layout 2).
 
+    A new run has ``columns`` values per row (layout 3), or one (``None``, layout 2).
     The caller holds the store's writer lock (a layout-1 run is rewritten).
     """
     check_name(name)
-    meta = {
-        "layout": LAYOUT,
+    meta: dict[str, object] = {
+        "layout": LAYOUT if columns is None else COLUMNS_LAYOUT,
         "dtype": np.dtype(dtype).str,
         "chunk_rows": chunk_rows,
         "store_version": store_version,
         "created": time.time(),
     }
+    if columns is not None:
+        meta["columns"] = columns
     # Created once: every process and host that joins the run reads the first one's.
     objects.create(f"scores/{name}/meta.json", json.dumps(meta).encode())
     run = read_run(objects, name, chunk_rows=chunk_rows, n_items=n_items)

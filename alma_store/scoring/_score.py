@@ -27,6 +27,7 @@ from ..core import IndexArray, n_chunks, ragged_arange
 from ..engine import Engine, Snapshot
 from ..errors import InvalidInputError
 from ..sources import FeatureSource
+from ._reduce import Reduce, check_reduce, reduce_rows
 from ._runs import ScoreRun, check_name, create_run, read_run
 
 ScoreFn = Callable[[np.ndarray], Any]
@@ -71,21 +72,45 @@ def parse_shard(shard: object) -> tuple[int, int]:
     return shard[0], shard[1]
 
 
-def open_run(engine: Engine, name: str, *, create: bool) -> ScoreRun:
-    """The scoring run ``name``; with ``create``, made (or moved to layout 2) under the writer lock."""
+def check_columns(columns: object) -> None:
+    """Refuse a ``columns`` that is neither ``None`` nor an int >= 1."""
+    if columns is not None and (
+        not isinstance(columns, int) or isinstance(columns, bool) or columns < 1
+    ):
+        raise InvalidInputError(f"columns must be None or an int >= 1, got {columns!r}")
+
+
+def open_run(engine: Engine, name: str, *, create: bool, columns: int | None = None) -> ScoreRun:
+    """The scoring run ``name``; with ``create``, made (or moved to layout 2) under the writer lock.
+
+    With ``create``, the run has ``columns`` values per row (``None``: one score), or
+    :class:`InvalidInputError` says what it has.
+    """
     check_name(name)
     if not create:
         return read_run(engine.files, name, chunk_rows=engine.chunk_rows, n_items=engine.n_items)
+    check_columns(columns)
     with engine.write_lock():
         engine.refresh(writer=True)
         engine.checkpoint_if_old_format()  # step files need format version 3
-        return create_run(
+        run = create_run(
             engine.files,
             name,
             chunk_rows=engine.chunk_rows,
             n_items=engine.n_items,
             store_version=engine.current().version,
+            columns=columns,
         )
+    if run.columns != columns:
+        raise InvalidInputError(
+            f"scores {name!r} have {_width(run.columns)} per row; this scoring says "
+            f"{_width(columns)} (columns={columns!r}): use the run's, or another name"
+        )
+    return run
+
+
+def _width(columns: int | None) -> str:
+    return "one score" if columns is None else f"{columns} values"
 
 
 def progress(engine: Engine, name: str) -> tuple[int, int]:
@@ -100,10 +125,10 @@ def score_chunk(
     snap: Snapshot,
     fn: ScoreFn,
     j: int,
-    dtype: np.dtype,
+    run: ScoreRun,
     buffer: np.ndarray,
 ) -> np.ndarray:
-    """The scores of chunk ``j``'s unlabeled rows at ``snap`` (NaN for its labeled rows).
+    """The scores of chunk ``j``'s unlabeled rows at ``snap`` for ``run`` (NaN for its labeled rows).
 
     ``fn`` gets at most ``len(buffer)`` rows per call, read-only and valid only
     during the call (in an index-only store, their dataset indices instead). Where at most :data:`RANGE_LABELED_SHARE` of the chunk is
@@ -115,27 +140,36 @@ def score_chunk(
     batch_rows = len(buffer)
     lo, hi = snap.bounds(j)
     labeled = snap.labeled_marks(j) if snap.labeled_counts[j] else np.empty(0, np.int64)
-    out = np.full(hi - lo, np.nan, dtype=dtype)
+    shape = run.row_shape
+    out = np.full((hi - lo, *shape), np.nan, dtype=run.dtype)
     if len(labeled) <= RANGE_LABELED_SHARE * (hi - lo):
         for a in range(lo, hi, batch_rows):
             b = min(a + batch_rows, hi)
             rows = source.view_range(a, b) if source.has_rows else np.arange(a, b)
-            out[a - lo : b - lo] = _call(fn, rows)
+            out[a - lo : b - lo] = _call(fn, rows, shape)
         out[labeled] = np.nan
         return out
     members = snap.members(j, of_labeled=False)
     for a in range(0, len(members), batch_rows):
         idx = members[a : a + batch_rows]
-        out[idx - lo] = _call(fn, source.read_sorted(idx, buffer) if source.has_rows else idx)
+        rows = source.read_sorted(idx, buffer) if source.has_rows else idx
+        out[idx - lo] = _call(fn, rows, shape)
     return out
 
 
-def _call(fn: ScoreFn, rows: np.ndarray) -> np.ndarray:
+def _call(fn: ScoreFn, rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``fn(rows)``, checked: numbers of shape ``(len(rows), *shape)``."""
     scores = np.asarray(fn(rows))
-    if scores.shape != (len(rows),):
+    want = (len(rows), *shape)
+    if scores.shape != want:
+        hint = (
+            f"; for {scores.shape[1]} values per row, score with columns={scores.shape[1]}"
+            if not shape and scores.ndim == 2 and scores.shape[0] == len(rows)
+            else ""
+        )
         raise InvalidInputError(
             f"the scoring function returned shape {scores.shape} for {len(rows)} rows; "
-            f"it must return one score per row, shape ({len(rows)},)"
+            f"this run takes shape {want} ({_width(shape[0] if shape else None)} per row){hint}"
         )
     if scores.dtype.kind not in "biuf":
         raise InvalidInputError(f"scores must be numbers, got dtype {scores.dtype}")
@@ -143,9 +177,9 @@ def _call(fn: ScoreFn, rows: np.ndarray) -> np.ndarray:
 
 
 def load_scores(engine: Engine, name: str) -> np.ndarray:
-    """Every score of ``name`` in one array of ``N`` (NaN where none)."""
+    """Every score of ``name`` in one array of ``N`` (or ``N x columns``; NaN where none)."""
     run = open_run(engine, name, create=False)
-    out = np.full(engine.n_items, np.nan, dtype=run.dtype)
+    out = np.full((engine.n_items, *run.row_shape), np.nan, dtype=run.dtype)
     done = run.done()
     for j, values in run.read(done, sorted(done)):
         lo = j * engine.chunk_rows
@@ -248,7 +282,7 @@ def score_chunks(
     buffer = source.buffer(min(batch_rows, run.chunk_rows))
     with StepWriter(run, step_seconds) as steps:
         for j in chunks:
-            steps.add(j, score_chunk(source, snap, fn, j, run.dtype, buffer))
+            steps.add(j, score_chunk(source, snap, fn, j, run, buffer))
             if progress is not None:
                 progress(int(snap.unlabeled_counts[j]))
 
@@ -264,12 +298,13 @@ def score(
     step_seconds: float = DEFAULT_STEP_SECONDS,
     progress: Callable[[int], None] | None = None,
     plan: Callable[[int, int], None] | None = None,
+    columns: int | None = None,
 ) -> int:
     """Score this shard's unfinished chunks; returns how many were scored now."""
     engine.check_writable()
     check_score_args(fn, batch_rows, step_seconds)
     parsed = parse_shard(shard)
-    run = open_run(engine, name, create=True)
+    run = open_run(engine, name, create=True, columns=columns)
     todo = todo_chunks(run, parsed)
     snap = engine.current()
     if plan is not None:
@@ -316,10 +351,13 @@ def top_k(
     largest: bool,
     allow_partial: bool,
     exclude: IndexArray | None = None,
+    reduce: Reduce | None = None,
 ) -> TopK:
     """Best ``k`` items unlabeled at ``snap`` by score, streaming block by block.
 
-    Items in ``exclude`` (sorted dataset indices) are no candidates either.
+    Items in ``exclude`` (sorted dataset indices) are no candidates either. A run
+    of several values per row is ranked by ``reduce`` of each row (see
+    :mod:`alma_store.scoring._reduce`), which a run of one score per row refuses.
 
     Step files are read through a memory map, each once and checked, and
     each is searched as one vectorised block: only scores at least as good as
@@ -330,6 +368,16 @@ def top_k(
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise InvalidInputError(f"k must be a positive int, got {k!r}")
     run = open_run(engine, name, create=False)
+    if (reduce is None) != (run.columns is None):
+        raise InvalidInputError(
+            f"scores {name!r} have {run.columns} values per row: pass reduce= "
+            "('margin', 'entropy', 'max' or a callable)"
+            if reduce is None
+            else f"scores {name!r} have one value per row: reduce= applies to runs of "
+            "several (class probabilities, embeddings)"
+        )
+    if reduce is not None:
+        check_reduce(reduce)
     done = run.done()
     missing = [j for j in range(len(snap.chunk_sizes)) if j not in done]
     if missing and not allow_partial:
@@ -338,12 +386,17 @@ def top_k(
             f"not scored yet (e.g. {missing[:5]}); finish the run or pass allow_partial=True"
         )
     best_idx = np.empty(0, np.int64)
-    best_key = np.empty(0, run.dtype)
+    best_key = np.empty(0, run.dtype if reduce is None else np.float64)
     sign = -1.0 if largest else 1.0  # keep the k smallest keys, key = sign * score
     sizes = snap.chunk_sizes
     for ids, values in run.read_blocks(done, sorted(done)):
         starts = np.cumsum(sizes[ids]) - sizes[ids]  # of each chunk within the block
-        key = np.negative(values) if largest else values.copy()  # exact, in the scores' dtype
+        if reduce is not None:
+            key = reduce_rows(values, reduce)
+            if largest:
+                np.negative(key, out=key)
+        else:
+            key = np.negative(values) if largest else values.copy()  # exact, in the scores' dtype
         order = np.argsort(ids)
         runs = snap.runs(ids[order])
         take, owner = ragged_arange(runs.starts, runs.lengths)

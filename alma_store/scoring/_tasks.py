@@ -18,11 +18,12 @@ TASK_CHUNKS = 8
 """Chunks per task: each task makes its chunks durable as one step file."""
 
 
-def plan_tasks(location: Location, name: str) -> list[list[int]]:
-    """The unfinished chunks of run ``name`` (made if new), ``TASK_CHUNKS`` per task."""
+def plan_tasks(location: Location, name: str, columns: int | None) -> list[list[int]]:
+    """The unfinished chunks of run ``name`` (made if new, with ``columns`` values per row),
+    ``TASK_CHUNKS`` per task."""
     engine, source = open_engine(location, writable=True)
     try:
-        todo = todo_chunks(open_run(engine, name, create=True))
+        todo = todo_chunks(open_run(engine, name, create=True, columns=columns))
     finally:
         engine.close()
         source.close()
