@@ -311,6 +311,19 @@ class StoreVersion:
         self._engine.check_open()
         return scoring.progress(self._engine, name)
 
+    def selection(self, name: str) -> scoring.Selection:
+        """The picks of the named selection ``name`` (:meth:`Store.select`) made durable so far.
+
+        All of them once it finished; fewer while it runs or after it was killed.
+
+        Raises
+        ------
+        InvalidInputError
+            No selection of that name.
+        """
+        self._engine.check_open()
+        return scoring.read_selection(self._engine, name)
+
     def load_scores(self, name: str) -> np.ndarray:
         """All ``N`` scores of scoring ``name`` in memory (materialises ``N`` values,
         or ``N x columns`` for a run of several values per row).

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .errors import ReadOnlyError
-from .scoring import ScoreFn, check_columns, check_score_args, plan_tasks, run_task
+from .scoring import ScoreFn, check_run_args, check_score_args, plan_tasks, run_task
 from .storage import Location
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ def score(
     batch_rows: int = 4096,
     client: Any = None,
     columns: int | None = None,
+    labeled: bool = False,
 ) -> int:
     """Score ``store``'s unfinished chunks as tasks on a dask cluster; returns how many.
 
@@ -45,16 +46,16 @@ def score(
     ``client`` is a ``dask.distributed.Client``; ``None`` uses dask's current
     scheduler. ``fn`` must be picklable (a module-level function). The tasks
     carry the store's location and storage options (in memory, never to disk).
-    ``columns`` is as in :meth:`Store.score`: ``fn`` gives that many values per row.
+    ``columns`` and ``labeled`` are as in :meth:`Store.score`.
     """
     import dask
 
     check_score_args(fn, batch_rows)
-    check_columns(columns)
+    check_run_args(columns, labeled)
     if store.mode != "r+":
         raise ReadOnlyError(f"{store.path} was opened with mode='r'; open it with mode='r+'")
     location = Location.parse(store.location, store.storage_options).absolute()
-    groups = plan_tasks(location, name, columns)
+    groups = plan_tasks(location, name, columns, labeled)
     version = store.version
     tasks = [
         dask.delayed(run_task, pure=False)(location, version, fn, name, chunks, batch_rows)

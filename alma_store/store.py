@@ -344,6 +344,7 @@ class Store(StoreVersion):
         progress: Callable[[int], None] | None = None,
         plan: Callable[[int, int], None] | None = None,
         columns: int | None = None,
+        labeled: bool = False,
     ) -> int:
         """Score the Unlabeled rows chunk by chunk into ``scores/<name>``, resumably.
 
@@ -372,6 +373,10 @@ class Store(StoreVersion):
             per row: class probabilities or an embedding. The run records it
             (scoring layout 3); rank it with ``top_k(..., reduce=)``, and score
             it again under the same name with the same ``columns``.
+        labeled
+            Score the labeled rows too: an embedding of every item, whose
+            labeled rows are the centers :meth:`select` starts from. ``top_k``
+            still ranks only unlabeled items.
 
         Returns
         -------
@@ -397,6 +402,7 @@ class Store(StoreVersion):
             progress=progress,
             plan=plan,
             columns=columns,
+            labeled=labeled,
         )
 
     @property
@@ -452,6 +458,110 @@ class Store(StoreVersion):
         """
         self._engine.check_writable()
         return self._campaign.claim_next(k, annotator, ttl, scores, largest, reduce)
+
+    def select(
+        self,
+        k: int,
+        *,
+        method: str = "kcenter",
+        embeddings: str | None = None,
+        scores: str | None = None,
+        candidates: int | None = None,
+        reduce: scoring.Reduce | None = None,
+        largest: bool = True,
+        name: str | None = None,
+        seed: int = 0,
+        annotator: str | None = None,
+        skip_claimed: bool = True,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> scoring.Selection:
+        """``k`` unlabeled items far from the labeled ones and from each other, streaming.
+
+        k-center greedy (the core-set method): each pick is the pool item
+        farthest (Euclidean) from its nearest center, the centers being the
+        labeled items and the picks so far. Each pick is one pass over the pool,
+        chunk by chunk, so ``k`` picks read the embedding ``k`` times.
+
+        Parameters
+        ----------
+        k
+            How many items (fewer when the pool is smaller).
+        method
+            ``"kcenter"`` (the farthest item), or ``"kmeans++"``: an item drawn
+            with probability proportional to its squared distance (k-means++
+            seeding, as BADGE does on gradient embeddings), reproducibly from
+            ``seed``.
+        embeddings
+            ``None`` for the store's features (rows of shape ``(d,)``), or the
+            name of a complete scoring of several values per row that includes
+            the labeled rows (``score(fn, name, columns=d, labeled=True)``).
+        scores, candidates
+            Uncertainty, then diversity: the pool is the ``candidates`` best
+            items by the scoring ``scores`` (``largest``, ``reduce`` as in
+            :meth:`top_k`), and the picks are diverse among them. Without them the
+            pool is every unlabeled item.
+        name
+            Make the selection durable and resumable under
+            ``selections/<name>/``: a rerun with the same arguments resumes
+            from the last pick a killed run made durable, and returns the same
+            picks (a finished one returns them at once). It stays at the store
+            version and the claims of its first run.
+        annotator, skip_claimed
+            Items under another annotator's live claim are not in the pool
+            (unless ``skip_claimed`` is false).
+        progress
+            ``progress(picks, k)`` after each pick (a progress bar's).
+
+        Returns
+        -------
+        Selection
+            ``dataset_indices`` in the order picked, ``radii`` (each pick's
+            distance to its nearest center when picked; for k-center, the
+            covering radius, which never increases) and ``version``. Label them
+            with ``expected_version=selection.version``, or hold them with
+            :meth:`claim`.
+
+        Raises
+        ------
+        InvalidInputError
+            Bad arguments; features that are not rows of numbers (or an
+            index-only store) without ``embeddings``; an embedding run of one
+            value per row, unfinished, or without the labeled rows; a named
+            selection resumed with other arguments.
+        CorruptStoreError
+            A named selection's files are damaged.
+
+        Notes
+        -----
+        Memory: the labeled items' embeddings (``labeled x d`` float64) and a
+        chunk of the pool at a time; each pool item's distance to its nearest
+        center (8 bytes per item) lives in a temporary file mapped into
+        memory, i.e. in the page cache. With ``candidates``, their embeddings
+        (``candidates x d``) are held instead.
+        """
+        if name is not None:
+            self._engine.check_writable()
+        snap = self._snap()
+        held = (
+            self._campaign.held(snap, except_annotator=annotator)
+            if skip_claimed
+            else np.empty(0, np.int64)
+        )
+        return scoring.select(
+            self._engine,
+            self._source,
+            k,
+            exclude=held,
+            method=method,
+            embeddings=embeddings,
+            scores=scores,
+            candidates=candidates,
+            reduce=reduce,
+            largest=largest,
+            name=name,
+            seed=seed,
+            progress=progress,
+        )
 
     def claim(self, dataset_indices: object, *, annotator: str, ttl: float) -> Claim:
         """Claim the given items for ``annotator`` for ``ttl`` seconds.

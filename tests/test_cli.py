@@ -124,6 +124,7 @@ def test_every_command_has_help(capsys) -> None:
         "demo",
         "score",
         "query",
+        "select",
         "report",
         "claim",
         "release",

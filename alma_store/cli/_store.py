@@ -8,12 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from .. import exchange
 from .._entry import copy, create, open_store
 from ..core import n_chunks
 from ..errors import InvalidInputError
 from ..exchange import count_rows, parse_label_text
-from ..scoring import REDUCTIONS
+from ..scoring import METHODS, REDUCTIONS
 from ._common import (
     chunk_bar,
     click,
@@ -487,6 +489,89 @@ def add_store_commands(
         click.echo(f"# store version {q.version}; label with --expected-version {q.version}")
         for i, v in zip(q.dataset_indices.tolist(), q.scores.tolist(), strict=True):
             click.echo(f"{i}\t{v:.6g}")
+
+    @cli.command()
+    @store_arg
+    @click.option("--k", "k", type=int, required=True, help="How many items.")
+    @click.option(
+        "--method",
+        type=click.Choice(list(METHODS)),
+        default="kcenter",
+        show_default=True,
+        help="The farthest item (k-center greedy), or k-means++ seeding.",
+    )
+    @click.option(
+        "--embeddings",
+        default=None,
+        help="A scoring of several values per row (with the labeled rows); default: the features.",
+    )
+    @click.option(
+        "--scores", default=None, help="Pick among the best --candidates of this scoring."
+    )
+    @click.option(
+        "--candidates", type=int, default=None, help="How many of --scores to pick among."
+    )
+    @click.option("--smallest", is_flag=True, help="The best --scores are the lowest.")
+    @click.option(
+        "--reduce",
+        type=click.Choice(sorted(REDUCTIONS)),
+        default=None,
+        help="Rank --scores of several values per row by this reduction.",
+    )
+    @click.option("--name", default=None, help="Make the selection durable; a rerun resumes it.")
+    @click.option("--seed", type=int, default=0, show_default=True, help="For k-means++.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    def select(
+        store: str,
+        k: int,
+        method: str,
+        embeddings: str | None,
+        scores: str | None,
+        candidates: int | None,
+        smallest: bool,
+        reduce: str | None,
+        name: str | None,
+        seed: int,
+        as_json: bool,
+    ) -> None:
+        """Print K unlabeled items of STORE far from the labeled ones and each other."""
+        with (
+            open_store(store, mode="r+" if name else "r") as s,
+            progress_bar(k, "select") as bar,
+        ):
+            picked = {"n": 0}
+
+            def progress(n: int, total: int) -> None:
+                bar(n - picked["n"])
+                picked["n"] = n
+
+            sel = s.select(
+                k,
+                method=method,
+                embeddings=embeddings,
+                scores=scores,
+                candidates=candidates,
+                reduce=reduce,
+                largest=not smallest,
+                name=name,
+                seed=seed,
+                progress=progress,
+            )
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "version": sel.version,
+                        "dataset_indices": sel.dataset_indices.tolist(),
+                        # JSON has no infinity: None for picks made without any center.
+                        "radii": [r if np.isfinite(r) else None for r in sel.radii.tolist()],
+                    }
+                )
+            )
+            return
+        click.echo(f"# store version {sel.version}; label with --expected-version {sel.version}")
+        for i, r in zip(sel.dataset_indices.tolist(), sel.radii.tolist(), strict=True):
+            click.echo(f"{i}\t{r:.6g}")
 
     @cli.command()
     @store_arg

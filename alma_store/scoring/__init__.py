@@ -14,7 +14,7 @@ from ._score import (
     DEFAULT_STEP_SECONDS,
     ScoreFn,
     TopK,
-    check_columns,
+    check_run_args,
     check_score_args,
     load_scores,
     open_run,
@@ -25,28 +25,33 @@ from ._score import (
     todo_chunks,
     top_k,
 )
+from ._select import METHODS, Selection, read_selection, select
 from ._tasks import TASK_CHUNKS, plan_tasks, run_task
 
 __all__ = [
     "DEFAULT_STEP_SECONDS",
+    "METHODS",
     "REDUCTIONS",
     "TASK_CHUNKS",
     "Reduce",
     "ScoreFn",
     "ScoreRun",
+    "Selection",
     "TopK",
-    "check_columns",
     "check_name",
     "check_reduce",
+    "check_run_args",
     "check_score_args",
     "load_scores",
     "open_run",
     "parse_shard",
     "plan_tasks",
     "progress",
+    "read_selection",
     "run_task",
     "score",
     "score_chunks",
+    "select",
     "todo_chunks",
     "top_k",
 ]

@@ -19,7 +19,9 @@ each chunk's scores are its rows' values (NaN where it had no unlabeled row),
 little-endian, in the order of the ids, and the CRC-32 covers every byte
 before it. Layout 3 is layout 2 with ``columns`` values per row (class
 probabilities, an embedding): a chunk's scores are its ``rows x columns``
-values in row-major order. A run of one value per row stays layout 2, which
+values in row-major order. A run whose ``meta.json`` says ``"rows": "all"`` (either
+layout) holds the values of the rows that were labeled too (embeddings, whose labeled
+rows are the centers of a diversity selection). A run of one value per row stays layout 2, which
 every reader of format version 3 knows; a reader that predates layout 3
 refuses such a run (and only it) as not describing a scoring of the store. Two step files may hold the same chunk (two processes that scored it
 at once): either is a complete scoring of it, and readers take the first by
@@ -130,6 +132,8 @@ class ScoreRun:
     n_items: int
     layout: int
     columns: int | None = None
+    all_rows: bool = False
+    """Whether the labeled rows were scored too (``meta.json``'s ``"rows": "all"``)."""
 
     @property
     def row_shape(self) -> tuple[int, ...]:
@@ -282,18 +286,21 @@ def read_run(objects: Objects, name: str, *, chunk_rows: int, n_items: int) -> S
         layout = int(meta.get("layout", 1))  # type: ignore[call-overload]
         run_rows = meta["chunk_rows"]
         columns: object = meta["columns"] if layout == COLUMNS_LAYOUT else None
+        rows = meta.get("rows", "unlabeled")
     except (KeyError, TypeError, ValueError) as exc:
         raise CorruptStoreError(f"{where} is damaged: {exc!r}") from None
     if columns is not None and not (
         isinstance(columns, int) and not isinstance(columns, bool) and columns >= 1
     ):
         raise CorruptStoreError(f"{where} is damaged: columns {columns!r}")
+    if rows not in ("all", "unlabeled"):
+        raise CorruptStoreError(f"{where} is damaged: rows {rows!r}")
     if run_rows != chunk_rows or layout not in (1, LAYOUT, COLUMNS_LAYOUT):
         raise CorruptStoreError(
             f"{where} does not describe a scoring of this store "
             f"(chunk_rows {run_rows!r}, layout {layout!r})"
         )
-    return ScoreRun(objects, name, dtype, chunk_rows, n_items, layout, columns)
+    return ScoreRun(objects, name, dtype, chunk_rows, n_items, layout, columns, rows == "all")
 
 
 def create_run(
@@ -305,10 +312,12 @@ def create_run(
     store_version: int,
     dtype: str = "float32",
     columns: int | None = None,
+    all_rows: bool = False,
 ) -> ScoreRun:
     """The scoring run ``name``, created unless it exists (a layout-1 run moves to layout 2).
 
-    A new run has ``columns`` values per row (layout 3), or one (``None``, layout 2).
+    A new run has ``columns`` values per row (layout 3), or one (``None``, layout 2), and
+    with ``all_rows`` says ``"rows": "all"``: its labeled rows are scored too.
     The caller holds the store's writer lock (a layout-1 run is rewritten).
     """
     check_name(name)
@@ -321,6 +330,8 @@ def create_run(
     }
     if columns is not None:
         meta["columns"] = columns
+    if all_rows:
+        meta["rows"] = "all"
     # Created once: every process and host that joins the run reads the first one's.
     objects.create(f"scores/{name}/meta.json", json.dumps(meta).encode())
     run = read_run(objects, name, chunk_rows=chunk_rows, n_items=n_items)

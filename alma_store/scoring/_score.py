@@ -72,24 +72,35 @@ def parse_shard(shard: object) -> tuple[int, int]:
     return shard[0], shard[1]
 
 
-def check_columns(columns: object) -> None:
-    """Refuse a ``columns`` that is neither ``None`` nor an int >= 1."""
+def check_run_args(columns: object, labeled: object) -> None:
+    """Refuse a ``columns`` that is neither ``None`` nor an int >= 1, or a ``labeled``
+    that is not a bool."""
     if columns is not None and (
         not isinstance(columns, int) or isinstance(columns, bool) or columns < 1
     ):
         raise InvalidInputError(f"columns must be None or an int >= 1, got {columns!r}")
+    if not isinstance(labeled, bool):
+        raise InvalidInputError(f"labeled must be a bool, got {labeled!r}")
 
 
-def open_run(engine: Engine, name: str, *, create: bool, columns: int | None = None) -> ScoreRun:
+def open_run(
+    engine: Engine,
+    name: str,
+    *,
+    create: bool,
+    columns: int | None = None,
+    all_rows: bool = False,
+) -> ScoreRun:
     """The scoring run ``name``; with ``create``, made (or moved to layout 2) under the writer lock.
 
-    With ``create``, the run has ``columns`` values per row (``None``: one score), or
-    :class:`InvalidInputError` says what it has.
+    With ``create``, the run has ``columns`` values per row (``None``: one score) and
+    scores the labeled rows too if ``all_rows``, or :class:`InvalidInputError` says
+    what it has.
     """
     check_name(name)
     if not create:
         return read_run(engine.files, name, chunk_rows=engine.chunk_rows, n_items=engine.n_items)
-    check_columns(columns)
+    check_run_args(columns, all_rows)
     with engine.write_lock():
         engine.refresh(writer=True)
         engine.checkpoint_if_old_format()  # step files need format version 3
@@ -100,11 +111,17 @@ def open_run(engine: Engine, name: str, *, create: bool, columns: int | None = N
             n_items=engine.n_items,
             store_version=engine.current().version,
             columns=columns,
+            all_rows=all_rows,
         )
     if run.columns != columns:
         raise InvalidInputError(
             f"scores {name!r} have {_width(run.columns)} per row; this scoring says "
             f"{_width(columns)} (columns={columns!r}): use the run's, or another name"
+        )
+    if run.all_rows != all_rows:
+        raise InvalidInputError(
+            f"scores {name!r} {'include' if run.all_rows else 'leave out'} the labeled rows; "
+            f"this scoring says labeled={all_rows}: use the run's, or another name"
         )
     return run
 
@@ -128,7 +145,8 @@ def score_chunk(
     run: ScoreRun,
     buffer: np.ndarray,
 ) -> np.ndarray:
-    """The scores of chunk ``j``'s unlabeled rows at ``snap`` for ``run`` (NaN for its labeled rows).
+    """The scores of chunk ``j``'s unlabeled rows at ``snap`` for ``run`` (NaN for its labeled
+    rows, unless the run scores all rows).
 
     ``fn`` gets at most ``len(buffer)`` rows per call, read-only and valid only
     during the call (in an index-only store, their dataset indices instead). Where at most :data:`RANGE_LABELED_SHARE` of the chunk is
@@ -140,6 +158,8 @@ def score_chunk(
     batch_rows = len(buffer)
     lo, hi = snap.bounds(j)
     labeled = snap.labeled_marks(j) if snap.labeled_counts[j] else np.empty(0, np.int64)
+    if run.all_rows:
+        labeled = labeled[:0]
     shape = run.row_shape
     out = np.full((hi - lo, *shape), np.nan, dtype=run.dtype)
     if len(labeled) <= RANGE_LABELED_SHARE * (hi - lo):
@@ -284,7 +304,7 @@ def score_chunks(
         for j in chunks:
             steps.add(j, score_chunk(source, snap, fn, j, run, buffer))
             if progress is not None:
-                progress(int(snap.unlabeled_counts[j]))
+                progress(int((snap.chunk_sizes if run.all_rows else snap.unlabeled_counts)[j]))
 
 
 def score(
@@ -299,16 +319,18 @@ def score(
     progress: Callable[[int], None] | None = None,
     plan: Callable[[int, int], None] | None = None,
     columns: int | None = None,
+    labeled: bool = False,
 ) -> int:
     """Score this shard's unfinished chunks; returns how many were scored now."""
     engine.check_writable()
     check_score_args(fn, batch_rows, step_seconds)
     parsed = parse_shard(shard)
-    run = open_run(engine, name, create=True, columns=columns)
+    run = open_run(engine, name, create=True, columns=columns, all_rows=labeled)
     todo = todo_chunks(run, parsed)
     snap = engine.current()
     if plan is not None:
-        plan(len(todo), int(snap.unlabeled_counts[np.asarray(todo, dtype=np.int64)].sum()))
+        rows = snap.chunk_sizes if run.all_rows else snap.unlabeled_counts
+        plan(len(todo), int(rows[np.asarray(todo, dtype=np.int64)].sum()))
     score_chunks(
         run,
         source,

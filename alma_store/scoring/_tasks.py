@@ -18,12 +18,15 @@ TASK_CHUNKS = 8
 """Chunks per task: each task makes its chunks durable as one step file."""
 
 
-def plan_tasks(location: Location, name: str, columns: int | None) -> list[list[int]]:
-    """The unfinished chunks of run ``name`` (made if new, with ``columns`` values per row),
-    ``TASK_CHUNKS`` per task."""
+def plan_tasks(
+    location: Location, name: str, columns: int | None, all_rows: bool
+) -> list[list[int]]:
+    """The unfinished chunks of run ``name`` (made if new, with ``columns`` values per row,
+    of all rows or the unlabeled ones), ``TASK_CHUNKS`` per task."""
     engine, source = open_engine(location, writable=True)
     try:
-        todo = todo_chunks(open_run(engine, name, create=True, columns=columns))
+        run = open_run(engine, name, create=True, columns=columns, all_rows=all_rows)
+        todo = todo_chunks(run)
     finally:
         engine.close()
         source.close()
