@@ -471,6 +471,7 @@ class Store(StoreVersion):
         largest: bool = True,
         name: str | None = None,
         seed: int = 0,
+        nn: str = "numpy",
         annotator: str | None = None,
         skip_claimed: bool = True,
         progress: Callable[[int, int], None] | None = None,
@@ -506,6 +507,12 @@ class Store(StoreVersion):
             from the last pick a killed run made durable, and returns the same
             picks (a finished one returns them at once). It stays at the store
             version and the claims of its first run.
+        nn
+            How the first pass finds each item's nearest labeled item:
+            ``"numpy"`` (BLAS in float64, exact) or ``"faiss"`` (faiss's exact
+            search in float32, the ``faiss`` extra: 1.2-1.8x numpy in float32
+            and 3-4x float64 on one core, ``tools/bench_select.py``; distances
+            rounded to float32, so near-ties may go the other way).
         annotator, skip_claimed
             Items under another annotator's live claim are not in the pool
             (unless ``skip_claimed`` is false).
@@ -560,6 +567,7 @@ class Store(StoreVersion):
             largest=largest,
             name=name,
             seed=seed,
+            nn=nn,
             progress=progress,
         )
 

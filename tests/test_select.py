@@ -139,6 +139,25 @@ def test_kcenter_matches_the_in_memory_model(
     store.close()
 
 
+def test_faiss_finds_the_same_nearest_labeled_items(
+    tmp_path: Path, digits: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Digits are small integers: float32 distances are exact, so faiss picks as numpy does."""
+    pytest.importorskip("faiss")
+    labeled = np.sort(np.random.default_rng(1).choice(len(digits), 200, replace=False))
+    store = make(tmp_path, digits, labeled, chunk_rows=256)
+    by_numpy = store.select(30)
+    by_faiss = store.select(30, nn="faiss")
+    assert by_faiss.dataset_indices.tolist() == by_numpy.dataset_indices.tolist()
+    assert np.allclose(by_faiss.radii, by_numpy.radii)
+    with pytest.raises(InvalidInputError, match="nn must be one of"):
+        store.select(3, nn="annoy")
+    monkeypatch.setitem(sys.modules, "faiss", None)  # as if faiss-cpu were not installed
+    with pytest.raises(alma_store.MissingExtraError, match="faiss"):
+        store.select(3, nn="faiss")
+    store.close()
+
+
 def test_uncertainty_then_diversity(tmp_path: Path, digits: np.ndarray) -> None:
     labeled = np.arange(0, 1797, 20)
     store = make(tmp_path, digits, labeled, chunk_rows=128)

@@ -520,6 +520,13 @@ def add_store_commands(
     )
     @click.option("--name", default=None, help="Make the selection durable; a rerun resumes it.")
     @click.option("--seed", type=int, default=0, show_default=True, help="For k-means++.")
+    @click.option(
+        "--nn",
+        type=click.Choice(["numpy", "faiss"]),
+        default="numpy",
+        show_default=True,
+        help="The nearest labeled item by numpy (float64) or faiss (float32, the faiss extra).",
+    )
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     def select(
         store: str,
@@ -532,6 +539,7 @@ def add_store_commands(
         reduce: str | None,
         name: str | None,
         seed: int,
+        nn: str,
         as_json: bool,
     ) -> None:
         """Print K unlabeled items of STORE far from the labeled ones and each other."""
@@ -555,6 +563,7 @@ def add_store_commands(
                 largest=not smallest,
                 name=name,
                 seed=seed,
+                nn=nn,
                 progress=progress,
             )
         if as_json:

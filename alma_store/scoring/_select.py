@@ -45,7 +45,7 @@ from ..engine import Engine, Snapshot
 from ..errors import CorruptStoreError, InvalidInputError
 from ..sources import FeatureSource
 from ..storage import Objects, crash_point
-from ._kcenter import farthest, sq_dist_to_point, sq_dist_to_set
+from ._kcenter import BACKENDS, NearestCenter, farthest, sq_dist_to_point
 from ._reduce import Reduce
 from ._runs import ScoreRun, check_name
 from ._score import open_run, top_k
@@ -100,15 +100,15 @@ class Embeddings:
             self.dim = int(source.shape[1])
 
     def chunks(self, chunks: list[int]) -> Iterator[tuple[int, np.ndarray]]:
-        """``(j, every row of chunk j)`` for ``chunks``, as float64, in the cheapest order."""
+        """``(j, every row of chunk j)`` for ``chunks``, read-only and in the stored dtype
+        (a ``.npy`` file's memory map itself), in the cheapest order."""
         if self.run is None:
             for j in chunks:
                 lo = j * self.engine.chunk_rows
                 hi = min(lo + self.engine.chunk_rows, self.engine.n_items)
-                yield j, np.asarray(self.source.view_range(lo, hi), np.float64)
+                yield j, self.source.view_range(lo, hi)
             return
-        for j, piece in self.run.read(self.done, chunks):
-            yield j, np.asarray(piece, np.float64)
+        yield from self.run.read(self.done, chunks)
 
     def gather(self, dataset_indices: IndexArray) -> np.ndarray:
         """The rows of sorted, unique ``dataset_indices``, ``(n, d)`` float64."""
@@ -128,8 +128,12 @@ class Embeddings:
 
 
 class Pool:
-    """The items a selection picks from, as ``(positions, dataset indices, rows)`` blocks;
-    ``positions`` index the distance array (dataset indices themselves, or candidate ranks)."""
+    """The items a selection picks from, as ``(positions, dataset indices, rows, drop)`` blocks.
+
+    ``positions`` index the distance array: a chunk's range of dataset indices (its rows
+    are read whole, as the source holds them, and ``drop`` are the offsets of its rows
+    outside the pool: labeled or excluded), or candidate ranks (``drop`` empty).
+    """
 
     def __init__(
         self,
@@ -147,22 +151,24 @@ class Pool:
         else:
             self.size = snap.n_items
 
-    def blocks(self) -> Iterator[tuple[IndexArray, IndexArray, np.ndarray]]:
+    def blocks(self) -> Iterator[tuple[slice, IndexArray, np.ndarray, IndexArray]]:
+        none = np.empty(0, np.int64)
         if self.candidates is not None:
             assert self.rows is not None
             step = self.snap.chunk_rows
             for a in range(0, len(self.candidates), step):
-                positions = np.arange(a, min(a + step, len(self.candidates)))
-                yield positions, self.candidates[a : a + step], self.rows[a : a + step]
+                b = min(a + step, len(self.candidates))
+                yield slice(a, b), self.candidates[a:b], self.rows[a:b], none
             return
         snap = self.snap
         chunks = np.flatnonzero(snap.unlabeled_counts > 0).tolist()
         for j, block in self.embeddings.chunks(chunks):
-            members = snap.members(j, of_labeled=False)
+            lo, hi = snap.bounds(j)
+            drop = snap.labeled_marks(j) if snap.labeled_counts[j] else none
             if len(self.exclude):
-                members = members[~np.isin(members, self.exclude)]
-            if len(members):
-                yield members, members, block[members - j * snap.chunk_rows]
+                a, b = np.searchsorted(self.exclude, [lo, hi])
+                drop = np.union1d(drop, self.exclude[a:b] - lo)
+            yield slice(lo, hi), np.arange(lo, hi), block, drop
 
 
 class PickLog:
@@ -254,9 +260,11 @@ def _draw_keys(
 
 
 def check_select_args(
-    k: object, method: object, candidates: object, scores: object, seed: object
+    k: object, method: object, candidates: object, scores: object, seed: object, nn: object
 ) -> None:
     """Refuse bad ``select`` arguments before any work."""
+    if nn not in BACKENDS:
+        raise InvalidInputError(f"nn must be one of {BACKENDS}, got {nn!r}")
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise InvalidInputError(f"k must be a positive int, got {k!r}")
     if method not in METHODS:
@@ -288,6 +296,7 @@ def select(
     largest: bool = True,
     name: str | None = None,
     seed: int = 0,
+    nn: str = "numpy",
     progress: Callable[[int, int], None] | None = None,
 ) -> Selection:
     """``k`` diverse unlabeled items (fewer if the pool is smaller); see the module docstring.
@@ -296,7 +305,7 @@ def select(
     by a named selection, which then ignores it when it resumes. ``progress(picks,
     k)`` is called after each pick.
     """
-    check_select_args(k, method, candidates, scores, seed)
+    check_select_args(k, method, candidates, scores, seed, nn)
     if reduce is not None and not isinstance(reduce, str) and name is not None:
         raise InvalidInputError(
             "a named (resumable) selection takes reduce by name, not a callable"
@@ -321,6 +330,7 @@ def select(
             "reduce": reduce,
             "largest": largest,
             "seed": seed,
+            "nn": nn,
             "version": snap.version,
             "exclude": exclude.tolist(),
         }
@@ -358,15 +368,14 @@ def select(
         pool_ids = np.sort(best.dataset_indices)
     pool = Pool(emb, snap, exclude, pool_ids)
     labeled = snap.members_between(0, len(snap.chunk_sizes) - 1, of_labeled=True)
-    centers = emb.gather(labeled)
-    center_sq = np.einsum("ij,ij->i", centers, centers)
+    nearest = NearestCenter(emb.gather(labeled), nn)
     with tempfile.TemporaryFile() as scratch:
         dist = (
             np.empty(pool.size)
             if pool.candidates is not None or pool.size == 0
             else np.memmap(scratch, np.float64, "w+", shape=(pool.size,))
         )
-        _run(pool, dist, centers, center_sq, k, picks, radii, method, seed, log, progress)
+        _run(pool, dist, nearest, k, picks, radii, method, seed, log, progress)
         del dist
     return Selection(np.asarray(picks, np.int64), np.asarray(radii), snap.version)
 
@@ -374,8 +383,7 @@ def select(
 def _run(
     pool: Pool,
     dist: np.ndarray,
-    centers: np.ndarray,
-    center_sq: np.ndarray,
+    nearest: NearestCenter,
     k: int,
     picks: list[int],
     radii: list[float],
@@ -391,11 +399,12 @@ def _run(
     while len(picks) < k:
         best: tuple[float, int] = (float("-inf"), -1)
         best_row = None
-        for positions, idx, rows in pool.blocks():
+        for positions, idx, rows, drop in pool.blocks():
             if first:
-                d = sq_dist_to_set(rows, centers, center_sq)
+                d = nearest(rows)
                 for p in picks:  # in the order picked, as the interrupted run did
                     np.minimum(d, sq_dist_to_point(rows, replay_rows[p]), out=d)
+                d[drop] = -np.inf
                 d[np.isin(idx, picks)] = -np.inf
             else:
                 assert newest is not None
@@ -403,7 +412,7 @@ def _run(
                 d[idx == newest[0]] = -np.inf
             dist[positions] = d
             if method == "kmeans++":
-                no_center = not len(centers) and not picks
+                no_center = not len(nearest.centers) and not picks
                 weights = np.where(np.isfinite(d), 1.0 if no_center else d, 0.0)
                 key = -_draw_keys(seed, len(picks), idx, weights)
                 found = farthest(key, idx)
