@@ -40,6 +40,7 @@ from .errors import (
     UnsupportedPlatformError,
     UnsupportedStorageError,
 )
+from .scoring import Selection, TopK
 from .store import Store
 from .views import LabeledMask, LabeledView, UnlabeledView
 
@@ -65,6 +66,7 @@ __all__ = [
     "NotLabeledError",
     "ReadOnlyError",
     "Replay",
+    "Selection",
     "SourceChangedError",
     "SourceMissingError",
     "StaleIndexError",
@@ -76,6 +78,7 @@ __all__ = [
     "StoreNotFoundError",
     "StoreVersion",
     "ToolServerError",
+    "TopK",
     "UnlabeledView",
     "UnsupportedPlatformError",
     "UnsupportedStorageError",

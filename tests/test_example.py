@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -42,3 +43,18 @@ def test_example_digits(tmp_path: Path) -> None:
         for r in range(1, 7):  # every round labeled what its recorded strategy picks
             replay = store.replay(r)
             assert replay.matches and len(replay.expected) == 20, (r, replay)
+
+
+def test_figure_select(tmp_path: Path) -> None:
+    """The guide's picture of selection is drawn by tools/figure_select.py."""
+    out = tmp_path / "select.png"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "figure_select.py"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -7,8 +7,6 @@ and its task run again, with the same scores in the end.
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 
 import numpy as np
@@ -18,27 +16,10 @@ import alma_store
 from alma_store.errors import InvalidInputError, ReadOnlyError
 
 from .test_score_columns import proba
-from .test_scoring import make, norm_score
+from .test_scoring import DiesOnce, make, norm_score
 
 ray = pytest.importorskip("ray")
 from alma_store import ray as alma_ray
-
-
-class DiesOnce:
-    """``norm_score``, but the first call anywhere SIGKILLs its worker (a marker file
-    says it happened, so the retry goes through)."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __call__(self, rows: np.ndarray) -> np.ndarray:
-        try:
-            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            return norm_score(rows)
-        os.close(fd)
-        os.kill(os.getpid(), signal.SIGKILL)
-        raise AssertionError("unreachable")
 
 
 @pytest.mark.slow

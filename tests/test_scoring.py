@@ -22,6 +22,23 @@ def norm_score(rows: np.ndarray) -> np.ndarray:
     return np.linalg.norm(rows, axis=1)
 
 
+class DiesOnce:
+    """``norm_score``, but the first call anywhere SIGKILLs its worker (a marker file
+    says it happened, so the retry goes through)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        try:
+            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return norm_score(rows)
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError("unreachable")
+
+
 def make(
     tmp_path: Path, n: int = 1000, chunk_rows: int = 64
 ) -> tuple[alma_store.Store, np.ndarray]:
@@ -210,6 +227,23 @@ def test_dask_matches_single_process(tmp_path: Path) -> None:
         store.top_k("dask", 30).dataset_indices.tolist()
         == store.top_k("single", 30).dataset_indices.tolist()
     )
+    store.close()
+
+
+@pytest.mark.slow
+def test_dask_survives_a_killed_worker(tmp_path: Path) -> None:
+    """A worker SIGKILLed in its first batch is replaced and its task runs again."""
+    from dask.distributed import Client
+
+    from alma_store import dask as alma_dask
+
+    store, _ = make(tmp_path, n=1200, chunk_rows=64)
+    marker = tmp_path / "died"
+    with local_cluster(n_workers=2) as cluster, Client(cluster) as client:
+        assert alma_dask.score(store, DiesOnce(marker), "killed", client=client) == 19
+    assert marker.exists()
+    store.score(norm_score, "single")
+    assert np.array_equal(store.load_scores("killed"), store.load_scores("single"), equal_nan=True)
     store.close()
 
 

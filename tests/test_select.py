@@ -341,3 +341,13 @@ def test_cli_select(tmp_path: Path, digits: np.ndarray, capsys: pytest.CaptureFi
     assert [int(line.split("\t")[0]) for line in out.splitlines()[1:]] == got["dataset_indices"]
     code, _, err = alma("select", str(tmp_path / "s"), "--k", "3", "--candidates", "9")
     assert code == 1 and "go together" in err
+    code, out, _ = alma("select", str(tmp_path / "s"), "--k", "4", "--claim", "ann", "--json")
+    assert code == 0 and json.loads(out)["claim"] is not None
+    held = json.loads(out)["dataset_indices"]
+    assert held == want.dataset_indices[:4].tolist()
+    code, out, _ = alma("select", str(tmp_path / "s"), "--k", "4", "--claim", "bob")
+    assert code == 0 and out.startswith("# claim")
+    bobs = [int(line.split("\t")[0]) for line in out.splitlines()[2:]]
+    assert len(bobs) == 4 and not set(bobs) & set(held)
+    with alma_store.open(tmp_path / "s", mode="r") as s:
+        assert sorted(c.annotator for c in s.claims()) == ["ann", "bob"]

@@ -527,6 +527,14 @@ def add_store_commands(
         show_default=True,
         help="The nearest labeled item by numpy (float64) or faiss (float32, the faiss extra).",
     )
+    @click.option(
+        "--claim",
+        "claim_for",
+        default=None,
+        metavar="ANNOTATOR",
+        help="Claim the picks for ANNOTATOR (other annotators' claims are never picked).",
+    )
+    @click.option("--ttl", type=float, default=3600.0, show_default=True, help="With --claim.")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     def select(
         store: str,
@@ -540,11 +548,14 @@ def add_store_commands(
         name: str | None,
         seed: int,
         nn: str,
+        claim_for: str | None,
+        ttl: float,
         as_json: bool,
     ) -> None:
-        """Print K unlabeled items of STORE far from the labeled ones and each other."""
+        """Print K unlabeled items of STORE far from the labeled ones and each other
+        (and claim them with --claim)."""
         with (
-            open_store(store, mode="r+" if name else "r") as s,
+            open_store(store, mode="r+" if name or claim_for else "r") as s,
             progress_bar(k, "select") as bar,
         ):
             picked = {"n": 0}
@@ -564,7 +575,13 @@ def add_store_commands(
                 name=name,
                 seed=seed,
                 nn=nn,
+                annotator=claim_for,
                 progress=progress,
+            )
+            claim = (
+                s.claim(sel.dataset_indices, annotator=claim_for, ttl=ttl)
+                if claim_for is not None and len(sel.dataset_indices)
+                else None
             )
         if as_json:
             click.echo(
@@ -574,10 +591,13 @@ def add_store_commands(
                         "dataset_indices": sel.dataset_indices.tolist(),
                         # JSON has no infinity: None for picks made without any center.
                         "radii": [r if np.isfinite(r) else None for r in sel.radii.tolist()],
+                        "claim": None if claim is None else claim.id,
                     }
                 )
             )
             return
+        if claim is not None:
+            click.echo(f"# claim {claim.id} for {claim.annotator} until {when(claim.expires)}")
         click.echo(f"# store version {sel.version}; label with --expected-version {sel.version}")
         for i, r in zip(sel.dataset_indices.tolist(), sel.radii.tolist(), strict=True):
             click.echo(f"{i}\t{r:.6g}")
