@@ -103,16 +103,22 @@ class AnnotationTable:
         self.per_item = per_item
         self.items: dict[int, list[Annotation]] = {}
         self.version = 0
+        self.open_by: dict[str, set[int]] = {}
+        """Per annotator, the items it annotated that no label decided yet."""
+        self.full: set[int] = set()
+        """Items with all their annotations that no label decided yet (disputed)."""
 
     def apply(self, event: LabelEvent) -> None:
         """Take in one journal event (events must come in version order)."""
         if event.kind == "remove":
             for i in event.dataset_indices.tolist():
+                self._settle(i)
                 self.items.pop(i, None)
         rows = event.annotations
         if rows is not None:
             for r, i in enumerate(rows.dataset_indices.tolist()):
-                self.items.setdefault(i, []).append(
+                anns = self.items.setdefault(i, [])
+                anns.append(
                     Annotation(
                         i,
                         rows.annotators[r],
@@ -122,7 +128,23 @@ class AnnotationTable:
                         event.round,
                     )
                 )
+                self.open_by.setdefault(rows.annotators[r], set()).add(i)
+                if len(anns) >= self.per_item:
+                    self.full.add(i)
+        if event.kind != "remove":  # items labeled now: decided, open to nobody
+            for i in event.dataset_indices.tolist():
+                self._settle(i)
         self.version = event.version
+
+    def _settle(self, i: int) -> None:
+        """Item ``i`` is decided or starts again: it leaves the open indexes."""
+        self.full.discard(i)
+        for a in self.items.get(i, ()):
+            self.open_by.get(a.annotator, set()).discard(i)
+
+    def count(self, dataset_index: int) -> int:
+        """How many annotations item ``dataset_index`` has."""
+        return len(self.items.get(dataset_index, ()))
 
     def of(self, dataset_index: int) -> list[Annotation]:
         """The annotations of one item, oldest first."""

@@ -84,6 +84,11 @@ def _check_ttl(ttl: object) -> float:
 T = TypeVar("T")
 
 
+def _sorted(items: set[int]) -> IndexArray:
+    """A set of dataset indices as a sorted array."""
+    return np.sort(np.fromiter(items, np.int64, len(items)))
+
+
 class Campaign:
     """Claims, metrics and annotations of one open store. See the module docstring.
 
@@ -171,18 +176,57 @@ class Campaign:
 
     # -- claims -----------------------------------------------------------------
 
+    def _survey(self, now: float, snap: Snapshot) -> Survey:
+        """The claim book at ``now`` and ``snap``: with several annotations per item, a
+        claim's item is done once its annotator annotated it."""
+        if self._table is None:
+            return self.book.survey(now, snap.is_labeled)
+        table = self.table(snap)
+
+        def annotated(items: IndexArray, annotators: list[str]) -> np.ndarray:
+            return np.array(
+                [
+                    i in table.open_by.get(a, ())
+                    for i, a in zip(items.tolist(), annotators, strict=True)
+                ],
+                bool,
+            )
+
+        return self.book.survey(now, snap.is_labeled, annotated)
+
+    def _unavailable(
+        self, snap: Snapshot, survey: Survey, annotator: str | None, *, own: bool
+    ) -> IndexArray:
+        """Sorted items not to offer ``annotator``: held by others' live claims (with
+        several annotations per item: with no annotation left to give, or annotated by
+        ``annotator``), and with ``own`` those ``annotator`` holds."""
+        if self._table is None:
+            return survey.held(except_annotator=None if own else annotator)
+        table = self.table(snap)
+        items, counts = survey.holds(except_annotator=annotator)
+        given = np.fromiter((table.count(i) for i in items.tolist()), np.int64, len(items))
+        parts = [items[given + counts >= self.per_item], _sorted(table.full)]
+        if annotator is not None:
+            parts.append(_sorted(table.open_by.get(annotator, set())))
+            if own:
+                parts.append(survey.held_by(annotator))
+        out: IndexArray = np.unique(np.concatenate(parts))
+        return out
+
     def held(self, snap: Snapshot, *, except_annotator: str | None = None) -> IndexArray:
-        """Sorted unlabeled items under live claims (except ``except_annotator``'s)."""
+        """Sorted unlabeled items not to offer ``except_annotator`` (anyone, if ``None``):
+        under others' live claims, and with several annotations per item, those
+        with no annotation left to give or annotated by it already."""
         with self._mutex:
             self.catch_up()
-            survey = self.book.survey(self.clock(), snap.is_labeled)
-            return survey.held(except_annotator=except_annotator)
+            survey = self._survey(self.clock(), snap)
+            return self._unavailable(snap, survey, except_annotator, own=False)
 
     def live(self, snap: Snapshot) -> list[Claim]:
         """The live claims, oldest first."""
         with self._mutex:
             self.catch_up()
-            return self.book.survey(self.clock(), snap.is_labeled).live()
+            return self._survey(self.clock(), snap).live()
 
     def claim_next(
         self,
@@ -202,8 +246,8 @@ class Campaign:
         def body() -> tuple[Claim, list[dict[str, Any]]]:
             snap = engine.current(pull=False)
             now = self.clock()
-            survey = self.book.survey(now, snap.is_labeled)
-            held = survey.held()
+            survey = self._survey(now, snap)
+            held = self._unavailable(snap, survey, annotator, own=True)
             if scores is not None:
                 best = top_k(
                     engine,
@@ -239,10 +283,29 @@ class Campaign:
                     "nothing was claimed",
                 )
             now = self.clock()
-            survey = self.book.survey(now, snap.is_labeled)
-            holders = survey.holders(idx)
-            if holders:
-                raise ClaimedError(dict(sorted(holders.items())))
+            survey = self._survey(now, snap)
+            if self._table is None:
+                holders = survey.holders(idx)
+                if holders:
+                    raise ClaimedError(dict(sorted(holders.items())))
+                return self._make(now, survey, idx, annotator, ttl)
+            table = self.table(snap)
+            done = idx[np.isin(idx, _sorted(table.open_by.get(annotator, set())))]
+            if len(done):
+                raise InvalidInputError(
+                    f"{annotator!r} annotated dataset indices {done.tolist()[:8]} already "
+                    "(an annotator annotates an item once); nothing was claimed"
+                )
+            taken = idx[np.isin(idx, self._unavailable(snap, survey, annotator, own=True))]
+            if len(taken):
+                holders = survey.holders(taken)
+                if holders:
+                    raise ClaimedError(dict(sorted(holders.items())))
+                raise InvalidInputError(
+                    f"dataset indices {taken.tolist()[:8]} have all the {self.per_item} "
+                    "annotations they take (disputed ones wait for store.resolve); nothing "
+                    "was claimed"
+                )
             return self._make(now, survey, idx, annotator, ttl)
 
         return self._turn(body)
@@ -273,7 +336,7 @@ class Campaign:
                 raise InvalidInputError(
                     f"no claim with id {claim_id!r} was ever made on this store"
                 )
-            live = self.book.survey(self.clock(), engine.current(pull=False).is_labeled).live()
+            live = self._survey(self.clock(), engine.current(pull=False)).live()
             if claim_id not in {c.id for c in live}:
                 return False, []
             return True, [{"op": "release", "id": claim_id, "time": self.clock()}]

@@ -15,9 +15,13 @@ Rules
   after it happened records a ``close`` (under the writer lock, before its own
   claim); until then, every process sees the same labels and so the same
   answer.
-- An item is *held* by a live claim while it is unlabeled. Two live claims
-  never hold the same item: a new claim is refused (or, for
+- An item is *held* by a live claim while it is unlabeled. In a store of one
+  label per item, two live claims never hold the same item: a new claim is refused (or, for
   ``claim_next``, passes over the item) when another live claim holds it.
+- In a store of ``k`` annotations per item, a claim holds an item until its
+  annotator annotated it, and up to ``k`` annotators hold or have annotated an
+  item at once: ``k`` less its annotations is how many live claims may hold it,
+  never two of one annotator, and never one of an annotator who annotated it.
 - Labels are never refused because of claims. A claim is a promise about who
   is sent an item, not a lock on writing its label: an annotator whose claim
   lapsed can still submit its labels, and they count, unless the item was
@@ -140,11 +144,19 @@ class ClaimBook:
             self._flat = (claims, items, owner)
         return self._flat
 
-    def survey(self, now: float, is_labeled: Callable[[IndexArray], np.ndarray]) -> Survey:
+    def survey(
+        self,
+        now: float,
+        is_labeled: Callable[[IndexArray], np.ndarray],
+        annotated: Callable[[IndexArray, list[str]], np.ndarray] | None = None,
+    ) -> Survey:
         """Every unexpired claim and which of its items are held, in one pass.
 
         Expired claims are dropped for good: time only moves on, and an
-        expired claim never comes back.
+        expired claim never comes back. With ``annotated`` (whether each item
+        was annotated by the annotator given for it: a store of several
+        annotations per item), a claim's item is done once its annotator
+        annotated it, and no longer held by it.
         """
         claims, items, owner = self._items()
         if not claims:
@@ -158,7 +170,13 @@ class ClaimBook:
             claims = [c for c, a in zip(claims, unexpired.tolist(), strict=True) if a]
             items, owner = items[keep], renumber[owner[keep]]
             self._flat = (claims, items, owner)
-        return Survey(claims, items, owner, ~is_labeled(items))
+        free = ~is_labeled(items)
+        if annotated is not None and free.any():
+            at = np.flatnonzero(free)
+            free[at[annotated(items[at], [claims[o].annotator for o in owner[at].tolist()])]] = (
+                False
+            )
+        return Survey(claims, items, owner, free)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +190,8 @@ class Survey:
     items, owner
         Their items concatenated, and each item's claim number.
     free
-        Which items are unlabeled (so held, while their claim is live).
+        Which items are unlabeled (and, with several annotations per item, not
+        annotated by their claim's annotator yet): held, while their claim is live.
     """
 
     claims: list[Claim]
@@ -202,6 +221,23 @@ class Survey:
             free = free & others[self.owner]
         held: IndexArray = np.unique(self.items[free])
         return held
+
+    def held_by(self, annotator: str) -> IndexArray:
+        """Sorted items ``annotator``'s live claims hold."""
+        if not self.claims:
+            return np.empty(0, np.int64)
+        mine = np.array([c.annotator == annotator for c in self.claims])
+        held: IndexArray = np.unique(self.items[self.free & mine[self.owner]])
+        return held
+
+    def holds(self, *, except_annotator: str | None = None) -> tuple[IndexArray, np.ndarray]:
+        """Held items and how many live claims hold each (except ``except_annotator``'s)."""
+        free = self.free
+        if except_annotator is not None and self.claims:
+            others = np.array([c.annotator != except_annotator for c in self.claims])
+            free = free & others[self.owner]
+        items, counts = np.unique(self.items[free], return_counts=True)
+        return items, counts
 
     def holders(self, dataset_indices: IndexArray) -> dict[int, str]:
         """Which of ``dataset_indices`` live claims hold, and by whom."""
