@@ -571,6 +571,48 @@ class Store(StoreVersion):
             progress=progress,
         )
 
+    def require_annotations(self, k: object, dataset_indices: object | None = None) -> None:
+        """Set how many annotations items need: variable overlap, by any policy.
+
+        Items get ``annotations_per_item`` annotations unless told otherwise here.
+        Route hard items to several annotators and easy ones to one: ``claim_next``
+        sends an item to as many different annotators as it needs, and its last
+        annotation decides it (by majority; else it is disputed).
+
+        Parameters
+        ----------
+        k
+            An int >= 1, or one per item of ``dataset_indices`` (what a policy
+            computed, e.g. ``np.where(margin < 0.2, 3, 1)``).
+        dataset_indices
+            The items; ``None`` sets the requirement of every item without one
+            of its own (the campaign's default from now on).
+
+        Raises
+        ------
+        InvalidInputError
+            A store of one label per item; a bad ``k``; an item with as many
+            annotations as the new requirement already (and no label).
+        AlreadyLabeledError
+            An item is labeled already (nothing to require of it).
+
+        Notes
+        -----
+        Durable on return, as a record of the campaign log that every process
+        reads (alma_store 0.3; see the format page). Send disputed items back for
+        one more annotation with ``require_annotations(k + 1, store.disputed())``.
+        """
+        self._engine.check_writable()
+        self._campaign.require(k, dataset_indices)
+
+    def required_annotations(self, dataset_indices: object) -> IndexArray:
+        """How many annotations each of ``dataset_indices`` needs now (see
+        :meth:`require_annotations`)."""
+        self._engine.check_open()
+        idx = parse_indices(dataset_indices, name="dataset_indices", upper=len(self))
+        self._campaign.catch_up()
+        return np.fromiter((self._campaign.required(i) for i in idx.tolist()), np.int64, len(idx))
+
     def claim(self, dataset_indices: object, *, annotator: str, ttl: float) -> Claim:
         """Claim the given items for ``annotator`` for ``ttl`` seconds.
 

@@ -112,6 +112,24 @@ def test_scoring_of_layout_3(tmp_path: Path) -> None:
         assert np.allclose(store.load_scores("proba"), want, equal_nan=True)
 
 
+def test_required_annotations_of_alma_store_0_3(tmp_path: Path) -> None:
+    """``need`` records: item 2 needed one annotation, items 0 and 1 three (two given)."""
+    with alma_store.open(DATA / "store-v6-overlap", mode="r") as store:
+        store.clock = lambda: 1_790_000_000.0
+        assert store.required_annotations([0, 1, 2, 3]).tolist() == [3, 3, 1, 1]
+        assert np.flatnonzero(np.asarray(store.labeled_mask)).tolist() == [2]
+        assert [len(a) for a in store.annotations([0, 1, 2])] == [2, 2, 1]
+        (claim,) = store.claims()
+        assert (claim.annotator, claim.dataset_indices.tolist()) == ("c", [0])
+    shutil.copytree(DATA / "store-v6-overlap", tmp_path / "s")
+    with alma_store.open(tmp_path / "s") as store:
+        store.clock = lambda: 1_790_000_000.0
+        assert store.claim_next(3, annotator="d", ttl=60).dataset_indices.tolist() == [1, 3, 4]
+        store.add_labels([0, 1], ["dog", "cat"], relative_to="dataset", annotator="c")
+        assert np.flatnonzero(np.asarray(store.labeled_mask)).tolist() == [0, 1, 2]
+        assert store.class_names(store.labels).tolist() == ["cat", "cat", "cat"]
+
+
 def test_index_only_golden_store(tmp_path: Path) -> None:
     """An index-only store (no features) of format version 3 reads and goes on."""
     with alma_store.open(DATA / "store-v3-index-only", mode="r") as store:

@@ -27,14 +27,21 @@ class Model:
         self.n, self.k = n, k
         self.done: dict[int, set[str]] = {i: set() for i in range(n)}
         self.holds: dict[int, dict[str, float]] = {i: {} for i in range(n)}
+        self.need: dict[int, int] = {}
+        self.labeled: set[int] = set()
+
+    def needs(self, i: int) -> int:
+        return self.need.get(i, self.k)
 
     def open_for(self, who: str, now: float) -> list[int]:
         out = []
         for i in range(self.n):
             live = {a for a, t in self.holds[i].items() if t > now and a not in self.done[i]}
-            if len(self.done[i]) >= self.k or who in self.done[i] or who in live:
+            if i in self.labeled or len(self.done[i]) >= self.needs(i):
                 continue
-            if len(self.done[i]) + len(live) < self.k:
+            if who in self.done[i] or who in live:
+                continue
+            if len(self.done[i]) + len(live) < self.needs(i):
                 out.append(i)
         return out
 
@@ -44,9 +51,9 @@ class Model:
     n=st.integers(1, 12),
     ops=st.lists(
         st.tuples(
-            st.sampled_from(["claim", "annotate", "wait"]),
+            st.sampled_from(["claim", "annotate", "wait", "need"]),
             st.sampled_from(ANNOTATORS),
-            st.integers(1, 4),
+            st.integers(1, 12),
         ),
         max_size=25,
     ),
@@ -81,15 +88,29 @@ def test_claims_route_items_as_a_plain_model_does(
                 store.add_labels(mine, ["x"] * len(mine), relative_to="dataset", annotator=who)
                 for i in mine:
                     model.done[i].add(who)
+                    if len(model.done[i]) == model.needs(i):
+                        model.labeled.add(i)
+        elif op == "need":  # item m % n needs (m % 3) + 1 annotations from now on
+            i, need = m % n, m % 3 + 1
+            if i in model.labeled:
+                with pytest.raises(alma_store.AlreadyLabeledError):
+                    store.require_annotations(need, [i])
+            elif len(model.done[i]) >= need:
+                with pytest.raises(InvalidInputError, match="needs more than"):
+                    store.require_annotations(need, [i])
+            else:
+                store.require_annotations(need, [i])
+                model.need[i] = need
+            assert store.required_annotations([i]).tolist() == [model.needs(i)]
         else:
             now[0] += 6 * m  # claims lapse after 10
         # Invariants: nobody twice, never more than k given or held.
         for i, anns in zip(range(n), store.annotations(range(n)), strict=True):
             names = [a.annotator for a in anns]
-            assert len(names) == len(set(names)) <= k
+            assert len(names) == len(set(names)) <= model.needs(i)
             assert sorted(names) == sorted(model.done[i])
     labeled = np.flatnonzero(np.asarray(store.labeled_mask)).tolist()
-    assert labeled == [i for i in range(n) if len(model.done[i]) == k]
+    assert labeled == sorted(model.labeled)
     store.close()
 
 
@@ -106,13 +127,63 @@ def test_explicit_claims_on_several_annotations(tmp_path: Path) -> None:
         store.claim([0], annotator="ann", ttl=60)
     store.add_labels([0], ["y"], relative_to="dataset", annotator="bob")  # disputed
     assert store.disputed().tolist() == [0]
-    with pytest.raises(InvalidInputError, match="have all the 2 annotations"):
+    with pytest.raises(InvalidInputError, match="have all the annotations they take"):
         store.claim([0], annotator="cyd", ttl=60)
     # top_k for an annotator passes over what it may not take.
     store.score(lambda rows: -rows.astype(float), "first")
     assert store.top_k("first", 3, annotator="cyd").dataset_indices.tolist() == [2, 3, 4]
     assert store.top_k("first", 3, annotator="ann").dataset_indices.tolist() == [1, 2, 3]
     store.close()
+
+
+def test_required_annotations(tmp_path: Path) -> None:
+    store = alma_store.create(
+        tmp_path / "s", n_items=12, chunk_rows=4, annotations_per_item=2, classes=["x", "y"]
+    )
+    store.require_annotations(1)  # easy by default
+    store.require_annotations([3, 3], [0, 1])  # hard ones
+    assert store.required_annotations(range(4)).tolist() == [3, 3, 1, 1]
+    first = store.claim_next(4, annotator="ann", ttl=60)
+    store.add_labels(first.dataset_indices, ["x"] * 4, relative_to="dataset", annotator="ann")
+    assert np.flatnonzero(np.asarray(store.labeled_mask)).tolist() == [2, 3]  # one was enough
+    assert store.claim_next(4, annotator="bob", ttl=60).dataset_indices.tolist() == [0, 1, 4, 5]
+    store.add_labels([0], ["y"], relative_to="dataset", annotator="bob")
+    store.add_labels([0], ["x"], relative_to="dataset", annotator="cyd")  # x, y, x: x
+    assert np.asarray(store.labeled_mask)[0]
+    # A disputed item is sent back for one more annotation.
+    store.add_labels([6, 7], ["x", "x"], relative_to="dataset", annotator="ann")
+    store.require_annotations(2, [8])
+    store.add_labels([8], ["x"], relative_to="dataset", annotator="ann")
+    store.add_labels([8], ["y"], relative_to="dataset", annotator="bob")
+    assert store.disputed().tolist() == [8]
+    store.require_annotations(3, store.disputed())
+    assert store.disputed().tolist() == []
+    assert store.claim_next(1, annotator="cyd", ttl=60).dataset_indices.tolist() == [1]
+    # 1 has ann's annotation and bob's and cyd's claims: its three; 4 and 5 are bob's.
+    assert store.claim_next(5, annotator="dee", ttl=60).dataset_indices.tolist() == [8, 9, 10, 11]
+    store.add_labels([8], ["y"], relative_to="dataset", annotator="dee")
+    assert np.asarray(store.labeled_mask)[8]
+    # Bad requirements write nothing.
+    for bad in (0, -1, 1.5, "2", [[2]]):
+        with pytest.raises(InvalidInputError, match="k must be an int >= 1"):
+            store.require_annotations(bad, [9])
+    with pytest.raises(InvalidInputError, match="k must be an int >= 1"):
+        store.require_annotations([2, 2], [9])
+    with pytest.raises(alma_store.AlreadyLabeledError):
+        store.require_annotations(3, [2])
+    with pytest.raises(InvalidInputError, match="has 1 annotations already"):
+        store.require_annotations(1, [1])  # ann annotated it: one is not more
+    store.require_annotations(2)  # the default again
+    store.add_labels([9], ["x"], relative_to="dataset", annotator="ann")
+    with pytest.raises(InvalidInputError, match="give it its own requirement first"):
+        store.require_annotations(1)  # 9 would have all it needs, undecided
+    store.close()
+    with alma_store.open(tmp_path / "s", mode="r") as again:  # read back from the log
+        assert again.required_annotations([0, 1, 8, 9]).tolist() == [3, 3, 3, 2]
+    one = alma_store.create(tmp_path / "one", n_items=4)
+    with pytest.raises(InvalidInputError, match="keeps one label per item"):
+        one.require_annotations(2)
+    one.close()
 
 
 WORKER = r"""
@@ -131,12 +202,14 @@ print("done", flush=True)
 
 @pytest.mark.slow
 def test_annotators_in_processes_give_every_item_its_annotations(tmp_path: Path) -> None:
-    """Four processes claim and annotate until nothing is left: every item has exactly k
-    annotations, from k different annotators, and is labeled."""
+    """Four processes claim and annotate until nothing is left: every item has exactly the
+    annotations it needs (1, 3 or 4), from as many different annotators, and is labeled."""
     k, n = 3, 60
     store = alma_store.create(
         tmp_path / "s", n_items=n, chunk_rows=16, annotations_per_item=k, classes=["x", "y"]
     )
+    need = np.where(np.arange(n) % 5 == 0, 4, np.where(np.arange(n) % 5 == 1, 1, k))
+    store.require_annotations(need[need != k], np.flatnonzero(need != k))
     store.close()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = [
@@ -154,7 +227,7 @@ def test_annotators_in_processes_give_every_item_its_annotations(tmp_path: Path)
         assert proc.returncode == 0 and "done" in out, err
     with alma_store.open(tmp_path / "s", mode="r") as s:
         assert s.num_labeled == n
-        for anns in s.annotations(range(n)):
+        for anns, want in zip(s.annotations(range(n)), need.tolist(), strict=True):
             names = [a.annotator for a in anns]
-            assert len(names) == k == len(set(names))
+            assert len(names) == want == len(set(names))
         assert s.claims() == []

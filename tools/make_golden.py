@@ -10,7 +10,8 @@ partial scoring and (format 4) a campaign log with a claim and metrics;
 with each label's own annotator and time; ``store-v<N>-campaign`` (format 4)
 keeps two annotations per item, with a majority, a dispute and a resolve.
 ``store-v<N>-columns`` (from format 6) holds a partial scoring of three values
-per row (scoring layout 3).
+per row (scoring layout 3); ``store-v<N>-overlap`` (from format 6) a campaign
+log with ``need`` records (annotations required per item) and a claim.
 ``store-v5-shared`` is a shared store in a directory (format 5) with the
 contents of ``store-v<N>``: a segment (its log objects deleted), a log object
 after it, a claim and metrics as campaign objects, and a partial scoring.
@@ -75,6 +76,20 @@ def write_columns(out: Path) -> None:
     store.close()
 
 
+def write_overlap(out: Path) -> None:
+    """Annotations required per item (campaign-log ``need`` records, alma_store 0.3)."""
+    store = alma_store.create(
+        out, n_items=12, classes=["cat", "dog"], annotations_per_item=2, chunk_rows=4
+    )
+    store.clock = lambda: 1_790_000_000.0
+    store.require_annotations(1)  # every item without its own: one annotation
+    store.require_annotations([3, 3], [0, 1])  # these: three
+    store.add_labels([0, 1, 2], ["cat", "dog", "cat"], relative_to="dataset", annotator="a")
+    store.add_labels([0, 1], ["cat", "cat"], relative_to="dataset", annotator="b")
+    store.claim([0], annotator="c", ttl=1e12)
+    store.close(checkpoint=False)
+
+
 def write_index_only(out: Path) -> None:
     store = alma_store.create(out, n_items=30, chunk_rows=8)
     store.add_labels([2, 17, 29], [1, 0, 1], relative_to="dataset", annotator="ann", round=0)
@@ -137,6 +152,7 @@ def main() -> None:
         (FORMAT_VERSION, "-index-only", write_index_only),
         (FORMAT_VERSION, "-campaign", write_campaign),
         (FORMAT_VERSION, "-columns", write_columns),
+        (FORMAT_VERSION, "-overlap", write_overlap),
         (SHARED_FORMAT_VERSION, "-shared", write_shared),
     ):
         out = DATA / f"store-v{version}{suffix}"

@@ -8,7 +8,8 @@ an :class:`AnnotationTable` is their replay, kept up to date event by event.
 Rules
 -----
 - An annotator annotates an item at most once, and an item takes at most
-  ``k`` annotations.
+  ``k`` annotations: the store's ``annotations_per_item``, or what the campaign
+  requires of that item (:meth:`Store.require_annotations`).
 - With its ``k``-th annotation an item is decided: if more than half of the
   ``k`` agree, the item is labeled with their label by the same commit (its
   ``"add"`` items). Otherwise it is *disputed* and waits for
@@ -22,7 +23,7 @@ This module does no I/O: the store feeds it events and snapshots.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -97,16 +98,22 @@ class AnnotationTable:
     ----------
     per_item
         ``k``, the annotations an item needs.
+    required
+        The annotations item ``i`` needs, where the campaign says (``per_item`` if
+        ``None``): :meth:`Store.require_annotations`.
     """
 
-    def __init__(self, per_item: int) -> None:
+    def __init__(self, per_item: int, required: Callable[[int], int] | None = None) -> None:
         self.per_item = per_item
+        self.required: Callable[[int], int] = required or (lambda i: per_item)
         self.items: dict[int, list[Annotation]] = {}
         self.version = 0
         self.open_by: dict[str, set[int]] = {}
         """Per annotator, the items it annotated that no label decided yet."""
+        self.undecided: set[int] = set()
+        """Items with annotations that no label decided yet."""
         self.full: set[int] = set()
-        """Items with all their annotations that no label decided yet (disputed)."""
+        """Undecided items with all the annotations they need (disputed)."""
 
     def apply(self, event: LabelEvent) -> None:
         """Take in one journal event (events must come in version order)."""
@@ -129,7 +136,8 @@ class AnnotationTable:
                     )
                 )
                 self.open_by.setdefault(rows.annotators[r], set()).add(i)
-                if len(anns) >= self.per_item:
+                self.undecided.add(i)
+                if len(anns) >= self.required(i):
                     self.full.add(i)
         if event.kind != "remove":  # items labeled now: decided, open to nobody
             for i in event.dataset_indices.tolist():
@@ -139,8 +147,19 @@ class AnnotationTable:
     def _settle(self, i: int) -> None:
         """Item ``i`` is decided or starts again: it leaves the open indexes."""
         self.full.discard(i)
+        self.undecided.discard(i)
         for a in self.items.get(i, ()):
             self.open_by.get(a.annotator, set()).discard(i)
+
+    def recheck(self, items: Iterable[int] | None = None) -> None:
+        """Requirements changed for ``items`` (every undecided item if ``None``): which are full."""
+        for i in self.undecided if items is None else items:
+            if i not in self.undecided:
+                continue
+            if len(self.items[i]) >= self.required(i):
+                self.full.add(i)
+            else:
+                self.full.discard(i)
 
     def count(self, dataset_index: int) -> int:
         """How many annotations item ``dataset_index`` has."""
@@ -151,9 +170,8 @@ class AnnotationTable:
         return list(self.items.get(dataset_index, ()))
 
     def disputed(self, is_labeled: Callable[[IndexArray], np.ndarray]) -> IndexArray:
-        """Sorted items with ``k`` annotations, no majority and no label yet."""
-        full = [i for i, anns in self.items.items() if len(anns) >= self.per_item]
-        items = np.array(sorted(full), dtype=np.int64)
+        """Sorted items with all the annotations they need, no majority and no label yet."""
+        items = np.array(sorted(self.full), dtype=np.int64)
         if not len(items):
             return items
         items = items[~is_labeled(items)]
@@ -196,17 +214,17 @@ class AnnotationTable:
                     f"annotator {twice[0]!r} annotates dataset index {i} twice "
                     "(an annotator labels an item once); nothing was written"
                 )
-            if len(who) > self.per_item:
+            need = self.required(i)
+            if len(who) > need:
                 state = (
                     "is disputed and waits for store.resolve"
-                    if len(before) >= self.per_item
+                    if len(before) >= need
                     else f"would get {len(who)}"
                 )
                 raise InvalidInputError(
-                    f"dataset index {i} takes {self.per_item} annotations and {state}; "
-                    "nothing was written"
+                    f"dataset index {i} takes {need} annotations and {state}; nothing was written"
                 )
-            if len(who) == self.per_item:
+            if len(who) == need:
                 values = [a.value for a in before] + [rows.values[r] for r in batch_rows]
                 agreed, label = majority(values)
                 if agreed:

@@ -127,7 +127,9 @@ class Campaign:
         self.known: set[str] = set()
         self._metrics: list[dict[str, Any]] = []
         self._mutex = threading.RLock()
-        self._table = AnnotationTable(self.per_item) if self.per_item > 1 else None
+        self._need: dict[int, int] = {}
+        self._need_default = self.per_item
+        self._table = AnnotationTable(self.per_item, self.required) if self.per_item > 1 else None
         self._cursor = (FILE_HEADER_SIZE, 1)  # where the table's journal replay goes on
 
     # -- the campaign log -----------------------------------------------------
@@ -139,6 +141,27 @@ class Campaign:
                 self.known.add(str(record["id"]))
             elif record.get("op") == "metrics":
                 self._metrics.append(record)
+            elif record.get("op") == "need":
+                self._take_need(record)
+
+    def _take_need(self, record: dict[str, Any]) -> None:
+        """A ``need`` record: how many annotations items (or, without ``indices``, every
+        item without its own requirement) need from now on."""
+        indices = record.get("indices")
+        if indices is None:
+            self._need_default = int(record["k"])
+            changed = None
+        else:
+            ks = record["k"]
+            ks = [ks] * len(indices) if isinstance(ks, int) else ks
+            self._need.update(zip((int(i) for i in indices), (int(k) for k in ks), strict=True))
+            changed = [int(i) for i in indices]
+        if self._table is not None:
+            self._table.recheck(changed)
+
+    def required(self, dataset_index: int) -> int:
+        """How many annotations item ``dataset_index`` needs now."""
+        return self._need.get(dataset_index, self._need_default)
 
     def _turn(self, body: Callable[[], tuple[T, list[dict[str, Any]]]]) -> T:
         """Run ``body`` under the writer lock, the newest commits and records taken in.
@@ -205,7 +228,8 @@ class Campaign:
         table = self.table(snap)
         items, counts = survey.holds(except_annotator=annotator)
         given = np.fromiter((table.count(i) for i in items.tolist()), np.int64, len(items))
-        parts = [items[given + counts >= self.per_item], _sorted(table.full)]
+        need = np.fromiter((self.required(i) for i in items.tolist()), np.int64, len(items))
+        parts = [items[given + counts >= need], _sorted(table.full)]
         if annotator is not None:
             parts.append(_sorted(table.open_by.get(annotator, set())))
             if own:
@@ -302,9 +326,8 @@ class Campaign:
                 if holders:
                     raise ClaimedError(dict(sorted(holders.items())))
                 raise InvalidInputError(
-                    f"dataset indices {taken.tolist()[:8]} have all the {self.per_item} "
-                    "annotations they take (disputed ones wait for store.resolve); nothing "
-                    "was claimed"
+                    f"dataset indices {taken.tolist()[:8]} have all the annotations they "
+                    "take (disputed ones wait for store.resolve); nothing was claimed"
                 )
             return self._make(now, survey, idx, annotator, ttl)
 
@@ -342,6 +365,67 @@ class Campaign:
             return True, [{"op": "release", "id": claim_id, "time": self.clock()}]
 
         return self._turn(body)
+
+    def require(self, k: object, dataset_indices: object | None) -> None:
+        """Record how many annotations items need (every item without its own: ``None``)."""
+        if self._table is None:
+            raise InvalidInputError(
+                "this store keeps one label per item; create it with annotations_per_item=2 "
+                "or more to have items annotated by several annotators"
+            )
+        engine = self.engine
+        idx = (
+            None
+            if dataset_indices is None
+            else parse_indices(dataset_indices, name="dataset_indices", upper=engine.n_items)
+        )
+        ks = np.asarray(k)
+        if (
+            ks.dtype.kind not in "iu"
+            or ks.ndim > 1
+            or (ks.ndim == 1 and (idx is None or len(ks) != len(idx)))
+            or (ks < 1).any()
+        ):
+            raise InvalidInputError(
+                f"k must be an int >= 1, or one int >= 1 per item of dataset_indices, got {k!r}"
+            )
+
+        def body() -> tuple[None, list[dict[str, Any]]]:
+            snap = engine.current(pull=False)
+            table = self.table(snap)
+            if idx is None:
+                items = np.array(
+                    sorted(i for i in table.undecided if i not in self._need), np.int64
+                )
+                wanted = np.full(len(items), int(ks))
+            else:
+                labeled = snap.is_labeled(idx)
+                if labeled.any():
+                    raise AlreadyLabeledError(
+                        [int(v) for v in idx[labeled]],
+                        reason=f"dataset indices {idx[labeled].tolist()[:8]} are labeled "
+                        "already; nothing was recorded",
+                    )
+                items, wanted = idx, np.broadcast_to(ks, idx.shape)
+            given = np.fromiter((table.count(i) for i in items.tolist()), np.int64, len(items))
+            short = given >= wanted
+            if short.any():
+                i = int(items[short][0])
+                raise InvalidInputError(
+                    f"dataset index {i} has {table.count(i)} annotations already and no label: "
+                    f"it needs more than {int(wanted[short][0])}"
+                    + ("" if idx is not None else " (give it its own requirement first)")
+                    + "; nothing was recorded"
+                )
+            record: dict[str, Any] = {"op": "need", "time": self.clock()}
+            if idx is None:
+                record["k"] = int(ks)
+            else:
+                record["indices"] = idx.tolist()
+                record["k"] = int(ks) if ks.ndim == 0 else ks.astype(int).tolist()
+            return None, [record]
+
+        self._turn(body)
 
     # -- metrics ----------------------------------------------------------------
 
@@ -385,7 +469,7 @@ class Campaign:
         with self._mutex:
             table = self._table
             if snap.version < table.version:  # a past version: its own replay
-                past = AnnotationTable(self.per_item)
+                past = AnnotationTable(self.per_item, self.required)
                 for event in self.engine.iter_events(last=snap.version):
                     past.apply(event)
                 return past
@@ -499,6 +583,7 @@ class Campaign:
         def build(snap: Snapshot) -> LabelEvent:
             dataset_idx = snap.dataset_indices_of(idx, relative_to)
             rows = AnnotationRows(dataset_idx, values, annotators, times)
+            self.catch_up()  # the requirements other processes recorded
             decided, labels = self.table(snap).plan(rows, snap.is_labeled)
             decided_values = np.array(labels, dtype=values.dtype)  # scalar labels
             return LabelEvent.following(
@@ -545,6 +630,7 @@ class Campaign:
                     snap.version, "add", idx, values, provenance, row_annotators=who, row_times=when
                 )
             rows = AnnotationRows(idx, values, who, when)
+            self.catch_up()  # the requirements other processes recorded
             decided, labels = self.table(snap).plan(rows, snap.is_labeled)
             decided_values = np.array(labels, dtype=values.dtype)
             return LabelEvent.following(
