@@ -705,6 +705,43 @@ def bench_campaign(root: Path, n: int, rows: list[dict], claims: int = 200) -> N
     rows.append({"what": "fdatasync floor (200-byte append)", "median_ms": floor * 1e3})
 
 
+def bench_overlap(root: Path, n: int, rows: list[dict], cycles: int = 200) -> None:
+    """``claim_next(10)`` then annotating the claim, 4 annotators in turn, in one process:
+    a fixed 2 annotations per item against variable overlap (3 for a tenth of the items,
+    1 for the rest)."""
+    for mode in ("fixed k=2", "variable 3/1"):
+        path = root / f"overlap-{mode[:5]}"
+        with alma_store.create(path, n_items=n, annotations_per_item=2, overwrite=True) as store:
+            if mode != "fixed k=2":
+                store.require_annotations(1)
+                store.require_annotations(3, np.arange(0, n, 10))
+            claim_lat, commit_lat = [], []
+            for c in range(cycles):
+                who = f"a{c % 4}"
+                t = time.perf_counter()
+                claim = store.claim_next(10, annotator=who, ttl=3600)
+                claim_lat.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                store.add_labels(
+                    claim.dataset_indices,
+                    np.ones(len(claim.dataset_indices), np.int64),
+                    relative_to="dataset",
+                    annotator=who,
+                )
+                commit_lat.append(time.perf_counter() - t)
+            rows.append(
+                {
+                    "what": f"claim_next(10) + annotate, {mode}",
+                    "per_s": cycles / (sum(claim_lat) + sum(commit_lat)),
+                    "median_ms": statistics.median(claim_lat) * 1e3,
+                    "p99_ms": float(np.percentile(claim_lat, 99)) * 1e3,
+                    "labeled": store.num_labeled,
+                }
+            )
+    fixed, variable = rows[-2], rows[-1]
+    variable["x_fixed_k"] = variable["median_ms"] / fixed["median_ms"]
+
+
 def table(title: str, rows: list[dict]) -> str:
     if not rows:
         return ""
@@ -755,6 +792,7 @@ def main() -> None:
         bench_writers(root, 10**6, writers, commits=100 if args.quick else 400)
     campaign: list[dict] = []
     if "campaign" in sections:
+        bench_overlap(root, 10**5 if args.quick else 10**6, campaign)
         bench_campaign(
             root, 10**5 if args.quick else 10**6, campaign, claims=50 if args.quick else 200
         )
