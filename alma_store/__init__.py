@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ._entry import copy, create, open
 from ._store_version import StoreVersion
-from .campaign import Annotation, Claim, Consensus, Replay
+from .campaign import Annotation, Claim, Consensus, Replay, Simulation
 from .compat import ActiveLearningManager
 from .core import LabelEvent
 from .errors import (
@@ -67,6 +67,7 @@ __all__ = [
     "ReadOnlyError",
     "Replay",
     "Selection",
+    "Simulation",
     "SourceChangedError",
     "SourceMissingError",
     "StaleIndexError",

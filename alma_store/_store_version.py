@@ -20,8 +20,10 @@ from .campaign import (
     Campaign,
     Consensus,
     Replay,
+    Simulation,
     plot_progress,
     report_data,
+    simulate,
     strategy_of,
     write_report,
 )
@@ -440,6 +442,70 @@ class StoreVersion:
         """
         self._engine.check_open()
         return self._campaign.annotator_quality(self._snap(), method)
+
+    def simulate(
+        self,
+        strategy: str | Callable[[Any, np.ndarray, int], np.ndarray],
+        *,
+        fit: Callable[[np.ndarray, np.ndarray], Any],
+        evaluate: Callable[[Any], object],
+        seed: int = 0,
+    ) -> Simulation:
+        """What ``strategy`` would have given on this campaign's labels (history as the oracle).
+
+        The items labeled at this version are the pool and their labels the
+        answers. Starting from the first round's labels, every later round (in
+        round order, integer tags) gets the budget the campaign spent in it,
+        picked by ``strategy`` among the pool items not picked yet; after each
+        round ``fit(rows, labels)`` trains a model and ``evaluate(model)`` scores it.
+
+        Parameters
+        ----------
+        strategy
+            ``"campaign"`` (the rounds' own labels: the real curve, measured the
+            same way), ``"random"``, ``"margin"``, ``"entropy"`` or
+            ``"least-confident"`` (by the model's ``predict_proba``), or
+            ``pick(model, candidate_rows, k) -> positions``.
+        fit, evaluate
+            ``fit(rows, labels) -> model``; ``evaluate(model)`` returns a number
+            or ``{name: number}`` (e.g. accuracy on a held-out set).
+        seed
+            For ``"random"``.
+
+        Returns
+        -------
+        Simulation
+            ``strategy``, ``rounds``, ``labels`` (per round), ``values`` and
+            ``picks``. :meth:`Store.log_simulation` records it for the report.
+
+        Notes
+        -----
+        Reads the features of the labeled items (materialises ``labeled x d``).
+        """
+        self._engine.check_open()
+        if not self._source.has_rows:
+            raise InvalidInputError(
+                "an index-only store has no features to fit a model on: simulate needs rows"
+            )
+        snap = self._snap()
+        last = len(snap.chunk_sizes) - 1
+        pool = snap.members_between(0, last, of_labeled=True)
+        rounds = []
+        for summary in sorted(
+            (r for r in self.rounds() if r.round is not None), key=lambda r: int(r.round or 0)
+        ):
+            then = self._engine.snapshot_at(summary.last_version)
+            rounds.append((int(summary.round or 0), then.members_between(0, last, of_labeled=True)))
+        return simulate(
+            strategy,
+            rounds,
+            pool,
+            self._source.read_sorted(pool),
+            snap.labels_at(pool),
+            fit,
+            evaluate,
+            seed,
+        )
 
     def replay(self, round: int) -> Replay:
         """Check that ``round`` labeled the picks of the strategy it recorded.

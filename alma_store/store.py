@@ -18,7 +18,7 @@ import numpy as np
 
 from . import engine, scoring
 from ._store_version import StoreVersion
-from .campaign import Campaign, Claim, import_labels
+from .campaign import Campaign, Claim, Simulation, import_labels
 from .core import IndexArray, PathLike, Provenance, parse_indices, split_batch
 from .engine import DEFAULT_CHECKPOINT_ROWS, Writer, open_engine
 from .errors import InvalidInputError
@@ -570,6 +570,20 @@ class Store(StoreVersion):
             nn=nn,
             progress=progress,
         )
+
+    def log_simulation(self, simulation: Simulation) -> None:
+        """Record a :meth:`simulate` curve as metrics records, one per round.
+
+        Each record has ``simulation`` (the strategy), ``simulated_labels`` and the
+        evaluated values; :meth:`plot_progress` and :meth:`report` draw it dashed
+        next to the campaign's own learning curve.
+        """
+        if not isinstance(simulation, Simulation):
+            raise InvalidInputError(f"log_simulation takes a Simulation, got {simulation!r}")
+        for r, n, values in zip(
+            simulation.rounds, simulation.labels, simulation.values, strict=True
+        ):
+            self.log_metrics(round=r, simulation=simulation.strategy, simulated_labels=n, **values)
 
     def require_annotations(self, k: object, dataset_indices: object | None = None) -> None:
         """Set how many annotations items need: variable overlap, by any policy.

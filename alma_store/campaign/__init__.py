@@ -19,11 +19,14 @@ from ._imports import import_labels
 from ._metrics import METRIC_FIELDS
 from ._plot import plot_progress, progress_figure
 from ._quality import Consensus
-from ._replay import Replay, strategy_of
+from ._replay import STRATEGY_FIELDS, Replay, strategy_of
 from ._report import ReportData, report_data, write_report
+from ._simulate import SIM_STRATEGIES, Simulation, simulate
 
 __all__ = [
     "METRIC_FIELDS",
+    "SIM_STRATEGIES",
+    "STRATEGY_FIELDS",
     "Annotation",
     "AnnotationTable",
     "Campaign",
@@ -31,10 +34,12 @@ __all__ = [
     "Consensus",
     "Replay",
     "ReportData",
+    "Simulation",
     "import_labels",
     "plot_progress",
     "progress_figure",
     "report_data",
+    "simulate",
     "strategy_of",
     "write_report",
 ]

@@ -18,6 +18,7 @@ import numpy as np
 from ..core import LabelEvent, LabelSchema, round_order
 from ..errors import InvalidInputError, MissingExtraError
 from ._metrics import METRIC_FIELDS
+from ._replay import STRATEGY_FIELDS
 
 __all__ = ["plot_progress", "progress_figure"]
 
@@ -136,18 +137,24 @@ def plot_progress(
 
 
 def _learning_curve(ax: Any, metrics: list[dict[str, Any]]) -> None:
-    """Each numeric metric against the number of labels at the time it was logged."""
-    names = sorted(
-        {
-            k
-            for m in metrics
-            for k, v in m.items()
-            if k not in METRIC_FIELDS and isinstance(v, int | float) and not isinstance(v, bool)
-        }
-    )
-    for name in names:
-        points = [(m["num_labeled"], m[name]) for m in metrics if name in m]
-        ax.plot(*zip(*points, strict=True), marker="o", label=name)
+    """Each numeric metric against the number of labels at the time it was logged, and
+    each simulated strategy's (:meth:`Store.simulate`) dashed against its own label count.
+
+    A strategy record's parameters (``k``, ``largest``, ...) are no measurements."""
+    skip = {*METRIC_FIELDS, *STRATEGY_FIELDS, "simulation", "simulated_labels"}
+    curves: dict[tuple[str, str | None], list[tuple[float, float]]] = defaultdict(list)
+    for m in metrics:
+        sim = m.get("simulation")
+        x = m.get("simulated_labels", m["num_labeled"]) if sim is not None else m["num_labeled"]
+        for k, v in m.items():
+            if k not in skip and isinstance(v, int | float) and not isinstance(v, bool):
+                curves[(k, None if sim is None else str(sim))].append((x, v))
+    names = sorted(curves, key=lambda key: (key[0], key[1] or ""))
+    for name, sim in names:
+        points = sorted(curves[(name, sim)])
+        style = {"marker": "o"} if sim is None else {"marker": ".", "linestyle": "--"}
+        label = name if sim is None else f"{name} ({sim}, simulated)"
+        ax.plot(*zip(*points, strict=True), label=label, **style)
     if names:
         ax.legend(fontsize="small")
     else:

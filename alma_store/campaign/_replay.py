@@ -19,9 +19,12 @@ from ..core import IndexArray
 from ..errors import InvalidInputError
 from ..scoring import REDUCTIONS
 
-__all__ = ["STRATEGIES", "Replay", "strategy_of"]
+__all__ = ["STRATEGIES", "STRATEGY_FIELDS", "Replay", "strategy_of"]
 
 STRATEGIES = ("top_k",)
+
+STRATEGY_FIELDS = ("strategy", "score_run", "k", "largest", "reduce")
+"""The fields of a strategy record: its parameters, not measurements to plot."""
 
 
 @dataclass(frozen=True)

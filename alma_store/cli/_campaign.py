@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import exchange
 from .._entry import open_store
-from ..campaign import METRIC_FIELDS, Claim
+from ..campaign import METRIC_FIELDS, SIM_STRATEGIES, Claim
 from ..errors import InvalidInputError
 from ..store import Store
 from ._common import click, import_function, when
@@ -265,10 +265,59 @@ def add_campaign_commands(
 
     @cli.command()
     @store_arg
-    @click.option("--round", "round_", type=int, required=True, help="The round to replay.")
+    @click.option("--round", "round_", type=int, default=None, help="The round to replay.")
+    @click.option(
+        "--strategy",
+        type=click.Choice(list(SIM_STRATEGIES)),
+        default=None,
+        help="Simulate this strategy on the campaign's labels instead (needs --fit, --evaluate).",
+    )
+    @click.option("--fit", "fit_path", default=None, help="module:function, fit(rows, labels).")
+    @click.option(
+        "--evaluate", "evaluate_path", default=None, help="module:function, evaluate(model)."
+    )
+    @click.option("--seed", type=int, default=0, show_default=True, help="For random.")
+    @click.option("--log", is_flag=True, help="Record the simulated curve for the report.")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-    def replay(store: str, round_: int, as_json: bool) -> None:
-        """Check that a round labeled the picks of the strategy it recorded (exit 1 if not)."""
+    def replay(
+        store: str,
+        round_: int | None,
+        strategy: str | None,
+        fit_path: str | None,
+        evaluate_path: str | None,
+        seed: int,
+        log: bool,
+        as_json: bool,
+    ) -> None:
+        """Check that a round labeled the picks of the strategy it recorded (exit 1 if not),
+        or simulate another strategy on the labels the campaign collected."""
+        if (round_ is None) == (strategy is None):
+            raise InvalidInputError("give --round (replay a round) or --strategy (simulate one)")
+        if strategy is not None:
+            if fit_path is None or evaluate_path is None:
+                raise InvalidInputError("--strategy needs --fit and --evaluate (module:function)")
+            fit, evaluate = import_function(fit_path), import_function(evaluate_path)
+            with open_store(store, mode="r+" if log else "r") as s:
+                sim = s.simulate(strategy, fit=fit, evaluate=evaluate, seed=seed)
+                if log:
+                    s.log_simulation(sim)
+            if as_json:
+                click.echo(
+                    json.dumps(
+                        {
+                            "strategy": sim.strategy,
+                            "rounds": sim.rounds,
+                            "labels": sim.labels,
+                            "values": sim.values,
+                        }
+                    )
+                )
+                return
+            for r, n, values in zip(sim.rounds, sim.labels, sim.values, strict=True):
+                shown = "  ".join(f"{k} {v:.4g}" for k, v in values.items())
+                click.echo(f"round {r}: {n} labels  {shown}")
+            return
+        assert round_ is not None
         with open_store(store, mode="r") as s:
             got = s.replay(round_)
         if as_json:

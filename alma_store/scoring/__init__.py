@@ -8,7 +8,7 @@ says which are done, and streams the best still-unlabeled items.
 
 from __future__ import annotations
 
-from ._reduce import REDUCTIONS, Reduce, check_reduce
+from ._reduce import REDUCTIONS, Reduce, check_reduce, reduce_rows
 from ._runs import ScoreRun, check_name
 from ._score import (
     DEFAULT_STEP_SECONDS,
@@ -48,6 +48,7 @@ __all__ = [
     "plan_tasks",
     "progress",
     "read_selection",
+    "reduce_rows",
     "run_task",
     "score",
     "score_chunks",
