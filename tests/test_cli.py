@@ -134,6 +134,7 @@ def test_every_command_has_help(capsys) -> None:
         "metrics",
         "labelstudio",
         "replay",
+        "require",
     }
     for name, command in cli.commands.items():
         assert command.help and command.help.strip(), name
@@ -260,6 +261,18 @@ def test_campaign_commands(tmp_path: Path, capsys) -> None:
     code, out, _ = run(capsys, "metrics", s)
     assert "round=0 labels=2" in out and "accuracy=0.61 model=lr" in out
     assert run(capsys, "release", s, claim["id"])[1].startswith("released")
+    assert (
+        run(capsys, "require", s, "3", "--items", "20,21")[1]
+        == "2 items: 3 annotations from now on\n"
+    )
+    code, _, err = run(capsys, "require", s, "1")  # items with one annotation would be full
+    assert code == 1 and "give it its own requirement first" in err
+    assert run(capsys, "require", s, "3")[0] == 0
+    assert run(capsys, "require", s, "2", "--disputed")[0] == 1  # disputed items have 2 already
+    code, _, err = run(capsys, "require", s, "2", "--items", "1", "--disputed")
+    assert code == 1 and "at most one of" in err
+    with alma_store.open(s, mode="r") as store:
+        assert store.required_annotations([2, 20, 22]).tolist() == [3, 3, 3]
     # bob annotated 2 (an import above), not 9: his claim holds 9 still.
     assert (
         "bob until" in run(capsys, "claims", s)[1] and "1 of 2 items" in run(capsys, "claims", s)[1]

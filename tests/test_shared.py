@@ -444,6 +444,29 @@ def test_scoring_runs_live_with_the_store(where: Where, tmp_path: Path) -> None:
     store.close()
 
 
+def test_selections_and_requirements_live_with_the_store(where: Where, tmp_path: Path) -> None:
+    """A named selection's picks and a campaign's requirements are read by another handle."""
+    x = np.random.default_rng(4).normal(size=(300, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    store = alma_store.create(
+        where.location,
+        str(tmp_path / "x.npy"),
+        chunk_rows=32,
+        shared=True,
+        storage_options=where.options,
+        annotations_per_item=2,
+    )
+    store.add_labels([0, 5], [1, 1], relative_to="dataset", annotator="a")
+    store.add_labels([0, 5], [1, 1], relative_to="dataset", annotator="b")
+    picks = store.select(6, name="round-1")
+    store.require_annotations(3, picks.dataset_indices[:2])
+    with where.open(mode="r") as other:
+        assert other.selection("round-1").dataset_indices.tolist() == picks.dataset_indices.tolist()
+        assert other.required_annotations(picks.dataset_indices[:3]).tolist() == [3, 3, 2]
+    assert any(n.startswith("selections/round-1/") for n in where.names("selections/round-1/"))
+    store.close()
+
+
 @pytest.mark.slow
 def test_dask_and_torch_workers_reopen_by_url(s3: S3, tmp_path: Path) -> None:
     x = np.random.default_rng(4).normal(size=(500, 3)).astype(np.float32)

@@ -14,6 +14,7 @@ from .. import exchange
 from .._entry import open_store
 from ..campaign import METRIC_FIELDS, SIM_STRATEGIES, Claim
 from ..errors import InvalidInputError
+from ..scoring import REDUCTIONS
 from ..store import Store
 from ._common import click, import_function, when
 
@@ -262,6 +263,53 @@ def add_campaign_commands(
             click.echo(
                 f"disagreement {row['disagreement']:.2f}  item {row['dataset_index']}  {labels}"
             )
+
+    @cli.command()
+    @store_arg
+    @click.argument("k", type=int)
+    @click.option("--items", default=None, help="These dataset indices (comma-separated).")
+    @click.option("--disputed", is_flag=True, help="The disputed items (send them back).")
+    @click.option("--scores", default=None, help="With --top: the best items of this scoring.")
+    @click.option("--top", type=int, default=None, help="With --scores: how many.")
+    @click.option("--smallest", is_flag=True, help="With --scores: lowest scores first.")
+    @click.option(
+        "--reduce",
+        type=click.Choice(sorted(REDUCTIONS)),
+        default=None,
+        help="With --scores of several values per row: rank by this reduction.",
+    )
+    def require(
+        store: str,
+        k: int,
+        items: str | None,
+        disputed: bool,
+        scores: str | None,
+        top: int | None,
+        smallest: bool,
+        reduce: str | None,
+    ) -> None:
+        """Items of STORE need K annotations from now on (every item without its own
+        requirement, if no items are given)."""
+        if (scores is None) != (top is None) or sum(
+            x for x in (items is not None, disputed, scores is not None)
+        ) > 1:
+            raise InvalidInputError(
+                "give at most one of --items, --disputed, or --scores with --top"
+            )
+        with open_store(store) as s:
+            if items is not None:
+                chosen: Any = _items(items)
+            elif disputed:
+                chosen = s.disputed()
+            elif scores is not None:
+                chosen = s.top_k(
+                    scores, int(top or 0), largest=not smallest, reduce=reduce
+                ).dataset_indices
+            else:
+                chosen = None
+            s.require_annotations(k, chosen)
+        what = "every item without its own" if chosen is None else f"{len(chosen)} items"
+        click.echo(f"{what}: {k} annotations from now on")
 
     @cli.command()
     @store_arg
