@@ -424,8 +424,11 @@ def norm_score(rows: np.ndarray) -> np.ndarray:
     return np.linalg.norm(rows, axis=1)
 
 
-def test_scoring_runs_live_with_the_store(where: Where, tmp_path: Path) -> None:
-    x = np.random.default_rng(3).normal(size=(300, 3)).astype(np.float32)
+def with_features(
+    where: Where, tmp_path: Path, seed: int, **kwargs: Any
+) -> tuple[alma_store.Store, np.ndarray]:
+    """A shared store at ``where`` over 300 x 3 random features in a local ``.npy``."""
+    x = np.random.default_rng(seed).normal(size=(300, 3)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     store = alma_store.create(
         where.location,
@@ -433,7 +436,13 @@ def test_scoring_runs_live_with_the_store(where: Where, tmp_path: Path) -> None:
         chunk_rows=32,
         shared=True,
         storage_options=where.options,
+        **kwargs,
     )
+    return store, x
+
+
+def test_scoring_runs_live_with_the_store(where: Where, tmp_path: Path) -> None:
+    store, x = with_features(where, tmp_path, 3)
     store.add_labels([0, 5, 9], [1, 1, 1], relative_to="dataset")
     store.score(norm_score, "norm", plan=lambda done, total: None)
     unlabeled = np.setdiff1d(np.arange(300), [0, 5, 9])
@@ -446,16 +455,7 @@ def test_scoring_runs_live_with_the_store(where: Where, tmp_path: Path) -> None:
 
 def test_selections_and_requirements_live_with_the_store(where: Where, tmp_path: Path) -> None:
     """A named selection's picks and a campaign's requirements are read by another handle."""
-    x = np.random.default_rng(4).normal(size=(300, 3)).astype(np.float32)
-    np.save(tmp_path / "x.npy", x)
-    store = alma_store.create(
-        where.location,
-        str(tmp_path / "x.npy"),
-        chunk_rows=32,
-        shared=True,
-        storage_options=where.options,
-        annotations_per_item=2,
-    )
+    store, _ = with_features(where, tmp_path, 4, annotations_per_item=2)
     store.add_labels([0, 5], [1, 1], relative_to="dataset", annotator="a")
     store.add_labels([0, 5], [1, 1], relative_to="dataset", annotator="b")
     picks = store.select(6, name="round-1")

@@ -513,6 +513,21 @@ class _Moto:
         self.proc.wait(timeout=60)
 
 
+def local_cluster(n_workers: int = 2) -> Any:
+    """A ``LocalCluster`` of worker processes on 127.0.0.1, no dashboard, the scheduler's
+    HTTP server on a free loopback port."""
+    from dask.distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=n_workers,
+        processes=True,
+        threads_per_worker=1,
+        host="127.0.0.1",
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+    )
+
+
 def start_moto() -> tuple[Any, str]:
     """A moto S3 server on 127.0.0.1 and a free port, in its own process: ``(server, endpoint)``."""
     server = _Moto()

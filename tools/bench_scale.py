@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_core import table
+from bench_core import local_cluster, table
 
 import alma_store
 
@@ -285,7 +285,7 @@ def _npy_block(path: str, lo: int, hi: int) -> np.ndarray:
 
 def bench_tasks(root: Path, rows: list[dict]) -> None:
     """Per-task cost of ``to_dask()`` over 64 chunks after 2,000 commits, on 2 worker processes."""
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
     n, chunk_rows = 64 * 4096, 4096
     features = np.random.default_rng(0).random((n, 16), dtype=np.float32)
@@ -302,14 +302,7 @@ def bench_tasks(root: Path, rows: list[dict]) -> None:
             want = float(np.asarray(view).sum(dtype=np.float64))
             direct = time.perf_counter() - t
             with (
-                LocalCluster(
-                    n_workers=2,
-                    processes=True,
-                    threads_per_worker=1,
-                    host="127.0.0.1",
-                    dashboard_address=None,
-                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                ) as cluster,
+                local_cluster(2) as cluster,
                 Client(cluster) as client,
             ):
                 import dask.array as da

@@ -41,7 +41,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     import ray
-    from dask.distributed import Client, LocalCluster
+    from bench_core import local_cluster
+    from dask.distributed import Client
 
     import alma_store
     from alma_store import dask as alma_dask
@@ -57,14 +58,7 @@ def main() -> None:
         chunks = math.ceil(args.rows / 4096)
         tasks = math.ceil(chunks / TASK_CHUNKS)
         t = time.perf_counter()
-        cluster = LocalCluster(
-            n_workers=2,
-            processes=True,
-            threads_per_worker=1,
-            host="127.0.0.1",
-            dashboard_address=None,
-            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-        )
+        cluster = local_cluster(2)
         client = Client(cluster)
         dask_start = time.perf_counter() - t
         t = time.perf_counter()

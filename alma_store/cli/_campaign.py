@@ -14,9 +14,8 @@ from .. import exchange
 from .._entry import open_store
 from ..campaign import METRIC_FIELDS, SIM_STRATEGIES, Claim
 from ..errors import InvalidInputError
-from ..scoring import REDUCTIONS
 from ..store import Store
-from ._common import click, import_function, when
+from ._common import click, import_function, reduce_option, when
 
 __all__ = ["add_campaign_commands", "pick_items"]
 
@@ -272,12 +271,7 @@ def add_campaign_commands(
     @click.option("--scores", default=None, help="With --top: the best items of this scoring.")
     @click.option("--top", type=int, default=None, help="With --scores: how many.")
     @click.option("--smallest", is_flag=True, help="With --scores: lowest scores first.")
-    @click.option(
-        "--reduce",
-        type=click.Choice(sorted(REDUCTIONS)),
-        default=None,
-        help="With --scores of several values per row: rank by this reduction.",
-    )
+    @reduce_option("With --scores of several values per row: rank by this reduction.")
     def require(
         store: str,
         k: int,

@@ -61,6 +61,13 @@ def progress_bar(total: int | None, desc: str) -> Iterator[Callable[[int], None]
         yield bar.update
 
 
+def reduce_option(help: str) -> Callable[[Any], Any]:
+    """``--reduce``: a named reduction of a scoring's rows of several values."""
+    from ..scoring import REDUCTIONS
+
+    return click.option("--reduce", type=click.Choice(sorted(REDUCTIONS)), default=None, help=help)
+
+
 def import_function(spec: str) -> Callable[..., Any]:
     """``module:function`` -> the function (the current directory is importable)."""
     import importlib

@@ -15,13 +15,14 @@ from .._entry import copy, create, open_store
 from ..core import n_chunks
 from ..errors import InvalidInputError
 from ..exchange import count_rows, parse_label_text
-from ..scoring import METHODS, REDUCTIONS
+from ..scoring import METHODS
 from ._common import (
     chunk_bar,
     click,
     dtype_name,
     import_function,
     progress_bar,
+    reduce_option,
     spec_from_options,
     spec_options,
     when,
@@ -456,12 +457,7 @@ def add_store_commands(
     @click.option("--top-k", "k", type=int, required=True, help="How many items.")
     @click.option("--smallest", is_flag=True, help="Take the lowest scores instead.")
     @click.option("--allow-partial", is_flag=True, help="Use the chunks scored so far.")
-    @click.option(
-        "--reduce",
-        type=click.Choice(sorted(REDUCTIONS)),
-        default=None,
-        help="Rank a scoring of several values per row by this reduction of each row.",
-    )
+    @reduce_option("Rank a scoring of several values per row by this reduction of each row.")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     def query(
         store: str,
@@ -512,12 +508,7 @@ def add_store_commands(
         "--candidates", type=int, default=None, help="How many of --scores to pick among."
     )
     @click.option("--smallest", is_flag=True, help="The best --scores are the lowest.")
-    @click.option(
-        "--reduce",
-        type=click.Choice(sorted(REDUCTIONS)),
-        default=None,
-        help="Rank --scores of several values per row by this reduction.",
-    )
+    @reduce_option("Rank --scores of several values per row by this reduction.")
     @click.option("--name", default=None, help="Make the selection durable; a rerun resumes it.")
     @click.option("--seed", type=int, default=0, show_default=True, help="For k-means++.")
     @click.option(
