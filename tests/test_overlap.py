@@ -79,11 +79,18 @@ def test_claims_route_items_as_a_plain_model_does(
             for i in want:
                 model.holds[i][who] = now[0] + 10
         elif op == "annotate":  # everything its live claims hold
-            mine = [
+            # A held item may be labeled meanwhile (a requirement lowered under its claims):
+            # as in a store of one label per item, annotating it then is AlreadyLabeledError.
+            held = [
                 i
                 for i in range(n)
                 if model.holds[i].get(who, 0) > now[0] and who not in model.done[i]
             ]
+            late = [i for i in held if i in model.labeled]
+            if late:
+                with pytest.raises(alma_store.AlreadyLabeledError):
+                    store.add_labels(late, ["x"] * len(late), relative_to="dataset", annotator=who)
+            mine = [i for i in held if i not in model.labeled]
             if mine:
                 store.add_labels(mine, ["x"] * len(mine), relative_to="dataset", annotator=who)
                 for i in mine:
