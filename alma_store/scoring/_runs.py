@@ -43,7 +43,6 @@ import shutil
 import struct
 import time
 import uuid
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +51,16 @@ import numpy as np
 
 from ..core import chunk_sizes
 from ..errors import CorruptStoreError, InvalidInputError
-from ..storage import ChunkCodec, DirObjects, Objects, atomic_write, crash_point, storage_errors
+from ..storage import (
+    ChunkCodec,
+    DirObjects,
+    Objects,
+    atomic_write,
+    crash_point,
+    crc_body,
+    storage_errors,
+    with_crc,
+)
 
 __all__ = ["ScoreRun", "check_name", "create_run", "read_run"]
 
@@ -73,7 +81,9 @@ def check_name(name: object) -> None:
         )
 
 
-def encode_step(chunks: list[int], values: list[np.ndarray], dtype: np.dtype) -> list[memoryview]:
+def encode_step(
+    chunks: list[int], values: list[np.ndarray], dtype: np.dtype
+) -> list[bytes | memoryview]:
     """The buffers of a step file holding ``values[i]``, the scores of chunk ``chunks[i]``.
 
     >>> raw = b"".join(encode_step([3], [np.array([1.0, np.nan])], np.dtype("float32")))
@@ -87,32 +97,27 @@ def encode_step(chunks: list[int], values: list[np.ndarray], dtype: np.dtype) ->
         memoryview(np.asarray(chunks, "<u4")).cast("B"),
         *(memoryview(np.ascontiguousarray(v, dtype=little)).cast("B") for v in values),
     ]
-    crc = 0
-    for part in parts:
-        crc = zlib.crc32(part, crc)
-    return [*parts, memoryview(struct.pack("<I", crc))]
+    return with_crc(parts)
 
 
 def decode_step(
     raw: bytes | mmap.mmap, where: object, dtype: np.dtype
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(chunk ids, all their scores concatenated)`` of a step file, checked."""
-    view = memoryview(raw)
-    try:
-        magic, fmt, count = _HEAD.unpack_from(view)
-        (crc,) = struct.unpack_from("<I", view, len(view) - 4)
-        ok = magic == _MAGIC and fmt == 1 and zlib.crc32(view[:-4]) == crc
-    except struct.error:
-        ok = False
-    if not ok:
+    body = crc_body(memoryview(raw))
+    count = 0
+    ok = body is not None and len(body) >= _HEAD.size
+    if ok:
+        assert body is not None
+        magic, fmt, count = _HEAD.unpack_from(body)
+        ok = magic == _MAGIC and fmt == 1
+    if not ok or body is None:
         raise CorruptStoreError(
             f"score step file {where} is damaged (its checksum does not match); delete it "
             "and score again under the same name: only its chunks are redone"
         )
-    ids = np.frombuffer(view, "<u4", count, _HEAD.size).astype(np.int64)
-    values = np.frombuffer(
-        view[: len(view) - 4], dtype.newbyteorder("<"), offset=_HEAD.size + 4 * count
-    )
+    ids = np.frombuffer(body, "<u4", count, _HEAD.size).astype(np.int64)
+    values = np.frombuffer(body, dtype.newbyteorder("<"), offset=_HEAD.size + 4 * count)
     return ids, values
 
 

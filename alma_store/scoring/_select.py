@@ -33,7 +33,6 @@ import json
 import math
 import struct
 import tempfile
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +43,7 @@ from ..core import IndexArray
 from ..engine import Engine, Snapshot
 from ..errors import CorruptStoreError, InvalidInputError
 from ..sources import FeatureSource
-from ..storage import Objects, crash_point
+from ..storage import Objects, crash_point, crc_body, with_crc
 from ._kcenter import BACKENDS, NearestCenter, farthest, sq_dist_to_point
 from ._reduce import Reduce
 from ._runs import ScoreRun, check_name
@@ -176,24 +175,34 @@ class PickLog:
 
     def __init__(self, objects: Objects, name: str) -> None:
         check_name(name)
-        self.objects, self.prefix = objects, f"selections/{name}/"
+        self.objects, self.name, self.prefix = objects, name, f"selections/{name}/"
         self.where = f"{objects.location}/{self.prefix}"
+
+    def meta(self) -> dict[str, Any] | None:
+        """The recorded parameters (with ``version`` and ``exclude``), ``None`` if none."""
+        raw = self.objects.get(self.prefix + "meta.json")
+        if raw is None:
+            return None
+        try:
+            recorded = json.loads(raw)
+            int(recorded["version"])
+        except (ValueError, KeyError, TypeError):
+            raise CorruptStoreError(f"{self.where}meta.json is damaged") from None
+        assert isinstance(recorded, dict)
+        return recorded
 
     def begin(self, params: dict[str, Any]) -> dict[str, Any]:
         """The recorded parameters: ``params`` if new, else the first run's, which must agree."""
         self.objects.create(self.prefix + "meta.json", json.dumps(params).encode())
-        raw = self.objects.get(self.prefix + "meta.json")
-        try:
-            recorded = json.loads(raw or b"")
-            assert isinstance(recorded, dict)
-        except (ValueError, AssertionError):
-            raise CorruptStoreError(f"{self.where}meta.json is damaged") from None
+        recorded = self.meta()
+        if recorded is None:
+            raise CorruptStoreError(f"{self.where}meta.json vanished")
         mine = {key: value for key, value in params.items() if key not in ("version", "exclude")}
         theirs = {key: recorded.get(key) for key in mine}
         if mine != theirs:
             changed = sorted(key for key in mine if mine[key] != theirs[key])
             raise InvalidInputError(
-                f"selection {self.prefix[11:-1]!r} was started with other parameters "
+                f"selection {self.name!r} was started with other parameters "
                 f"({', '.join(f'{key}={theirs[key]!r}' for key in changed)}): resume it with "
                 "those, or choose another name"
             )
@@ -204,21 +213,20 @@ class PickLog:
         raw = self.objects.get(self.prefix + "picks.bin")
         if raw is None:
             return [], []
-        view = memoryview(raw)
-        try:
-            magic, fmt, count = _HEAD.unpack_from(view)
-            (crc,) = struct.unpack_from("<I", view, len(view) - 4)
-            ok = magic == _MAGIC and fmt == 1 and zlib.crc32(view[:-4]) == crc
-            ok = ok and len(view) == _HEAD.size + 16 * count + 4
-        except struct.error:
-            ok = False
-        if not ok:
+        body = crc_body(raw)
+        count = 0
+        ok = body is not None and len(body) >= _HEAD.size
+        if ok:
+            assert body is not None
+            magic, fmt, count = _HEAD.unpack_from(body)
+            ok = magic == _MAGIC and fmt == 1 and len(body) == _HEAD.size + 16 * count
+        if not ok or body is None:
             raise CorruptStoreError(
                 f"{self.where}picks.bin is damaged (its checksum does not match); delete it "
                 "and select again under the same name: the picks are made again"
             )
-        picks = np.frombuffer(view, "<i8", count, _HEAD.size).tolist()
-        radii = np.frombuffer(view, "<f8", count, _HEAD.size + 8 * count).tolist()
+        picks = np.frombuffer(body, "<i8", count, _HEAD.size).tolist()
+        radii = np.frombuffer(body, "<f8", count, _HEAD.size + 8 * count).tolist()
         return picks, radii
 
     def write(self, picks: list[int], radii: list[float]) -> None:
@@ -228,23 +236,18 @@ class PickLog:
             np.asarray(picks, "<i8").tobytes(),
             np.asarray(radii, "<f8").tobytes(),
         ]
-        body = b"".join(parts)
-        self.objects.put(self.prefix + "picks.bin", [body, struct.pack("<I", zlib.crc32(body))])
+        self.objects.put(self.prefix + "picks.bin", with_crc(parts))
         crash_point("select-pick")
 
 
 def read_selection(engine: Engine, name: str) -> Selection:
     """The picks a named selection has made durable so far (all ``k`` once it finished)."""
     log = PickLog(engine.files, name)
-    raw = engine.files.get(log.prefix + "meta.json")
-    if raw is None:
+    meta = log.meta()
+    if meta is None:
         raise InvalidInputError(f"no selection named {name!r} in {engine.files.location}")
-    try:
-        version = int(json.loads(raw)["version"])
-    except (ValueError, KeyError, TypeError):
-        raise CorruptStoreError(f"{log.where}meta.json is damaged") from None
     picks, radii = log.read()
-    return Selection(np.asarray(picks, np.int64), np.asarray(radii), version)
+    return Selection(np.asarray(picks, np.int64), np.asarray(radii), int(meta["version"]))
 
 
 def _draw_keys(

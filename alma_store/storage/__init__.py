@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ._chunkfiles import ChunkCodec, StateArrays, create_arrays
 from ._clock import StorageClock, boottime, storage_now
+from ._crc import crc_body, with_crc
 from ._envelope import chain_crc
 from ._fs import (
     atomic_write,
@@ -123,6 +124,7 @@ __all__ = [
     "chain_crc",
     "check_conditional_create",
     "crash_point",
+    "crc_body",
     "create_arrays",
     "create_shared",
     "durable",
@@ -164,6 +166,7 @@ __all__ = [
     "storage_now",
     "volatile",
     "will_need",
+    "with_crc",
     "write_checkpoint",
     "write_fd",
     "write_marks",

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import CorruptStoreError
+from ._crc import crc_body, with_crc
 from ._fs import crash_point
 from ._marks import ENTRY, MARKS_HEADER, NO_FILE
 from ._objects import Objects
@@ -120,7 +121,7 @@ class SharedCheckpoint:
                 np.ascontiguousarray(self.written, "<i8").tobytes(),
             ]
         )
-        return body + struct.pack("<I", zlib.crc32(body))
+        return b"".join(with_crc([body]))
 
     @classmethod
     def decode(cls, data: bytes, where: str, uuid: str, n_chunks: int) -> SharedCheckpoint:
@@ -131,8 +132,8 @@ class SharedCheckpoint:
 
         if len(data) < 16 or not data.startswith(MAGIC):
             raise damaged("bad magic")
-        body, (crc,) = data[:-4], struct.unpack("<I", data[-4:])
-        if zlib.crc32(body) != crc:
+        body = crc_body(data)
+        if body is None:
             raise damaged("checksum mismatch")
         (hlen,) = struct.unpack_from("<I", body, len(MAGIC))
         pos = len(MAGIC) + 4

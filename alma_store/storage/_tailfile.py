@@ -33,7 +33,6 @@ import contextlib
 import json
 import os
 import struct
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +40,7 @@ import numpy as np
 
 from ..core import Overlay
 from ..errors import CorruptStoreError
+from ._crc import crc_body, with_crc
 from ._fs import atomic_write
 
 __all__ = ["TailFile", "read_tail_file", "remove_tail_files", "write_tail_file"]
@@ -94,7 +94,7 @@ def write_tail_file(root: Path, tail: TailFile) -> None:
         parts.append(np.ascontiguousarray(ov.values, ov.values.dtype.newbyteorder("<")).tobytes())
     js = json.dumps(head, separators=(",", ":")).encode()
     body = b"".join([MAGIC, struct.pack("<I", len(js)), js, *parts])
-    atomic_write(tail_path(root, ov.version), [body, struct.pack("<I", zlib.crc32(body))])
+    atomic_write(tail_path(root, ov.version), with_crc([body]))
 
 
 def read_tail_file(
@@ -142,8 +142,8 @@ def _parse(
 
     if len(data) < 16 or not data.startswith(MAGIC):
         raise damaged("bad magic")
-    body, (crc,) = data[:-4], struct.unpack("<I", data[-4:])
-    if zlib.crc32(body) != crc:
+    body = crc_body(data)
+    if body is None:
         raise damaged("checksum mismatch")
     (jlen,) = struct.unpack_from("<I", body, len(MAGIC))
     pos = len(MAGIC) + 4 + jlen
