@@ -111,10 +111,17 @@ def start_together(
     return procs
 
 
-def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a fresh interpreter with the repo importable; fail loudly on error."""
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run(
+def run_crashing(
+    code: str, *args: str, crash: str = "", timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter with the repo importable and
+    ``ALMA_STORE_CRASH=crash`` (it SIGKILLs itself there); the caller checks how it ended."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "ALMA_STORE_CRASH": crash,
+    }
+    return subprocess.run(
         [sys.executable, "-c", code, *args],
         capture_output=True,
         text=True,
@@ -122,6 +129,11 @@ def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.Comple
         env=env,
         check=False,
     )
+
+
+def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter with the repo importable; fail loudly on error."""
+    proc = run_crashing(code, *args, timeout=timeout)
     if proc.returncode != 0:
         raise AssertionError(f"subprocess failed ({proc.returncode}):\n{proc.stderr}")
     return proc

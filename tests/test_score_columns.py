@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +12,7 @@ import pytest
 import alma_store
 from alma_store import InvalidInputError
 
-from .conftest import REPO, local_cluster
+from .conftest import local_cluster, run_crashing
 from .test_scoring import make
 
 W = np.random.default_rng(7).normal(size=(3, 4))
@@ -163,28 +160,12 @@ def test_killed_scoring_with_columns_resumes_to_the_same_result(tmp_path: Path) 
     reference.score(proba, "p", columns=4)
     done = 0
     for crash, step_seconds, gained in (("score-step:3", 0.0, 3), ("fsync:1", float("inf"), 0)):
-        env = {**os.environ, "PYTHONPATH": str(REPO), "ALMA_STORE_CRASH": crash}
-        proc = subprocess.run(
-            [sys.executable, "-c", SCORER, str(tmp_path / "s"), str(step_seconds)],
-            check=False,
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-        )
+        proc = run_crashing(SCORER, str(tmp_path / "s"), str(step_seconds), crash=crash)
         assert proc.returncode == -signal.SIGKILL, proc.stderr
         done += gained
         with alma_store.open(tmp_path / "s", mode="r") as s:
             assert s.scoring_progress("p") == (done, 32)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(
-        [sys.executable, "-c", SCORER, str(tmp_path / "s"), "0"],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    proc = run_crashing(SCORER, str(tmp_path / "s"), "0")
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout) == 32 - done
     with alma_store.open(tmp_path / "s", mode="r") as s:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from hypothesis import strategies as st
 import alma_store
 from alma_store import CorruptStoreError, InvalidInputError
 
-from .conftest import REPO
+from .conftest import run_crashing
 
 
 def kcenter_model(x: np.ndarray, labeled: np.ndarray, pool: np.ndarray, k: int) -> list[int]:
@@ -216,15 +215,7 @@ with alma_store.open(sys.argv[1]) as s:
 def run_selector(
     path: Path, k: int, method: str, crash: str = ""
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "ALMA_STORE_CRASH": crash}
-    return subprocess.run(
-        [sys.executable, "-c", SELECTOR, str(path), str(k), method],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    return run_crashing(SELECTOR, str(path), str(k), method, crash=crash)
 
 
 @pytest.mark.slow

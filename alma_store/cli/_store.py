@@ -15,7 +15,7 @@ from .._entry import copy, create, open_store
 from ..core import n_chunks
 from ..errors import InvalidInputError
 from ..exchange import count_rows, parse_label_text
-from ..scoring import METHODS
+from ..scoring import BACKENDS, METHODS
 from ._common import (
     chunk_bar,
     click,
@@ -482,9 +482,7 @@ def add_store_commands(
                 )
             )
             return
-        click.echo(f"# store version {q.version}; label with --expected-version {q.version}")
-        for i, v in zip(q.dataset_indices.tolist(), q.scores.tolist(), strict=True):
-            click.echo(f"{i}\t{v:.6g}")
+        _echo_picks(q.version, q.dataset_indices, q.scores)
 
     @cli.command()
     @store_arg
@@ -513,7 +511,7 @@ def add_store_commands(
     @click.option("--seed", type=int, default=0, show_default=True, help="For k-means++.")
     @click.option(
         "--nn",
-        type=click.Choice(["numpy", "faiss"]),
+        type=click.Choice(list(BACKENDS)),
         default="numpy",
         show_default=True,
         help="The nearest labeled item by numpy (float64) or faiss (float32, the faiss extra).",
@@ -589,9 +587,7 @@ def add_store_commands(
             return
         if claim is not None:
             click.echo(f"# claim {claim.id} for {claim.annotator} until {when(claim.expires)}")
-        click.echo(f"# store version {sel.version}; label with --expected-version {sel.version}")
-        for i, r in zip(sel.dataset_indices.tolist(), sel.radii.tolist(), strict=True):
-            click.echo(f"{i}\t{r:.6g}")
+        _echo_picks(sel.version, sel.dataset_indices, sel.radii)
 
     @cli.command()
     @store_arg
@@ -631,6 +627,13 @@ def add_store_commands(
             workdir = Path(tempfile.mkdtemp(prefix="alma-demo-"))
         run_demo(workdir, rounds=rounds, echo=click.echo)
         click.echo(f"kept in {workdir}: try `alma info {workdir / 'digits.alma'}`")
+
+
+def _echo_picks(version: int, dataset_indices: np.ndarray, values: np.ndarray) -> None:
+    """Picks as the shell reads them: the version to label at, then index and value per line."""
+    click.echo(f"# store version {version}; label with --expected-version {version}")
+    for i, v in zip(dataset_indices.tolist(), values.tolist(), strict=True):
+        click.echo(f"{i}\t{v:.6g}")
 
 
 def _user_names(path: Path) -> dict[object, str]:

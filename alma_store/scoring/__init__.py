@@ -8,6 +8,7 @@ says which are done, and streams the best still-unlabeled items.
 
 from __future__ import annotations
 
+from ._kcenter import BACKENDS
 from ._reduce import REDUCTIONS, Reduce, check_reduce, reduce_rows
 from ._runs import ScoreRun, check_name
 from ._score import (
@@ -29,6 +30,7 @@ from ._select import METHODS, Selection, read_selection, select
 from ._tasks import TASK_CHUNKS, plan_tasks, run_task
 
 __all__ = [
+    "BACKENDS",
     "DEFAULT_STEP_SECONDS",
     "METHODS",
     "REDUCTIONS",

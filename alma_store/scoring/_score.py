@@ -157,9 +157,11 @@ def score_chunk(
     """
     batch_rows = len(buffer)
     lo, hi = snap.bounds(j)
-    labeled = snap.labeled_marks(j) if snap.labeled_counts[j] else np.empty(0, np.int64)
-    if run.all_rows:
-        labeled = labeled[:0]
+    # A run of all rows scores the labeled ones too: none to leave out.
+    if snap.labeled_counts[j] and not run.all_rows:
+        labeled = snap.labeled_marks(j)
+    else:
+        labeled = np.empty(0, np.int64)
     shape = run.row_shape
     out = np.full((hi - lo, *shape), np.nan, dtype=run.dtype)
     if len(labeled) <= RANGE_LABELED_SHARE * (hi - lo):
