@@ -213,3 +213,35 @@ def test_shared_stores_of_formats_5_7_8(tmp_path: Path, version: int) -> None:
     assert (tmp_path / "s" / "log" / f"{4:020d}").exists()
     with alma_store.open(tmp_path / "s", mode="r") as store:
         assert store.version == 4 and store.labels.tolist()[0] == "cat"
+
+
+def test_shared_store_of_format_9(tmp_path: Path) -> None:
+    """Version 9: as version 8, and a group commit: versions 4 and 5, two writers' batches,
+    in one commit object (``log/...4``), the second under its offer's batch id."""
+    name = "store-v9-shared"
+    with alma_store.open(DATA / name, mode="r") as store:  # touches nothing
+        assert store.meta["format_version"] == 9
+        assert store._engine.mirror.start == 2
+        assert (len(store), store.version, store.num_labeled) == (20, 5, 7)
+        assert np.flatnonzero(np.asarray(store.labeled_mask)).tolist() == [0, 4, 5, 9, 12, 17, 19]
+        history = list(store.history())
+        assert [(e.version, e.annotator) for e in history] == [
+            (1, "ann"),
+            (2, "bob"),
+            (3, None),
+            (4, "ann"),
+            (5, "other"),
+        ]
+        assert store.labels.tolist() == ["cat", "cat", "dog", "cat", "dog", "fish", "bird"]
+        assert store.scoring_progress("norm") == (2, 3)
+        assert store.verify()["records"] == 5
+    assert sorted(p.name for p in (DATA / name / "log").iterdir()) == [
+        f"{3:020d}",
+        f"{4:020d}",
+    ]
+    shutil.copytree(DATA / name, tmp_path / "s")
+    with alma_store.open(tmp_path / "s") as store:
+        store.add_labels([11], ["dog"], relative_to="dataset")
+    assert (tmp_path / "s" / "log" / f"{6:020d}").exists()  # after the group: 4 + 2
+    with alma_store.open(tmp_path / "s", mode="r") as store:
+        assert store.version == 6 and store.verify()["records"] == 6

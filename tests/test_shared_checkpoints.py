@@ -17,6 +17,7 @@ import pytest
 
 import alma_store
 from alma_store.engine import _commit as commit_module
+from alma_store.storage import SHARED_FORMAT_VERSION
 
 from .conftest import REPO, Where, labeled_of
 
@@ -52,7 +53,7 @@ def test_an_open_starts_from_the_newest_checkpoint_and_fetches_chunks_when_read(
 ) -> None:
     model: dict[int, int] = {}
     with where.create(200, chunk_rows=16) as writer:
-        assert writer.meta["format_version"] == 8
+        assert writer.meta["format_version"] == SHARED_FORMAT_VERSION
         commit_many(writer, 0, 50, model)
         history = [(e.version, e.annotator) for e in writer.history()]
         sizes = [len(e.dataset_indices) for e in writer.history()]

@@ -22,7 +22,8 @@ Sections (figures in ``docs/benchmarks.md``, "Scale"):
   commits, on a ``LocalCluster`` of 2 worker processes, against the same sum of a plain
   ``dask.array`` over the ``.npy`` file (the scheduler's own cost) and in-process.
 - ``writers``: 1 and 4 writer processes, commits per second and p99, on every kind of
-  store, interleaved repetitions.
+  store, interleaved repetitions; shared stores with both commit protocols (``race``:
+  format 8, every version raced for; ``group``: format 9, offers and group commits).
 
 Everything is written under ``--dir`` (default: a temporary directory).
 """
@@ -346,8 +347,19 @@ def bench_tasks(root: Path, rows: list[dict]) -> None:
         print(table("tasks", rows[-1:]), flush=True)
 
 
+RACE = "import alma_store.engine._engine as e; e.Engine.offers = property(lambda self: False)\n"
+"""Run a writer that races for every version (shared format 8; format 9 on a server)."""
+GROUP = "import alma_store.engine._engine as e; e.Engine.offers = property(lambda s: s.groups)\n"
+"""Run a writer that offers its batches and carries others' (format 9, any storage)."""
+
+
 def bench_writers(root: Path, rows: list[dict], s3: bool, reps: int, commits: int) -> None:
-    """1 and 4 writer processes on one store, each commit 10 labels: commits/s and p99."""
+    """1 and 4 writer processes on one store, each commit 10 labels: commits/s and p99.
+
+    Shared stores run both protocols, interleaved: ``race`` (every version raced for,
+    losers back off: format 8, and format 9 on a server) and ``group`` (offers and group
+    commits: format 9 in a directory).
+    """
     import uuid
 
     from bench_shared import writers_row
@@ -364,11 +376,13 @@ def bench_writers(root: Path, rows: list[dict], s3: bool, reps: int, commits: in
         kinds.append(("shared on moto S3", moto_options(endpoint), max(commits // 5, 20)))
     try:
         for kind, options, per_writer in kinds:
-            got: dict[int, list[dict]] = {1: [], 4: []}
-            for rep in range(reps):  # interleaved: 1, 4, 1, 4, ...
-                for writers in (1, 4):
+            protocols = {"": ""} if kind == "local" else {"race": RACE, "group": GROUP}
+            got: dict[tuple[str, int], list[dict]] = {}
+            for rep in range(reps):  # interleaved: 1, 4 (race), 4 (group), 1, ...
+                runs = [("", 1, ""), *((name, 4, code) for name, code in protocols.items())]
+                for name, writers, prelude in runs:
                     if options is None:
-                        where = str(root / f"writers-{kind.split()[0]}-{writers}-{rep}")
+                        where = str(root / f"writers-{kind.split()[0]}-{name}{writers}-{rep}")
                     else:
                         where = f"s3://writers/{uuid.uuid4().hex}"
                     alma_store.create(
@@ -377,26 +391,29 @@ def bench_writers(root: Path, rows: list[dict], s3: bool, reps: int, commits: in
                         shared=kind != "local",
                         storage_options=options,
                     ).close()
-                    got[writers].append(writers_row(where, options, writers, per_writer))
-            ratios = [
-                four["commits_per_s"] / one["commits_per_s"]
-                for one, four in zip(got[1], got[4], strict=True)
-            ]
-            p99_x = [r["p99_ms"] / r["median_ms"] for r in got[4]]
-            rows.append(
-                {
-                    "store": kind,
-                    "commits_per_writer": per_writer,
-                    "1_writer_commits_s": statistics.median(r["commits_per_s"] for r in got[1]),
-                    "4_writers_commits_s": statistics.median(r["commits_per_s"] for r in got[4]),
-                    "4_vs_1_min": min(ratios),
-                    "4_vs_1_max": max(ratios),
-                    "4_writers_median_ms": statistics.median(r["median_ms"] for r in got[4]),
-                    "4_writers_p99_ms": statistics.median(r["p99_ms"] for r in got[4]),
-                    "p99_x_median_max": max(p99_x),
-                }
-            )
-            print(table("writers", rows[-1:]), flush=True)
+                    row = writers_row(where, options, writers, per_writer, prelude=prelude)
+                    got.setdefault((name, writers), []).append(row)
+            for name in protocols:
+                ones, fours = got[("", 1)], got[(name, 4)]
+                ratios = [
+                    four["commits_per_s"] / one["commits_per_s"]
+                    for one, four in zip(ones, fours, strict=True)
+                ]
+                p99_x = [r["p99_ms"] / r["median_ms"] for r in fours]
+                rows.append(
+                    {
+                        "store": f"{kind}, {name}" if name else kind,
+                        "commits_per_writer": per_writer,
+                        "1_writer_commits_s": statistics.median(r["commits_per_s"] for r in ones),
+                        "4_writers_commits_s": statistics.median(r["commits_per_s"] for r in fours),
+                        "4_vs_1_min": min(ratios),
+                        "4_vs_1_max": max(ratios),
+                        "4_writers_median_ms": statistics.median(r["median_ms"] for r in fours),
+                        "4_writers_p99_ms": statistics.median(r["p99_ms"] for r in fours),
+                        "p99_x_median_max": max(p99_x),
+                    }
+                )
+                print(table("writers", rows[-1:]), flush=True)
     finally:
         if server is not None:
             server.stop()

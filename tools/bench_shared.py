@@ -48,9 +48,12 @@ def summary(lat_ms: np.ndarray, commits: int, span: float) -> dict[str, float]:
     }
 
 
-def writers_row(location: str, options: dict | None, writers: int, commits: int) -> dict:
+def writers_row(
+    location: str, options: dict | None, writers: int, commits: int, *, prelude: str = ""
+) -> dict:
+    """``writers`` processes, ``commits`` each (``prelude``: code each runs first)."""
     out = run_together(
-        WRITER_CHILD,
+        prelude + WRITER_CHILD,
         [
             [location, str(w), str(writers), str(commits), str(PER), json.dumps(options)]
             for w in range(writers)

@@ -17,7 +17,8 @@ contents of ``store-v<N>``: a segment (its log objects deleted), a log object
 after it, a claim and metrics as campaign objects, and a partial scoring.
 From format 6 on, ``store-v<N>``'s journal tail is also saved in a tail file
 (written after every commit while the golden stores are made). ``store-v7-shared``
-(format 7) also holds a shared checkpoint of version 2, its chunk files as objects.
+(format 7) also holds a shared checkpoint of version 2, its chunk files as objects;
+``store-v9-shared`` a group commit (versions 4 and 5, of two writers, in one commit object).
 Tests in tests/test_can_read_old.py check that every later release still
 reads them.
 """
@@ -26,12 +27,15 @@ from __future__ import annotations
 
 import json
 import tempfile
+import uuid
 from pathlib import Path
 
 import numpy as np
 
 import alma_store
+from alma_store.core import LabelEvent, Provenance
 from alma_store.engine import _engine as engine_module
+from alma_store.engine._commit import CONTENDED_COMMITS
 from alma_store.storage import (
     FORMAT_VERSION,
     SHARED_FORMAT_VERSION,
@@ -125,6 +129,21 @@ def write_campaign(out: Path) -> None:
     store.close(checkpoint=False)
 
 
+def offer_from_another_writer(out: Path, item: int, label: str) -> None:
+    """Offer a batch labelling ``item`` from a second handle, as a writer that lost a race does."""
+    with alma_store.open(out) as other:
+        engine = other._engine
+        snap = engine.current()
+        event = LabelEvent.following(
+            snap.version,
+            "add",
+            np.array([item], np.int64),
+            np.array([label], dtype=engine.meta.label_dtype),
+            Provenance(annotator="other"),
+        ).renumbered(snap.version + 1, batch=uuid.uuid4().hex)
+        other._writer._offer(event)
+
+
 def write_shared(out: Path) -> None:
     features = np.arange(60, dtype=np.float32).reshape(20, 3)
     store = alma_store.create(out, features, label_dtype="str", chunk_rows=8, shared=True)
@@ -138,6 +157,10 @@ def write_shared(out: Path) -> None:
     if SHARED_FORMAT_VERSION >= 7:  # a shared checkpoint of version 2
         assert store._engine.publish_checkpoint() is not None
     store.add_labels([(3, "cat")], round=2)  # a log object after the segment
+    if SHARED_FORMAT_VERSION >= 9:  # a group commit: versions 4 and 5 in one object
+        offer_from_another_writer(out, 17, "fish")
+        store._writer._contended = CONTENDED_COMMITS
+        store.add_labels([9], ["cat"], relative_to="dataset", annotator="ann")
     store.score(lambda rows: np.linalg.norm(rows, axis=1), "norm", shard=(0, 2), step_seconds=0)
     store.clock = lambda: 1_790_000_000.0
     store.claim([7, 8], annotator="ann", ttl=1e12)

@@ -127,6 +127,10 @@ class LabelEvent:
         reached a majority with it.
     resolved
         Format 4: the ``"add"`` is a reviewer's verdict on disputed items.
+    batch
+        Shared format 9: the id of a batch its writer also offered to the other
+        writers as a pending batch (:mod:`alma_store.storage._shared`, "Group
+        commit"), by which it finds its batch in a commit another writer made.
     """
 
     version: int
@@ -141,6 +145,7 @@ class LabelEvent:
     row_times: tuple[float, ...] | None = None
     annotations: AnnotationRows | None = None
     resolved: bool = False
+    batch: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -185,12 +190,17 @@ class LabelEvent:
             **fields,
         )
 
-    def renumbered(self, version: int) -> LabelEvent:
-        """The same event as the commit of ``version`` (its other writes landed first)."""
+    def renumbered(self, version: int, **fields: Any) -> LabelEvent:
+        """The same event as the commit of ``version`` (its other writes landed first).
+
+        ``fields``: fields set as well (``batch``).
+        """
         event = object.__new__(LabelEvent)  # the fields are checked already: copied as they are
         for name in self.__slots__:
             object.__setattr__(event, name, getattr(self, name))
         object.__setattr__(event, "version", version)
+        for name, value in fields.items():
+            object.__setattr__(event, name, value)
         return event
 
     @property
@@ -227,6 +237,8 @@ class LabelEvent:
             head["annotations"] = self.annotations.to_json()
         if self.resolved:
             head["resolved"] = True
+        if self.batch is not None:
+            head["batch"] = self.batch
         parts = [np.ascontiguousarray(self.dataset_indices, dtype="<i8").tobytes()]
         arrays = {"values": self.values}
         if self.previous is not None:
@@ -303,6 +315,7 @@ class LabelEvent:
             if "annotations" not in head
             else AnnotationRows.from_json(head["annotations"], label_dtype, label_shape),
             resolved=bool(head.get("resolved", False)),
+            batch=head.get("batch"),
         )
 
 

@@ -38,6 +38,16 @@ A commit, top to bottom:
    back to 4, where its event is rechecked against the winner's record (built
    again only if that touches its items, or if it names view positions).
    :class:`LostRace` never leaves this module.
+
+   **Group commit** (a shared store of format 9 in a directory, :attr:`Engine.offers`):
+   a writer that met others within its last :data:`CONTENDED_COMMITS` commits lists
+   their offered batches first. If one waits, or it just lost a version, it offers its
+   own (:meth:`~alma_store.storage.SharedLog.offer`). The writer of the oldest offer
+   creates the next commit object with its own batch and every offer that may still
+   land (:func:`~alma_store.engine._group.group_after`); the others poll for that
+   commit up to :data:`FOLLOW_MAX` instead of racing, and find their batch in it by its
+   id. Batches by position, under ``expected_version``, or of annotations are never
+   offered.
 7. **Release, then sync.** ``fdatasync`` of the journal runs after the lock is
    released and covers every writer waiting for one (group commit, see
    :mod:`alma_store.storage._journal`). When :meth:`Writer.commit` returns,
@@ -56,6 +66,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
+import uuid
 import warnings
 from collections.abc import Callable
 
@@ -63,8 +74,9 @@ import numpy as np
 
 from ..core import IndexArray, LabelEvent, Provenance
 from ..errors import AlmaError, AlreadyLabeledError, NotLabeledError, StaleIndexError
-from ..storage import SHARED_CHECKPOINTS_FORMAT, LostRace, crash_point
+from ..storage import SHARED_CHECKPOINTS_FORMAT, LostRace, Pending, StoreMeta, crash_point
 from ._engine import Engine
+from ._group import group_after, touches
 from ._snapshot import Snapshot
 
 __all__ = ["COMPACT_EVERY", "Build", "Writer"]
@@ -76,6 +88,12 @@ LOST_BACKOFF = 0.5e-3
 """A shared-store commit that lost its version waits up to this x 2^(losses) before retrying ..."""
 LOST_BACKOFF_MAX = 0.05
 """... and never more than this (seconds)."""
+FOLLOW_POLL = 0.5e-3
+"""A writer whose batch another writer is due to carry looks for it this often (seconds) ..."""
+FOLLOW_MAX = 0.05
+"""... and commits itself (carrying the others) once it waited this long."""
+CONTENDED_COMMITS = 8
+"""A writer that met others (lost a version, saw their commits) groups this many commits."""
 REFRESH_AFTER_EVENTS = 16
 """A writer takes in others' commits (and its own) once this many have piled up."""
 COMPACT_EVERY = 32
@@ -93,6 +111,16 @@ class Writer:
         self.engine = engine
         self._wrote_end = -1
         """A shared store's version this writer created last (its mirror's end, if still so)."""
+        self.offers = engine.offers
+        """Whether this writer offers its batches to, and carries those of, other writers."""
+        self._contended = 0
+        """Commits this writer still groups (format 9) since it last met other writers."""
+        self._offers_read: dict[str, LabelEvent | None] = {}
+        """Other writers' pending batches read already, by name (None: damaged)."""
+        self._listed: list[Pending] = []
+        """The pending batches listed last."""
+        self._create_seconds = 0.0
+        """How long this writer's creates of a commit object take (a running mean)."""
 
     def close(self, *, checkpoint: bool = True) -> None:
         """Fold our tail into the chunk files unless another writer is busy, then close.
@@ -222,19 +250,38 @@ class Writer:
         if not (by_position or locked):  # 2
             with contextlib.suppress(AlmaError):  # the verdict is given under the lock
                 event = build(snap)  # every check runs here, before anything is written
-        lost = 0
+        groupable = self.offers and not (by_position or locked) and expected is None
+        offered: Pending | None = None  # our batch, offered to the other writers (6)
+        landed: LabelEvent | None = None
+        wrote: list[LabelEvent] = []
+        carried: list[Pending] = []
+        lost, met, follow_until, following, seen, idle = 0, 0, 0.0, False, -1, 0
         while True:
-            if lost:  # back off a random while, so that racing writers spread out
+            if following:  # the writer of an older offered batch is due to carry ours too
+                poll = max(FOLLOW_POLL, self._create_seconds / 2) * 2 ** min(idle, 2)
+                time.sleep(min(poll, max(FOLLOW_POLL, follow_until - time.monotonic())))
+            elif lost:  # back off a random while, so that racing writers spread out
                 time.sleep(random.uniform(0, min(LOST_BACKOFF_MAX, LOST_BACKOFF * 2**lost)))
             with engine.write_lock():  # 3
                 mirror = engine.mirror
                 fresh = mirror is not None and mirror.version == self._wrote_end
-                if lost or event is None or expected is not None or not fresh:
-                    engine.pull()  # 4
+                contended = groupable and self._contended > 0
+                if lost or event is None or expected is not None or not fresh or contended:
+                    met += engine.pull()  # 4: others' commits
+                if offered is not None and (landed := self._landed(offered)) is not None:
+                    break  # another writer's commit carries our batch: durable
+                now = mirror.version if mirror is not None else 0
+                if following and now == seen and time.monotonic() < follow_until:
+                    idle += 1
+                    continue  # nothing committed since we looked: wait on
+                seen, idle = now, 0
                 newer = engine.events_since(snap.version) if event is not None else None  # 5
-                if event is None or newer is None or (newer and _touches(newer, event)):
+                if event is None or newer is None or (newer and touches(newer, event)):
                     engine.refresh(writer=True, pull=False)
                     snap, newer, event = engine.current(pull=False), [], None
+                    if offered is not None:  # touched since: it can never land
+                        self._withdraw([offered])
+                        offered = None
                 latest = snap.version + len(newer)
                 if expected is not None and expected != latest:
                     raise StaleIndexError(expected, latest, by_position=by_position)
@@ -242,24 +289,118 @@ class Writer:
                     event = build(snap)
                 elif newer:
                     event = event.renumbered(latest + 1)
+                group, carried = [event], []
+                if contended:  # others write too: the writer of the oldest offer carries all
+                    waiting = self._older_offer(offered, latest)
+                    if offered is None and (waiting or lost):  # ours joins them
+                        event = event.renumbered(event.version, batch=uuid.uuid4().hex)
+                        offered = self._offer(event)
+                        follow_until = time.monotonic() + FOLLOW_MAX
+                    following = waiting and time.monotonic() < follow_until
+                    if following:
+                        continue
+                    group, carried = self._group(event, latest)
+                started = time.perf_counter()
                 try:
-                    end = engine.append(event)  # 6
+                    end = engine.append_group(group)  # 6
                 except LostRace:  # a shared store: another writer took this version first
                     if by_position or locked:  # else rechecked against the winner's (5)
                         event = None  # built again on the newest version, under the lock
                     lost += 1
+                    self._contended = CONTENDED_COMMITS if groupable else 0
                     continue
-                self._wrote_end = event.version
+                took = time.perf_counter() - started
+                self._create_seconds += (took - self._create_seconds) / 8
+                wrote, self._wrote_end = group, group[-1].version
+                alone = not (lost or met or len(group) > 1)
+                self._contended = max(0, self._contended - 1) if alone else CONTENDED_COMMITS
             break
+        if landed is not None:  # its committer withdrew it and did the housekeeping
+            return landed.dataset_indices
+        if carried:
+            crash_point("group-carried")  # others' batches landed, their offers not removed
+        self._withdraw(carried + ([offered] if offered is not None else []))
+        assert event is not None
+        assert newer is not None
         crash_point("commit-unsynced")  # appended, lock released, not acknowledged yet
         engine.sync(end)  # 7: outside the lock, one fdatasync covers every waiting writer
-        self._housekeeping(event, n, len(newer))  # 8
+        self._housekeeping(event, n, len(newer), wrote)  # 8
         if event.annotations is not None:
             return event.annotations.dataset_indices
         return event.dataset_indices
 
-    def _housekeeping(self, event: LabelEvent, n: int, piled_up: int) -> None:
-        """After a durable commit: take commits in, checkpoint a long tail, compact the log."""
+    # -- group commit (a shared store of format 9) -----------------------------------
+
+    def _offer(self, event: LabelEvent) -> Pending:
+        """Offer ``event`` (checked against the version before it) to the other writers."""
+        engine = self.engine
+        assert engine.mirror is not None
+        record = event.encode(engine.meta.label_dtype)
+        pending = engine.mirror.log.offer(event.version - 1, str(event.batch), record)
+        crash_point("group-offered")  # offered, not landed: it lands in a commit, or never
+        return pending
+
+    def _withdraw(self, pendings: list[Pending]) -> None:
+        """Remove pending objects (landed, or never can): a failure leaves them to compaction."""
+        if pendings and self.engine.mirror is not None:
+            with contextlib.suppress(AlmaError, OSError):
+                self.engine.mirror.log.withdraw(pendings)
+
+    def _landed(self, offered: Pending) -> LabelEvent | None:
+        """Our offered batch as a commit made it (writer lock held, just pulled), or None."""
+        engine = self.engine
+        assert engine.mirror is not None
+        newer = engine.events_since(offered.base)
+        if newer is None:  # older than the events held: read from the mirror
+            newer = list(engine.iter_events(first=offered.base + 1, last=engine.mirror.version))
+        return next((e for e in newer if e.batch == offered.batch), None)
+
+    def _older_offer(self, offered: Pending | None, latest: int) -> bool:
+        """Whether another writer offered a batch before ours (any, if we offered none)
+        that may still land: its writer is due to carry ours too."""
+        assert self.engine.mirror is not None
+        self._listed = self.engine.mirror.log.offered(latest)
+        ours = (offered.base, offered.batch) if offered is not None else (latest + 1, "")
+        return any((p.base, p.batch) < ours and self._live(p) for p in self._listed)
+
+    def _live(self, pending: Pending) -> bool:
+        """Whether an offered batch may still land: not landed (the log's batch ids say),
+        and, if read already, whole and untouched since its base."""
+        newer = self.engine.events_since(pending.base)
+        if newer is None or any(e.batch == pending.batch for e in newer):
+            return False
+        if pending.name not in self._offers_read:
+            return True  # not read: its writer may commit it
+        event = self._offers_read[pending.name]
+        return event is not None and not touches(newer, event)
+
+    def _group(self, event: LabelEvent, latest: int) -> tuple[list[LabelEvent], list[Pending]]:
+        """``event`` and the other writers' offered batches (listed by :meth:`_older_offer`)
+        that may land after it, and the pending objects of those."""
+        engine = self.engine
+        assert engine.mirror is not None
+        log, meta = engine.mirror.log, engine.meta
+        listed = [p for p in self._listed if p.batch != event.batch]
+        cache, fresh = self._offers_read, {}
+        unknown = [p for p in listed if p.name not in cache]
+        for p, record in zip(unknown, log.pending_records(unknown), strict=True):
+            cache[p.name] = None if record is None else _decoded(record, meta, p.name)
+        for p in listed:
+            fresh[p.name] = cache[p.name]
+        self._offers_read = fresh  # forget what is no longer offered
+        decoded = [(p, e) for p in listed if (e := fresh[p.name]) is not None]
+        group = group_after(event, decoded, engine.events_since, meta.n_items)
+        batches = {e.batch for e in group[1:]}
+        return group, [p for p, e in decoded if e.batch in batches]
+
+    def _housekeeping(
+        self, event: LabelEvent, n: int, piled_up: int, wrote: list[LabelEvent]
+    ) -> None:
+        """After a durable commit: take commits in, checkpoint a long tail, compact the log.
+
+        ``wrote``: the events of the commit object this writer created (none when
+        another writer's commit carried its batch).
+        """
         engine = self.engine
         if piled_up >= REFRESH_AFTER_EVENTS:
             engine.refresh()  # take the newer commits in, in one go
@@ -268,7 +409,8 @@ class Writer:
             if engine.tail_rows >= engine.checkpoint_rows:
                 engine.checkpoint_if_free()
         engine.save_tail_if_due()
-        if engine.shared and event.version % COMPACT_EVERY == 0:
+        first, last = (wrote[0].version, wrote[-1].version) if wrote else (1, 0)
+        if engine.shared and last // COMPACT_EVERY > (first - 1) // COMPACT_EVERY:
             try:
                 engine.compact_log(min_records=COMPACT_EVERY // 2)
                 base = engine.shared_base
@@ -285,17 +427,17 @@ class Writer:
                 )
 
 
-def _touches(events: list[LabelEvent], event: LabelEvent) -> bool:
-    """Whether any of ``events`` touches an item of ``event``."""
-    mine = np.sort(event.dataset_indices)
-    theirs = np.concatenate([other.dataset_indices for other in events])
-    at = np.minimum(np.searchsorted(mine, theirs), len(mine) - 1)
-    return bool((mine[at] == theirs).any())
-
-
 def _labeled_values(snap: Snapshot, dataset_indices: IndexArray) -> np.ndarray:
     """Current labels of ``dataset_indices``, which must all be labeled."""
     is_labeled = snap.is_labeled(dataset_indices)
     if not is_labeled.all():
         raise NotLabeledError([int(v) for v in dataset_indices[~is_labeled]])
     return snap.labels_at(dataset_indices)
+
+
+def _decoded(record: bytes, meta: StoreMeta, where: str) -> LabelEvent | None:
+    """An offered batch's event; None for one that does not decode (it never lands)."""
+    try:
+        return LabelEvent.from_record(record, meta.label_dtype, meta.label_shape, where)
+    except AlmaError:
+        return None

@@ -289,15 +289,17 @@ class Engine:
         self._load_checkpoint()
         return True
 
-    def pull(self) -> None:
-        """Copy what other writers committed to a shared store into the mirror (else nothing).
+    def pull(self) -> int:
+        """Copy what other writers committed to a shared store into the mirror (else
+        nothing); how many commits that was.
 
         Every other method reads the mirror; :meth:`refresh` pulls first.
         """
-        if self.mirror is not None:
-            with self._mutex, self._copying():
-                self.check_open()
-                self.mirror.pull()
+        if self.mirror is None:
+            return 0
+        with self._mutex, self._copying():
+            self.check_open()
+            return self.mirror.pull()
 
     def compact_log(self, min_records: int) -> tuple[int, int]:
         """Fold a shared store's newest commit objects into a segment (see :class:`SharedLog`)."""
@@ -536,6 +538,35 @@ class Engine:
                 end = self.journal.write(record)
             self.tail.appended(event, end, len(record))
         return end
+
+    def append_group(self, events: list[LabelEvent]) -> int:
+        """Append consecutive events as one commit object of a shared store (format 9).
+
+        As :meth:`append`, which it is for one event: all of them are committed,
+        or (:class:`~alma_store.storage.LostRace`) none.
+        """
+        if len(events) == 1 or self.mirror is None:
+            assert len(events) == 1, "a group commit is for shared stores"
+            return self.append(events[0])
+        records = [event.encode(self.meta.label_dtype) for event in events]
+        with self._mutex:
+            with self._copying():
+                ends = self.mirror.write_group(records)
+            for event, end, record in zip(events, ends, records, strict=True):
+                self.tail.appended(event, end, len(record))
+        return ends[-1]
+
+    @property
+    def groups(self) -> bool:
+        """Whether commits may carry other writers' batches (a shared store of format 9)."""
+        return self.mirror is not None and self.mirror.log.groups
+
+    @property
+    def offers(self) -> bool:
+        """Whether this store's writers offer their batches to each other when they meet
+        (format 9, in a directory: there an offer and a listing cost far less than the
+        create they save; on a server every request costs alike, and racing is cheaper)."""
+        return self.groups and self.files.cheap_requests
 
     def sync(self, end: int) -> None:
         """Return once the journal is durable up to ``end`` (no lock needed)."""

@@ -52,6 +52,7 @@ from ._marks import (
 from ._meta import (
     ENVELOPES_FORMAT,
     FORMAT_VERSION,
+    GROUPS_FORMAT,
     READABLE_VERSIONS,
     SHARED_CHECKPOINTS_FORMAT,
     SHARED_FORMAT_VERSION,
@@ -70,7 +71,10 @@ from ._platform import advise_mapping, advise_will_need
 from ._recordlog import RecordLog, SharedRecordLog, encode_record, open_campaign_log
 from ._shared import (
     DEFAULT_GRACE,
+    GROUP_MAX,
+    GROUP_WINDOW,
     LostRace,
+    Pending,
     SharedLog,
     check_conditional_create,
     create_shared,
@@ -90,6 +94,9 @@ __all__ = [
     "ENVELOPES_FORMAT",
     "FILE_HEADER_SIZE",
     "FORMAT_VERSION",
+    "GROUPS_FORMAT",
+    "GROUP_MAX",
+    "GROUP_WINDOW",
     "NO_FILE",
     "READABLE_VERSIONS",
     "SHARED_CHECKPOINTS_FORMAT",
@@ -107,6 +114,7 @@ __all__ = [
     "MarksIndex",
     "MirrorJournal",
     "Objects",
+    "Pending",
     "RecordLog",
     "RemoteObjects",
     "SharedCheckpoint",

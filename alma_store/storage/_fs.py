@@ -29,8 +29,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import signal
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -192,12 +192,25 @@ def write_fd(fd: int, data: bytes | memoryview) -> None:
         view = view[os.write(fd, view) :]
 
 
+def _temp_file(path: Path) -> tuple[int, str]:
+    """A new hidden file beside ``path``, open for writing, with the mode ``open`` gives
+    (``0o666`` under the umask, applied by the kernel: the store's other users can read it)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:  # a name drawn twice: draw again
+            continue
+
+
 def atomic_write(
     path: Path,
     data: bytes | memoryview | Sequence[bytes | memoryview],
     *,
     sync_dir: bool = True,
     exclusive: bool = False,
+    durable: bool = True,
 ) -> bool:
     """Replace ``path`` with ``data`` durably: temp file, fsync, rename, fsync of the dir.
 
@@ -207,18 +220,19 @@ def atomic_write(
     creates ``path`` only if no file has its name: the temp file is
     ``link``-ed instead of renamed (``link`` fails if the name exists,
     atomically, also over NFS). Returns whether ``path`` now holds ``data``
-    (False only when ``exclusive`` found the name taken).
+    (False only when ``exclusive`` found the name taken). ``durable=False``
+    makes no ``fsync`` at all: the replace is atomic for readers, but a crash of
+    the host may leave the name empty or gone (what nothing depends on).
     """
     parts = [data] if isinstance(data, bytes | memoryview) else data
     with storage_errors(path):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        fd, tmp = _temp_file(path)
         try:
             try:
-                if hasattr(os, "fchmod"):  # as open() would make it: the umask's mode
-                    os.fchmod(fd, shared_mode(directory=False))
                 for part in parts:
                     write_fd(fd, part)
-                fsync_fd(fd, path)
+                if durable:
+                    fsync_fd(fd, path)
             finally:
                 os.close(fd)
             if exclusive:
@@ -234,6 +248,6 @@ def atomic_write(
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        if sync_dir:
+        if sync_dir and durable:
             fsync_path(path.parent)
     return True

@@ -31,6 +31,7 @@ from ._fs import atomic_write
 __all__ = [
     "ENVELOPES_FORMAT",
     "FORMAT_VERSION",
+    "GROUPS_FORMAT",
     "READABLE_VERSIONS",
     "SHARED_CHECKPOINTS_FORMAT",
     "SHARED_FORMATS",
@@ -47,17 +48,20 @@ FORMAT_VERSION = 6
 """The format of a store in a directory of its own (journal, lock, chunk files)."""
 TAIL_FILES_FORMAT = 6
 """The first format whose stores keep tail files (:mod:`alma_store.storage._tailfile`)."""
-SHARED_FORMAT_VERSION = 8
+SHARED_FORMAT_VERSION = 9
 """The format of a shared store: commit objects, no lock (:mod:`alma_store.storage._shared`),
 shared checkpoints (:mod:`alma_store.storage._sharedckpt`), objects in envelopes
-(:mod:`alma_store.storage._envelope`)."""
+(:mod:`alma_store.storage._envelope`), group commits."""
 SHARED_CHECKPOINTS_FORMAT = 7
 """The first shared format with shared checkpoints."""
 ENVELOPES_FORMAT = 8
 """The first shared format whose objects carry the store's id and their chain."""
-SHARED_FORMATS = (5, 7, 8)
-"""The formats of shared stores (5: without shared checkpoints; 7: without envelopes)."""
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)
+GROUPS_FORMAT = 9
+"""The first shared format whose commit objects may hold several writers' batches."""
+SHARED_FORMATS = (5, 7, 8, 9)
+"""The formats of shared stores (5: without shared checkpoints; 7: without envelopes;
+8: without group commits)."""
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,8 @@ travel work unchanged); this class fills it:
 - :meth:`MirrorJournal.pull` copies the records committed since the last
   pull (each checked by :func:`~alma_store.journal.split_records`);
 - :meth:`MirrorJournal.write` *publishes* a commit: it creates the commit
-  object of its version, and only then appends the record locally. A lost
+  object of its version, and only then appends the record locally
+  (:meth:`MirrorJournal.write_group`: several writers' records in one object). A lost
   race raises :class:`LostRace`, and the caller pulls, checks its batch
   against what it lost to, and tries again.
 
@@ -139,18 +140,26 @@ class MirrorJournal(Journal):
             The version was taken by another writer, or is not the one after
             the newest pulled: pull and build the commit again.
         """
-        version = record_version(record)
+        return self.write_group([record])[-1]
+
+    def write_group(self, records: list[bytes]) -> list[int]:
+        """Publish ``records`` (consecutive versions) as one commit object, then append
+        them here; where each ends. Raises :class:`LostRace` as :meth:`write` does."""
+        version = record_version(records[0])
         if version != self.version + 1:
             raise LostRace(version)
         if self.broken is not None:
             raise LocalCopyError(None, str(self.path.parent), self.broken)
-        theirs = self.log.publish(version, record)
+        theirs = self.log.publish(version, records)
         if theirs is not None:
-            if theirs:  # the winner's record: taken in now, not fetched again
-                self._copy(theirs, None)
+            for record in theirs:  # the winner's records: taken in now, not fetched again
+                self._copy(record, None)
             raise LostRace(version)
-        self._copy(record, version)  # durable from here on, whatever happens to the copy
-        return self.ends[-1]
+        ends = []
+        for k, record in enumerate(records):  # durable from here on, whatever the copy does
+            self._copy(record, version + k)
+            ends.append(self.ends[-1])
+        return ends
 
     def sync(self, end: int) -> None:
         """Nothing to do: a commit is durable once its object exists (see :meth:`write`)."""

@@ -69,13 +69,21 @@ class Objects(Protocol):
 
     location: str
     """Where the objects live, for messages (a directory or a URL)."""
+    cheap_requests: bool
+    """Whether a get, list or put costs far less than a create (a directory: a create
+    ``fsync``-s a file and the directory; on a server every request costs alike)."""
 
     def create(self, name: str, data: Buffers) -> bool:
         """Create ``name`` with ``data`` unless it exists, durably; whether this call did."""
         ...
 
-    def put(self, name: str, data: Buffers) -> None:
-        """Create or replace ``name`` with ``data``, durably."""
+    def put(self, name: str, data: Buffers, *, durable: bool = True) -> None:
+        """Create or replace ``name`` with ``data``, durably.
+
+        ``durable=False``: readers still see the old or the new object whole,
+        but a crash may lose it (a directory skips its ``fsync``-s; an object
+        store's put is durable anyway).
+        """
         ...
 
     def get(self, name: str) -> bytes | None:
@@ -99,6 +107,11 @@ class Objects(Protocol):
         """Remove ``name`` (no error if it is gone)."""
         ...
 
+    def delete_many(self, names: Sequence[str]) -> None:
+        """Remove each of ``names`` (no error for one gone; in bulk requests where the
+        storage has them)."""
+        ...
+
     def modified(self, name: str) -> float | None:
         """When the storage last wrote ``name`` (its clock), or None if it does not exist."""
         ...
@@ -112,28 +125,31 @@ class DirObjects:
     """Objects as files under a directory: ``create`` is temp file, ``fsync``, ``link``
     (:func:`~alma_store._fs.atomic_write` with ``exclusive=True``)."""
 
+    cheap_requests = True
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.location = str(root)
 
-    def _path(self, name: str) -> Path:
-        return self.root / name
+    def _path(self, name: str) -> str:
+        return os.path.join(self.location, name)  # a str: the hot paths skip pathlib
 
     def create(self, name: str, data: Buffers) -> bool:
         path = self._path(name)
-        if path.exists():  # taken already: spare the temp file's fsync (``link`` decides races)
+        if os.path.exists(path):  # taken: spare the temp file's fsync (``link`` decides races)
             return False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return atomic_write(path, data, exclusive=True)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return atomic_write(Path(path), data, exclusive=True)
 
-    def put(self, name: str, data: Buffers) -> None:
+    def put(self, name: str, data: Buffers, *, durable: bool = True) -> None:
         path = self._path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, data)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        atomic_write(Path(path), data, durable=durable)
 
     def get(self, name: str) -> bytes | None:
         try:
-            return self._path(name).read_bytes()
+            with open(self._path(name), "rb") as f:
+                return f.read()
         except FileNotFoundError:
             return None
 
@@ -142,7 +158,7 @@ class DirObjects:
 
     def list(self, prefix: str, after: str = "", limit: int | None = None) -> list[Listed]:
         folder, _, stem = prefix.rpartition("/")
-        base = self.root / folder if folder else self.root
+        base = self._path(folder) if folder else self.location
         try:
             entries = list(os.scandir(base))
         except FileNotFoundError:
@@ -156,11 +172,16 @@ class DirObjects:
         return sorted(out, key=lambda item: item.name)[:limit]
 
     def delete(self, name: str) -> None:
-        self._path(name).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(name))
+
+    def delete_many(self, names: Sequence[str]) -> None:
+        for name in names:
+            self.delete(name)
 
     def modified(self, name: str) -> float | None:
         try:
-            return self._path(name).stat().st_mtime
+            return os.stat(self._path(name)).st_mtime
         except FileNotFoundError:
             return None
 
@@ -179,6 +200,8 @@ def _is_denied(exc: BaseException) -> bool:
 
 class RemoteObjects:
     """Objects in object storage through obstore; ``create`` is a conditional put."""
+
+    cheap_requests = False
 
     def __init__(self, url: str, options: dict[str, Any] | None) -> None:
         from obstore.exceptions import UnknownConfigurationKeyError
@@ -245,7 +268,7 @@ class RemoteObjects:
                 return False
         return True
 
-    def put(self, name: str, data: Buffers) -> None:
+    def put(self, name: str, data: Buffers, *, durable: bool = True) -> None:
         import obstore
 
         with self._errors(name, writing=True):
@@ -287,6 +310,20 @@ class RemoteObjects:
 
         with self._errors(name, writing=True), contextlib.suppress(FileNotFoundError):
             obstore.delete(self.store, name)
+
+    def delete_many(self, names: Sequence[str]) -> None:
+        import obstore
+
+        if len(names) <= 1:
+            for name in names:
+                self.delete(name)
+            return
+        try:
+            with self._errors(names[0], writing=True):
+                obstore.delete(self.store, list(names))  # S3 DeleteObjects, Azure Blob Batch
+        except (FileNotFoundError, StorageUnavailableError):  # one was gone, or no bulk here
+            for name in names:
+                self.delete(name)
 
     def modified(self, name: str) -> float | None:
         import obstore

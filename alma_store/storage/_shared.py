@@ -6,8 +6,9 @@ GCS, Azure). Its writers share no kernel, no lock and no append: only the
 five operations of :class:`~alma_store._objects.Objects`. Layout::
 
     meta.json                       the store's metadata, created once (create-if-absent)
-    log/<version>                   one commit: one journal record, created if absent
+    log/<version>                   one commit: its records from <version> on, created if absent
     segments/<last>-<first>         records first..last back to back (compaction)
+    pending/<base>-<batch>          a batch offered to the other writers (format 9)
     lease/compact                   who compacts now (fairness only, never correctness)
 
 Versions are written with 20 digits, so names sort as numbers.
@@ -36,6 +37,31 @@ A deleted name could be created again by a writer that saw it free before
 the segment existed; writers therefore give up an attempt that took longer
 than ``grace / 2`` (their own monotonic clock) and look again. The lease only
 keeps compactors from doing the same work twice.
+
+Group commit (format 9)
+-----------------------
+A commit object may hold several consecutive records, one per batch: the
+next object is named after its last record's version plus one (its
+envelope counts them). A writer that lost a version to another *offers* its
+batch, checked against version ``base``: it puts ``pending/<base>-<batch>``
+(no ``fsync``: losing it only delays its owner, who commits it itself
+otherwise). Whoever creates the next commit object puts into it the pending
+batches it listed that may still land there:
+
+* the version it lands at is at most ``base +`` :data:`GROUP_WINDOW`, and
+* no record after ``base`` (committed, or before it in the same object)
+  touches one of its items: then the checks its writer made at ``base``
+  still hold, and a batch that landed once can never land again (its own
+  record touches all its items).
+
+Each batch keeps its writer's record, renumbered, with its ``batch`` id; its
+writer finds the id in the log and is done (its batch is durable: the object
+holding it was created). Whatever happens to its writer, a batch lands at
+most once and by version ``base + GROUP_WINDOW`` or never. A pending object
+is removed by the writer that carried it, by its own writer once it cannot
+land any more, and by the compactor once its window has passed. Whether a
+writer offers is its own choice (:mod:`alma_store.engine._commit`); every
+reader reads group commits.
 """
 
 from __future__ import annotations
@@ -56,12 +82,15 @@ from ..errors import (
 from ._clock import boottime, storage_now
 from ._envelope import chain_crc, open_envelope, seal
 from ._fs import crash_point
-from ._meta import ENVELOPES_FORMAT, StoreMeta, meta_bytes, parse_meta
+from ._meta import ENVELOPES_FORMAT, GROUPS_FORMAT, StoreMeta, meta_bytes, parse_meta
 from ._objects import Listed, Objects
 
 __all__ = [
     "DEFAULT_GRACE",
+    "GROUP_MAX",
+    "GROUP_WINDOW",
     "LostRace",
+    "Pending",
     "SharedLog",
     "check_conditional_create",
     "create_shared",
@@ -81,6 +110,12 @@ FETCH_AHEAD = 32
 DEFAULT_GRACE = 600.0
 """Seconds a log object stays after a segment covers it (and a writer's attempt's limit x 2)."""
 LEASE_SECONDS = 120.0
+PENDING = "pending/"
+GROUP_WINDOW = 64
+"""A pending batch checked against version ``base`` lands by version ``base + GROUP_WINDOW``
+or never."""
+GROUP_MAX = 64
+"""At most this many records in one commit object."""
 
 
 class LostRace(Exception):
@@ -95,6 +130,29 @@ def log_name(version: int) -> str:
 def segment_name(first: int, last: int) -> str:
     """The object of the segment holding versions ``first .. last``."""
     return f"segments/{last:0{WIDTH}d}-{first:0{WIDTH}d}"
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A batch offered to the other writers: checked against ``base``, named ``batch``."""
+
+    name: str
+    base: int
+    batch: str
+
+    @classmethod
+    def named(cls, base: int, batch: str) -> Pending:
+        """The pending object of ``batch``, checked against version ``base``."""
+        return cls(f"{PENDING}{base:0{WIDTH}d}-{batch}", base, batch)
+
+    @classmethod
+    def parse(cls, name: str) -> Pending | None:
+        """The pending batch a listed name names; None for a name that is not one."""
+        stem = name[len(PENDING) :]
+        base, _, batch = stem.partition("-")
+        if len(base) != WIDTH or not base.isdigit() or not batch:
+            return None
+        return cls(name, int(base), batch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +234,7 @@ def shared_log(objects: Objects, meta: StoreMeta, **options: Any) -> SharedLog:
     ``options`` go to :class:`SharedLog` (``grace``, clocks: tests inject them).
     """
     uuid_ = bytes.fromhex(meta.uuid) if meta.format_version >= ENVELOPES_FORMAT else None
-    return SharedLog(objects, uuid=uuid_, **options)
+    return SharedLog(objects, uuid=uuid_, groups=meta.format_version >= GROUPS_FORMAT, **options)
 
 
 class SharedLog:
@@ -189,6 +247,8 @@ class SharedLog:
     uuid
         The store's id (format 8): objects are read and written in envelopes
         (:mod:`alma_store.storage._envelope`) that carry it. None for formats 5 and 7.
+    groups
+        Format 9: a commit object may hold several records (group commit); needs ``uuid``.
     grace
         Seconds a log object stays after a segment covers it; a commit attempt
         that takes longer than half of it is retried.
@@ -208,6 +268,7 @@ class SharedLog:
         objects: Objects,
         *,
         uuid: bytes | None = None,
+        groups: bool = False,
         grace: float = DEFAULT_GRACE,
         clock: Callable[[], float] = boottime,
         storage_clock: Callable[[], float] | None = None,
@@ -219,6 +280,8 @@ class SharedLog:
         self.lease_seconds = lease_seconds
         self.uuid = uuid
         """Format 8: the store's id, which every object's envelope carries (None: 5 and 7)."""
+        self.groups = groups and uuid is not None
+        """Format 9: commit objects may hold several records."""
         self.grace = grace
         self.clock = clock
         self.seen_at = -float("inf")
@@ -365,10 +428,13 @@ class SharedLog:
             wanted = range(version + 1, version + 1 + ahead)
             found = self._fetch(wanted)
             for v, data in zip(wanted, found, strict=True):
+                if v <= version:
+                    continue  # held by a group commit read just before
                 if data is None:
                     break
-                yield self._read(*self._one(data, v))
-                version, got = v, got + 1
+                for rv, record in self._commit(data, v):
+                    yield self._read(rv, record)
+                    version, got = rv, got + 1
             else:
                 # Catching up (two or more new in a row): fetch more at once.
                 ahead = min(ahead * 2, FETCH_AHEAD) if got >= 2 else 1
@@ -387,13 +453,28 @@ class SharedLog:
                 version = v
             ahead = 1
 
-    def _one(self, data: bytes, v: int) -> tuple[int, bytes]:
-        """The one record of commit object ``v``."""
+    def _commit(self, data: bytes, v: int) -> list[tuple[int, bytes]]:
+        """The records of commit object ``v`` (one, or from format 9 a group)."""
         where = f"{self.location}/{log_name(v)}"
         records = self._parse(data, v, where)
-        if len(records) != 1:
+        if len(records) != 1 and not self.groups:
             raise CorruptStoreError(f"{where} is damaged: {len(records)} records, not one")
-        return records[0]
+        return records
+
+    def _holding(self, v: int) -> list[tuple[int, bytes]]:
+        """The records of the group commit that holds version ``v`` inside it (format 9).
+
+        Its object is named after a version at most :data:`GROUP_MAX` before ``v``.
+        """
+        if self.groups:
+            below = range(max(1, v - GROUP_MAX + 1), v)
+            for u, data in reversed(list(zip(below, self._fetch(below), strict=True))):
+                if data is not None:
+                    records = self._commit(data, u)
+                    if records[-1][0] >= v:
+                        return [(rv, r) for rv, r in records if rv >= v]
+                    break
+        raise CorruptStoreError(f"{self.location}: version {v} is in no log object and no segment")
 
     def _appeared(self, version: int) -> bool:
         """After ``version + 1`` was found in neither a log object nor a segment: whether
@@ -446,35 +527,78 @@ class SharedLog:
             for lo in range(version + 1, stop + 1, FETCH_AHEAD):
                 span = range(lo, min(lo + FETCH_AHEAD, stop + 1))
                 for v, data in zip(span, self._fetch(span), strict=True):
-                    if data is None:
-                        raise CorruptStoreError(
-                            f"{self.location}: version {v} is in no log object and no segment"
-                        )
-                    yield self._one(data, v)
-                    version = v
+                    if v <= version:
+                        continue  # held by a group commit read just before
+                    held = self._holding(v) if data is None else self._commit(data, v)
+                    for rv, record in held:
+                        if rv > last:
+                            return
+                        yield rv, record
+                        version = rv
 
-    def publish(self, version: int, record: bytes) -> bytes | None:
-        """Create commit ``version`` with ``record``; None if it is ours now, else the winner's.
+    def publish(self, version: int, records: list[bytes]) -> list[bytes] | None:
+        """Create commit ``version`` with ``records``; None if it is ours now, else the winner's.
 
-        The caller must have read the log to ``version - 1`` (:meth:`read_after`).
-        Returns the record another writer committed as ``version`` (checked),
-        or ``b""`` when this attempt took longer than ``grace / 2`` (the name
-        may have been freed by compaction since: read the log again).
+        ``records``: one, or (format 9) up to :data:`GROUP_MAX` of consecutive
+        versions from ``version`` on. The caller must have read the log to
+        ``version - 1`` (:meth:`read_after`). Returns the records another
+        writer committed from ``version`` on (checked), or ``[]`` when this
+        attempt took longer than ``grace / 2`` (the name may have been freed by
+        compaction since: read the log again).
         """
+        if len(records) != 1 and not (self.groups and 1 <= len(records) <= GROUP_MAX):
+            raise ValueError(f"a commit object of this store holds one record, not {len(records)}")
         if self.clock() - self.seen_at > self.grace / 2:
-            return b""
+            return []
         name = log_name(version)
-        ours = self._sealed(version, record, 1)
-        if self.objects.create(name, ours):
-            self._read(version, record)
-            return None
-        data = self.objects.get(name)
-        if data == ours:  # a retried create whose first try was applied, its reply lost
-            self._read(version, record)
+        ours = self._sealed(version, b"".join(records), len(records))
+        created = self.objects.create(name, ours)
+        data = None if created else self.objects.get(name)
+        if created or data == ours:  # (equal: a retried create applied, its reply lost)
+            self._read(version + len(records) - 1, records[-1])
             return None
         if data is None:
-            return b""  # folded and deleted meanwhile: read the log again
-        return self._read(*self._one(data, version))[1]
+            return []  # folded and deleted meanwhile: read the log again
+        return [self._read(*one)[1] for one in self._commit(data, version)]
+
+    # -- group commit (format 9) -------------------------------------------------
+
+    def offer(self, base: int, batch: str, record: bytes) -> Pending:
+        """Offer ``record`` (checked against version ``base``) to the writers' next commits.
+
+        Not durable: losing it only leaves the batch to its writer.
+        """
+        pending = Pending.named(base, batch)
+        self.objects.put(pending.name, self._sealed(base + 1, record, 1, 0), durable=False)
+        return pending
+
+    def offered(self, newest: int) -> list[Pending]:
+        """The pending batches that may still land after version ``newest``, oldest first."""
+        oldest = newest + 1 - GROUP_WINDOW
+        after = f"{PENDING}{oldest - 1:0{WIDTH}d}-~" if oldest > 0 else ""
+        named = (Pending.parse(item.name) for item in self.objects.list(PENDING, after=after))
+        return [p for p in named if p is not None and p.base >= oldest]
+
+    def pending_records(self, offered: list[Pending]) -> list[bytes | None]:
+        """The record of each pending batch; None for one gone or damaged (never lands)."""
+        out: list[bytes | None] = []
+        for p, data in zip(offered, self.objects.get_many([p.name for p in offered]), strict=True):
+            try:
+                if data is None or self.uuid is None:
+                    raise CorruptStoreError("gone")
+                count, _, body = open_envelope(data, self.uuid, p.base + 1, p.name)
+                records = split_records(body, p.base + 1, p.name)
+                if count != 1 or len(records) != 1:
+                    raise CorruptStoreError("not one record")
+                out.append(records[0][1])
+            except CorruptStoreError:
+                out.append(None)
+        return out
+
+    def withdraw(self, pendings: list[Pending]) -> None:
+        """Remove pending objects (their batches landed, or never can), in bulk where the
+        storage can."""
+        self.objects.delete_many([p.name for p in pendings])
 
     # -- compaction ------------------------------------------------------------
 
@@ -547,11 +671,14 @@ class SharedLog:
                 ripe = max(
                     (s.last for s in segments if storage_now - s.modified >= self.grace), default=0
                 )
-                for item in logs:
+                for item in logs:  # a group commit ends before the next name: covered too
                     if int(item.name.rsplit("/", 1)[1]) > ripe:
                         break
                     self.objects.delete(item.name)
                     deleted += 1
+            if self.groups:  # batches whose window has passed (their writers were killed)
+                named = (Pending.parse(item.name) for item in self.objects.list(PENDING))
+                self.withdraw([p for p in named if p and p.base + GROUP_WINDOW < newest])
             return folded, deleted
         finally:
             self.objects.delete(LEASE)
