@@ -17,7 +17,13 @@ and codecs the store expects, or :class:`CorruptStoreError` names it.
 
 from __future__ import annotations
 
+import contextlib
+import getpass
+import hashlib
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -166,7 +172,7 @@ def create_arrays(
 ) -> None:
     """Create the empty mask and label arrays (no chunk file: all fill value)."""
     import zarr  # only to create arrays: an import of alma_store does not load it
-    from zarr.codecs import BloscCodec
+    from zarr.codecs import BloscCodec, ZstdCodec
 
     group = zarr.open_group(root / "state", mode="w-")
     group.create_array(
@@ -184,7 +190,74 @@ def create_arrays(
         chunks=(chunk_rows, *label_shape),
         dtype=label_dtype,
         fill_value="" if np.dtype(label_dtype).kind == "T" else 0,
+        # Named, not zarr's default: every host decodes a shared checkpoint's chunks alike.
+        compressors=ZstdCodec(level=0, checksum=False),
     )
+
+
+TEMPLATE_VERSION = 1
+"""Changes whenever :func:`create_arrays` writes other metadata (templates are per version)."""
+STATE_FILES = ("zarr.json", "mask/zarr.json", "labels/zarr.json")
+"""The metadata files of a store's ``state/`` group: all an empty state is."""
+
+
+def create_arrays_cached(
+    root: Path, n_items: int, chunk_rows: int, label_dtype: Any, label_shape: tuple[int, ...]
+) -> None:
+    """:func:`create_arrays`, copied from this host's and user's template of the geometry.
+
+    For private mirrors, made by every open of a shared store: zarr's array creation
+    costs about 10 ms, a copy of its three small metadata files far less. The template
+    (``alma-state-<user>-<key>`` in the temporary directory, ``key`` naming the geometry
+    and :data:`TEMPLATE_VERSION`) is written by the first mirror of that geometry and
+    used only while it is this user's and writable by nobody else.
+    """
+    template = _state_template(n_items, chunk_rows, label_dtype, label_shape)
+    shapes = {"mask/zarr.json": [n_items], "labels/zarr.json": [n_items, *label_shape]}
+    ours = False
+    try:
+        info = template.stat()
+        ours = not hasattr(os, "getuid") or info.st_uid == os.getuid()
+        if not ours or info.st_mode & 0o022:
+            raise PermissionError(f"{template} is not this user's own")
+        files = [(template / "state" / name).read_bytes() for name in STATE_FILES]
+        for name, data in zip(STATE_FILES, files, strict=True):
+            if json.loads(data).get("shape", shapes.get(name)) != shapes.get(name):
+                raise ValueError(f"{template}/state/{name} is of another geometry")
+    except (OSError, ValueError, AttributeError):  # none yet, or not to be used
+        create_arrays(root, n_items, chunk_rows, label_dtype, label_shape)
+        with contextlib.suppress(OSError):
+            if ours:  # damaged: made again
+                shutil.rmtree(template)
+            _publish_template(root / "state", template)
+        return
+    for name, data in zip(STATE_FILES, files, strict=True):
+        path = root / "state" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+def _state_template(
+    n_items: int, chunk_rows: int, label_dtype: Any, label_shape: tuple[int, ...]
+) -> Path:
+    """Where the template of a geometry's empty state lives on this host, for this user."""
+    user = os.getuid() if hasattr(os, "getuid") else getpass.getuser()
+    geometry = (n_items, chunk_rows, repr(np.dtype(label_dtype)), tuple(label_shape))
+    key = repr((geometry, TEMPLATE_VERSION))
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    return Path(tempfile.gettempdir()) / f"alma-state-{user}-{digest}"
+
+
+def _publish_template(state: Path, template: Path) -> None:
+    """Copy the metadata of ``state`` to ``template`` (renamed into place whole)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{template.name}-", dir=template.parent))
+    try:
+        for name in STATE_FILES:
+            (tmp / "state" / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / "state" / name).write_bytes((state / name).read_bytes())
+        os.replace(tmp, template)  # an existing template (another process's) stays
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class StateArrays:

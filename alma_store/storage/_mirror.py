@@ -68,7 +68,7 @@ def make_mirror(meta: StoreMeta, base: SharedCheckpoint | None = None) -> Path:
     volatile(folder)  # never synced: the shared log is the truth
     try:
         local = dataclasses.replace(meta, format_version=FORMAT_VERSION)
-        init_state(folder, local)
+        init_state(folder, local, cached=True)
         if base is not None:
             n = n_chunks(meta.n_items, meta.chunk_rows)
             ckpt = parse_checkpoint(base.checkpoint, f"shared checkpoint {base.version}", n)
