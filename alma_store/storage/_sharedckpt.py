@@ -82,7 +82,7 @@ class SharedCheckpoint:
     version: int
     checkpoint: bytes
     """The content of the mirror's ``checkpoint.bin`` (its journal offset is the mirror's own)."""
-    marks: bytes
+    marks: bytes | memoryview
     """The content of ``marks-<version>.bin``."""
     written: np.ndarray
     """``written[k, j]``: the version chunk file ``j`` of ``CHUNK_KINDS[k]`` was uploaded at."""
@@ -132,13 +132,13 @@ class SharedCheckpoint:
 
         if len(data) < 16 or not data.startswith(MAGIC):
             raise damaged("bad magic")
-        body = crc_body(data)
+        body = crc_body(memoryview(data))  # the marks index is most of it: never copied
         if body is None:
             raise damaged("checksum mismatch")
         (hlen,) = struct.unpack_from("<I", body, len(MAGIC))
         pos = len(MAGIC) + 4
         try:
-            head = json.loads(body[pos : pos + hlen])
+            head = json.loads(bytes(body[pos : pos + hlen]))
             version, ck_len, mk_len = (
                 int(head["version"]),
                 int(head["checkpoint_len"]),
@@ -153,7 +153,7 @@ class SharedCheckpoint:
         pos += hlen
         if len(body) != pos + ck_len + mk_len + 16 * n_chunks or mk_len < MARKS_HEADER:
             raise damaged("wrong length")
-        checkpoint = body[pos : pos + ck_len]
+        checkpoint = bytes(body[pos : pos + ck_len])
         marks = body[pos + ck_len : pos + ck_len + mk_len]
         written = np.frombuffer(body, "<i8", 2 * n_chunks, pos + ck_len + mk_len)
         return cls(version, checkpoint, marks, written.reshape(2, n_chunks).astype(np.int64))
