@@ -381,14 +381,12 @@ class Writer:
         assert engine.mirror is not None
         log, meta = engine.mirror.log, engine.meta
         listed = [p for p in self._listed if p.batch != event.batch]
-        cache, fresh = self._offers_read, {}
-        unknown = [p for p in listed if p.name not in cache]
+        read = self._offers_read
+        unknown = [p for p in listed if p.name not in read]
         for p, record in zip(unknown, log.pending_records(unknown), strict=True):
-            cache[p.name] = None if record is None else _decoded(record, meta, p.name)
-        for p in listed:
-            fresh[p.name] = cache[p.name]
-        self._offers_read = fresh  # forget what is no longer offered
-        decoded = [(p, e) for p in listed if (e := fresh[p.name]) is not None]
+            read[p.name] = None if record is None else _decoded(record, meta, p.name)
+        self._offers_read = {p.name: read[p.name] for p in listed}  # forget the withdrawn
+        decoded = [(p, e) for p in listed if (e := read[p.name]) is not None]
         group = group_after(event, decoded, engine.events_since, meta.n_items)
         batches = {e.batch for e in group[1:]}
         return group, [p for p, e in decoded if e.batch in batches]

@@ -42,8 +42,9 @@ Group commit (format 9)
 -----------------------
 A commit object may hold several consecutive records, one per batch: the
 next object is named after its last record's version plus one (its
-envelope counts them). A writer that lost a version to another *offers* its
-batch, checked against version ``base``: it puts ``pending/<base>-<batch>``
+envelope counts them). A writer that meets others (it lost a version, or
+another writer's batch waits) *offers* its batch, checked against version
+``base``: it puts ``pending/<base>-<batch>``
 (no ``fsync``: losing it only delays its owner, who commits it itself
 otherwise). Whoever creates the next commit object puts into it the pending
 batches it listed that may still land there:
