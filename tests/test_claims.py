@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import alma_store
@@ -78,6 +78,7 @@ ops = st.lists(
 
 @settings(max_examples=60)
 @given(ops)
+@example([("next", 1, "a", 1), ("label", [0]), ("release", 0), ("unlabel", [0])])
 def test_claims_follow_the_model(tmp_path_factory: pytest.TempPathFactory, steps: list) -> None:
     path = tmp_path_factory.mktemp("c") / "s"
     clock, model, made = Clock(), Model(), []

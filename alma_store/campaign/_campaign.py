@@ -348,7 +348,9 @@ class Campaign:
         return claim, [*closes, claim.to_record()]
 
     def release(self, claim: Claim | str) -> bool:
-        """Release a claim; ``False`` if it had ended already (released, closed or lapsed)."""
+        """Release a claim; ``False`` if it had ended already (released, closed or lapsed,
+        or done: every item labeled, and then it is closed, so that a label removed later
+        does not bring it back)."""
         claim_id = claim.id if isinstance(claim, Claim) else claim
         if not isinstance(claim_id, str):
             raise InvalidInputError(f"release takes a Claim or its id, got {claim!r}")
@@ -359,10 +361,14 @@ class Campaign:
                 raise InvalidInputError(
                     f"no claim with id {claim_id!r} was ever made on this store"
                 )
-            live = self._survey(self.clock(), engine.current(pull=False)).live()
-            if claim_id not in {c.id for c in live}:
-                return False, []
-            return True, [{"op": "release", "id": claim_id, "time": self.clock()}]
+            now = self.clock()
+            survey = self._survey(now, engine.current(pull=False))
+            if claim_id in {c.id for c in survey.live()}:
+                return True, [{"op": "release", "id": claim_id, "time": now}]
+            if claim_id in survey.done():  # every item labeled: closed for good, as the
+                # next claim would close it (a label removed later must not revive it)
+                return False, [{"op": "close", "id": claim_id, "time": now}]
+            return False, []
 
         return self._turn(body)
 
