@@ -290,6 +290,73 @@ def test_readers_stay_exact_while_the_log_is_compacted(where: Where) -> None:
     writer.close()
 
 
+class Counted:
+    """A store's objects, counting the names each ``get`` asked for, with a hook run
+    right after a listing of ``log/`` (to change the store between it and the fetch)."""
+
+    def __init__(self, objects: Any, after_log_listing: Any = None) -> None:
+        self.objects, self.hook, self.got, self.listed = objects, after_log_listing, [], []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.objects, name)
+
+    def get(self, name: str) -> bytes | None:
+        self.got.append(name)
+        return self.objects.get(name)
+
+    def get_many(self, names: list[str]) -> list[bytes | None]:
+        self.got.extend(names)
+        return self.objects.get_many(names)
+
+    def list(self, prefix: str, after: str = "", limit: int | None = None) -> Any:
+        out = self.objects.list(prefix, after, limit)
+        self.listed.append(prefix)
+        if prefix == "log/" and self.hook is not None:
+            hook, self.hook = self.hook, None
+            hook()
+        return out
+
+
+def test_a_first_read_fetches_the_log_objects_listed(where: Where) -> None:
+    """A reader catching up from far behind asks object storage for the log objects a
+    listing finds and one more, never for names not created yet, and takes the missing one
+    for the end without listing again; a log folded and deleted between that listing and
+    the fetch is read from its segment."""
+    writer = where.create(400)
+    for c in range(12):
+        writer.add_labels([c], [c % 5], relative_to="dataset")
+    want = [(v, r) for v, r in where.log().read_after(0)]
+    assert [v for v, _ in want] == list(range(1, 13))
+
+    log = where.log()
+    log.objects = counted = Counted(log.objects)
+    assert list(log.read_after(0)) == want
+    logs = [n for n in counted.got if n.startswith("log/")]
+    if where.options is None:  # a directory: a fetch of 32, no listing needed
+        assert len(logs) == 32
+    else:  # exactly the 12 listed and the 13th, where the log ends
+        assert logs == [f"log/{v:020d}" for v in range(1, 14)]
+        assert counted.listed == ["segments/", "log/"]  # and no listing at the end
+
+    now = [0.0]  # the listing is older than grace / 2 by the fetch: the end is checked
+    log = where.log(grace=10.0, clock=lambda: now[0])
+    log.objects = counted = Counted(log.objects, lambda: now.__setitem__(0, 6.0))
+    assert list(log.read_after(0)) == want
+    if where.options is not None:
+        assert counted.listed == ["segments/", "log/", "segments/", "log/"]
+
+    log = where.log()
+    folder = where.log(grace=0.0)
+    raw = writer._engine.mirror
+    assert raw is not None
+    log.objects = Counted(
+        log.objects, lambda: folder.compact(lambda a, b: [raw.raw(a, b)], 12) and None
+    )
+    assert list(log.read_after(0)) == want
+    assert where.names("log/") == [] and len(where.names("segments/")) == 1
+    writer.close()
+
+
 def test_an_attempt_slower_than_half_the_grace_looks_again(where: Where) -> None:
     """A name freed by compaction could be created twice; a slow attempt never tries it."""
     where.create().close()

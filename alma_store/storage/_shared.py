@@ -238,6 +238,41 @@ def shared_log(objects: Objects, meta: StoreMeta, **options: Any) -> SharedLog:
     return SharedLog(objects, uuid=uuid_, groups=meta.format_version >= GROUPS_FORMAT, **options)
 
 
+@dataclass(frozen=True, slots=True)
+class _Listing:
+    """The log objects after the segments, listed by a first read in object storage.
+
+    ``at`` is the storage clock read before the segments were listed; ``last`` the
+    newest version listed (the version listed after, when none was); ``whole``
+    says the listing was not cut at :data:`FETCH_AHEAD` names.
+    """
+
+    at: float
+    last: int
+    whole: bool
+
+    @classmethod
+    def of(cls, log: SharedLog, version: int, at: float) -> _Listing | None:
+        """The listing after ``version``; ``None`` where a name listed is not a commit
+        object's (the fetch then finds what is there)."""
+        listed = log.objects.list("log/", after=log_name(version), limit=FETCH_AHEAD)
+        try:
+            last = int(listed[-1].name.rsplit("/", 1)[1]) if listed else version
+        except ValueError:
+            return None
+        return cls(at, last, len(listed) < FETCH_AHEAD)
+
+    def ahead(self, version: int) -> int:
+        """How many names after ``version`` to fetch: up to the last listed, and one more."""
+        return max(1, min(self.last - version + 1, 2 * FETCH_AHEAD))
+
+    def ends_before(self, missing: int, now: float, grace: float) -> bool:
+        """Whether a missing ``missing`` is the end of the log: it is after every name
+        listed, the listing was whole, and the segments were listed less than
+        ``grace / 2`` ago (see :meth:`SharedLog.read_after`)."""
+        return self.whole and missing > self.last and now - self.at < grace / 2
+
+
 class SharedLog:
     """The commit log of one shared store: read, publish, compact.
 
@@ -414,16 +449,30 @@ class SharedLog:
         one that found the end of the log (at :attr:`seen_at`): every version
         after that end was created after it, so none of them can have been
         deleted yet.
+
+        In object storage, that first read then lists the log objects after the
+        segments and fetches the names listed and one more (:class:`_Listing`),
+        not :data:`FETCH_AHEAD` names, most of them not created yet. A version
+        after the last name listed did not exist at that listing, or had been
+        deleted: then a segment held it for ``grace`` before, so before the
+        segments were listed (less than ``grace / 2`` earlier), and the reader,
+        having read them all, holds it. So if it is missing, it is the end of
+        the log as of the segments' listing, with no listing after the fetch.
         """
         far_behind = self.seen_at == -float("inf")
+        listing = None
         if far_behind:  # catching up from far behind: segments first
-            for v, record in self._segment_records(
-                self.segments_after(version), version, gaps=True
-            ):
+            at = self.clock()
+            segments = self.segments_after(version)
+            for v, record in self._segment_records(segments, version, gaps=True):
                 yield v, record
                 version = v
+            whole = all(seg.last <= version for seg in segments)  # no gap left one unread
+            if whole and not self.objects.cheap_requests:  # a directory: fetching is cheap
+                listing = _Listing.of(self, version, at)
         # After the segments, the few log objects writers have not folded yet: at once.
-        ahead, got = (FETCH_AHEAD if far_behind else 1), 0
+        ahead = 1 if not far_behind else FETCH_AHEAD if listing is None else listing.ahead(version)
+        got = 0
         while True:
             started = self.clock()
             wanted = range(version + 1, version + 1 + ahead)
@@ -440,6 +489,10 @@ class SharedLog:
                 # Catching up (two or more new in a row): fetch more at once.
                 ahead = min(ahead * 2, FETCH_AHEAD) if got >= 2 else 1
                 continue
+            if listing is not None and listing.ends_before(version + 1, started, self.grace):
+                self.seen_at = listing.at  # the end, as of before the segments were listed
+                return
+            listing = None
             if started - self.seen_at < self.grace / 2:
                 return
             segments = self.segments_after(version)
