@@ -24,6 +24,8 @@ Sections (figures in ``docs/benchmarks.md``, "Scale"):
 - ``writers``: 1 and 4 writer processes, commits per second and p99, on every kind of
   store, interleaved repetitions; shared stores with both commit protocols (``race``:
   format 8, every version raced for; ``group``: format 9, offers and group commits).
+  ``--latency MS`` adds the S3 server again with every request of the writers waiting
+  ``MS`` first: the round trip of a real endpoint, which the local server lacks.
 
 Everything is written under ``--dir`` (default: a temporary directory).
 """
@@ -355,7 +357,23 @@ GROUP = "import alma_store.engine._engine as e; e.Engine.offers = property(lambd
 """Run a writer that offers its batches and carries others' (format 9, any storage)."""
 
 
-def bench_writers(root: Path, rows: list[dict], s3: bool, reps: int, commits: int) -> None:
+def latency_prelude(ms: float) -> str:
+    """Code a writer runs first: each request to object storage waits ``ms`` before it
+    is sent (a round trip to a real endpoint; the local server answers in about one)."""
+    return (
+        "import time as _t, alma_store.storage._objects as _o\n"
+        "def _late(f):\n"
+        f"    def g(*a, **k):\n        _t.sleep({ms / 1e3!r})\n        return f(*a, **k)\n"
+        "    return g\n"
+        "for _n in ('create', 'put', 'get', 'get_many', 'list', 'delete', 'delete_many',"
+        " 'modified'):\n"
+        "    setattr(_o.RemoteObjects, _n, _late(getattr(_o.RemoteObjects, _n)))\n"
+    )
+
+
+def bench_writers(
+    root: Path, rows: list[dict], s3: bool, reps: int, commits: int, latency: float = 0.0
+) -> None:
     """1 and 4 writer processes on one store, each commit 10 labels: commits/s and p99.
 
     Shared stores run both protocols, interleaved: ``race`` (every version raced for,
@@ -372,17 +390,21 @@ def bench_writers(root: Path, rows: list[dict], s3: bool, reps: int, commits: in
 
         server, endpoint = start_moto()
         make_bucket(endpoint, "writers")
-    kinds: list[tuple[str, dict | None, int]] = [("local", None, commits)]
-    kinds.append(("shared directory", None, commits))
+    kinds: list[tuple[str, dict | None, int, str]] = [("local", None, commits, "")]
+    kinds.append(("shared directory", None, commits, ""))
     if s3:
-        kinds.append(("shared on moto S3", moto_options(endpoint), max(commits // 5, 20)))
+        kinds.append(("shared on moto S3", moto_options(endpoint), max(commits // 5, 20), ""))
+    if s3 and latency:
+        late = latency_prelude(latency)
+        kinds.append((f"shared on moto S3 + {latency:g} ms", moto_options(endpoint), 20, late))
     try:
-        for kind, options, per_writer in kinds:
+        for kind, options, per_writer, first in kinds:
             protocols = {"": ""} if kind == "local" else {"race": RACE, "group": GROUP}
             got: dict[tuple[str, int], list[dict]] = {}
             for rep in range(reps):  # interleaved: 1, 4 (race), 4 (group), 1, ...
                 runs = [("", 1, ""), *((name, 4, code) for name, code in protocols.items())]
-                for name, writers, prelude in runs:
+                for name, writers, protocol in runs:
+                    prelude = first + protocol
                     if options is None:
                         where = str(root / f"writers-{kind.split()[0]}-{name}{writers}-{rep}")
                     else:
@@ -431,6 +453,12 @@ def main() -> None:
         "--sections", default="density,cpu,open,tasks,writers", help="comma-separated subset"
     )
     ap.add_argument("--no-s3", action="store_true", help="skip the local S3 server (moto)")
+    ap.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        help="writers: also on S3 with this many ms before every request (a real round trip)",
+    )
     args = ap.parse_args()
     root = args.dir or Path(tempfile.mkdtemp(prefix="alma-scale-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -451,7 +479,14 @@ def main() -> None:
         bench_tasks(root, tasks)
     writers: list[dict] = []
     if "writers" in sections:
-        bench_writers(root, writers, s3=not args.no_s3, reps=2 if args.quick else 3, commits=200)
+        bench_writers(
+            root,
+            writers,
+            s3=not args.no_s3,
+            reps=2 if args.quick else 3,
+            commits=200,
+            latency=args.latency,
+        )
     print(f"# alma_store scale benchmark ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores)")
     print(table("Map 100 positions / commit 100 labels by position, by share labeled", density))
     print(table("CPU per commit (100 labels by dataset index) against its format's floor", cpu))
