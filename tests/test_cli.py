@@ -226,7 +226,7 @@ def test_campaign_commands(tmp_path: Path, capsys) -> None:
     code, _, err = run(capsys, "claim", s, "--annotator", "cyd", "--items", "2,10")
     assert code == 1 and "claimed by another annotator" in err and "2 (" in err
     code, out, _ = run(capsys, "claims", s)
-    assert out.startswith(claim["id"]) and "4 of 4 items to label" in out
+    assert out.startswith(claim["id"]) and "4 of 4 items to annotate" in out
     tasks = tmp_path / "t.jsonl"
     code, out, _ = run(
         capsys, "export-tasks", s, str(tasks), "--format", "prodigy", "--claim", claim["id"]
@@ -249,6 +249,10 @@ def test_campaign_commands(tmp_path: Path, capsys) -> None:
     (tmp_path / "db.jsonl").write_text("\n".join(lines) + "\n")
     code, out, _ = run(capsys, "import", s, str(tmp_path / "db.jsonl"), "--format", "prodigy")
     assert code == 0 and "imported 8 annotations" in out
+    code, out, _ = run(capsys, "claims", s)  # bob annotated 2 of his claim: 9 is left to do
+    assert "bob" in out and "1 of 2 items to annotate" in out
+    rows = [json.loads(line) for line in run(capsys, "claims", s, "--json")[1].splitlines()]
+    assert [r["unlabeled"] for r in rows if r["annotator"] == "bob"] == [[9]]
     code, out, _ = run(capsys, "history", s)
     assert "annotate alice,bob round=None 8 annotations (2 decided): 0=cat, 1=cat" in out
     code, out, _ = run(capsys, "history", s, "--json")

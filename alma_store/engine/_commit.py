@@ -307,7 +307,7 @@ class Writer:
                     if by_position or locked:  # else rechecked against the winner's (5)
                         event = None  # built again on the newest version, under the lock
                     lost += 1
-                    self._contended = CONTENDED_COMMITS if groupable else 0
+                    self._contended = CONTENDED_COMMITS  # others write (offers only if groupable)
                     continue
                 took = time.perf_counter() - started
                 self._create_seconds += (took - self._create_seconds) / 8

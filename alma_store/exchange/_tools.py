@@ -40,6 +40,7 @@ import html
 import io
 import json
 import numbers
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -480,7 +481,7 @@ def _who(value: object, what: str, *, empty: bool = True) -> str:
         value = value.get("email") or value.get("id")
     if not isinstance(value, str | int) or isinstance(value, bool):
         raise InvalidInputError(f"{what} must name who annotated, got {value!r}")
-    return check_text(str(value), what, empty=empty)
+    return sys.intern(check_text(str(value), what, empty=empty))  # one str per annotator
 
 
 def _iso_time(text: object, where: str) -> float:
@@ -536,8 +537,8 @@ def _kind(kinds: type | tuple[type, ...]) -> str:
 
 def _label(value: object, where: str) -> object:
     """A label value as an export holds it: a str, a number or a bool (one value)."""
-    if isinstance(value, str):
-        return check_text(value, f"{where}: the label")
+    if isinstance(value, str):  # one str per class, not one per row of a large export
+        return sys.intern(check_text(value, f"{where}: the label"))
     if isinstance(value, bool | int | float):
         return value
     raise InvalidInputError(f"{where}: a label is a str, a number or a bool, got {value!r}")
