@@ -199,6 +199,23 @@ def test_push_is_idempotent_and_finds_tasks_whose_reply_was_lost(
     assert third.created.tolist() == [] and len(model.tasks) == 6
 
 
+def test_push_takes_a_claim_and_a_selection(
+    stub: tuple[Model, Faults, str], tmp_path: Path, connect: Any
+) -> None:
+    model, _, url = stub
+    rng = np.random.default_rng(0)
+    store = alma_store.create(tmp_path / "s", rng.normal(size=(40, 2)), classes=CLASSES)
+    server = connect(url)
+    claim = store.claim_next(3, annotator="alice", ttl=3600)
+    picks = store.select(4)
+    assert not set(picks.dataset_indices.tolist()) & set(claim.dataset_indices.tolist())
+    for items in (claim, picks):
+        out = labelstudio.push(store, server, 1, items, state=tmp_path / "st")
+        assert sorted(out.created.tolist()) == sorted(items.dataset_indices.tolist())
+    by_id = [model.tasks[t]["data"]["dataset_index"] for t in sorted(model.tasks)]
+    assert by_id == [*claim.dataset_indices.tolist(), *picks.dataset_indices.tolist()]
+
+
 def test_bad_input_sends_nothing(
     stub: tuple[Model, Faults, str], tmp_path: Path, connect: Any
 ) -> None:

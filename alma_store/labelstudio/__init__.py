@@ -123,7 +123,8 @@ def _state(store: Store, server: Server, project: object, state: PathLike | None
 
 
 def _items(items: object, scores: object) -> tuple[object, np.ndarray | None]:
-    """The dataset indices of ``items`` (a TopK, a Claim or indices) and their scores."""
+    """The dataset indices of ``items`` (a TopK, a Claim, a Selection or indices) and their
+    scores (a TopK's, unless given)."""
     if scores is None and hasattr(items, "scores"):
         scores = items.scores
     if hasattr(items, "dataset_indices"):
