@@ -467,8 +467,8 @@ class SharedLog:
             for v, record in self._segment_records(segments, version, gaps=True):
                 yield v, record
                 version = v
-            whole = all(seg.last <= version for seg in segments)  # no gap left one unread
-            if whole and not self.objects.cheap_requests:  # a directory: fetching is cheap
+            read_all = all(seg.last <= version for seg in segments)  # none past a gap
+            if read_all and not self.objects.cheap_requests:  # a directory: fetching is cheap
                 listing = _Listing.of(self, version, at)
         # After the segments, the few log objects writers have not folded yet: at once.
         ahead = 1 if not far_behind else FETCH_AHEAD if listing is None else listing.ahead(version)
