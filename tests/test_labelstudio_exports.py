@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import alma_store
 from alma_store.cli import main
@@ -213,3 +215,58 @@ def test_the_cli_imports_with_a_user_map_and_writes_the_config(tmp_path: Path, c
         == 0
     )
     assert config.read_text() == (DATA / "config.xml").read_text()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    tasks=st.lists(
+        st.tuples(
+            st.integers(0, 11),
+            st.sampled_from(CLASSES),
+            st.sampled_from([1, 2, "x@alma.test", "ü@alma.test"]),
+            st.text(max_size=12),  # any text beside the label, brackets and quotes too
+            st.sampled_from(["", "rating", "number"]),
+        ),
+        max_size=12,
+    ),
+    indent=st.sampled_from([None, 0, 2]),
+    window=st.sampled_from([1, 2, 7, 64]),
+)
+def test_json_exports_read_the_same_through_any_window(
+    tmp_path_factory: pytest.TempPathFactory, tasks: list, indent: int | None, window: int
+) -> None:
+    """The JSON export is decoded task by task from a window of the text; tasks cut by
+    the window's end (in a string, a number, a key) read as the whole file reads."""
+    from alma_store import exchange
+    from alma_store.exchange import _tools
+
+    body = []
+    for n, (index, label, who, text, kind) in enumerate(tasks):
+        value = {"choices": [label]} if not kind else {kind: 10 ** (n % 4) + 0.5 * (n % 2)}
+        result = {"type": kind or "choices", "value": value}
+        body.append(
+            {
+                "id": n + 1,
+                "data": {"dataset_index": index, "text": text},
+                "annotations": [
+                    {
+                        "id": n,
+                        "completed_by": who,
+                        "result": [result],
+                        "created_at": "2026-12-02T10:00:00Z",
+                    }
+                ],
+            }
+        )
+    path = tmp_path_factory.mktemp("w") / "export.json"
+    path.write_text(json.dumps(body, indent=indent, ensure_ascii=False), encoding="utf-8")
+    whole = exchange.read_tool_export(path, "label-studio")
+    assert [(r.dataset_index, r.value) for r in whole] == [
+        (t[0], t[1] if not t[4] else 10 ** (n % 4) + 0.5 * (n % 2)) for n, t in enumerate(tasks)
+    ]
+    before = _tools.READ_CHARS
+    _tools.READ_CHARS = window
+    try:
+        assert exchange.read_tool_export(path, "label-studio") == whole
+    finally:
+        _tools.READ_CHARS = before
