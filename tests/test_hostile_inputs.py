@@ -133,6 +133,9 @@ def test_hostile_prodigy_fields(tmp_path: Path, place: str, value: Any) -> None:
         (b"[" * 100_000 + b"]" * 100_000, "label-studio", "nested too deeply"),
         (b'[{"data": {"dataset_index": 1}, "annotations": []}] [', "label-studio", "garbage"),
         (b'[{"data": {"dataset_index": 1}, "annotations": []},', "label-studio", "not JSON"),
+        (b'[{"data": {"dataset_index": NaN}, "annotations": []}]', "label-studio", "NaN is not"),
+        (b'[{"data": {"dataset_index": 1}, "annotations": []}] ]', "label-studio", "garbage"),
+        (b'[{"data": {"dataset_index": 1}, "annotations": []}; 2]', "label-studio", "',' or ']'"),
         (b'{"answer": "ignore"}\n' + b"[" * 100_000, "prodigy", "line 2 is not JSON: nested"),
         (b'[{"data": {"dataset_index": 1}, "annotations": 5}]', "label-studio", "annotations"),
         (
