@@ -663,6 +663,12 @@ class Store(StoreVersion):
         self._engine.check_open()
         return self._campaign.live(self._snap())
 
+    def claim_left(self, claim: Claim | str) -> IndexArray:
+        """The items a live claim still holds, best first: unlabeled, and with several
+        annotations per item, not annotated by its annotator yet (empty once it ended)."""
+        self._engine.check_open()
+        return self._campaign.left(self._snap(), claim)
+
     def log_metrics(self, *, round: int | None = None, **metrics: float | str) -> dict[str, Any]:
         """Record the model's quality after a round, durably.
 

@@ -132,6 +132,16 @@ def test_claims_follow_the_model(tmp_path_factory: pytest.TempPathFactory, steps
             if len(steps) % 2:  # sometimes no claims() between steps, to let dead claims linger
                 live = store.claims()
                 assert sorted(c.id for c in live) == sorted(model.live(clock.now))
+                for c in live:  # what each still holds, in the claim's order
+                    left = store.claim_left(c).tolist()
+                    assert left == [
+                        i
+                        for i in c.dataset_indices.tolist()
+                        if i in model.claims[c.id][0] - model.labeled
+                    ]
+        for cid in made:
+            if cid not in model.live(clock.now):
+                assert store.claim_left(cid).tolist() == []
         assert sorted(c.id for c in store.claims()) == sorted(model.live(clock.now))
         # Another handle replays the log and agrees.
         with alma_store.open(path, mode="r") as other:
@@ -212,6 +222,8 @@ def test_bad_claims_write_nothing(tmp_path: Path) -> None:
             store.claim([10], annotator="a", ttl=5)
         with pytest.raises(alma_store.InvalidInputError, match="was ever made"):
             store.release("nope")
+        with pytest.raises(alma_store.InvalidInputError, match="a Claim or its id"):
+            store.claim_left(3)  # type: ignore[arg-type]
         with pytest.raises(alma_store.InvalidInputError, match=r"scor"):
             store.claim_next(2, annotator="a", ttl=5, scores="missing")
         assert not (tmp_path / "s" / "campaign.bin").exists()

@@ -252,6 +252,15 @@ class Campaign:
             self.catch_up()
             return self._survey(self.clock(), snap).live()
 
+    def left(self, snap: Snapshot, claim: Claim | str) -> IndexArray:
+        """The items a live claim still holds (its annotator has them still to do)."""
+        claim_id = claim.id if isinstance(claim, Claim) else claim
+        if not isinstance(claim_id, str):
+            raise InvalidInputError(f"claim_left takes a Claim or its id, got {claim!r}")
+        with self._mutex:
+            self.catch_up()
+            return self._survey(self.clock(), snap).left(claim_id)
+
     def claim_next(
         self,
         k: int,

@@ -222,6 +222,14 @@ class Survey:
         held: IndexArray = np.unique(self.items[free])
         return held
 
+    def left(self, claim_id: str) -> IndexArray:
+        """The items claim ``claim_id`` still holds, best first (none if it is not live)."""
+        k = next((n for n, c in enumerate(self.claims) if c.id == claim_id), None)
+        if k is None:
+            return np.empty(0, np.int64)
+        left: IndexArray = self.items[self.free & (self.owner == k)]
+        return left
+
     def held_by(self, annotator: str) -> IndexArray:
         """Sorted items ``annotator``'s live claims hold."""
         if not self.claims:

@@ -149,21 +149,15 @@ def add_campaign_commands(
         """List the live claims of STORE, oldest first."""
         with open_store(store, mode="r") as s:
             live = s.claims()
-            several = s.annotations_per_item > 1
+            to = "annotate" if s.annotations_per_item > 1 else "label"
             for c in live:
-                idx = c.dataset_indices
-                open_items = idx[~s.labeled_mask[idx]]
-                if several and len(open_items):  # done once its annotator annotated it
-                    given = s.annotations(open_items)
-                    mine = [any(a.annotator == c.annotator for a in item) for item in given]
-                    open_items = open_items[~np.array(mine, bool)]
+                left = s.claim_left(c)
                 if as_json:
-                    click.echo(json.dumps(_claim_row(c) | {"unlabeled": open_items.tolist()}))
+                    click.echo(json.dumps(_claim_row(c) | {"unlabeled": left.tolist()}))
                 else:
                     click.echo(
                         f"{c.id} {c.annotator} until {when(c.expires)}: "
-                        f"{len(open_items)} of {len(idx)} items to "
-                        f"{'annotate' if several else 'label'}"
+                        f"{len(left)} of {len(c.dataset_indices)} items to {to}"
                     )
         if not live and not as_json:
             click.echo("no live claims")
