@@ -128,6 +128,12 @@ def log_name(version: int) -> str:
     return f"log/{version:0{WIDTH}d}"
 
 
+def log_version(name: str) -> int:
+    """The version a commit object's name (:func:`log_name`) gives; ValueError for
+    another name."""
+    return int(name.rsplit("/", 1)[1])
+
+
 def segment_name(first: int, last: int) -> str:
     """The object of the segment holding versions ``first .. last``."""
     return f"segments/{last:0{WIDTH}d}-{first:0{WIDTH}d}"
@@ -257,7 +263,7 @@ class _Listing:
         object's (the fetch then finds what is there)."""
         listed = log.objects.list("log/", after=log_name(version), limit=FETCH_AHEAD)
         try:
-            last = int(listed[-1].name.rsplit("/", 1)[1]) if listed else version
+            last = log_version(listed[-1].name) if listed else version
         except ValueError:
             return None
         return cls(at, last, len(listed) < FETCH_AHEAD)
@@ -705,7 +711,7 @@ class SharedLog:
             # object is deleted only once a segment covers it), so only segments
             # after it matter: the listing follows the log objects left, not history.
             logs = self.objects.list("log/")
-            first = int(logs[0].name.rsplit("/", 1)[1]) if logs else newest + 1
+            first = log_version(logs[0].name) if logs else newest + 1
             segments = self.segments_after(first - 1)
             done = max((s.last for s in segments), default=first - 1)
             folded = 0
@@ -726,7 +732,7 @@ class SharedLog:
                     (s.last for s in segments if storage_now - s.modified >= self.grace), default=0
                 )
                 for item in logs:  # a group commit ends before the next name: covered too
-                    if int(item.name.rsplit("/", 1)[1]) > ripe:
+                    if log_version(item.name) > ripe:
                         break
                     self.objects.delete(item.name)
                     deleted += 1
