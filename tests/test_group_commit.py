@@ -132,17 +132,24 @@ def _contended(store: alma_store.Store) -> alma_store.Store:
     return store
 
 
-def _offer(store: alma_store.Store, items: list[int], values: list[int], who: str) -> Pending:
-    """Offer a batch from ``store`` as a writer that lost a race does."""
-    engine = store._engine
-    snap = engine.current()
+def _offer(
+    store: alma_store.Store,
+    items: list[int],
+    values: list[int],
+    who: str,
+    base: int | None = None,
+) -> Pending:
+    """Offer a batch from ``store`` as a writer that lost a race does (checked against
+    ``base``: the newest version by default)."""
+    if base is None:
+        base = store._engine.current().version
     event = LabelEvent.following(
-        snap.version,
+        base,
         "add",
         np.array(items, np.int64),
         np.array(values, np.int64),
         Provenance(annotator=who),
-    ).renumbered(snap.version + 1, batch=uuid.uuid4().hex)
+    ).renumbered(base + 1, batch=uuid.uuid4().hex)
     return store._writer._offer(event)
 
 
@@ -202,14 +209,119 @@ def test_offers_that_must_not_land_do_not(where: Where) -> None:
 
 def test_an_offer_past_its_window_never_lands_and_is_pruned(where: Where) -> None:
     with where.create(200) as a, where.open() as b:
-        old = _offer(b, [150], [1], "b")  # checked against version 0
         for c in range(GROUP_WINDOW):
             a.add_labels([c], [c % 3], relative_to="dataset")
+        old = _offer(b, [150], [1], "b", base=0)  # checked against version 0, offered late
         _contended(a).add_labels([199], [1], relative_to="dataset")
+        _contended(a).add_labels([198], [1], relative_to="dataset")
         assert 150 not in labeled_of(a)
         assert where.names("pending/") == [old.name]
         a._engine.compact_log(min_records=1)
         assert not where.names("pending/")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    base=st.integers(0, 10**19),
+    batch=st.text("0123456789abcdef", min_size=1, max_size=32),
+    sealed=st.none() | st.binary(max_size=300),
+)
+def test_a_pending_name_gives_back_what_it_carries(
+    base: int, batch: str, sealed: bytes | None
+) -> None:
+    pending = Pending.named(base, batch, sealed)
+    assert Pending.parse(pending.name) == pending
+    assert Pending.parse(pending.name.replace("-", "~", 1)) is None
+
+
+def test_a_small_offer_travels_in_its_name(where: Where) -> None:
+    """In object storage a batch whose object fits in its name is listed with it: the
+    carrier fetches no pending object but those too long for a name."""
+    remote = where.options is not None
+    with where.create(200) as a, where.open() as b:
+        a.add_labels([1], [1], relative_to="dataset")
+        small = _offer(b, [5, 6], [2, 2], "b")
+        big = _offer(b, list(range(100, 190)), [3] * 90, "b")  # a record of ~1.6 KB
+        assert (small.sealed is not None) == remote and big.sealed is None
+        assert len(small.name) < 1024 - len(where.location)
+        objects = where.log().objects
+        assert sorted(where.names("pending/")) == sorted([small.name, big.name])
+        assert (objects.get(small.name) == b"") == remote  # the name holds it all
+        log = a._engine.mirror.log
+        fetched: list[str] = []
+        real = log.objects
+
+        class Counting:
+            def __getattr__(self, name: str) -> object:
+                return getattr(real, name)
+
+            def get_many(self, names: list[str]) -> list[bytes | None]:
+                fetched.extend(n for n in names if n.startswith("pending/"))
+                return real.get_many(names)
+
+        log.objects = Counting()
+        try:
+            _contended(a).add_labels([7], [3], relative_to="dataset", annotator="a")
+        finally:
+            log.objects = real
+        assert fetched == ([big.name] if remote else sorted([small.name, big.name]))
+        assert labeled_of(a) == {1: 1, 5: 2, 6: 2, 7: 3, **dict.fromkeys(range(100, 190), 3)}
+        assert a.version == 4 and a.verify()["records"] == 4
+    assert _records_per_object(where) == [1, 3]
+    assert not where.names("pending/")
+
+
+def test_a_damaged_name_never_lands(where: Where) -> None:
+    """A name that does not decode, or carries what is not this store's offer: never lands."""
+    with where.create(100) as a, where.open() as b:
+        a.add_labels([1], [1], relative_to="dataset")
+        objects = where.log().objects
+        objects.put(f"pending/{1:020d}-{'a' * 32}.not*base64", b"")
+        objects.put(Pending.named(1, "b" * 32, b"not an object").name, b"")
+        if where.options is not None:  # another store's offer (too long for a file's name)
+            body = _event(2, [40], "c" * 32).encode(np.dtype(np.int64))
+            sealed = seal(uuid.uuid4().bytes, 2, 1, 0, body)
+            objects.put(Pending.named(1, "c" * 32, sealed).name, b"")
+        good = _offer(b, [50], [5], "b")
+        _contended(a).add_labels([7], [3], relative_to="dataset")
+        assert labeled_of(a) == {1: 1, 7: 3, 50: 5}
+        assert [e.batch for e in a.history()][-1] == good.batch
+        assert a.verify()["records"] == 3
+
+
+def test_a_writer_that_met_others_waits_for_a_carrier_at_most_a_while(
+    where: Where, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer whose last commits met others offers its batch and waits for the writer
+    of the newest commit to carry it (object storage), on an injected clock: alone, it
+    waits its patience once, then carries itself, and waits no more."""
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    clock = types.SimpleNamespace(
+        monotonic=lambda: now[0], perf_counter=time.perf_counter, sleep=sleep
+    )
+    monkeypatch.setattr(commit_module, "time", clock)
+    with where.create(100) as a, where.open() as b:
+        a.add_labels([1], [1], relative_to="dataset")
+        b._engine.pull()
+        writer = _contended(b)._writer
+        writer._met_lately = True  # as after commits another writer carried
+        b.add_labels([2], [2], relative_to="dataset")
+        first, slept[:] = sum(slept), []
+        b.add_labels([3], [3], relative_to="dataset")
+        assert sum(slept) == 0  # now it wrote the newest commit: it carries
+        if where.options is None:
+            assert first == 0  # in a directory it waits for an older offer only
+        else:
+            assert commit_module.FOLLOW_MAX <= first <= writer._patience() + 0.01
+        assert labeled_of(b) == {1: 1, 2: 2, 3: 3}
+        assert b.version == 3
+    assert not where.names("pending/")
 
 
 def test_format_8_commit_objects_hold_one_record(tmp_path) -> None:
@@ -237,6 +349,7 @@ location, options = sys.argv[1], json.loads(sys.argv[2]) or None
 store = alma_store.open(location, storage_options=options)
 store._writer.offers = True
 store._writer._contended = _commit.CONTENDED_COMMITS
+store._writer._met_lately = True  # as after commits another writer carried
 _commit.FOLLOW_MAX = 0.0
 store.add_labels([42, 43], [4, 4], relative_to="dataset", annotator="killed")
 """
@@ -291,7 +404,10 @@ def test_a_writer_killed_after_carrying_others_batches(
         )
         assert proc.returncode == -9, proc.stderr
         names = where.names("pending/")
-        assert pending.name in names and len(names) == 2  # not removed: their carrier died
+        assert pending.name in names  # not removed: their carrier died
+        # In a directory the carrier offered its own batch too (another one waited); in
+        # object storage a carrier offers none.
+        assert len(names) == (2 if where.options is None else 1)
         b._engine.pull()
         landed = b._writer._landed(pending)
         assert landed is not None and landed.annotator == "b"
@@ -309,9 +425,9 @@ def test_a_writer_killed_after_carrying_others_batches(
         assert [e.annotator for e in c.history()][:3] == [None, "carrier", "b"]
 
 
-def test_writers_offer_where_requests_are_cheap(where: Where) -> None:
-    """In a directory a listing and an offer cost far less than the create they save; on a
-    server every request costs alike and writers race (the measured choice)."""
+def test_offered_batches_wait_where_requests_are_cheap(where: Where) -> None:
+    """Writers offer everywhere. In a directory a writer whose batch is offered waits for
+    the writer of the oldest offer; in object storage, for the writer of the newest commit."""
     with where.create(10) as store:
-        assert store._engine.groups
-        assert store._engine.offers == (where.options is None)
+        assert store._engine.groups and store._engine.offers
+        assert store._engine.offers_wait == (where.options is None)

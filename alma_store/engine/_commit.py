@@ -39,15 +39,23 @@ A commit, top to bottom:
    again only if that touches its items, or if it names view positions).
    :class:`LostRace` never leaves this module.
 
-   **Group commit** (a shared store of format 9 in a directory, :attr:`Engine.offers`):
-   a writer that met others within its last :data:`CONTENDED_COMMITS` commits lists
-   their offered batches first. If one waits, or it just lost a version, it offers its
-   own (:meth:`~alma_store.storage.SharedLog.offer`). The writer of the oldest offer
-   creates the next commit object with its own batch and every offer that may still
-   land (:func:`~alma_store.engine._group.group_after`); the others poll for that
-   commit up to :data:`FOLLOW_MAX` instead of racing, and find their batch in it by its
-   id. Batches by position, under ``expected_version``, or of annotations are never
-   offered.
+   **Group commit** (a shared store of format 9): a writer that met others within its
+   last :data:`CONTENDED_COMMITS` commits may offer its batch
+   (:meth:`~alma_store.storage.SharedLog.offer`), and a commit object carries every
+   offered batch that may still land (:func:`~alma_store.engine._group.group_after`);
+   the offerer finds its batch in the log by its id. Batches by position, under
+   ``expected_version``, or of annotations are never offered. Who carries depends on
+   what a request costs (:attr:`Engine.offers_wait`):
+
+   * *in a directory* it lists the offers first. If one waits, or it just lost a
+     version, it offers its own. The writer of the oldest offer carries them all; the
+     others poll for that commit up to :data:`FOLLOW_MAX` instead of racing.
+   * *in object storage* the writer of the newest commit object carries: it lists the
+     offers before each create. Another writer offers at once, without reading the log
+     first, then looks for its batch one round of gets at a time, while the log grows
+     and for at most :meth:`Writer._patience` without a new object; then it carries
+     itself. A writer that met nobody lately lists the offers in the background with
+     every :data:`PROBE_EVERY`-th create, to learn that others wait.
 7. **Release, then sync.** ``fdatasync`` of the journal runs after the lock is
    released and covers every writer waiting for one (group commit, see
    :mod:`alma_store.storage._journal`). When :meth:`Writer.commit` returns,
@@ -69,12 +77,20 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable
+from concurrent.futures import Future
 
 import numpy as np
 
 from ..core import IndexArray, LabelEvent, Provenance
 from ..errors import AlmaError, AlreadyLabeledError, NotLabeledError, StaleIndexError
-from ..storage import SHARED_CHECKPOINTS_FORMAT, LostRace, Pending, StoreMeta, crash_point
+from ..storage import (
+    GROUP_WINDOW,
+    SHARED_CHECKPOINTS_FORMAT,
+    LostRace,
+    Pending,
+    StoreMeta,
+    crash_point,
+)
 from ._engine import Engine
 from ._group import group_after, touches
 from ._snapshot import Snapshot
@@ -94,6 +110,9 @@ FOLLOW_MAX = 0.05
 """... and commits itself (carrying the others) once it waited this long."""
 CONTENDED_COMMITS = 8
 """A writer that met others (lost a version, saw their commits) groups this many commits."""
+PROBE_EVERY = 4
+"""In object storage, a writer that met nobody lately lists the offered batches with every
+so many of its creates (in the background: no round trip added)."""
 REFRESH_AFTER_EVENTS = 16
 """A writer takes in others' commits (and its own) once this many have piled up."""
 COMPACT_EVERY = 32
@@ -119,6 +138,14 @@ class Writer:
         """Other writers' pending batches read already, by name (None: damaged)."""
         self._listed: list[Pending] = []
         """The pending batches listed last."""
+        self._follows = engine.offers_wait
+        """Whether a batch offered waits for the writer of an older offer (a directory)."""
+        self._probe_in = 0
+        """Uncontended commits until the next background listing of offers (object storage)."""
+        self._looked_at: int | None = None
+        """The newest version this writer knew when its last commit returned."""
+        self._met_lately = False
+        """Whether its last commit met other writers (lost, pulled theirs, or was carried)."""
         self._create_seconds = 0.0
         """How long this writer's creates of a commit object take (a running mean)."""
 
@@ -256,9 +283,12 @@ class Writer:
         wrote: list[LabelEvent] = []
         carried: list[Pending] = []
         lost, met, follow_until, following, seen, idle = 0, 0, 0.0, False, -1, 0
+        progress = False
         while True:
             if following:  # the writer of an older offered batch is due to carry ours too
                 poll = max(FOLLOW_POLL, self._create_seconds / 2) * 2 ** min(idle, 2)
+                if not self._follows:  # object storage: a look is a round trip already
+                    poll = FOLLOW_POLL
                 time.sleep(min(poll, max(FOLLOW_POLL, follow_until - time.monotonic())))
             elif lost:  # back off a random while, so that racing writers spread out
                 time.sleep(random.uniform(0, min(LOST_BACKOFF_MAX, LOST_BACKOFF * 2**lost)))
@@ -266,15 +296,21 @@ class Writer:
                 mirror = engine.mirror
                 fresh = mirror is not None and mirror.version == self._wrote_end
                 contended = groupable and self._contended > 0
-                if lost or event is None or expected is not None or not fresh or contended:
-                    met += engine.pull()  # 4: others' commits
+                waits = contended and self._follows  # a directory: offers wait on commits
+                # Object storage: a writer that others write past offers its batch first
+                # (checked against what it holds), and looks at their commits after.
+                offers_first = self._met_lately and not (self._follows or fresh or lost or offered)
+                offers_first = offers_first and contended
+                pulls = lost or event is None or expected is not None or not fresh or waits
+                if pulls and not (offers_first and event is not None):
+                    met += engine.pull(chase=self._follows or not following)  # 4
                 if offered is not None and (landed := self._landed(offered)) is not None:
                     break  # another writer's commit carries our batch: durable
                 now = mirror.version if mirror is not None else 0
                 if following and now == seen and time.monotonic() < follow_until:
                     idle += 1
                     continue  # nothing committed since we looked: wait on
-                seen, idle = now, 0
+                progress, seen, idle = now != seen, now, 0
                 newer = engine.events_since(snap.version) if event is not None else None  # 5
                 if event is None or newer is None or (newer and touches(newer, event)):
                     engine.refresh(writer=True, pull=False)
@@ -290,7 +326,7 @@ class Writer:
                 elif newer:
                     event = event.renumbered(latest + 1)
                 group, carried = [event], []
-                if contended:  # others write too: the writer of the oldest offer carries all
+                if contended and self._follows:  # the writer of the oldest offer carries all
                     waiting = self._older_offer(offered, latest)
                     if offered is None and (waiting or lost):  # ours joins them
                         event = event.renumbered(event.version, batch=uuid.uuid4().hex)
@@ -300,6 +336,30 @@ class Writer:
                     if following:
                         continue
                     group, carried = self._group(event, latest)
+                elif contended:  # object storage: the writer of the newest commit carries all
+                    # The carrier: the writer of the newest commit, or one that met nobody
+                    # in its last commit and finds nothing newer since.
+                    met_now = self._met_lately or lost or met or offered is not None
+                    quiet = not met_now and self._looked_at in (None, now)
+                    carrier = now == self._wrote_end or quiet
+                    if offered is None and not carrier:  # ours joins the carrier's next
+                        event = event.renumbered(event.version, batch=uuid.uuid4().hex)
+                        offered = self._offer(event)
+                        progress = True
+                    if progress:  # the carrier goes on: wait on
+                        follow_until = time.monotonic() + self._patience()
+                    following = (
+                        offered is not None
+                        and not carrier
+                        and latest - offered.base < GROUP_WINDOW // 2  # else it may not land
+                        and time.monotonic() < follow_until
+                    )
+                    if following:
+                        continue
+                    assert mirror is not None  # we carry: the offers waiting now, with ours
+                    self._listed = mirror.log.offered(latest)
+                    group, carried = self._group(event, latest)
+                probe = self._probe(latest) if groupable and not contended else None
                 started = time.perf_counter()
                 try:
                     end = engine.append_group(group)  # 6
@@ -309,12 +369,16 @@ class Writer:
                     lost += 1
                     self._contended = CONTENDED_COMMITS  # others write (offers only if groupable)
                     continue
+                finally:
+                    others = probe is not None and self._probed(probe, event)
                 took = time.perf_counter() - started
                 self._create_seconds += (took - self._create_seconds) / 8
                 wrote, self._wrote_end = group, group[-1].version
-                alone = not (lost or met or len(group) > 1)
+                alone = not (lost or met or others or len(group) > 1)
                 self._contended = max(0, self._contended - 1) if alone else CONTENDED_COMMITS
             break
+        self._looked_at = engine.mirror.version if engine.mirror is not None else None
+        self._met_lately = bool(lost or met or landed is not None or len(wrote) > 1)
         if landed is not None:  # its committer withdrew it and did the housekeeping
             return landed.dataset_indices
         if carried:
@@ -341,10 +405,39 @@ class Writer:
         return pending
 
     def _withdraw(self, pendings: list[Pending]) -> None:
-        """Remove pending objects (landed, or never can): a failure leaves them to compaction."""
+        """Remove pending objects (landed, or never can): a failure leaves them to compaction.
+
+        In object storage this writer does not wait for it.
+        """
         if pendings and self.engine.mirror is not None:
             with contextlib.suppress(AlmaError, OSError):
-                self.engine.mirror.log.withdraw(pendings)
+                self.engine.mirror.log.withdraw(pendings, wait=self._follows)
+
+    def _probe(self, latest: int) -> Future[list[Pending]] | None:
+        """In object storage, a writer that met nobody lately lists the offered batches
+        while it creates every :data:`PROBE_EVERY`-th commit object: how it learns that
+        others wait for it to carry them."""
+        if self._follows:
+            return None
+        self._probe_in = (self._probe_in or PROBE_EVERY) - 1
+        if self._probe_in != PROBE_EVERY - 1:
+            return None
+        assert self.engine.mirror is not None
+        return self.engine.mirror.log.offered_meanwhile(latest)
+
+    def _probed(self, probe: Future[list[Pending]], event: LabelEvent | None) -> bool:
+        """Whether ``probe`` found another writer's batch that may still land."""
+        try:
+            listed = probe.result()
+        except (AlmaError, OSError):
+            return False
+        mine = event.batch if event is not None else None
+        return any(p.batch != mine and self._live(p) for p in listed)
+
+    def _patience(self) -> float:
+        """How long a writer whose batch is offered waits for the next commit (object
+        storage): a few of this writer's own creates, at least :data:`FOLLOW_MAX`."""
+        return max(FOLLOW_MAX, 4 * self._create_seconds)
 
     def _landed(self, offered: Pending) -> LabelEvent | None:
         """Our offered batch as a commit made it (writer lock held, just pulled), or None."""

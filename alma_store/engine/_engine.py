@@ -289,17 +289,19 @@ class Engine:
         self._load_checkpoint()
         return True
 
-    def pull(self) -> int:
+    def pull(self, *, chase: bool = True) -> int:
         """Copy what other writers committed to a shared store into the mirror (else
         nothing); how many commits that was.
 
         Every other method reads the mirror; :meth:`refresh` pulls first.
+        ``chase=False``: one round of requests, which may stop before the end of a
+        log that writers extend meanwhile.
         """
         if self.mirror is None:
             return 0
         with self._mutex, self._copying():
             self.check_open()
-            return self.mirror.pull()
+            return self.mirror.pull(chase=chase)
 
     def compact_log(self, min_records: int) -> tuple[int, int]:
         """Fold a shared store's newest commit objects into a segment (see :class:`SharedLog`)."""
@@ -564,9 +566,16 @@ class Engine:
     @property
     def offers(self) -> bool:
         """Whether this store's writers offer their batches to each other when they meet
-        (format 9, in a directory: there an offer and a listing cost far less than the
-        create they save; on a server every request costs alike, and racing is cheaper)."""
-        return self.groups and self.files.cheap_requests
+        (format 9)."""
+        return self.groups
+
+    @property
+    def offers_wait(self) -> bool:
+        """Whether a writer whose batch another writer is due to carry waits for that
+        commit (a directory: a listing and a read cost far less than the create they
+        save), or races on, carrying every batch it listed (object storage: every
+        request is a round trip, and an offer travels in its name)."""
+        return self.files.cheap_requests
 
     def sync(self, end: int) -> None:
         """Return once the journal is durable up to ``end`` (no lock needed)."""

@@ -124,10 +124,13 @@ class MirrorJournal(Journal):
             self.broken = f"{type(exc).__name__}: {exc}"
             raise LocalCopyError(version, str(self.path.parent), self.broken) from exc
 
-    def pull(self) -> int:
-        """Copy the records committed since the last pull; how many there were."""
+    def pull(self, *, chase: bool = True) -> int:
+        """Copy the records committed since the last pull; how many there were.
+
+        ``chase=False``: one round of requests (see :meth:`SharedLog.read_after`).
+        """
         before = self.version
-        for _, record in self.log.read_after(self.version):
+        for _, record in self.log.read_after(self.version, chase=chase):
             self._copy(record, None)
         return self.version - before
 

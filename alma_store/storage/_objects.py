@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from ..errors import (
     InvalidInputError,
@@ -44,6 +45,8 @@ from ._options import obstore_config
 __all__ = ["DirObjects", "Listed", "Objects", "RemoteObjects", "open_objects"]
 
 
+KEY_MAX = 1024
+"""The longest key (bytes) S3, GCS and Azure Blob Storage take."""
 GETS_IN_FLIGHT = 32
 """Concurrent GETs of :meth:`RemoteObjects.get_many`."""
 
@@ -72,6 +75,8 @@ class Objects(Protocol):
     cheap_requests: bool
     """Whether a get, list or put costs far less than a create (a directory: a create
     ``fsync``-s a file and the directory; on a server every request costs alike)."""
+    name_room: int
+    """How long a name may be (characters; 0: names carry no data)."""
 
     def create(self, name: str, data: Buffers) -> bool:
         """Create ``name`` with ``data`` unless it exists, durably; whether this call did."""
@@ -126,6 +131,8 @@ class DirObjects:
     (:func:`~alma_store._fs.atomic_write` with ``exclusive=True``)."""
 
     cheap_requests = True
+    name_room = 0
+    """A file's name holds 255 bytes: too few to carry data (and reads are cheap here)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -227,6 +234,9 @@ class RemoteObjects:
             raise InvalidInputError(f"storage_options for {url}: {exc}") from None
         self._pool: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
+        prefix = urlsplit(self.location).path.strip("/")
+        self.name_room = KEY_MAX - len(prefix.encode()) - 1
+        """S3, GCS and Azure take keys of up to 1,024 bytes, the prefix and ``/`` included."""
 
     @contextlib.contextmanager
     def _errors(self, name: str, writing: bool) -> Iterator[None]:

@@ -9,6 +9,7 @@ five operations of :class:`~alma_store._objects.Objects`. Layout::
     log/<version>                   one commit: its records from <version> on, created if absent
     segments/<last>-<first>         records first..last back to back (compaction)
     pending/<base>-<batch>          a batch offered to the other writers (format 9)
+    pending/<base>-<batch>.<bytes>  ... in object storage, its bytes in its name (base64url)
     lease/compact                   who compacts now (fairness only, never correctness)
 
 Versions are written with 20 digits, so names sort as numbers.
@@ -46,8 +47,10 @@ envelope counts them). A writer that meets others (it lost a version, or
 another writer's batch waits) *offers* its batch, checked against version
 ``base``: it puts ``pending/<base>-<batch>``
 (no ``fsync``: losing it only delays its owner, who commits it itself
-otherwise). Whoever creates the next commit object puts into it the pending
-batches it listed that may still land there:
+otherwise). In object storage an offer whose key fits in 1,024 bytes carries
+its bytes in its name, and its object is empty: the listing that finds it
+reads it too (:attr:`Pending.sealed`). Whoever creates the next commit object
+puts into it the pending batches it listed that may still land there:
 
 * the version it lands at is at most ``base +`` :data:`GROUP_WINDOW`, and
 * no record after ``base`` (committed, or before it in the same object)
@@ -59,22 +62,28 @@ Each batch keeps its writer's record, renumbered, with its ``batch`` id; its
 writer finds the id in the log and is done (its batch is durable: the object
 holding it was created). Whatever happens to its writer, a batch lands at
 most once and by version ``base + GROUP_WINDOW`` or never. A pending object
-is removed by the writer that carried it, by its own writer once it cannot
-land any more, and by the compactor once its window has passed. Whether a
-writer offers is its own choice (:mod:`alma_store.engine._commit`); every
-reader reads group commits.
+is removed by the writer that carried it (in object storage in the
+background), by its own writer once it cannot land any more, and by the
+compactor once its window has passed. When a writer offers, and who carries,
+is the writers' choice (:mod:`alma_store.engine._commit`); every reader reads
+group commits.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
+import os
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from ..core import split_records
 from ..errors import (
+    AlmaError,
     CorruptStoreError,
     StoreExistsError,
     StoreNotFoundError,
@@ -141,25 +150,43 @@ def segment_name(first: int, last: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    """A batch offered to the other writers: checked against ``base``, named ``batch``."""
+    """A batch offered to the other writers: checked against ``base``, named ``batch``.
+
+    In object storage a small batch travels in its name (``sealed``: its object's
+    bytes, base64url after a ``.``): the listing that finds it reads it too.
+    """
 
     name: str
     base: int
     batch: str
+    sealed: bytes | None = None
+    """The pending object's bytes as its name carries them (None: read the object;
+    ``b""``: a name that does not decode, a batch that never lands)."""
 
     @classmethod
-    def named(cls, base: int, batch: str) -> Pending:
-        """The pending object of ``batch``, checked against version ``base``."""
-        return cls(f"{PENDING}{base:0{WIDTH}d}-{batch}", base, batch)
+    def named(cls, base: int, batch: str, sealed: bytes | None = None) -> Pending:
+        """The pending object of ``batch``, checked against version ``base`` (its
+        bytes in the name if ``sealed``)."""
+        name = f"{PENDING}{base:0{WIDTH}d}-{batch}"
+        if sealed is not None:
+            name += "." + base64.urlsafe_b64encode(sealed).decode("ascii")
+        return cls(name, base, batch, sealed)
 
     @classmethod
     def parse(cls, name: str) -> Pending | None:
         """The pending batch a listed name names; None for a name that is not one."""
         stem = name[len(PENDING) :]
-        base, _, batch = stem.partition("-")
+        base, _, rest = stem.partition("-")
+        batch, dot, carried = rest.partition(".")
         if len(base) != WIDTH or not base.isdigit() or not batch:
             return None
-        return cls(name, int(base), batch)
+        sealed = None
+        if dot:
+            try:
+                sealed = base64.urlsafe_b64decode(carried.encode("ascii"))
+            except (ValueError, UnicodeEncodeError):
+                sealed = b""  # damaged: never lands
+        return cls(name, int(base), batch, sealed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +357,8 @@ class SharedLog:
         """When :meth:`read_after` last listed the segments and found the end of the log."""
         self._last: tuple[int, int] | None = None
         """``(version, chain CRC)`` of the newest record read or written (format 8)."""
+        self._pool: ThreadPoolExecutor | None = None
+        self._pid = os.getpid()
 
     @property
     def location(self) -> str:
@@ -442,8 +471,12 @@ class SharedLog:
                     yield self._read(v, record)
                     version = v
 
-    def read_after(self, version: int) -> Iterator[tuple[int, bytes]]:
+    def read_after(self, version: int, *, chase: bool = True) -> Iterator[tuple[int, bytes]]:
         """Every committed record after ``version``, oldest first, each checked.
+
+        ``chase=False``: stop after a round of fetches that found every name it
+        asked for (writers may be adding more), not at the end of the log. A
+        writer waiting for its offered batch looks again soon anyway.
 
         A process's first read (far behind, with no end of the log seen yet)
         lists the segments and reads them first (few, large objects, fetched
@@ -492,6 +525,8 @@ class SharedLog:
                     yield self._read(rv, record)
                     version, got = rv, got + 1
             else:
+                if not chase:
+                    return
                 # Catching up (two or more new in a row): fetch more at once.
                 ahead = min(ahead * 2, FETCH_AHEAD) if got >= 2 else 1
                 continue
@@ -626,10 +661,17 @@ class SharedLog:
     def offer(self, base: int, batch: str, record: bytes) -> Pending:
         """Offer ``record`` (checked against version ``base``) to the writers' next commits.
 
-        Not durable: losing it only leaves the batch to its writer.
+        Not durable: losing it only leaves the batch to its writer. In object
+        storage, a batch whose object fits in its name (:attr:`Objects.name_room`)
+        travels there, and the object is empty: whoever lists it has it.
         """
+        sealed = self._sealed(base + 1, record, 1, 0)
+        pending = Pending.named(base, batch, sealed)
+        if len(pending.name) <= self.objects.name_room:
+            self.objects.put(pending.name, b"", durable=False)
+            return pending
         pending = Pending.named(base, batch)
-        self.objects.put(pending.name, self._sealed(base + 1, record, 1, 0), durable=False)
+        self.objects.put(pending.name, sealed, durable=False)
         return pending
 
     def offered(self, newest: int) -> list[Pending]:
@@ -639,12 +681,22 @@ class SharedLog:
         named = (Pending.parse(item.name) for item in self.objects.list(PENDING, after=after))
         return [p for p in named if p is not None and p.base >= oldest]
 
+    def offered_meanwhile(self, newest: int) -> Future[list[Pending]]:
+        """:meth:`offered`, listed in the background (object storage: while this
+        writer creates its commit object, one round trip for both)."""
+        return self._background().submit(self.offered, newest)
+
     def pending_records(self, offered: list[Pending]) -> list[bytes | None]:
-        """The record of each pending batch; None for one gone or damaged (never lands)."""
+        """The record of each pending batch; None for one gone or damaged (never lands).
+
+        Those whose names carry their bytes are not fetched."""
+        fetch = [p.name for p in offered if p.sealed is None]
+        fetched = dict(zip(fetch, self.objects.get_many(fetch), strict=True))
         out: list[bytes | None] = []
-        for p, data in zip(offered, self.objects.get_many([p.name for p in offered]), strict=True):
+        for p in offered:
+            data = fetched.get(p.name) if p.sealed is None else p.sealed
             try:
-                if data is None or self.uuid is None:
+                if not data or self.uuid is None:
                     raise CorruptStoreError("gone")
                 count, _, body = open_envelope(data, self.uuid, p.base + 1, p.name)
                 records = split_records(body, p.base + 1, p.name)
@@ -655,10 +707,30 @@ class SharedLog:
                 out.append(None)
         return out
 
-    def withdraw(self, pendings: list[Pending]) -> None:
+    def withdraw(self, pendings: list[Pending], *, wait: bool = True) -> None:
         """Remove pending objects (their batches landed, or never can), in bulk where the
-        storage can."""
-        self.objects.delete_many([p.name for p in pendings])
+        storage can.
+
+        ``wait=False``: in the background (a batch that landed is never carried
+        again, pending object or not; one left behind goes with compaction).
+        """
+        names = [p.name for p in pendings]
+        if not names:
+            return
+        if wait:
+            self.objects.delete_many(names)
+        else:
+            self._background().submit(self._withdraw_quietly, names)
+
+    def _withdraw_quietly(self, names: list[str]) -> None:
+        with contextlib.suppress(AlmaError, OSError):
+            self.objects.delete_many(names)
+
+    def _background(self) -> ThreadPoolExecutor:
+        """Threads for requests sent while this writer does something else."""
+        if self._pool is None or self._pid != os.getpid():  # threads do not survive a fork
+            self._pool, self._pid = ThreadPoolExecutor(2), os.getpid()
+        return self._pool
 
     # -- compaction ------------------------------------------------------------
 
@@ -744,5 +816,8 @@ class SharedLog:
             self.objects.delete(LEASE)
 
     def close(self) -> None:
-        """Release the storage's connections and threads."""
+        """Release the storage's connections and threads (after the background requests)."""
+        pool, self._pool = self._pool, None
+        if pool is not None and self._pid == os.getpid():
+            pool.shutdown(wait=True)
         self.objects.close()
