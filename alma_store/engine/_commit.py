@@ -288,7 +288,7 @@ class Writer:
             if following:  # the writer of an older offered batch is due to carry ours too
                 poll = max(FOLLOW_POLL, self._create_seconds / 2) * 2 ** min(idle, 2)
                 if not self._follows:  # object storage: a look is a round trip already
-                    poll = FOLLOW_POLL
+                    poll = max(FOLLOW_POLL, self._create_seconds / 2)
                 time.sleep(min(poll, max(FOLLOW_POLL, follow_until - time.monotonic())))
             elif lost:  # back off a random while, so that racing writers spread out
                 time.sleep(random.uniform(0, min(LOST_BACKOFF_MAX, LOST_BACKOFF * 2**lost)))
