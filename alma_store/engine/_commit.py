@@ -286,9 +286,9 @@ class Writer:
         progress = False
         while True:
             if following:  # the writer of an older offered batch is due to carry ours too
-                poll = max(FOLLOW_POLL, self._create_seconds / 2) * 2 ** min(idle, 2)
-                if not self._follows:  # object storage: a look is a round trip already
-                    poll = max(FOLLOW_POLL, self._create_seconds / 2)
+                poll = max(FOLLOW_POLL, self._create_seconds / 2)
+                if self._follows:  # a directory: back off while nothing comes (in object
+                    poll *= 2 ** min(idle, 2)  # storage a look is a round trip already)
                 time.sleep(min(poll, max(FOLLOW_POLL, follow_until - time.monotonic())))
             elif lost:  # back off a random while, so that racing writers spread out
                 time.sleep(random.uniform(0, min(LOST_BACKOFF_MAX, LOST_BACKOFF * 2**lost)))
@@ -299,10 +299,14 @@ class Writer:
                 waits = contended and self._follows  # a directory: offers wait on commits
                 # Object storage: a writer that others write past offers its batch first
                 # (checked against what it holds), and looks at their commits after.
-                offers_first = self._met_lately and not (self._follows or fresh or lost or offered)
-                offers_first = offers_first and contended
+                offers_first = (
+                    contended
+                    and self._met_lately
+                    and event is not None
+                    and not (self._follows or fresh or lost or offered)
+                )
                 pulls = lost or event is None or expected is not None or not fresh or waits
-                if pulls and not (offers_first and event is not None):
+                if pulls and not offers_first:
                     met += engine.pull(chase=self._follows or not following)  # 4
                 if offered is not None and (landed := self._landed(offered)) is not None:
                     break  # another writer's commit carries our batch: durable
