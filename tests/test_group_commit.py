@@ -24,7 +24,7 @@ import alma_store
 from alma_store.core import LabelEvent, Provenance
 from alma_store.engine import _commit as commit_module
 from alma_store.engine._group import group_after, touches
-from alma_store.errors import CorruptStoreError
+from alma_store.errors import CorruptStoreError, StorageUnavailableError
 from alma_store.storage import (
     GROUP_MAX,
     GROUP_WINDOW,
@@ -269,6 +269,38 @@ def test_a_small_offer_travels_in_its_name(where: Where) -> None:
         assert a.version == 4 and a.verify()["records"] == 4
     assert _records_per_object(where) == [1, 3]
     assert not where.names("pending/")
+
+
+def test_a_storage_that_refuses_long_names_gets_offers_in_objects(where: Where) -> None:
+    """Some S3-compatible servers take path segments of 255 bytes only: the first offer
+    refused there goes in its object, and so do the later ones (a wrapper refuses here;
+    the storage behind it is real)."""
+    with where.create(100) as a, where.open() as b:
+        a.add_labels([1], [1], relative_to="dataset")
+        log = b._engine.mirror.log
+        real, refused = log.objects, []
+
+        class Refusing:
+            def __getattr__(self, name: str) -> object:
+                return getattr(real, name)
+
+            def put(self, name: str, data: bytes, *, durable: bool = True) -> None:
+                if len(name.rsplit("/", 1)[1]) > 255:
+                    refused.append(name)
+                    raise StorageUnavailableError(f"{name}: KeyTooLongError")
+                real.put(name, data, durable=durable)
+
+        log.objects = Refusing()
+        try:
+            first = _offer(b, [5], [2], "b")
+            second = _offer(b, [6], [2], "b")
+        finally:
+            log.objects = real
+        assert len(refused) == (0 if where.options is None else 1)  # then no more tries
+        assert first.sealed is None and second.sealed is None
+        assert sorted(where.names("pending/")) == sorted([first.name, second.name])
+        _contended(a).add_labels([7], [3], relative_to="dataset")
+        assert labeled_of(a) == {1: 1, 5: 2, 6: 2, 7: 3}
 
 
 def test_a_damaged_name_never_lands(where: Where) -> None:

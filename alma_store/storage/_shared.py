@@ -85,6 +85,7 @@ from ..core import split_records
 from ..errors import (
     AlmaError,
     CorruptStoreError,
+    StorageUnavailableError,
     StoreExistsError,
     StoreNotFoundError,
     UnsupportedStorageError,
@@ -359,6 +360,8 @@ class SharedLog:
         """``(version, chain CRC)`` of the newest record read or written (format 8)."""
         self._pool: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
+        self._names_carry = True
+        """Whether offers go in their names where they fit (until the storage refuses one)."""
 
     @property
     def location(self) -> str:
@@ -663,13 +666,19 @@ class SharedLog:
 
         Not durable: losing it only leaves the batch to its writer. In object
         storage, a batch whose object fits in its name (:attr:`Objects.name_room`)
-        travels there, and the object is empty: whoever lists it has it.
+        travels there, and the object is empty: whoever lists it has it. A storage
+        that refuses such a name (one with a shorter limit, as a path segment of 255
+        bytes on some S3-compatible servers) gets the offer in its object, and so
+        do the later ones of this log.
         """
         sealed = self._sealed(base + 1, record, 1, 0)
         pending = Pending.named(base, batch, sealed)
-        if len(pending.name) <= self.objects.name_room:
-            self.objects.put(pending.name, b"", durable=False)
-            return pending
+        if self._names_carry and len(pending.name) <= self.objects.name_room:
+            try:
+                self.objects.put(pending.name, b"", durable=False)
+                return pending
+            except StorageUnavailableError:
+                self._names_carry = False
         pending = Pending.named(base, batch)
         self.objects.put(pending.name, sealed, durable=False)
         return pending
