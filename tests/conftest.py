@@ -338,6 +338,33 @@ def azurite() -> Iterator[Azurite]:
     server.stop()
 
 
+class Counted:
+    """A store's objects, counting the names each ``get`` asked for, with a hook run
+    right after a listing of ``log/`` (to change the store between it and the fetch)."""
+
+    def __init__(self, objects: Any, after_log_listing: Any = None) -> None:
+        self.objects, self.hook, self.got, self.listed = objects, after_log_listing, [], []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.objects, name)
+
+    def get(self, name: str) -> bytes | None:
+        self.got.append(name)
+        return self.objects.get(name)
+
+    def get_many(self, names: list[str]) -> list[bytes | None]:
+        self.got.extend(names)
+        return self.objects.get_many(names)
+
+    def list(self, prefix: str, after: str = "", limit: int | None = None) -> Any:
+        out = self.objects.list(prefix, after, limit)
+        self.listed.append(prefix)
+        if prefix == "log/" and self.hook is not None:
+            hook, self.hook = self.hook, None
+            hook()
+        return out
+
+
 class Where:
     """Where a test's shared store lives: a location and its storage options."""
 

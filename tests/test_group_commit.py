@@ -35,7 +35,7 @@ from alma_store.storage import (
 )
 from alma_store.storage._envelope import seal
 
-from .conftest import Where, labeled_of, run_crashing
+from .conftest import Counted, Where, labeled_of, run_crashing
 
 # -- the rules, against a model --------------------------------------------------
 
@@ -248,22 +248,13 @@ def test_a_small_offer_travels_in_its_name(where: Where) -> None:
         assert sorted(where.names("pending/")) == sorted([small.name, big.name])
         assert (objects.get(small.name) == b"") == remote  # the name holds it all
         log = a._engine.mirror.log
-        fetched: list[str] = []
         real = log.objects
-
-        class Counting:
-            def __getattr__(self, name: str) -> object:
-                return getattr(real, name)
-
-            def get_many(self, names: list[str]) -> list[bytes | None]:
-                fetched.extend(n for n in names if n.startswith("pending/"))
-                return real.get_many(names)
-
-        log.objects = Counting()
+        log.objects = counted = Counted(real)
         try:
             _contended(a).add_labels([7], [3], relative_to="dataset", annotator="a")
         finally:
             log.objects = real
+        fetched = [name for name in counted.got if name.startswith("pending/")]
         assert fetched == ([big.name] if remote else sorted([small.name, big.name]))
         assert labeled_of(a) == {1: 1, 5: 2, 6: 2, 7: 3, **dict.fromkeys(range(100, 190), 3)}
         assert a.version == 4 and a.verify()["records"] == 4

@@ -31,7 +31,15 @@ from alma_store import (
     UnsupportedStorageError,
 )
 
-from .conftest import REPO, S3, Where, check_workers_reopen, labeled_of, start_together
+from .conftest import (
+    REPO,
+    S3,
+    Counted,
+    Where,
+    check_workers_reopen,
+    labeled_of,
+    start_together,
+)
 
 pytest.importorskip("obstore")
 pytest.importorskip("moto.server")
@@ -288,33 +296,6 @@ def test_readers_stay_exact_while_the_log_is_compacted(where: Where) -> None:
         reader.close()
     assert where.names("log/") == [f"log/{v:020d}" for v in range(31, 37)]
     writer.close()
-
-
-class Counted:
-    """A store's objects, counting the names each ``get`` asked for, with a hook run
-    right after a listing of ``log/`` (to change the store between it and the fetch)."""
-
-    def __init__(self, objects: Any, after_log_listing: Any = None) -> None:
-        self.objects, self.hook, self.got, self.listed = objects, after_log_listing, [], []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.objects, name)
-
-    def get(self, name: str) -> bytes | None:
-        self.got.append(name)
-        return self.objects.get(name)
-
-    def get_many(self, names: list[str]) -> list[bytes | None]:
-        self.got.extend(names)
-        return self.objects.get_many(names)
-
-    def list(self, prefix: str, after: str = "", limit: int | None = None) -> Any:
-        out = self.objects.list(prefix, after, limit)
-        self.listed.append(prefix)
-        if prefix == "log/" and self.hook is not None:
-            hook, self.hook = self.hook, None
-            hook()
-        return out
 
 
 def test_a_first_read_fetches_the_log_objects_listed(where: Where) -> None:

@@ -72,7 +72,6 @@ group commits.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import uuid
@@ -83,7 +82,6 @@ from typing import Any
 
 from ..core import split_records
 from ..errors import (
-    AlmaError,
     CorruptStoreError,
     StorageUnavailableError,
     StoreExistsError,
@@ -728,12 +726,8 @@ class SharedLog:
             return
         if wait:
             self.objects.delete_many(names)
-        else:
-            self._background().submit(self._withdraw_quietly, names)
-
-    def _withdraw_quietly(self, names: list[str]) -> None:
-        with contextlib.suppress(AlmaError, OSError):
-            self.objects.delete_many(names)
+        else:  # a failure stays in the future, unread: the compactor removes them later
+            self._background().submit(self.objects.delete_many, names)
 
     def _background(self) -> ThreadPoolExecutor:
         """Threads for requests sent while this writer does something else."""
