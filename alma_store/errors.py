@@ -21,7 +21,8 @@ builtin exception describes the same situation it is a second parent, so
     ├── StorageFullError          (OSError)            the disk is full; nothing half-written
     ├── LocalCopyError            (OSError)            a shared store's commit is in, this
     │                                                  process's copy of the log failed
-    ├── UnsupportedStorageError                        storage lacks what a shared store needs
+    ├── UnsupportedStorageError                        storage lacks what a shared store needs,
+    │                                                  or a forked process cannot reach it
     ├── UnsupportedPlatformError                       the system lacks what a local store needs
     ├── MissingExtraError         (ImportError)        an optional dependency is not installed
     ├── StorageUnavailableError   (ConnectionError)    object storage unreachable or failing
@@ -240,8 +241,10 @@ class LockTimeoutError(AlmaError, TimeoutError):
 
 
 class UnsupportedStorageError(AlmaError):
-    """The storage lacks what a shared store needs (exclusive creates), or the store lacks
-    a feature on shared storage. Nothing was written; the message says what is missing."""
+    """The storage lacks what a shared store needs (exclusive creates), the store lacks a
+    feature on shared storage, or this process cannot reach object storage (it was forked
+    from one that had: start it with ``forkserver`` or ``spawn``). Nothing was written; the
+    message says what is missing."""
 
 
 class MissingExtraError(AlmaError, ImportError):

@@ -13,12 +13,17 @@ labels, the Labeled view's labels are materialised once per process (the
 labeled set is small by nature: ``O(len(view))`` labels), so a shuffled batch
 costs what a sorted one does instead of decoding the label chunks it hits. The
 dataset pickles by path and version: DataLoader worker processes reopen the
-store read-only and see the same snapshot as the parent.
+store read-only and see the same snapshot as the parent (forked workers, torch's
+default on Linux, reopen it too: the parent's clients do not work in a forked child).
+A store in object storage cannot be reached from a forked child at all (see
+:class:`~alma_store.UnsupportedStorageError`): give such a ``DataLoader``
+``multiprocessing_context="forkserver"`` (or ``"spawn"``).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -91,6 +96,7 @@ class ViewDataset(_Dataset):
         self.with_labels = with_labels
         self.transform = transform
         self._view: View | None = view
+        self._pid = os.getpid()  # the process _view was opened in
         self._labels: np.ndarray | None = None  # the view's labels, by position (once used)
         self._len = len(view)
 
@@ -98,13 +104,17 @@ class ViewDataset(_Dataset):
         return self._len
 
     def _open(self) -> View:
-        if self._view is None:  # in a worker process: reopen by path (once per process)
+        # In a worker process, pickled (view None) or forked (the parent's view, whose
+        # feature source's threads and connections are not in this process): reopen by
+        # path, once per process.
+        if self._view is None or self._pid != os.getpid():
             from ._store_version import open_for_worker
             from .storage import Location
 
             where = Location.parse(self.path, self.storage_options)
             past = open_for_worker(where, self.version)
             self._view = past.labeled if self.labeled else past.unlabeled
+            self._pid = os.getpid()
         return self._view
 
     def __getitem__(self, position: int) -> Any:

@@ -12,10 +12,13 @@ import contextlib
 import json
 import os
 import random
+import select
+import signal
 import subprocess
 import sys
 import tempfile
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -743,3 +746,38 @@ def test_commits_through_a_faulty_network_lose_and_double_nothing(s3: S3) -> Non
         assert store.verify()["records"] == len(history)
         made = {c.id for c in store.claims()}
         assert set(claims) <= made and len(made) <= 3
+
+
+def test_a_forked_child_uses_threads_of_its_own_or_says_it_cannot(where: Where) -> None:
+    """The parent's threads are not in a ``fork``-ed child. In a directory, its background
+    listings run on threads it makes; object storage's client cannot work there at all
+    (its requests would wait forever), and says so at once."""
+    with where.create() as store:
+        for k in range(3):
+            store.add_labels([k], [k], relative_to="dataset")
+    log = where.log()
+    names = [f"log/{v:020d}" for v in (1, 2, 3)]
+    want = log.objects.get_many(names)  # the parent's threads exist now
+    assert all(want)
+    assert log.offered_meanwhile(3).result() == []
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() of a threaded process
+        pid = os.fork()
+    if pid == 0:  # the child: report, and leave without running the parent's exit code
+        try:
+            same = log.objects.get_many(names) == want and log.offered_meanwhile(3).result(60)
+            os.write(write, b"same" if same == [] else b"different")
+        except UnsupportedStorageError as exc:
+            os.write(write, b"refused" if "forkserver" in str(exc) else b"unclear")
+        finally:
+            os._exit(0)
+    os.close(write)
+    ready, _, _ = select.select([read], [], [], 120)
+    if not ready:
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    assert ready, "the child's requests never returned"
+    assert os.read(read, 100) == (b"same" if where.options is None else b"refused")
+    os.close(read)
+    log.close()

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import pickle
+import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 import alma_store
 from alma_store.torch import ViewDataset
+
+from .conftest import S3
 
 
 @pytest.fixture
@@ -94,3 +99,58 @@ def test_is_a_torch_dataset_where_torch_is(store: alma_store.Store) -> None:
         assert (rows[:, 0] == 2 * indices).all()  # each row is the row of its own index
         seen += indices.tolist()
     assert sorted(seen) == np.concatenate(list(store.unlabeled.iter_dataset_indices())).tolist()
+
+
+def _s3_features(s3: S3, n: int = 100) -> tuple[str, np.ndarray]:
+    """Zarr features on the local S3 server (read through s3fs, as users' are)."""
+    import zarr
+
+    x = np.arange(2 * n, dtype=np.float32).reshape(n, 2)
+    url = f"s3://bkt/{uuid.uuid4().hex}.zarr"
+    zarr.create_array(
+        url, shape=x.shape, chunks=(16, 2), dtype=x.dtype, storage_options=s3.options()
+    )[:] = x
+    return url, x
+
+
+def _rows_and_labels(loader: Any) -> tuple[list, list]:
+    got = [(x, y) for x, y in loader]
+    return [r.tolist() for x, _ in got for r in x], [int(v) for _, y in got for v in y]
+
+
+def test_forked_dataloader_workers_reopen_the_store(tmp_path: Path, s3: S3) -> None:
+    """torch's workers are forked on Linux: the parent's view, whose Zarr client on S3
+    belongs to the parent's threads, is not used there; the store is opened again."""
+    torch = pytest.importorskip("torch")
+    url, x = _s3_features(s3)
+    with alma_store.create(tmp_path / "s", url, storage_options=s3.options()) as store:
+        store.add_labels(np.arange(0, 100, 3), np.arange(34), relative_to="dataset")
+        dataset = ViewDataset(store.labeled)
+        assert dataset[1][0].tolist() == x[3].tolist()  # the parent reads through its client
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=8, num_workers=2, multiprocessing_context="fork", timeout=300
+        )
+        rows, labels = _rows_and_labels(loader)
+    assert rows == x[::3].tolist() and labels == list(range(34))
+
+
+def test_a_shared_store_in_object_storage_needs_workers_that_are_not_forked(s3: S3) -> None:
+    """obstore's threads are not in a forked child, whose requests would wait forever:
+    a forked worker says so at once, and forkserver workers read the store."""
+    torch = pytest.importorskip("torch")
+    features, x = _s3_features(s3)
+    where = f"s3://bkt/{uuid.uuid4().hex}"
+    with alma_store.create(where, features, shared=True, storage_options=s3.options()) as store:
+        store.add_labels(np.arange(0, 100, 3), np.arange(34), relative_to="dataset")
+        dataset = ViewDataset(store.labeled)
+
+        def loader(context: str) -> Any:
+            return torch.utils.data.DataLoader(
+                dataset, batch_size=8, num_workers=2, multiprocessing_context=context, timeout=300
+            )
+
+        with pytest.raises(alma_store.UnsupportedStorageError, match="forkserver"):
+            _rows_and_labels(loader("fork"))
+        gc.collect()  # the traceback held the loader's iterator: its workers end now
+        rows, labels = _rows_and_labels(loader("forkserver"))
+    assert rows == x[::3].tolist() and labels == list(range(34))

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -41,6 +40,7 @@ from ..errors import (
 from ._fs import atomic_write, crash_point
 from ._location import Location
 from ._options import obstore_config
+from ._threads import Threads
 
 __all__ = ["DirObjects", "Listed", "Objects", "RemoteObjects", "open_objects"]
 
@@ -199,6 +199,36 @@ class DirObjects:
 # -- object storage (obstore) -------------------------------------------------
 
 
+_requests_from: int | None = None
+"""The process that sent this interpreter's first object-storage request (obstore's
+runtime runs threads from then on)."""
+
+
+def _check_not_forked(location: str) -> None:
+    """Refuse a request from a process forked after its parent's first one.
+
+    obstore's runtime is threads started with the first request; a child made by
+    ``fork`` has none of them, and every request it sends (through a new client too)
+    waits forever.
+
+    Raises
+    ------
+    UnsupportedStorageError
+        In such a child: the message names the start methods that work.
+    """
+    global _requests_from
+    if _requests_from is None:
+        _requests_from = os.getpid()
+    elif _requests_from != os.getpid():
+        raise UnsupportedStorageError(
+            f"{location}: object storage cannot be reached from a process forked from one "
+            "that reached it already (the client's threads are not in the child, and its "
+            "requests would wait forever); start worker processes with 'forkserver' or "
+            "'spawn' instead: multiprocessing.get_context('forkserver'), or "
+            "DataLoader(..., multiprocessing_context='forkserver') for torch"
+        )
+
+
 def _is_denied(exc: BaseException) -> bool:
     from obstore.exceptions import PermissionDeniedError, UnauthenticatedError
 
@@ -232,8 +262,7 @@ class RemoteObjects:
             )
         except UnknownConfigurationKeyError as exc:
             raise InvalidInputError(f"storage_options for {url}: {exc}") from None
-        self._pool: ThreadPoolExecutor | None = None
-        self._pid = os.getpid()
+        self._threads = Threads(GETS_IN_FLIGHT)
         prefix = urlsplit(self.location).path.strip("/")
         self.name_room = KEY_MAX - len(prefix.encode()) - 1
         """S3, GCS and Azure take keys of up to 1,024 bytes, the prefix and ``/`` included."""
@@ -242,6 +271,7 @@ class RemoteObjects:
     def _errors(self, name: str, writing: bool) -> Iterator[None]:
         from obstore.exceptions import BaseError, NotSupportedError
 
+        _check_not_forked(self.location)
         try:
             yield
         except NotSupportedError as exc:
@@ -296,9 +326,7 @@ class RemoteObjects:
     def get_many(self, names: Sequence[str]) -> list[bytes | None]:
         if len(names) <= 1:
             return [self.get(name) for name in names]
-        if self._pool is None or self._pid != os.getpid():  # threads do not survive a fork
-            self._pool, self._pid = ThreadPoolExecutor(GETS_IN_FLIGHT), os.getpid()
-        return list(self._pool.map(self.get, names))
+        return list(self._threads.pool().map(self.get, names))
 
     def list(self, prefix: str, after: str = "", limit: int | None = None) -> list[Listed]:
         import obstore
@@ -345,9 +373,7 @@ class RemoteObjects:
                 return None
 
     def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False)
+        self._threads.shutdown(wait=False)
 
 
 def open_objects(location: Location) -> Objects:

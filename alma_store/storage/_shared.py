@@ -73,10 +73,9 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +92,7 @@ from ._envelope import chain_crc, open_envelope, seal
 from ._fs import crash_point
 from ._meta import ENVELOPES_FORMAT, GROUPS_FORMAT, StoreMeta, meta_bytes, parse_meta
 from ._objects import Listed, Objects
+from ._threads import Threads
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -356,8 +356,8 @@ class SharedLog:
         """When :meth:`read_after` last listed the segments and found the end of the log."""
         self._last: tuple[int, int] | None = None
         """``(version, chain CRC)`` of the newest record read or written (format 8)."""
-        self._pool: ThreadPoolExecutor | None = None
-        self._pid = os.getpid()
+        self._background = Threads(2)
+        """For requests sent while this writer does something else."""
         self._names_carry = True
         """Whether offers go in their names where they fit (until the storage refuses one)."""
 
@@ -691,7 +691,7 @@ class SharedLog:
     def offered_meanwhile(self, newest: int) -> Future[list[Pending]]:
         """:meth:`offered`, listed in the background (object storage: while this
         writer creates its commit object, one round trip for both)."""
-        return self._background().submit(self.offered, newest)
+        return self._background.pool().submit(self.offered, newest)
 
     def pending_records(self, offered: list[Pending]) -> list[bytes | None]:
         """The record of each pending batch; None for one gone or damaged (never lands).
@@ -727,13 +727,7 @@ class SharedLog:
         if wait:
             self.objects.delete_many(names)
         else:  # a failure stays in the future, unread: the compactor removes them later
-            self._background().submit(self.objects.delete_many, names)
-
-    def _background(self) -> ThreadPoolExecutor:
-        """Threads for requests sent while this writer does something else."""
-        if self._pool is None or self._pid != os.getpid():  # threads do not survive a fork
-            self._pool, self._pid = ThreadPoolExecutor(2), os.getpid()
-        return self._pool
+            self._background.pool().submit(self.objects.delete_many, names)
 
     # -- compaction ------------------------------------------------------------
 
@@ -821,7 +815,5 @@ class SharedLog:
 
     def close(self) -> None:
         """Release the storage's connections and threads (after the background requests)."""
-        pool, self._pool = self._pool, None
-        if pool is not None and self._pid == os.getpid():
-            pool.shutdown(wait=True)
+        self._background.shutdown(wait=True)
         self.objects.close()
