@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+import alma_store
 from alma_store.core import (
     Arena,
     BaseRanks,
@@ -15,11 +18,14 @@ from alma_store.core import (
     Runs,
     chunk_members,
     chunk_sizes,
+    distinct,
     locate_positions,
     merge_tail,
     parse_indices,
 )
 from alma_store.errors import InvalidIndexError, InvalidInputError
+
+from .conftest import run_python
 
 
 def runs_of(mask: np.ndarray, chunk_rows: int, chunks: np.ndarray) -> Runs:
@@ -184,3 +190,28 @@ def test_arena_appends_never_disturb_earlier_runs() -> None:
     assert [branch.run(i).tolist() for i in range(2)] == [[9], [1, 2]]
     assert two.without(np.array([3])).chunks.tolist() == [1]
     assert two.compact().flat.tolist() == [5, 6, 7, 1, 2]
+
+
+@given(hnp.arrays(np.int64, st.integers(0, 60), elements=st.integers(-5, 40)))
+def test_distinct_is_np_unique(values: np.ndarray) -> None:
+    got = distinct(values)
+    assert got.dtype == np.int64
+    assert got.tolist() == np.unique(values).tolist()
+    assert values.tolist() == values.tolist()  # the input is left as it was
+
+
+def test_commits_and_maps_import_nothing_they_do_not_need(tmp_path: Path) -> None:
+    """``np.unique`` imports ``numpy.ma`` on first use (10-50 ms): a fresh process's first
+    commits, maps and checkpoint never pay it (an index-only store imports no Zarr either)."""
+    alma_store.create(tmp_path / "s", n_items=100_000, chunk_rows=1000).close()
+    code = """
+import sys, alma_store
+with alma_store.open(sys.argv[1], checkpoint_rows=50) as store:
+    for k in range(40):
+        store.add_labels([7 * k, 7 * k + 1], [1, 2], relative_to="dataset")
+    store.add_labels([3, 4], [1, 1])
+    store.unlabeled.to_dataset_index([0, 5, 90_000])
+    store.labeled.to_dataset_index([0, 1])
+    print(sorted(m for m in ("numpy.ma", "zarr") if m in sys.modules))
+"""
+    assert run_python(code, str(tmp_path / "s")).stdout.split() == ["[]"]

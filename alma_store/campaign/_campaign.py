@@ -40,6 +40,7 @@ from ..core import (
     LabelSchema,
     Provenance,
     check_text,
+    distinct,
     parse_indices,
 )
 from ..engine import Engine, Snapshot, Writer
@@ -234,7 +235,7 @@ class Campaign:
             parts.append(_sorted(table.open_by.get(annotator, set())))
             if own:
                 parts.append(survey.held_by(annotator))
-        out: IndexArray = np.unique(np.concatenate(parts))
+        out: IndexArray = distinct(np.concatenate(parts))
         return out
 
     def held(self, snap: Snapshot, *, except_annotator: str | None = None) -> IndexArray:

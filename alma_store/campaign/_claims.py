@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core import IndexArray
+from ..core import IndexArray, distinct
 
 __all__ = ["Claim", "ClaimBook", "Survey"]
 
@@ -219,7 +219,7 @@ class Survey:
         if except_annotator is not None and self.claims:
             others = np.array([c.annotator != except_annotator for c in self.claims])
             free = free & others[self.owner]
-        held: IndexArray = np.unique(self.items[free])
+        held: IndexArray = distinct(self.items[free])
         return held
 
     def left(self, claim_id: str) -> IndexArray:
@@ -235,7 +235,7 @@ class Survey:
         if not self.claims:
             return np.empty(0, np.int64)
         mine = np.array([c.annotator == annotator for c in self.claims])
-        held: IndexArray = np.unique(self.items[self.free & mine[self.owner]])
+        held: IndexArray = distinct(self.items[self.free & mine[self.owner]])
         return held
 
     def holds(self, *, except_annotator: str | None = None) -> tuple[IndexArray, np.ndarray]:

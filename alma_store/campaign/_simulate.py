@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core import IndexArray
+from ..core import IndexArray, distinct
 from ..errors import InvalidInputError
 from ..scoring import reduce_rows
 
@@ -131,7 +131,7 @@ def simulate(
                     at = np.asarray(strategy(model, rows[free], budget), np.int64)
                     if (
                         at.ndim != 1
-                        or len(np.unique(at)) != len(at)
+                        or len(distinct(at)) != len(at)
                         or len(at) > budget
                         or (len(at) and (at.min() < 0 or at.max() >= len(free)))
                     ):

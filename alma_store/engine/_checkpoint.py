@@ -26,7 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core import NO_UNDO, LabelEvent, Overlay, chunk_labels, chunk_mask, undo_in_range
+from ..core import (
+    NO_UNDO,
+    LabelEvent,
+    Overlay,
+    chunk_labels,
+    chunk_mask,
+    distinct,
+    undo_in_range,
+)
 from ..errors import CorruptStoreError
 from ..storage import (
     ENTRY,
@@ -85,7 +93,7 @@ def fold_tail(
         )
         table = np.zeros(n_chunks, ENTRY)
     else:
-        touched = np.unique(overlay.indices // chunk_rows)
+        touched = distinct(overlay.indices // chunk_rows)
         marks.check(np.arange(n_chunks))
         table = marks.table.copy()
     everything = snap.runs(np.arange(n_chunks))

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core import Arena, BaseRanks, IndexArray, LabelEvent, Overlay, Runs, n_chunks
+from ..core import Arena, BaseRanks, IndexArray, LabelEvent, Overlay, Runs, distinct, n_chunks
 from ..errors import (
     CorruptStoreError,
     InvalidInputError,
@@ -443,7 +443,7 @@ class Engine:
             return None, None, None
         if not newer:
             return prev.merged, dict(prev.labels), dict(prev.carried)
-        dirty = np.unique(np.concatenate([e.dataset_indices for e in newer]) // self.chunk_rows)
+        dirty = distinct(np.concatenate([e.dataset_indices for e in newer]) // self.chunk_rows)
         gone = set(dirty.tolist())
         carried = dict(prev.carried)
         had = np.array(sorted(gone.intersection(prev.labels)), np.int64)

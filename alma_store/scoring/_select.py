@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core import IndexArray
+from ..core import IndexArray, distinct
 from ..engine import Engine, Snapshot
 from ..errors import CorruptStoreError, InvalidInputError
 from ..sources import FeatureSource
@@ -120,7 +120,7 @@ class Embeddings:
         rows = self.engine.chunk_rows
         chunk_of = dataset_indices // rows
         starts = np.searchsorted(chunk_of, np.arange(chunk_of[-1] + 2))
-        for j, block in self.chunks(np.unique(chunk_of).tolist()):
+        for j, block in self.chunks(distinct(chunk_of).tolist()):
             a, b = starts[j], starts[j + 1]
             out[a:b] = block[dataset_indices[a:b] - j * rows]
         return out
