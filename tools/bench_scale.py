@@ -21,11 +21,14 @@ Sections (figures in ``docs/benchmarks.md``, "Scale"):
 - ``tasks``: ``to_dask().sum()`` of the Unlabeled view over 64 chunks after 2,000
   commits, on a ``LocalCluster`` of 2 worker processes, against the same sum of a plain
   ``dask.array`` over the ``.npy`` file (the scheduler's own cost) and in-process.
-- ``writers``: 1 and 4 writer processes, commits per second and p99, on every kind of
-  store, interleaved repetitions; shared stores with both commit protocols (``race``:
-  format 8, every version raced for; ``group``: format 9, offers and group commits).
-  ``--latency MS`` adds the S3 server again with every request of the writers waiting
-  ``MS`` first: the round trip of a real endpoint, which the local server lacks.
+- ``writers``: 1 and 4 writer processes, commits per second, p99 and CPU per commit, on
+  every kind of store, interleaved repetitions; shared stores with both commit protocols
+  (``race``: format 8, every version raced for; ``group``: format 9, offers and group
+  commits). Beside them, four writers each on a store of its own: the ceiling of four
+  processes on this machine (and server). ``--reps N`` repeats the runs N times (the
+  ratios' minimum, median and maximum are reported). ``--latency MS`` adds the S3 server
+  again with every request of the writers waiting ``MS`` first: the round trip of a real
+  endpoint, which the local server lacks.
 
 Everything is written under ``--dir`` (default: a temporary directory).
 """
@@ -382,11 +385,23 @@ def bench_writers(
     One writer makes as many commits as the four together (``4 x commits``), so that
     both runs pay for the same history (compactions, checkpoints). Shared stores run
     both protocols, interleaved: ``race`` (every version raced for, losers back off:
-    format 8) and ``group`` (format 9: offers, and group commits).
+    format 8) and ``group`` (format 9: offers, and group commits). Beside them, four
+    writers each on a store of its own (``apart``): what four processes commit on this
+    machine and server when they share nothing, the ceiling for four writers of one store.
     """
     import uuid
 
-    from bench_shared import writers_row
+    from bench_shared import apart_row, writers_row
+
+    def new_store(kind: str, options: dict | None, name: str, n_items: int) -> str:
+        if options is None:
+            where = str(root / f"writers-{kind.split()[0]}-{name}-{uuid.uuid4().hex[:8]}")
+        else:
+            where = f"s3://writers/{uuid.uuid4().hex}"
+        alma_store.create(
+            where, n_items=n_items, shared=kind != "local", storage_options=options
+        ).close()
+        return where
 
     server = endpoint = None
     if s3:
@@ -405,28 +420,29 @@ def bench_writers(
         for kind, options, per_writer, first in kinds:
             protocols = {"": ""} if kind == "local" else {"race": RACE, "group": GROUP}
             got: dict[tuple[str, int], list[dict]] = {}
-            for rep in range(reps):  # interleaved: 1, 4 (race), 4 (group), 1, ...
+            for _ in range(reps):  # interleaved: 1, 4 apart, 4 (race), 4 (group), 1, ...
                 runs = [("", 1, ""), *((name, 4, code) for name, code in protocols.items())]
+                runs.insert(1, ("apart", 4, ""))
                 for name, writers, protocol in runs:
                     prelude = first + protocol
-                    if options is None:
-                        where = str(root / f"writers-{kind.split()[0]}-{name}{writers}-{rep}")
+                    if name == "apart":  # four stores, one writer each: the ceiling
+                        wheres = [new_store(kind, options, name, per_writer * 10) for _ in "abcd"]
+                        row = apart_row(wheres, options, per_writer, prelude=prelude)
                     else:
-                        where = f"s3://writers/{uuid.uuid4().hex}"
-                    alma_store.create(
-                        where,
-                        n_items=4 * per_writer * 10,
-                        shared=kind != "local",
-                        storage_options=options,
-                    ).close()
-                    each = per_writer * 4 // writers  # the same commits (and history) in all
-                    row = writers_row(where, options, writers, each, prelude=prelude)
+                        where = new_store(kind, options, f"{name}{writers}", 4 * per_writer * 10)
+                        each = per_writer * 4 // writers  # the same commits (and history)
+                        row = writers_row(where, options, writers, each, prelude=prelude)
                     got.setdefault((name, writers), []).append(row)
+            ones, apart = got[("", 1)], got[("apart", 4)]
             for name in protocols:
-                ones, fours = got[("", 1)], got[(name, 4)]
+                fours = got[(name, 4)]
                 ratios = [
                     four["commits_per_s"] / one["commits_per_s"]
                     for one, four in zip(ones, fours, strict=True)
+                ]
+                ceiling = [
+                    four["commits_per_s"] / sep["commits_per_s"]
+                    for sep, four in zip(apart, fours, strict=True)
                 ]
                 p99_x = [r["p99_ms"] / r["median_ms"] for r in fours]
                 rows.append(
@@ -436,7 +452,18 @@ def bench_writers(
                         "1_writer_commits_s": statistics.median(r["commits_per_s"] for r in ones),
                         "4_writers_commits_s": statistics.median(r["commits_per_s"] for r in fours),
                         "4_vs_1_min": min(ratios),
+                        "4_vs_1_median": statistics.median(ratios),
                         "4_vs_1_max": max(ratios),
+                        "4_apart_vs_1": statistics.median(
+                            sep["commits_per_s"] / one["commits_per_s"]
+                            for one, sep in zip(ones, apart, strict=True)
+                        ),
+                        "4_vs_4_apart": statistics.median(ceiling),
+                        "cpu_ms_1_writer": statistics.median(r["cpu_ms_per_commit"] for r in ones),
+                        "cpu_ms_4_writers": statistics.median(
+                            r["cpu_ms_per_commit"] for r in fours
+                        ),
+                        "cpu_ms_4_apart": statistics.median(r["cpu_ms_per_commit"] for r in apart),
                         "4_writers_median_ms": statistics.median(r["median_ms"] for r in fours),
                         "4_writers_p99_ms": statistics.median(r["p99_ms"] for r in fours),
                         "p99_x_median_max": max(p99_x),
@@ -464,6 +491,12 @@ def main() -> None:
         default=0.0,
         help="writers: also on S3 with this many ms before every request (a real round trip)",
     )
+    ap.add_argument(
+        "--reps",
+        type=int,
+        default=None,
+        help="writers: interleaved repetitions (default 3, 2 with --quick)",
+    )
     args = ap.parse_args()
     root = args.dir or Path(tempfile.mkdtemp(prefix="alma-scale-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -488,7 +521,7 @@ def main() -> None:
             root,
             writers,
             s3=not args.no_s3,
-            reps=2 if args.quick else 3,
+            reps=args.reps or (2 if args.quick else 3),
             commits=200,
             latency=args.latency,
         )
