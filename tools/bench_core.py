@@ -582,6 +582,23 @@ def run_together(code: str, argvs: list[list[str]]) -> list[dict]:
     return [json.loads(proc.communicate(timeout=1800)[0].splitlines()[-1]) for proc in procs]
 
 
+def writers_released(argvs: list[list[str]], prelude: str = "") -> dict[str, float]:
+    """:data:`WRITER_CHILD` (after ``prelude``) once per argument list, released at once:
+    the commits per second, latency (ms) and CPU time per commit of all of them together."""
+    out = run_together(prelude + WRITER_CHILD, argvs)
+    lat = np.concatenate([o["lat"] for o in out]) * 1e3
+    span = max(o["end"] for o in out) - min(o["start"] for o in out)
+    cpu = sum(o["cpu"] for o in out)  # user and system, from the writers' own clocks
+    return {
+        "commits_per_s": len(lat) / span,
+        "median_ms": float(np.median(lat)),
+        "p99_ms": float(np.percentile(lat, 99)),
+        "max_ms": float(lat.max()),
+        "cpu_ms_per_commit": cpu / len(lat) * 1e3,
+        "cores_busy": cpu / span,
+    }
+
+
 def bench_writers(root: Path, n: int, rows: list[dict], commits: int = 400, per: int = 10) -> None:
     """Commits per second and latency with 1 and 4 writer processes on one store."""
     feats = root / f"features-{n}.npy"
@@ -589,27 +606,13 @@ def bench_writers(root: Path, n: int, rows: list[dict], commits: int = 400, per:
     for writers in (1, 4):
         path = root / f"writers-{writers}"
         alma_store.create(path, str(feats), overwrite=True).close()
-        out = run_together(
-            WRITER_CHILD,
-            [[str(path), *(str(v) for v in (w, writers, commits, per))] for w in range(writers)],
+        got = writers_released(
+            [[str(path), *(str(v) for v in (w, writers, commits, per))] for w in range(writers)]
         )
-        lat = np.concatenate([o["lat"] for o in out]) * 1e3
-        span = max(o["end"] for o in out) - min(o["start"] for o in out)
         with alma_store.open(path, mode="r") as store:
             assert store.version == writers * commits
             assert store.num_labeled == writers * commits * per
-        rows.append(
-            {
-                "writers": writers,
-                "labels_per_commit": per,
-                "commits_per_s": writers * commits / span,
-                "median_ms": float(np.median(lat)),
-                "p99_ms": float(np.percentile(lat, 99)),
-                "max_ms": float(lat.max()),
-                "cpu_ms_per_commit": sum(o["cpu"] for o in out) / (writers * commits) * 1e3,
-                "cores_busy": sum(o["cpu"] for o in out) / span,
-            }
-        )
+        rows.append({"writers": writers, "labels_per_commit": per, **got})
     rows[-1]["x_one_writer"] = rows[-1]["commits_per_s"] / rows[-2]["commits_per_s"]
     rows[-2]["x_one_writer"] = 1.0
 

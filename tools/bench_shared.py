@@ -32,7 +32,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-from bench_core import WRITER_CHILD, make_bucket, moto_options, run_together, start_moto
+from bench_core import make_bucket, moto_options, start_moto, writers_released
 
 import alma_store
 from alma_store.storage import Location, open_objects
@@ -52,24 +52,17 @@ def writers_row(
     location: str, options: dict | None, writers: int, commits: int, *, prelude: str = ""
 ) -> dict:
     """``writers`` processes, ``commits`` each (``prelude``: code each runs first)."""
-    out = run_together(
-        prelude + WRITER_CHILD,
+    got = writers_released(
         [
             [location, str(w), str(writers), str(commits), str(PER), json.dumps(options)]
             for w in range(writers)
         ],
+        prelude,
     )
-    lat = np.concatenate([o["lat"] for o in out]) * 1e3
-    span = max(o["end"] for o in out) - min(o["start"] for o in out)
     with alma_store.open(location, mode="r", storage_options=options) as store:
         assert store.version == writers * commits  # gapless, one version per commit
         assert store.num_labeled == writers * commits * PER  # every acknowledged label
-    return {**summary(lat, writers * commits, span), **cpu_per_commit(out, writers * commits)}
-
-
-def cpu_per_commit(out: list[dict], commits: int) -> dict[str, float]:
-    """The writers' CPU time (user and system, from their own clocks) per commit, in ms."""
-    return {"cpu_ms_per_commit": sum(o["cpu"] for o in out) / commits * 1e3}
+    return got
 
 
 def apart_row(
@@ -78,18 +71,15 @@ def apart_row(
     """One writer process per store of ``locations``, ``commits`` each, released at once:
     what so many processes can commit on this machine (and server) when they share
     nothing, the ceiling for as many writers of one store."""
-    out = run_together(
-        prelude + WRITER_CHILD,
+    got = writers_released(
         [[where, "0", "1", str(commits), str(PER), json.dumps(options)] for where in locations],
+        prelude,
     )
-    lat = np.concatenate([o["lat"] for o in out]) * 1e3
-    span = max(o["end"] for o in out) - min(o["start"] for o in out)
     for where in locations:
         with alma_store.open(where, mode="r", storage_options=options) as store:
             assert store.version == commits  # gapless
             assert store.num_labeled == commits * PER  # every acknowledged label
-    total = len(locations) * commits
-    return {**summary(lat, total, span), **cpu_per_commit(out, total)}
+    return got
 
 
 def limit(op, n: int) -> dict[str, float]:
