@@ -157,3 +157,31 @@ def test_group_commit_survives_killed_writers(tmp_path: Path) -> None:
         assert set(labels) - set(acknowledged) <= in_flight
         assert summary["num_labeled"] == len(labels) == store.version
         store.relabel([n - 1], [9])  # the store goes on
+
+
+@pytest.mark.parametrize(
+    ("commits", "rows", "taken_in"),
+    [(3, 10, False), (62, 1, False), (63, 1, True), (2, 2047, False), (2, 2048, True)],
+)
+def test_a_writer_takes_the_others_commits_in_once_enough_piled_up(
+    tmp_path: Path, commits: int, rows: int, taken_in: bool
+) -> None:
+    """Until then each of its commits only checks its batch against them; once they are
+    :data:`REFRESH_AFTER_EVENTS` commits or name :data:`REFRESH_AFTER_ROWS` rows, it
+    applies them, so that those checks stay short."""
+    from alma_store.engine._commit import REFRESH_AFTER_EVENTS, REFRESH_AFTER_ROWS
+
+    assert (REFRESH_AFTER_EVENTS, REFRESH_AFTER_ROWS) == (64, 4096)  # what the cases are of
+    alma_store.create(tmp_path / "s", n_items=10_000).close()
+    with alma_store.open(tmp_path / "s") as ours, alma_store.open(tmp_path / "s") as theirs:
+        ours.add_labels([9_999], [1], relative_to="dataset")  # piled up with theirs
+        items = iter(range(commits * rows))
+        for _ in range(commits):
+            batch = [next(items) for _ in range(rows)]
+            theirs.add_labels(batch, np.ones(rows, np.int64), relative_to="dataset")
+        ours.add_labels([9_998], [1], relative_to="dataset")  # checked against theirs only
+        held = ours._engine.tail.version
+        assert held == (commits + 2 if taken_in else 0)  # ours, theirs, ours: or none yet
+        with pytest.raises(alma_store.AlreadyLabeledError):  # theirs count, taken in or not
+            ours.add_labels([0], [1], relative_to="dataset")
+        assert ours.num_labeled == commits * rows + 2

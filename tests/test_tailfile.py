@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import alma_store
+from alma_store.engine import _commit as commit_module
 from alma_store.engine import _engine as engine_module
 
 from .conftest import run_python
@@ -20,6 +21,12 @@ def small_commits(path: Path, commits: int, n: int = 1000) -> None:
         store.close(checkpoint=False)
 
 
+def small_tails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tail file every 16 commits, of a writer that takes its own commits in every 16."""
+    monkeypatch.setattr(engine_module, "TAIL_FILE_RECORDS", 16)
+    monkeypatch.setattr(commit_module, "REFRESH_AFTER_EVENTS", 16)
+
+
 def tail_files(path: Path) -> list[str]:
     return sorted(p.name for p in path.glob("tail-*.bin"))
 
@@ -27,7 +34,7 @@ def tail_files(path: Path) -> list[str]:
 def test_an_open_replays_only_the_commits_after_the_newest_tail_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine_module, "TAIL_FILE_RECORDS", 16)
+    small_tails(monkeypatch)
     small_commits(tmp_path / "s", 100)
     assert len(tail_files(tmp_path / "s")) == 1  # older ones are removed
     newest = int(tail_files(tmp_path / "s")[0][5:-4])
@@ -53,7 +60,7 @@ def test_an_open_replays_only_the_commits_after_the_newest_tail_file(
 def test_a_fresh_process_uses_the_tail_file_and_a_checkpoint_removes_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine_module, "TAIL_FILE_RECORDS", 16)
+    small_tails(monkeypatch)
     small_commits(tmp_path / "s", 60)
     out = run_python(
         "import sys, alma_store\n"
@@ -72,7 +79,7 @@ def test_a_fresh_process_uses_the_tail_file_and_a_checkpoint_removes_it(
 def test_a_damaged_tail_file_is_named_and_a_stale_one_ignored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine_module, "TAIL_FILE_RECORDS", 16)
+    small_tails(monkeypatch)
     small_commits(tmp_path / "s", 40)
     (name,) = tail_files(tmp_path / "s")
     path = tmp_path / "s" / name

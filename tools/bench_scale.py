@@ -14,6 +14,10 @@ Sections (figures in ``docs/benchmarks.md``, "Scale"):
 - ``cpu``: CPU time per single-writer commit of 100 labels by dataset index, against
   the floor: encoding the same record and making it durable as the format does
   (appended with ``fdatasync``; in a shared directory, created as a commit object).
+- ``takein``: CPU per commit (10 labels) that another open of the store takes in (as
+  every writer of a busy store does with the others' commits, a few dozen at a time),
+  1, 16 or 64 at once, with a journal tail of 5K or 100K rows; beside it the same
+  batches written into an in-memory mask and label array.
 - ``open``: a fresh process opens a store after 1K, 10K and 100K commits of 10 labels
   (local; shared in a directory and on a local S3 server, made by ``alma_store.copy``
   of the local one and 300 more commits through the API), each against the local open
@@ -354,6 +358,64 @@ def bench_tasks(root: Path, rows: list[dict]) -> None:
         print(table("tasks", rows[-1:]), flush=True)
 
 
+def bench_takein(root: Path, rows: list[dict], rounds: int) -> None:
+    """CPU to take in another writer's commits, per commit, against the in-memory update.
+
+    What every writer of a busy store pays for each commit of the others (it takes them
+    in a few dozen at a time), and a reader on its next read: one open of the store
+    commits ``k`` batches of 10 labels by dataset index, a second open of the same store
+    reads its version (which decodes, checks and applies them, and makes its snapshot),
+    with a journal tail of ``tail`` rows taken in already. Beside it the naive baseline,
+    the same batches written into an in-memory mask and label array (ALMa's update); both
+    as CPU (thread) time per commit taken in, medians of ``rounds``.
+    """
+    n = 2_000_000
+    rng = np.random.default_rng(3)
+    for tail in (5_000, 100_000):
+        for k in (1, 16, 64):
+            path = root / f"takein-{tail}-{k}"
+            alma_store.create(path, n_items=n, overwrite=True).close()
+            items = iter(rng.permutation(n).tolist())
+            mask, labels = np.zeros(n, bool), np.zeros(n, np.int64)
+            mask.fill(False)  # in memory before the timing, as the store's are
+            labels.fill(0)
+            writer = alma_store.open(path, checkpoint_rows=10**8)  # nothing folded meanwhile
+            reader = alma_store.open(path, mode="r", checkpoint_rows=10**8)
+            ours, naive = [], []
+            try:
+                for _ in range(tail // 1000):
+                    batch = [next(items) for _ in range(1000)]
+                    writer.add_labels(batch, np.ones(1000, np.int64), relative_to="dataset")
+                assert reader.num_labeled == tail
+                for r in range(rounds):
+                    batches = [np.array([next(items) for _ in range(10)]) for _ in range(k)]
+                    for b in batches:
+                        writer.add_labels(b, np.full(10, r, np.int64), relative_to="dataset")
+                    t = time.thread_time()
+                    version = reader.version  # takes the k commits in
+                    ours.append((time.thread_time() - t) / k)
+                    t = time.thread_time()
+                    for b in batches:
+                        mask[b] = True
+                        labels[b] = r
+                    naive.append((time.thread_time() - t) / k)
+                    assert version == writer.version
+            finally:
+                writer.close(checkpoint=False)
+                reader.close()
+            shutil.rmtree(path)
+            ours_us, naive_us = statistics.median(ours) * 1e6, statistics.median(naive) * 1e6
+            rows.append(
+                {
+                    "tail_rows": tail,
+                    "commits_taken_in": k,
+                    "cpu_us_per_commit": ours_us,
+                    "naive_us_per_commit": naive_us,
+                    "x_naive": ours_us / naive_us,
+                }
+            )
+
+
 RACE = "import alma_store.engine._engine as e; e.Engine.offers = property(lambda self: False)\n"
 """Run a writer that races for every version (as in shared format 8)."""
 GROUP = ""
@@ -482,7 +544,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     ap.add_argument("--dir", type=Path, default=None)
     ap.add_argument(
-        "--sections", default="density,cpu,open,tasks,writers", help="comma-separated subset"
+        "--sections",
+        default="density,cpu,takein,open,tasks,writers",
+        help="comma-separated subset",
     )
     ap.add_argument("--no-s3", action="store_true", help="skip the local S3 server (moto)")
     ap.add_argument(
@@ -508,6 +572,9 @@ def main() -> None:
     cpu: list[dict] = []
     if "cpu" in sections:
         bench_cpu(root, 10**6, cpu, commits=200 if args.quick else 1000)
+    takein: list[dict] = []
+    if "takein" in sections:
+        bench_takein(root, takein, rounds=5 if args.quick else 15)
     opens: list[dict] = []
     if "open" in sections:
         histories = [1000, 3000] if args.quick else [1000, 10_000, 100_000]
@@ -528,6 +595,9 @@ def main() -> None:
     print(f"# alma_store scale benchmark ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores)")
     print(table("Map 100 positions / commit 100 labels by position, by share labeled", density))
     print(table("CPU per commit (100 labels by dataset index) against its format's floor", cpu))
+    print(
+        table("CPU per commit taken in from another writer, against the in-memory update", takein)
+    )
     print(table("Open in a fresh process after a history of commits of 10 labels", opens))
     print(table("to_dask() over 64 chunks after 2,000 commits, 2 worker processes", tasks))
     print(table("1 vs 4 writer processes, commits of 10 labels", writers))

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._events import LabelEvent
+from ._events import KINDS, LabelEvent
 from ._types import BoolArray, IndexArray
 
 _NOTHING = slice(0, 0)
@@ -75,31 +75,32 @@ class Overlay:
         for k, event in enumerate(events, start=self.version + 1):
             if event.version != k:
                 raise ValueError(f"event version {event.version} does not follow {k - 1}")
-        counts = self.counts + _count_changes(events, chunk_rows, len(self.counts))
-        idx = np.concatenate([e.dataset_indices for e in events])
-        state = np.concatenate([np.full(len(e.dataset_indices), e.labeled_after) for e in events])
-        was = np.concatenate([np.full(len(e.dataset_indices), e.labeled_before) for e in events])
+        flat = _Flat.of(events)
+        state, was = flat.rows(flat.after), flat.rows(flat.before)
+        counts = self.counts + flat.count_changes(chunk_rows, len(self.counts))
         vals = np.concatenate([e.values for e in events]) if len(events) > 1 else events[0].values
-        # The last occurrence of each index wins: unique over the reversed order.
-        new, first = np.unique(idx[::-1], return_index=True)
-        last = len(idx) - 1 - first
-        new_labeled, new_values = state[last], vals[last]
-        new_base = was[np.unique(idx, return_index=True)[1]]  # the first occurrence's
+        new, first, last = flat.occurrences()
+        new_labeled, new_values = state[last], vals[last]  # the last occurrence wins
+        new_base = was[first]  # the first occurrence's
         at = np.searchsorted(self.indices, new)
         present = np.zeros(new.shape, bool)
         if len(self.indices):
             present = self.indices[np.minimum(at, len(self.indices) - 1)] == new
-        labeled = self.labeled.copy()
-        values = self.values.copy()
-        labeled[at[present]] = new_labeled[present]
-        values[at[present]] = new_values[present]
         fresh = ~present
+        merge = _Merge(at[fresh], len(self.indices))
+        labeled, values = (
+            merge(self.labeled, new_labeled[fresh]),
+            merge(self.values, new_values[fresh]),
+        )
+        kept = merge.kept(at[present])  # the entries already held, where they are now
+        labeled[kept] = new_labeled[present]
+        values[kept] = new_values[present]
         return Overlay(
             version=events[-1].version,
-            indices=np.insert(self.indices, at[fresh], new[fresh]),
-            labeled=np.insert(labeled, at[fresh], new_labeled[fresh]),
-            base=np.insert(self.base, at[fresh], new_base[fresh]),
-            values=np.insert(values, at[fresh], new_values[fresh], axis=0),
+            indices=merge(self.indices, new[fresh]),
+            labeled=labeled,
+            base=merge(self.base, new_base[fresh]),
+            values=values,
             counts=counts,
         )
 
@@ -113,13 +114,11 @@ class Overlay:
         """
         if not events:
             return checkpoint
-        idx = np.concatenate([e.dataset_indices for e in events])
-        before = np.concatenate([np.full(len(e.dataset_indices), e.labeled_before) for e in events])
-        after = np.concatenate([np.full(len(e.dataset_indices), e.labeled_after) for e in events])
+        flat = _Flat.of(events)
+        before, after = flat.rows(flat.before), flat.rows(flat.after)
         values = np.concatenate([e.values_before for e in events])
-        indices, first = np.unique(idx, return_index=True)
-        last = len(idx) - 1 - np.unique(idx[::-1], return_index=True)[1]
-        counts = checkpoint.counts - _count_changes(events, chunk_rows, len(checkpoint.counts))
+        indices, first, last = flat.occurrences()
+        counts = checkpoint.counts - flat.count_changes(chunk_rows, len(checkpoint.counts))
         return cls(
             events[0].version - 1, indices, before[first], after[last], values[first], counts
         )
@@ -131,16 +130,76 @@ class Overlay:
         return slice(int(self.indices.searchsorted(lo)), int(self.indices.searchsorted(hi)))
 
 
-def _count_changes(events: list[LabelEvent], chunk_rows: int, n_chunks: int) -> IndexArray:
-    """The net change ``events`` make to each chunk's labeled count (one scatter-add)."""
-    parts = [(e.dataset_indices, int(e.labeled_after) - int(e.labeled_before)) for e in events]
-    parts = [(idx, step) for idx, step in parts if step]
-    change = np.zeros(n_chunks, np.int64)
-    if parts:
-        chunks = np.concatenate([idx for idx, _ in parts]) // chunk_rows
-        steps = np.repeat([step for _, step in parts], [len(idx) for idx, _ in parts])
-        np.add.at(change, chunks, steps)
-    return change
+class _Merge:
+    """Sorted insertion of new entries at ``at`` (positions in the old arrays, sorted, as
+    :func:`numpy.searchsorted` gives them) into arrays of ``n`` entries: the same as
+    :func:`numpy.insert`, with the positions worked out once for all four arrays."""
+
+    def __init__(self, at: IndexArray, n: int) -> None:
+        self.at = at
+        self.size = n + len(at)
+        self.placed = at + np.arange(len(at))  # where each new entry lands
+        self.old = np.ones(self.size, bool)
+        self.old[self.placed] = False
+
+    def __call__(self, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+        out = np.empty((self.size, *old.shape[1:]), old.dtype)
+        out[self.placed] = new
+        out[self.old] = old
+        return out
+
+    def kept(self, positions: IndexArray) -> IndexArray:
+        """Where the old entries at ``positions`` are in the merged arrays."""
+        return positions + np.searchsorted(self.at, positions, side="right")
+
+
+@dataclass(frozen=True, slots=True)
+class _Flat:
+    """Consecutive events' dataset indices back to back, and per event its length and
+    whether its items are labeled after and before it: what replay needs, in arrays
+    (one pass over the events, not a few array calls per event)."""
+
+    indices: IndexArray
+    lengths: IndexArray
+    after: BoolArray
+    before: BoolArray
+
+    @classmethod
+    def of(cls, events: list[LabelEvent]) -> _Flat:
+        n = len(events)
+        lengths = np.fromiter((len(e.dataset_indices) for e in events), np.int64, n)
+        kinds = [KINDS[e.kind] for e in events]
+        return cls(
+            np.concatenate([e.dataset_indices for e in events]),
+            lengths,
+            np.fromiter((after for _, after in kinds), bool, n),
+            np.fromiter((before for before, _ in kinds), bool, n),
+        )
+
+    def occurrences(self) -> tuple[IndexArray, IndexArray, IndexArray]:
+        """Each index once, sorted, with where it first and last occurs in :attr:`indices`."""
+        order = np.argsort(self.indices, kind="stable")  # equal indices keep their order
+        ordered = self.indices[order]
+        differs = ordered[1:] != ordered[:-1]
+        first, last = np.ones(len(ordered), bool), np.ones(len(ordered), bool)
+        first[1:], last[:-1] = differs, differs
+        return ordered[first], order[first], order[last]
+
+    def rows(self, per_event: BoolArray) -> BoolArray:
+        """A per-event flag repeated for each of the event's items."""
+        return np.repeat(per_event, self.lengths)
+
+    def count_changes(self, chunk_rows: int, n_chunks: int) -> IndexArray:
+        """The net change the events make to each chunk's labeled count."""
+        steps = self.after.astype(np.int64) - self.before
+        rows = self.rows(steps != 0)
+        if not rows.any():
+            return np.zeros(n_chunks, np.int64)
+        chunks = self.indices[rows] // chunk_rows
+        change = np.bincount(
+            chunks, weights=np.repeat(steps, self.lengths)[rows], minlength=n_chunks
+        )
+        return change.astype(np.int64)  # sums of +-1 far below 2**53: exact
 
 
 Undo = tuple[IndexArray, BoolArray, np.ndarray | None]

@@ -113,8 +113,14 @@ CONTENDED_COMMITS = 8
 PROBE_EVERY = 4
 """In object storage, a writer that met nobody lately lists the offered batches with every
 so many of its creates (in the background: no round trip added)."""
-REFRESH_AFTER_EVENTS = 16
-"""A writer takes in others' commits (and its own) once this many have piled up."""
+REFRESH_AFTER_EVENTS = 64
+"""A writer takes in others' commits (and its own) once this many have piled up ...
+
+Until then each commit only checks its batch against them (step 5); taking them in
+copies the tail's overlay whether they are 1 or 64 (see the benchmarks, "Taking
+commits in")."""
+REFRESH_AFTER_ROWS = 4096
+"""... or once they name this many rows (each commit's check reads them all)."""
 COMPACT_EVERY = 32
 """A shared store's log is folded into a segment by the writer of every so many versions,
 so that a reader finds at most about this many commit objects after the newest segment
@@ -392,7 +398,7 @@ class Writer:
         assert newer is not None
         crash_point("commit-unsynced")  # appended, lock released, not acknowledged yet
         engine.sync(end)  # 7: outside the lock, one fdatasync covers every waiting writer
-        self._housekeeping(event, n, len(newer), wrote)  # 8
+        self._housekeeping(event, n, newer, wrote)  # 8
         if event.annotations is not None:
             return event.annotations.dataset_indices
         return event.dataset_indices
@@ -489,15 +495,18 @@ class Writer:
         return group, [p for p, e in decoded if e.batch in batches]
 
     def _housekeeping(
-        self, event: LabelEvent, n: int, piled_up: int, wrote: list[LabelEvent]
+        self, event: LabelEvent, n: int, piled_up: list[LabelEvent], wrote: list[LabelEvent]
     ) -> None:
         """After a durable commit: take commits in, checkpoint a long tail, compact the log.
 
-        ``wrote``: the events of the commit object this writer created (none when
-        another writer's commit carried its batch).
+        ``piled_up``: the commits before ``event`` not taken in yet. ``wrote``: the
+        events of the commit object this writer created (none when another writer's
+        commit carried its batch).
         """
         engine = self.engine
-        if piled_up >= REFRESH_AFTER_EVENTS:
+        if len(piled_up) >= REFRESH_AFTER_EVENTS or (
+            sum(len(e.dataset_indices) for e in piled_up) >= REFRESH_AFTER_ROWS
+        ):
             engine.refresh()  # take the newer commits in, in one go
         if engine.tail_rows + n >= engine.checkpoint_rows:
             engine.refresh()
