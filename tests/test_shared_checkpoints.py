@@ -11,13 +11,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import alma_store
 from alma_store.engine import _commit as commit_module
-from alma_store.storage import SHARED_FORMAT_VERSION
+from alma_store.engine import _open as open_module
+from alma_store.storage import SHARED_FORMAT_VERSION, DirObjects, open_objects
 
 from .conftest import REPO, Where, labeled_of
 
@@ -78,6 +81,50 @@ def test_an_open_starts_from_the_newest_checkpoint_and_fetches_chunks_when_read(
         past = reader.at(version=3)  # before the checkpoint: the log's records
         assert past.num_labeled == sum(sizes[:3])
         assert len(past.labeled.labels) == sum(sizes[:3])
+
+
+class MetaWaits:
+    """A shared store's objects whose get of ``meta.json`` returns only once the listing of
+    ``checkpoints/`` went out: an open that asked for them in turn fails."""
+
+    def __init__(self, objects: Any) -> None:
+        self.objects, self.sent = objects, threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.objects, name)
+
+    def list_soon(self, prefix: str) -> Any:
+        if prefix == "checkpoints/":
+            self.sent.set()
+        return self.objects.list_soon(prefix)
+
+    def get(self, name: str) -> bytes | None:
+        if name == "meta.json":
+            assert self.sent.wait(30), "meta.json was read before the checkpoints were listed"
+        return self.objects.get(name)
+
+
+def test_an_open_lists_the_checkpoints_beside_the_get_of_its_meta(
+    where: Where, small: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Neither needs the other, so in object storage both go out at once; the open then
+    starts from the checkpoint that listing found."""
+    model: dict[int, int] = {}
+    with where.create(200, chunk_rows=16) as writer:
+        commit_many(writer, 0, 20, model)  # publishes one
+    newest = int(where.names("checkpoints/")[-1].split("/")[1])
+    opened: list[MetaWaits] = []
+
+    def waiting(objects: Any) -> MetaWaits:
+        opened.append(MetaWaits(objects))
+        return opened[-1]
+
+    monkeypatch.setattr(open_module, "open_objects", lambda loc: waiting(open_objects(loc)))
+    monkeypatch.setattr(open_module, "DirObjects", lambda root: waiting(DirObjects(root)))
+    with where.open(mode="r") as reader:
+        assert len(opened) == 1 and opened[0].sent.is_set()
+        assert reader._engine.mirror.start == newest
+        assert labeled_of(reader) == model
 
 
 def test_readers_before_and_after_a_checkpoint_follow_later_commits(

@@ -31,6 +31,7 @@ from ..storage import (
     DirObjects,
     Location,
     Objects,
+    checkpoints_listed,
     latest_checkpoint,
     make_mirror,
     marks_path,
@@ -111,10 +112,12 @@ def _open_shared(
 ) -> tuple[Engine, FeatureSource]:
     """Open a shared store: a private mirror directory, from its newest shared checkpoint
     (format 7), filled from its commit log after it."""
+    listed = checkpoints_listed(objects)  # beside meta.json's get: one round trip for both
     meta = read_shared_meta(objects)
     base = None
     if meta.format_version >= SHARED_CHECKPOINTS_FORMAT:
-        base = latest_checkpoint(objects, meta.uuid, n_chunks(meta.n_items, meta.chunk_rows))
+        n = n_chunks(meta.n_items, meta.chunk_rows)
+        base = latest_checkpoint(objects, meta.uuid, n, listed)
     mirror = make_mirror(meta, base)
     try:
         # Relative feature paths (an in-memory array copied at create) are the store directory's.

@@ -85,7 +85,12 @@ from ._shared import (
     segment_name,
     shared_log,
 )
-from ._sharedckpt import SharedCheckpoint, latest_checkpoint, publish_checkpoint
+from ._sharedckpt import (
+    SharedCheckpoint,
+    checkpoints_listed,
+    latest_checkpoint,
+    publish_checkpoint,
+)
 from ._tailfile import TailFile, read_tail_file, remove_tail_files, write_tail_file
 
 __all__ = [
@@ -131,6 +136,7 @@ __all__ = [
     "boottime",
     "chain_crc",
     "check_conditional_create",
+    "checkpoints_listed",
     "crash_point",
     "crc_body",
     "create_arrays",

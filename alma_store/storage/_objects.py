@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ..errors import (
+    AlmaError,
     InvalidInputError,
     MissingExtraError,
     ReadOnlyError,
@@ -65,6 +67,10 @@ class Listed:
 
     name: str
     modified: float
+
+
+Listing = list[Listed]
+"""What a listing gives (a name for it where :meth:`Objects.list` hides the builtin)."""
 
 
 class Objects(Protocol):
@@ -106,6 +112,12 @@ class Objects(Protocol):
         store lists folders that hold objects only (``"log/"``,
         ``"segments/"``), never nested ones: a directory lists one level.
         """
+        ...
+
+    def list_soon(self, prefix: str) -> Future[Listing]:
+        """:meth:`list` of ``prefix``, sent now and read later: in object storage on a
+        thread, so that the caller's next request goes out beside it (one round trip
+        for both); in a directory at once."""
         ...
 
     def delete(self, name: str) -> None:
@@ -177,6 +189,14 @@ class DirObjects:
                 with contextlib.suppress(FileNotFoundError):
                     out.append(Listed(name, entry.stat().st_mtime))
         return sorted(out, key=lambda item: item.name)[:limit]
+
+    def list_soon(self, prefix: str) -> Future[Listing]:
+        done: Future[Listing] = Future()
+        try:
+            done.set_result(self.list(prefix))
+        except (AlmaError, OSError) as exc:  # raised where it is read, as from a thread
+            done.set_exception(exc)
+        return done
 
     def delete(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -342,6 +362,9 @@ class RemoteObjects:
                 if limit is not None and len(out) >= limit:
                     break  # listings come in name order: the first ``limit`` are here
         return sorted(out, key=lambda item: item.name)[:limit]
+
+    def list_soon(self, prefix: str) -> Future[Listing]:
+        return self._threads.pool().submit(self.list, prefix)
 
     def delete(self, name: str) -> None:
         import obstore

@@ -36,7 +36,7 @@ import json
 import struct
 import zlib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,11 +45,12 @@ from ..errors import CorruptStoreError
 from ._crc import crc_body, with_crc
 from ._fs import crash_point
 from ._marks import ENTRY, MARKS_HEADER, NO_FILE
-from ._objects import Objects
+from ._objects import Listed, Objects
 
 __all__ = [
     "CHUNK_KINDS",
     "SharedCheckpoint",
+    "checkpoints_listed",
     "chunk_object",
     "latest_checkpoint",
     "publish_checkpoint",
@@ -159,10 +160,26 @@ class SharedCheckpoint:
         return cls(version, checkpoint, marks, written.reshape(2, n_chunks).astype(np.int64))
 
 
-def latest_checkpoint(objects: Objects, uuid: str, n_chunks: int) -> SharedCheckpoint | None:
-    """The newest shared checkpoint (one listing, one read), checked; None if there is none."""
-    for _ in range(3):  # a listed manifest may be deleted by a newer publisher: list again
-        names = [item.name for item in objects.list(PREFIX)]
+def checkpoints_listed(objects: Objects) -> Future[list[Listed]]:
+    """The listing of the shared checkpoints, sent now: an open sends it beside the get
+    of ``meta.json`` (in object storage one round trip for both), before it knows the
+    store's format or id."""
+    return objects.list_soon(PREFIX)
+
+
+def latest_checkpoint(
+    objects: Objects, uuid: str, n_chunks: int, listed: Future[list[Listed]] | None = None
+) -> SharedCheckpoint | None:
+    """The newest shared checkpoint (one listing, one read), checked; None if there is none.
+
+    ``listed``: the listing sent already (:func:`checkpoints_listed`). A listing a
+    little older is as good: a checkpoint published since it is not needed (the
+    commits after the one found are read from the log), and one deleted since is
+    listed again, as below.
+    """
+    for attempt in range(3):  # a listed manifest may be deleted by a newer publisher: list again
+        items = listed.result() if listed is not None and attempt == 0 else objects.list(PREFIX)
+        names = [item.name for item in items]
         if not names:
             return None
         data = objects.get(names[-1])
