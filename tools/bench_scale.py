@@ -376,9 +376,8 @@ def bench_takein(root: Path, rows: list[dict], rounds: int) -> None:
             path = root / f"takein-{tail}-{k}"
             alma_store.create(path, n_items=n, overwrite=True).close()
             items = iter(rng.permutation(n).tolist())
-            mask, labels = np.zeros(n, bool), np.zeros(n, np.int64)
-            mask.fill(False)  # in memory before the timing, as the store's are
-            labels.fill(0)
+            # Written (so in memory) before the timing, as the store's are: not np.zeros.
+            mask, labels = np.full(n, False), np.full(n, 0, np.int64)
             writer = alma_store.open(path, checkpoint_rows=10**8)  # nothing folded meanwhile
             reader = alma_store.open(path, mode="r", checkpoint_rows=10**8)
             ours, naive = [], []

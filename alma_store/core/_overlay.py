@@ -185,20 +185,18 @@ class _Flat:
         first[1:], last[:-1] = differs, differs
         return ordered[first], order[first], order[last]
 
-    def rows(self, per_event: BoolArray) -> BoolArray:
-        """A per-event flag repeated for each of the event's items."""
+    def rows(self, per_event: np.ndarray) -> np.ndarray:
+        """A per-event value repeated for each of the event's items."""
         return np.repeat(per_event, self.lengths)
 
     def count_changes(self, chunk_rows: int, n_chunks: int) -> IndexArray:
         """The net change the events make to each chunk's labeled count."""
-        steps = self.after.astype(np.int64) - self.before
-        rows = self.rows(steps != 0)
+        steps = self.rows(self.after.astype(np.int64) - self.before)  # +1, -1 or 0 per item
+        rows = steps != 0
         if not rows.any():
             return np.zeros(n_chunks, np.int64)
         chunks = self.indices[rows] // chunk_rows
-        change = np.bincount(
-            chunks, weights=np.repeat(steps, self.lengths)[rows], minlength=n_chunks
-        )
+        change = np.bincount(chunks, weights=steps[rows], minlength=n_chunks)
         return change.astype(np.int64)  # sums of +-1 far below 2**53: exact
 
 
