@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import alma_store
+from alma_store import storage
 from alma_store.engine import _commit as commit_module
 from alma_store.engine import _engine as engine_module
 
@@ -100,3 +102,30 @@ def test_a_damaged_tail_file_is_named_and_a_stale_one_ignored(
     with alma_store.open(tmp_path / "s", mode="r") as store:
         assert store._engine.tail.held_from == 40 and store.version == 41
         assert store.verify()["num_labeled"] == 41
+
+
+def test_writers_of_one_store_save_one_tail_file_per_interval_not_one_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small_tails(monkeypatch)
+    saved: list[int] = []
+    write = engine_module.write_tail_file
+
+    def counted(root: Path, tail: storage.TailFile) -> None:
+        saved.append(tail.overlay.version)
+        write(root, tail)
+
+    monkeypatch.setattr(engine_module, "write_tail_file", counted)
+    alma_store.create(tmp_path / "s", n_items=1000, chunk_rows=64).close()
+    a, b = alma_store.open(tmp_path / "s"), alma_store.open(tmp_path / "s")
+    for i in range(100):  # two writers, taking turns
+        (a, b)[i % 2].add_labels([i], [i], relative_to="dataset")
+    # One tail file per 16 versions (the writer that finds one due first writes it), where
+    # each writer counting from its own last one wrote as many again.
+    assert 100 // 16 - 1 <= len(saved) <= 100 // 16
+    assert all(later - earlier >= 16 for earlier, later in itertools.pairwise(saved))
+    for store in (a, b):
+        store.close(checkpoint=False)
+    with alma_store.open(tmp_path / "s", mode="r") as store:  # the newest is used
+        assert store._engine.tail.held_from == saved[-1] and store.version == 100
+        assert store.verify()["num_labeled"] == 100

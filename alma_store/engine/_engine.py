@@ -56,6 +56,7 @@ from ..storage import (
     WriterLock,
     forget_volatile,
     marks_path,
+    newest_tail_version,
     publish_checkpoint,
     read_tail_file,
     remove_tail_files,
@@ -597,15 +598,22 @@ class Engine:
             self.checkpoint()
 
     def save_tail_if_due(self) -> None:
-        """Write a tail file once :data:`TAIL_FILE_RECORDS` commits came since the last one.
+        """Write a tail file once :data:`TAIL_FILE_RECORDS` commits came since the newest.
 
         A tail file is a cache of the journal (see :mod:`alma_store.storage._tailfile`):
-        it is written without the writer lock, atomically, by whoever finds it due.
+        it is written without the writer lock, atomically, by whoever finds it due. The
+        newest is looked for first: of several writers of one store, the first to find
+        one due writes it, and the others count from it (not one copy per writer).
         """
         with self._mutex:
             tail = self.tail
             if not self._tail_files or tail.version - tail.saved < TAIL_FILE_RECORDS:
                 return
+            newest = newest_tail_version(self.root)
+            if newest is not None and newest > tail.saved:  # another writer saved one since
+                tail.saved = newest  # (perhaps of versions this one has not taken in yet)
+                if tail.version - newest < TAIL_FILE_RECORDS:
+                    return
             saved = TailFile(self.meta.uuid, tail.base_version, tail.end, tail.overlay)
             write_tail_file(self.root, saved)
             remove_tail_files(self.root, below=tail.version)

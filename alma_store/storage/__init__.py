@@ -91,7 +91,13 @@ from ._sharedckpt import (
     latest_checkpoint,
     publish_checkpoint,
 )
-from ._tailfile import TailFile, read_tail_file, remove_tail_files, write_tail_file
+from ._tailfile import (
+    TailFile,
+    newest_tail_version,
+    read_tail_file,
+    remove_tail_files,
+    write_tail_file,
+)
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -157,6 +163,7 @@ __all__ = [
     "marks_path",
     "marks_versions",
     "meta_bytes",
+    "newest_tail_version",
     "obstore_config",
     "occupied",
     "open_campaign_log",

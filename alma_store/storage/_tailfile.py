@@ -43,7 +43,13 @@ from ..errors import CorruptStoreError
 from ._crc import crc_body, with_crc
 from ._fs import atomic_write
 
-__all__ = ["TailFile", "read_tail_file", "remove_tail_files", "write_tail_file"]
+__all__ = [
+    "TailFile",
+    "newest_tail_version",
+    "read_tail_file",
+    "remove_tail_files",
+    "write_tail_file",
+]
 
 MAGIC = b"ALMATAL1"
 
@@ -69,6 +75,12 @@ def _versions(root: Path) -> list[int]:
         for name in os.listdir(root)
         if name.startswith("tail-") and name.endswith(".bin") and name[5:-4].isdigit()
     )
+
+
+def newest_tail_version(root: Path) -> int | None:
+    """The version of the newest tail file in ``root`` (of any checkpoint); None if none."""
+    versions = _versions(root)
+    return versions[-1] if versions else None
 
 
 def write_tail_file(root: Path, tail: TailFile) -> None:
