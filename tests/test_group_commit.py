@@ -220,6 +220,37 @@ def test_an_offer_past_its_window_never_lands_and_is_pruned(where: Where) -> Non
         assert not where.names("pending/")
 
 
+def test_a_compactor_lists_the_log_once_then_deletes_by_name(where: Where) -> None:
+    """A compactor lists ``log/`` at its first compaction only (a busy store holds every
+    log object of the last ``grace`` seconds); later ones delete from where it stopped, by
+    name (a version inside a group object names no object), and fold and delete exactly
+    what a listing would have found."""
+    with where.create(100) as a, where.open() as b:
+        for item in range(4):
+            a.add_labels([item], [1], relative_to="dataset")  # versions 1-4, an object each
+        compactor = where.log(grace=0.0)  # every object a segment covers may go
+        counted = Counted(compactor.objects)
+        compactor.objects = counted
+        records = a._engine.mirror.raw  # type: ignore[union-attr]
+        assert compactor.compact(lambda lo, hi: [records(lo, hi)], 4) == (4, 4)
+        assert "log/" in counted.listed and where.names("log/") == []
+        _offer(b, [50], [5], "b")
+        _contended(a).add_labels([60], [6], relative_to="dataset")  # versions 5-6: one object
+        a.add_labels([70], [7], relative_to="dataset")
+        assert where.names("log/") == [f"log/{5:020d}", f"log/{7:020d}"]
+        segments_listed = len(where.names("segments/"))
+        counted.listed.clear()
+        assert compactor.compact(lambda lo, hi: [records(lo, hi)], 7) == (3, 3)
+        assert "log/" not in counted.listed  # by name: log/5, log/6 (none), log/7
+        assert where.names("log/") == []
+        assert len(where.names("segments/")) == segments_listed + 1
+        assert compactor.compact(lambda lo, hi: [records(lo, hi)], 7) == (0, 0)
+    with where.open(mode="r") as fresh:  # from the segments alone
+        assert fresh.version == 7
+        assert labeled_of(fresh) == {0: 1, 1: 1, 2: 1, 3: 1, 50: 5, 60: 6, 70: 7}
+        assert [len(e.dataset_indices) for e in fresh.history()] == [1] * 7
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     base=st.integers(0, 10**19),

@@ -14,6 +14,12 @@ Sections (figures in ``docs/benchmarks.md``, "Scale"):
 - ``cpu``: CPU time per single-writer commit of 100 labels by dataset index, against
   the floor: encoding the same record and making it durable as the format does
   (appended with ``fdatasync``; in a shared directory, created as a commit object).
+- ``growth``: one writer commits 20,000 times (10 labels each) to a shared store in a
+  directory, well within the 10 minutes a commit object outlives its fold: CPU per
+  commit in each block of 2,000, against the create of as many commit objects into a
+  directory of their own that fills the same way (the floor), and the last block's
+  ratio against the first's (a cost that follows the log objects left, not the
+  commits, grows there).
 - ``takein``: CPU per commit (10 labels) that another open of the store takes in (as
   every writer of a busy store does with the others' commits, a few dozen at a time),
   1, 16 or 64 at once, with a journal tail of 5K or 100K rows; beside it the same
@@ -182,6 +188,55 @@ def bench_cpu(root: Path, n: int, rows: list[dict], commits: int) -> None:
             }
         )
         print(table("cpu", rows[-1:]), flush=True)
+
+
+def bench_growth(root: Path, rows: list[dict], commits: int, block: int) -> None:
+    """One writer of a shared directory store, blocks of ``block`` commits of 10 labels,
+    each followed by ``block`` creates of commit objects alone (the floor, into a
+    directory of its own that fills as ``log/`` does): CPU per commit, block by block."""
+    from alma_store.core import LabelEvent
+    from alma_store.storage import DirObjects
+
+    k = 10
+    path = root / "growth"
+    shutil.rmtree(path, ignore_errors=True)
+    objects = DirObjects(root / "growth-floor")
+    shutil.rmtree(objects.root, ignore_errors=True)
+    store = alma_store.create(path, n_items=commits * k, shared=True)
+    first: float | None = None
+    try:
+        for a in range(0, commits, block):
+            c0, t0 = cpu_seconds(), time.perf_counter()
+            for c in range(a, a + block):
+                store.add_labels(
+                    np.arange(c * k, (c + 1) * k), np.ones(k, np.int64), relative_to="dataset"
+                )
+            ours, wall = (cpu_seconds() - c0) / block, (time.perf_counter() - t0) / block
+            c0 = cpu_seconds()
+            for c in range(a, a + block):
+                idx = np.arange(c * k, (c + 1) * k)
+                record = LabelEvent(c + 1, "add", idx, np.ones(k, np.int64)).encode(
+                    np.dtype(np.int64)
+                )
+                objects.create(f"log/{c + 1:020d}", record)
+            floor = (cpu_seconds() - c0) / block
+            first = first or ours / floor
+            rows.append(
+                {
+                    "commits": a + block,
+                    "log_objects_left": len(os.listdir(path / "log")),
+                    "cpu_ms_per_commit": ours * 1e3,
+                    "wall_ms_per_commit": wall * 1e3,
+                    "floor_cpu_ms": floor * 1e3,
+                    "cpu_x_floor": ours / floor,
+                    "x_first_block": ours / floor / first,
+                }
+            )
+            print(table("growth", rows[-1:]), flush=True)
+    finally:
+        store.close()
+        shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(objects.root, ignore_errors=True)
 
 
 OPEN_CHILD = r"""
@@ -544,7 +599,7 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=None)
     ap.add_argument(
         "--sections",
-        default="density,cpu,takein,open,tasks,writers",
+        default="density,cpu,growth,takein,open,tasks,writers",
         help="comma-separated subset",
     )
     ap.add_argument("--no-s3", action="store_true", help="skip the local S3 server (moto)")
@@ -571,6 +626,9 @@ def main() -> None:
     cpu: list[dict] = []
     if "cpu" in sections:
         bench_cpu(root, 10**6, cpu, commits=200 if args.quick else 1000)
+    growth: list[dict] = []
+    if "growth" in sections:
+        bench_growth(root, growth, *((2000, 500) if args.quick else (20_000, 2000)))
     takein: list[dict] = []
     if "takein" in sections:
         bench_takein(root, takein, rounds=5 if args.quick else 15)
@@ -594,6 +652,12 @@ def main() -> None:
     print(f"# alma_store scale benchmark ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores)")
     print(table("Map 100 positions / commit 100 labels by position, by share labeled", density))
     print(table("CPU per commit (100 labels by dataset index) against its format's floor", cpu))
+    print(
+        table(
+            "One writer of a shared directory store: CPU per commit by block, against the floor",
+            growth,
+        )
+    )
     print(
         table("CPU per commit taken in from another writer, against the in-memory update", takein)
     )

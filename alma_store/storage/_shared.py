@@ -360,6 +360,11 @@ class SharedLog:
         """For requests sent while this writer does something else."""
         self._names_carry = True
         """Whether offers go in their names where they fit (until the storage refuses one)."""
+        self._deleted_through: int | None = None
+        """Every log object up to this version is deleted (by this compactor or another);
+        None until this compactor has listed the log once."""
+        self._segments: list[Segment] = []
+        """The segments after :attr:`_deleted_through` this compactor listed, by last version."""
 
     @property
     def location(self) -> str:
@@ -769,8 +774,8 @@ class SharedLog:
         Returns
         -------
         (folded, deleted)
-            Versions put in a new segment, log objects deleted. ``(0, 0)``
-            when another compactor holds the lease.
+            Versions put in a new segment, versions whose log objects were
+            deleted. ``(0, 0)`` when another compactor holds the lease.
         """
         lease = self._take_lease()
         if lease is None:
@@ -778,11 +783,19 @@ class SharedLog:
         try:
             # Every version before the first log object left is in a segment (a log
             # object is deleted only once a segment covers it), so only segments
-            # after it matter: the listing follows the log objects left, not history.
-            logs = self.objects.list("log/")
-            first = log_version(logs[0].name) if logs else newest + 1
-            segments = self.segments_after(first - 1)
-            done = max((s.last for s in segments), default=first - 1)
+            # after it matter. The log is listed by a compactor's first compaction
+            # only; later ones delete by name from where the last one stopped. A
+            # busy store holds every log object of the last ``grace`` seconds (100K
+            # and more), and listing them each time made a compaction's cost follow
+            # them instead of the versions it folds.
+            logs: list[str] | None = None
+            if self._deleted_through is None:
+                logs = [item.name for item in self.objects.list("log/")]
+                gone = log_version(logs[0]) - 1 if logs else newest
+            else:
+                gone = self._deleted_through
+            segments = self._segments_after(gone)
+            done = max((s.last for s in segments), default=gone)
             folded = 0
             if newest - done >= min_records:
                 data = b"".join(records(done + 1, newest))
@@ -792,26 +805,41 @@ class SharedLog:
                 self.objects.create(segment_name(done + 1, newest), sealed)
                 crash_point("compact-segment")  # segment written, log objects all still there
                 folded = newest - done
-                segments = self.segments_after(first - 1)
+                segments = self._segments_after(gone)
             self.objects.put(LEASE, lease)  # the storage's "now": after every segment listed
             storage_now = self.objects.modified(LEASE)
             deleted = 0
             if storage_now is not None:
                 ripe = max(
-                    (s.last for s in segments if storage_now - s.modified >= self.grace), default=0
+                    (s.last for s in segments if storage_now - s.modified >= self.grace),
+                    default=gone,
                 )
                 # A group commit ends before the next name: covered too. Each is covered
                 # by a segment for grace already, so the order of the deletes is free:
-                # in bulk requests where the storage has them.
-                covered = [item.name for item in logs if log_version(item.name) <= ripe]
+                # in bulk requests where the storage has them. By name, every version's
+                # (the name of a version inside a group object is no object: a no-op).
+                if logs is not None:
+                    covered = [name for name in logs if log_version(name) <= ripe]
+                else:
+                    covered = [log_name(v) for v in range(gone + 1, ripe + 1)]
                 self.objects.delete_many(covered)
-                deleted = len(covered)
+                deleted = max(0, ripe - gone)
+                self._deleted_through = max(gone, ripe)
             if self.groups:  # batches whose window has passed (their writers were killed)
                 named = (Pending.parse(item.name) for item in self.objects.list(PENDING))
                 self.withdraw([p for p in named if p and p.base + GROUP_WINDOW < newest])
             return folded, deleted
         finally:
             self.objects.delete(LEASE)
+
+    def _segments_after(self, version: int) -> list[Segment]:
+        """:meth:`segments_after` for a compactor: a segment is immutable, so those it
+        listed before are kept, and only the segments after the newest of them are listed
+        (in a directory, only those are ``stat``-ed; in object storage, only those sent)."""
+        known = [seg for seg in self._segments if seg.last > version]
+        known += self.segments_after(known[-1].last if known else version)
+        self._segments = known
+        return known
 
     def close(self) -> None:
         """Release the storage's connections and threads (after the background requests)."""
