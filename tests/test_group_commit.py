@@ -378,6 +378,29 @@ def test_a_writer_that_met_others_waits_for_a_carrier_at_most_a_while(
     assert not where.names("pending/")
 
 
+def test_a_writer_in_a_directory_that_met_others_offers_before_it_creates(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a directory a writer that met others offers its batch even when no other offer
+    waits: a writer of the same moment then waits for it instead of racing it for the
+    version (a create lost costs an ``fsync``). Alone, it carries its own offer at once."""
+    with alma_store.create(tmp_path / "s", n_items=100, shared=True) as a:
+        a.add_labels([1], [1], relative_to="dataset")
+        offered: list[int] = []
+        real_offer = a._writer._offer
+
+        def offer(event: LabelEvent) -> Pending:
+            offered.append(event.version)
+            return real_offer(event)
+
+        monkeypatch.setattr(a._writer, "_offer", offer)
+        _contended(a).add_labels([2], [2], relative_to="dataset")
+        assert offered == [2]
+        assert [e.batch is not None for e in a.history()] == [False, True]
+        assert a.version == 2 and labeled_of(a) == {1: 1, 2: 2}
+        assert not DirObjects(tmp_path / "s").list("pending/")  # withdrawn once it landed
+
+
 def test_format_8_commit_objects_hold_one_record(tmp_path) -> None:
     objects = DirObjects(tmp_path)
     store_id = b"u" * 16

@@ -47,9 +47,9 @@ A commit, top to bottom:
    ``expected_version``, or of annotations are never offered. Who carries depends on
    what a request costs (:attr:`Engine.offers_wait`):
 
-   * *in a directory* it lists the offers first. If one waits, or it just lost a
-     version, it offers its own. The writer of the oldest offer carries them all; the
-     others poll for that commit up to :data:`FOLLOW_MAX` instead of racing.
+   * *in a directory* it offers its batch and lists the offers. The writer of the
+     oldest offer carries them all; the others poll for that commit up to
+     :data:`FOLLOW_MAX` instead of racing (a create lost costs an ``fsync``).
    * *in object storage* the writer of the newest commit object carries: it lists the
      offers before each create. Another writer offers at once, without reading the log
      first, then looks for its batch one round of gets at a time, while the log grows
@@ -338,7 +338,7 @@ class Writer:
                 group, carried = [event], []
                 if contended and self._follows:  # the writer of the oldest offer carries all
                     waiting = self._older_offer(offered, latest)
-                    if offered is None and (waiting or lost):  # ours joins them
+                    if offered is None:  # ours is offered: one carrier, no creates lost
                         event = event.renumbered(event.version, batch=uuid.uuid4().hex)
                         offered = self._offer(event)
                         follow_until = time.monotonic() + FOLLOW_MAX
