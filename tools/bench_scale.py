@@ -15,11 +15,11 @@ Sections (figures in ``docs/benchmarks.md``, "Scale"):
   the floor: encoding the same record and making it durable as the format does
   (appended with ``fdatasync``; in a shared directory, created as a commit object).
 - ``growth``: one writer commits 20,000 times (10 labels each) to a shared store in a
-  directory, well within the 10 minutes a commit object outlives its fold: CPU per
-  commit in each block of 2,000, against the create of as many commit objects into a
-  directory of their own that fills the same way (the floor), and the last block's
-  ratio against the first's (a cost that follows the log objects left, not the
-  commits, grows there).
+  directory, and 5,000 times on the S3 server, well within the 10 minutes a commit
+  object outlives its fold: CPU per commit in each block of 2,000 (1,000), against the
+  create of as many commit objects under a prefix of their own that fills the same way
+  (the floor), and the last block's ratio against the first's (a cost that follows the
+  log objects left, not the commits, grows there).
 - ``takein``: CPU per commit (10 labels) that another open of the store takes in (as
   every writer of a busy store does with the others' commits, a few dozen at a time),
   1, 16 or 64 at once, with a journal tail of 5K or 100K rows; beside it the same
@@ -190,53 +190,72 @@ def bench_cpu(root: Path, n: int, rows: list[dict], commits: int) -> None:
         print(table("cpu", rows[-1:]), flush=True)
 
 
-def bench_growth(root: Path, rows: list[dict], commits: int, block: int) -> None:
-    """One writer of a shared directory store, blocks of ``block`` commits of 10 labels,
-    each followed by ``block`` creates of commit objects alone (the floor, into a
-    directory of its own that fills as ``log/`` does): CPU per commit, block by block."""
-    from alma_store.core import LabelEvent
-    from alma_store.storage import DirObjects
+def bench_growth(root: Path, rows: list[dict], runs: list[tuple[int, int]], s3: bool) -> None:
+    """One writer of a shared store, blocks of commits of 10 labels, each block followed by
+    as many creates of commit objects alone (the floor, under a prefix of their own that
+    fills as ``log/`` does): CPU per commit, block by block. ``runs``: ``(commits, block)``
+    in a directory, then on the S3 server when ``s3``."""
+    import uuid
 
+    from alma_store.core import LabelEvent
+    from alma_store.storage import Location, open_objects
+
+    server = endpoint = None
+    kinds: list[tuple[str, dict | None]] = [("shared directory", None)]
+    if s3:
+        from bench_core import make_bucket, moto_options, start_moto
+
+        server, endpoint = start_moto()
+        make_bucket(endpoint, "growth")
+        kinds.append(("shared on moto S3", moto_options(endpoint)))
     k = 10
-    path = root / "growth"
-    shutil.rmtree(path, ignore_errors=True)
-    objects = DirObjects(root / "growth-floor")
-    shutil.rmtree(objects.root, ignore_errors=True)
-    store = alma_store.create(path, n_items=commits * k, shared=True)
-    first: float | None = None
     try:
-        for a in range(0, commits, block):
-            c0, t0 = cpu_seconds(), time.perf_counter()
-            for c in range(a, a + block):
-                store.add_labels(
-                    np.arange(c * k, (c + 1) * k), np.ones(k, np.int64), relative_to="dataset"
-                )
-            ours, wall = (cpu_seconds() - c0) / block, (time.perf_counter() - t0) / block
-            c0 = cpu_seconds()
-            for c in range(a, a + block):
-                idx = np.arange(c * k, (c + 1) * k)
-                record = LabelEvent(c + 1, "add", idx, np.ones(k, np.int64)).encode(
-                    np.dtype(np.int64)
-                )
-                objects.create(f"log/{c + 1:020d}", record)
-            floor = (cpu_seconds() - c0) / block
-            first = first or ours / floor
-            rows.append(
-                {
-                    "commits": a + block,
-                    "log_objects_left": len(os.listdir(path / "log")),
-                    "cpu_ms_per_commit": ours * 1e3,
-                    "wall_ms_per_commit": wall * 1e3,
-                    "floor_cpu_ms": floor * 1e3,
-                    "cpu_x_floor": ours / floor,
-                    "x_first_block": ours / floor / first,
-                }
+        for (kind, options), (commits, block) in zip(kinds, runs, strict=False):
+            name = uuid.uuid4().hex[:8]
+            if options is None:
+                where, floor_at = str(root / f"growth-{name}"), str(root / f"floor-{name}")
+            else:
+                where, floor_at = f"s3://growth/{name}", f"s3://growth/floor-{name}"
+            objects = open_objects(Location.parse(floor_at, options))
+            store = alma_store.create(
+                where, n_items=commits * k, shared=True, storage_options=options
             )
-            print(table("growth", rows[-1:]), flush=True)
+            first: float | None = None
+            try:
+                for a in range(0, commits, block):
+                    c0, t0 = cpu_seconds(), time.perf_counter()
+                    for c in range(a, a + block):
+                        idx = np.arange(c * k, (c + 1) * k)
+                        store.add_labels(idx, np.ones(k, np.int64), relative_to="dataset")
+                    ours, wall = (cpu_seconds() - c0) / block, (time.perf_counter() - t0) / block
+                    c0 = cpu_seconds()
+                    for c in range(a, a + block):
+                        idx = np.arange(c * k, (c + 1) * k)
+                        event = LabelEvent(c + 1, "add", idx, np.ones(k, np.int64))
+                        objects.create(f"log/{c + 1:020d}", event.encode(np.dtype(np.int64)))
+                    floor = (cpu_seconds() - c0) / block
+                    first = first or ours / floor
+                    rows.append(
+                        {
+                            "store": kind,
+                            "commits": a + block,
+                            "cpu_ms_per_commit": ours * 1e3,
+                            "commits_per_s": 1 / wall,
+                            "floor_cpu_ms": floor * 1e3,
+                            "cpu_x_floor": ours / floor,
+                            "x_first_block": ours / floor / first,
+                        }
+                    )
+                    print(table("growth", rows[-1:]), flush=True)
+            finally:
+                store.close()
+                objects.close()
+                if options is None:
+                    shutil.rmtree(where, ignore_errors=True)
+                    shutil.rmtree(floor_at, ignore_errors=True)
     finally:
-        store.close()
-        shutil.rmtree(path, ignore_errors=True)
-        shutil.rmtree(objects.root, ignore_errors=True)
+        if server is not None:
+            server.stop()
 
 
 OPEN_CHILD = r"""
@@ -628,7 +647,8 @@ def main() -> None:
         bench_cpu(root, 10**6, cpu, commits=200 if args.quick else 1000)
     growth: list[dict] = []
     if "growth" in sections:
-        bench_growth(root, growth, *((2000, 500) if args.quick else (20_000, 2000)))
+        runs = [(2000, 500), (400, 100)] if args.quick else [(20_000, 2000), (5000, 1000)]
+        bench_growth(root, growth, runs, s3=not args.no_s3)
     takein: list[dict] = []
     if "takein" in sections:
         bench_takein(root, takein, rounds=5 if args.quick else 15)
@@ -654,7 +674,7 @@ def main() -> None:
     print(table("CPU per commit (100 labels by dataset index) against its format's floor", cpu))
     print(
         table(
-            "One writer of a shared directory store: CPU per commit by block, against the floor",
+            "One writer of a shared store: CPU per commit by block, against the floor",
             growth,
         )
     )
