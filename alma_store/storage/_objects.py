@@ -176,19 +176,29 @@ class DirObjects:
         return [self.get(name) for name in names]  # threads only slow local reads down
 
     def list(self, prefix: str, after: str = "", limit: int | None = None) -> list[Listed]:
+        # A folder may hold every commit object of the last ``grace`` (hundreds of
+        # thousands): its names are compared as they come from ``listdir``, and only
+        # those returned are ``stat``-ed.
         folder, _, stem = prefix.rpartition("/")
         base = self._path(folder) if folder else self.location
+        lead = f"{folder}/" if folder else ""
         try:
-            entries = list(os.scandir(base))
+            names = os.listdir(base)
         except FileNotFoundError:
             return []
-        out = []
-        for entry in entries:
-            name = f"{folder}/{entry.name}" if folder else entry.name
-            if entry.name.startswith(stem) and not entry.name.startswith(".") and name > after:
-                with contextlib.suppress(FileNotFoundError):
-                    out.append(Listed(name, entry.stat().st_mtime))
-        return sorted(out, key=lambda item: item.name)[:limit]
+        if after.startswith(lead):
+            rest = after[len(lead) :]
+            chosen = [n for n in names if n > rest and n.startswith(stem) and n[:1] != "."]
+        else:
+            chosen = [n for n in names if lead + n > after and n.startswith(stem) and n[:1] != "."]
+        chosen.sort()
+        out: list[Listed] = []
+        for name in chosen:
+            if limit is not None and len(out) >= limit:
+                break
+            with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+                out.append(Listed(lead + name, os.stat(os.path.join(base, name)).st_mtime))
+        return out
 
     def list_soon(self, prefix: str) -> Future[Listing]:
         done: Future[Listing] = Future()
