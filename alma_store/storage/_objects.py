@@ -186,12 +186,15 @@ class DirObjects:
             names = os.listdir(base)
         except FileNotFoundError:
             return []
+        # Every name listed starts with ``lead``: one after ``after`` is one whose rest is
+        # after ``after``'s rest, or any, or none, where ``after`` is not within ``lead``.
         if after.startswith(lead):
             rest = after[len(lead) :]
-            chosen = [n for n in names if n > rest and n.startswith(stem) and n[:1] != "."]
+        elif after < lead:
+            rest = ""
         else:
-            chosen = [n for n in names if lead + n > after and n.startswith(stem) and n[:1] != "."]
-        chosen.sort()
+            return []
+        chosen = sorted(n for n in names if n > rest and n.startswith(stem) and n[:1] != ".")
         out: list[Listed] = []
         for name in chosen:
             if limit is not None and len(out) >= limit:

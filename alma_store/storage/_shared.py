@@ -788,12 +788,10 @@ class SharedLog:
             # busy store holds every log object of the last ``grace`` seconds (100K
             # and more), and listing them each time made a compaction's cost follow
             # them instead of the versions it folds.
-            logs: list[str] | None = None
-            if self._deleted_through is None:
-                logs = [item.name for item in self.objects.list("log/")]
-                gone = log_version(logs[0]) - 1 if logs else newest
-            else:
-                gone = self._deleted_through
+            gone = self._deleted_through
+            if gone is None:
+                logs = self.objects.list("log/", limit=1)
+                gone = log_version(logs[0].name) - 1 if logs else newest
             segments = self._segments_after(gone)
             done = max((s.last for s in segments), default=gone)
             folded = 0
@@ -818,13 +816,9 @@ class SharedLog:
                 # by a segment for grace already, so the order of the deletes is free:
                 # in bulk requests where the storage has them. By name, every version's
                 # (the name of a version inside a group object is no object: a no-op).
-                if logs is not None:
-                    covered = [name for name in logs if log_version(name) <= ripe]
-                else:
-                    covered = [log_name(v) for v in range(gone + 1, ripe + 1)]
-                self.objects.delete_many(covered)
-                deleted = max(0, ripe - gone)
-                self._deleted_through = max(gone, ripe)
+                self.objects.delete_many([log_name(v) for v in range(gone + 1, ripe + 1)])
+                deleted = ripe - gone  # every segment listed ends after ``gone``
+                self._deleted_through = ripe
             if self.groups:  # batches whose window has passed (their writers were killed)
                 named = (Pending.parse(item.name) for item in self.objects.list(PENDING))
                 self.withdraw([p for p in named if p and p.base + GROUP_WINDOW < newest])
