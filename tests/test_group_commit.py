@@ -221,10 +221,10 @@ def test_an_offer_past_its_window_never_lands_and_is_pruned(where: Where) -> Non
 
 
 def test_a_compactor_lists_the_log_once_then_deletes_by_name(where: Where) -> None:
-    """A compactor lists ``log/`` at its first compaction only (a busy store holds every
-    log object of the last ``grace`` seconds); later ones delete from where it stopped, by
-    name (a version inside a group object names no object), and fold and delete exactly
-    what a listing would have found."""
+    """A compactor lists ``log/`` at its first compaction only, for its first object (a busy
+    store holds every log object of the last ``grace`` seconds); every compaction deletes
+    from where the last one stopped, by name (a version inside a group object names no
+    object), and folds and deletes exactly what a listing would have found."""
     with where.create(100) as a, where.open() as b:
         for item in range(4):
             a.add_labels([item], [1], relative_to="dataset")  # versions 1-4, an object each

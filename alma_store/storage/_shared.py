@@ -783,11 +783,11 @@ class SharedLog:
         try:
             # Every version before the first log object left is in a segment (a log
             # object is deleted only once a segment covers it), so only segments
-            # after it matter. The log is listed by a compactor's first compaction
-            # only; later ones delete by name from where the last one stopped. A
-            # busy store holds every log object of the last ``grace`` seconds (100K
-            # and more), and listing them each time made a compaction's cost follow
-            # them instead of the versions it folds.
+            # after it matter. A compactor looks that object up once (a listing of
+            # one name), then deletes by name from where the last compaction stopped.
+            # A busy store holds every log object of the last ``grace`` seconds (100K
+            # and more): listing them all made a compaction's cost follow them
+            # instead of the versions it folds.
             gone = self._deleted_through
             if gone is None:
                 logs = self.objects.list("log/", limit=1)
